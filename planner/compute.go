@@ -1,0 +1,226 @@
+package planner
+
+import "fmt"
+
+// Compute plans how to get from the observed cluster to the desired state
+// over the catalog's releases (DESIGN.md §5). A plan that the rules forbid is
+// a *RefusalError carrying one of the Reason constants.
+func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
+	p := Plan{
+		Origin:        o,
+		CatalogDigest: c.Digest(),
+		Version:       d.Version,
+		Policy:        d.PathPolicy,
+		Method:        d.Method,
+	}
+	var err error
+	switch d.State {
+	case StatePresent:
+		err = p.present(d, o, c)
+	case StateAbsent:
+		err = p.absent(d, o)
+	default:
+		return Plan{}, refuse(ReasonInvalidDesiredState, "the desired state was not parsed with ParseDesired")
+	}
+	if err != nil {
+		return Plan{}, err
+	}
+	if p.Steps == nil {
+		p.Steps = []Step{}
+	}
+	p.ID = planID(p)
+	return p, nil
+}
+
+func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
+	t, err := resolve(d.selector, c)
+	if err != nil {
+		return err
+	}
+	if t.line().less(firstRollingLine) {
+		return refuse(ReasonUnsupportedSourceVersion, "%s predates v0.17.0, the first release with rolling updates", t.tag)
+	}
+	p.To = t.tag
+	if o.Installed == "" {
+		return p.install(d, o, t)
+	}
+	cur, err := parseTag(o.Installed)
+	if err != nil {
+		return refuse(ReasonUnsupportedSourceVersion, "installed version %s is not a release tag", QuoteValue(o.Installed))
+	}
+	p.From = cur.tag
+	if cur.line().less(firstRollingLine) {
+		return refuse(ReasonUnsupportedSourceVersion, "installed %s is older than the v0.17 line; KubeVirt supports rolling updates only from v0.17.0", cur.tag)
+	}
+	switch cmp := t.compare(cur); {
+	case cmp < 0:
+		return refuse(ReasonDowngradeNotSupported, "desired %s is older than installed %s; KubeVirt does not support downgrades", t.tag, cur.tag)
+	case cmp == 0:
+		p.Action = ActionNone
+		return nil
+	}
+	hops, err := path(cur, t, d.PathPolicy, c)
+	if err != nil {
+		return err
+	}
+	m := hopMethod(d.Method, o.Mode)
+	p.Action = ActionUpgrade
+	from := cur
+	for _, h := range hops {
+		p.Steps = append(p.Steps, Step{Type: StepUpgrade, From: from.tag, To: h.tag, Method: m})
+		from = h
+	}
+	return nil
+}
+
+// install is one step at the target. An operator already running at a newer
+// version would be downgraded by applying the target's manifest.
+func (p *Plan) install(d Desired, o Observed, t version) error {
+	if o.OperatorVersion != "" {
+		if op, err := parseTag(o.OperatorVersion); err == nil && op.compare(t) > 0 {
+			return refuse(ReasonDowngradeNotSupported, "virt-operator %s is already running; installing %s would downgrade it", op.tag, t.tag)
+		}
+	}
+	m := MethodOperator
+	if d.Method == MethodImageTag {
+		m = MethodImageTag
+	}
+	p.Action = ActionInstall
+	p.Steps = []Step{{Type: StepInstall, To: t.tag, Method: m}}
+	return nil
+}
+
+// absent plans a teardown in the documented order.
+func (p *Plan) absent(d Desired, o Observed) error {
+	if !o.KubeVirt && !o.OperatorPresent {
+		p.Action = ActionNone
+		return nil
+	}
+	if o.KubeVirt && !o.Terminating && o.Workloads > 0 {
+		if !d.Teardown.AllowWorkloadRemoval {
+			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and teardown deletes every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
+		}
+		if o.UninstallStrategy != "" && o.UninstallStrategy != "RemoveWorkloads" {
+			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and the KubeVirt CR's uninstallStrategy %s blocks its deletion; remove the workloads or change the strategy", o.Workloads, QuoteValue(o.UninstallStrategy))
+		}
+	}
+	from := o.Installed
+	if from == "" {
+		from = o.OperatorVersion
+	}
+	p.Action = ActionTeardown
+	p.From = from
+	if o.KubeVirt {
+		if o.Terminating && !o.OperatorPresent && d.Teardown.RemoveStuckFinalizers {
+			p.Steps = append(p.Steps, Step{Type: StepRemoveStuckFinalizers, From: from})
+		}
+		p.Steps = append(p.Steps, Step{Type: StepDeleteKubeVirt, From: from})
+	}
+	p.Steps = append(p.Steps, Step{Type: StepDeleteLeftovers, From: from})
+	if o.OperatorPresent {
+		p.Steps = append(p.Steps, Step{Type: StepDeleteOperator, From: from})
+	}
+	return nil
+}
+
+func hopMethod(m Method, mode Mode) Method {
+	switch m {
+	case MethodOperator, MethodImageTag:
+		return m
+	}
+	if mode == ModeImageTag {
+		return MethodOperatorThenImageTag
+	}
+	return MethodOperator
+}
+
+// resolve picks the target release: an exact tag must be in the catalog;
+// latest and constraints pick the highest stable release.
+func resolve(s selector, c *Catalog) (version, error) {
+	switch {
+	case !s.exact.isZero():
+		if _, ok := c.find(s.exact.tag); !ok {
+			return version{}, refuse(ReasonUnknownVersion, "%s is not in the release catalog (%d releases, latest %s)", s.exact.tag, c.Len(), orNone(c.Latest()))
+		}
+		return s.exact, nil
+	case s.latest:
+		if l := c.Latest(); l != "" {
+			v, _ := parseTag(l)
+			return v, nil
+		}
+		return version{}, refuse(ReasonUnknownVersion, "the release catalog has no stable release")
+	case s.constraint != nil:
+		st := c.stable()
+		for i := len(st) - 1; i >= 0; i-- {
+			if s.constraint.Check(st[i].sv) {
+				return st[i], nil
+			}
+		}
+		return version{}, refuse(ReasonUnknownVersion, "no stable release in the catalog matches %s", QuoteValue(s.constraint.String()))
+	}
+	return version{}, refuse(ReasonInvalidDesiredState, "spec.version is not set")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// path lists the hops from cur to t (DESIGN.md §5): within cur's line every
+// later stable release (Strict) or its latest (LatestPatch), then the latest
+// stable release of every line in between, then t. Consecutive lines must be
+// adjacent, or the catalog lacks a line and there is no supported path.
+func path(cur, t version, policy PathPolicy, c *Catalog) ([]version, error) {
+	cl, tl := cur.line(), t.line()
+	st := c.stable()
+	var hops []version
+	for _, v := range st {
+		if v.line() == cl && v.compare(cur) > 0 && (tl != cl || v.compare(t) <= 0) {
+			hops = append(hops, v)
+		}
+	}
+	if policy == PolicyLatestPatch && len(hops) > 1 {
+		hops = hops[len(hops)-1:]
+	}
+	prev := cl
+	for i := 0; i < len(st); i++ {
+		l := st[i].line()
+		if !cl.less(l) || !l.less(tl) {
+			continue
+		}
+		// The last stable release of line l is its latest.
+		for i+1 < len(st) && st[i+1].line() == l {
+			i++
+		}
+		if !prev.next(l) {
+			return nil, noPath(prev, l, cur, t)
+		}
+		hops = append(hops, st[i])
+		prev = l
+	}
+	if tl != cl && !prev.next(tl) {
+		return nil, noPath(prev, tl, cur, t)
+	}
+	if n := len(hops); n == 0 || hops[n-1].compare(t) != 0 {
+		hops = append(hops, t)
+	}
+	return hops, nil
+}
+
+func noPath(from, to line, cur, t version) error {
+	return refuse(ReasonNoUpgradePath, "no supported path from %s to %s: the catalog has no release line between %s and %s, and KubeVirt updates only from one minor to the next",
+		cur.tag, t.tag, from, to)
+}
+
+// String renders a step for logs and messages.
+func (s Step) String() string {
+	switch {
+	case s.From != "" && s.To != "":
+		return fmt.Sprintf("%s %s -> %s (%s)", s.Type, s.From, s.To, s.Method)
+	case s.To != "":
+		return fmt.Sprintf("%s %s (%s)", s.Type, s.To, s.Method)
+	}
+	return fmt.Sprintf("%s %s", s.Type, s.From)
+}

@@ -1,0 +1,247 @@
+package planner
+
+import (
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// The desired file's identity.
+const (
+	DesiredAPIVersion = "kvgitops.dev/v1alpha1"
+	DesiredKind       = "KubeVirtDesiredState"
+)
+
+// MaxDesiredSize caps the desired file. Larger files are rejected unread.
+const MaxDesiredSize = 64 << 10
+
+// Bounds of the durations in the desired file.
+const (
+	DefaultHopTimeout = 30 * time.Minute
+	minDuration       = time.Second
+	maxHopTimeout     = 24 * time.Hour
+	maxWindow         = 7 * 24 * time.Hour
+)
+
+// State says whether KubeVirt should be installed.
+type State string
+
+// States.
+const (
+	StatePresent State = "Present"
+	StateAbsent  State = "Absent"
+)
+
+// Method is how hops are carried out. Auto, Operator and ImageTag are what a
+// desired file may ask for; a planned step carries Operator, ImageTag or
+// OperatorThenImageTag.
+type Method string
+
+// Methods.
+const (
+	MethodAuto                 Method = "Auto"
+	MethodOperator             Method = "Operator"
+	MethodImageTag             Method = "ImageTag"
+	MethodOperatorThenImageTag Method = "OperatorThenImageTag"
+)
+
+// PathPolicy chooses the hops within the installed release's line.
+type PathPolicy string
+
+// Path policies.
+const (
+	PolicyStrict      PathPolicy = "Strict"
+	PolicyLatestPatch PathPolicy = "LatestPatch"
+)
+
+// Approval says whether a plan may run without a human naming its id.
+type Approval string
+
+// Approval modes.
+const (
+	ApprovalAutomatic Approval = "Automatic"
+	ApprovalManual    Approval = "Manual"
+)
+
+// Desired is a validated desired file (DESIGN.md §3). Build it with
+// [ParseDesired]; every field holds its default when the file leaves it out.
+type Desired struct {
+	State        State
+	Version      string // as written: a tag, "latest" or a constraint; "" when Absent
+	Method       Method
+	PathPolicy   PathPolicy
+	Approval     Approval
+	ApprovedPlan string
+	Suspend      bool
+	HopTimeout   time.Duration
+	Window       *Window // nil: any time
+	Teardown     Teardown
+
+	selector selector
+}
+
+// Teardown holds the opt-ins of a teardown.
+type Teardown struct {
+	RemoveStuckFinalizers bool
+	AllowWorkloadRemoval  bool
+}
+
+// selector is the parsed form of spec.version.
+type selector struct {
+	exact      version
+	latest     bool
+	constraint *semver.Constraints
+}
+
+// ParseDesired validates and decodes a desired file. The input is untrusted:
+// any deviation from the schema is a *FieldError naming the field and value.
+// Rules beyond the YAML: exactly one document; no anchors, aliases or custom
+// tags; unknown or duplicate keys rejected; strings must be YAML strings (an
+// unquoted 1.10 is a float and is rejected, never read as "1.1"); UTF-8 only
+// (a leading UTF-8 byte-order mark is dropped), no control or bidi-override
+// characters.
+func ParseDesired(data []byte) (Desired, error) {
+	root, err := decodeSingleDocument(data, MaxDesiredSize)
+	if err != nil {
+		return Desired{}, err
+	}
+	d := Desired{
+		State:      StatePresent,
+		Method:     MethodAuto,
+		PathPolicy: PolicyStrict,
+		Approval:   ApprovalAutomatic,
+		HopTimeout: DefaultHopTimeout,
+	}
+	var spec *yaml.Node
+	top := fields{
+		"apiVersion": func(n *yaml.Node) error { return expectConst(n, "apiVersion", DesiredAPIVersion) },
+		"kind":       func(n *yaml.Node) error { return expectConst(n, "kind", DesiredKind) },
+		"spec":       func(n *yaml.Node) error { spec = n; return nil },
+	}
+	if err := top.decode("", root, "apiVersion", "kind", "spec"); err != nil {
+		return Desired{}, err
+	}
+	if err := d.decodeSpec(spec); err != nil {
+		return Desired{}, err
+	}
+	return d, nil
+}
+
+func (d *Desired) decodeSpec(spec *yaml.Node) error {
+	var versionNode *yaml.Node
+	f := fields{
+		"state": func(n *yaml.Node) error {
+			return enum(n, "spec.state", &d.State, StatePresent, StateAbsent)
+		},
+		"version": func(n *yaml.Node) error {
+			versionNode = n
+			s, err := scalarString(n, "spec.version")
+			d.Version = s
+			return err
+		},
+		"method": func(n *yaml.Node) error {
+			return enum(n, "spec.method", &d.Method, MethodAuto, MethodOperator, MethodImageTag)
+		},
+		"pathPolicy": func(n *yaml.Node) error {
+			return enum(n, "spec.pathPolicy", &d.PathPolicy, PolicyStrict, PolicyLatestPatch)
+		},
+		"approval": func(n *yaml.Node) error {
+			return enum(n, "spec.approval", &d.Approval, ApprovalAutomatic, ApprovalManual)
+		},
+		"approvedPlan": func(n *yaml.Node) error {
+			s, err := scalarString(n, "spec.approvedPlan")
+			if err == nil && s != "" && !planIDPattern.MatchString(s) {
+				return fieldErr(n, "spec.approvedPlan", s, "not a plan id (8 lower-case hex digits from the status file)")
+			}
+			d.ApprovedPlan = s
+			return err
+		},
+		"suspend": func(n *yaml.Node) error { return scalarBool(n, "spec.suspend", &d.Suspend) },
+		"hopTimeout": func(n *yaml.Node) error {
+			return duration(n, "spec.hopTimeout", maxHopTimeout, &d.HopTimeout)
+		},
+		"maintenanceWindow": func(n *yaml.Node) error {
+			w, err := decodeWindow(n)
+			d.Window = w
+			return err
+		},
+		"teardown": func(n *yaml.Node) error { return d.decodeTeardown(n) },
+	}
+	if err := f.decode("spec", spec); err != nil {
+		return err
+	}
+	switch d.State {
+	case StatePresent:
+		if versionNode == nil {
+			return &FieldError{Field: "spec.version", Line: spec.Line, Problem: "required when spec.state is Present"}
+		}
+		sel, err := parseSelector(d.Version)
+		if err != nil {
+			return fieldErr(versionNode, "spec.version", d.Version, err.Error())
+		}
+		d.selector = sel
+	case StateAbsent:
+		if versionNode != nil {
+			return fieldErr(versionNode, "spec.version", d.Version, "must be omitted when spec.state is Absent")
+		}
+	}
+	if d.Approval == ApprovalAutomatic && d.ApprovedPlan != "" {
+		return &FieldError{Field: "spec.approvedPlan", Value: d.ApprovedPlan, Problem: "only meaningful with spec.approval: Manual"}
+	}
+	return nil
+}
+
+func (d *Desired) decodeTeardown(n *yaml.Node) error {
+	f := fields{
+		"removeStuckFinalizers": func(v *yaml.Node) error {
+			return scalarBool(v, "spec.teardown.removeStuckFinalizers", &d.Teardown.RemoveStuckFinalizers)
+		},
+		"allowWorkloadRemoval": func(v *yaml.Node) error {
+			return scalarBool(v, "spec.teardown.allowWorkloadRemoval", &d.Teardown.AllowWorkloadRemoval)
+		},
+	}
+	return f.decode("spec.teardown", n)
+}
+
+var planIDPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+// bareVersion matches values that look like a version with no operator; such
+// a value must be a full release tag, so "v1.2", "1.2.3" and "V1.2.3" are
+// rejected instead of being read as constraints.
+var bareVersion = regexp.MustCompile(`^[vV]?[0-9]+(\.[0-9]+)*(-[^ ]*)?(\+.*)?$`)
+
+// constraintChars is the alphabet of a semver constraint.
+var constraintChars = regexp.MustCompile(`^[0-9A-Za-z.<>=~^!*|, -]+$`)
+
+const maxConstraintLen = 100
+
+func parseSelector(s string) (selector, error) {
+	switch {
+	case s == "":
+		return selector{}, errorString("must not be empty: use a release tag (v1.8.4), \"latest\" or a constraint (~1.8)")
+	case strings.TrimSpace(s) != s:
+		return selector{}, errorString("must not have leading or trailing spaces")
+	case s == "latest":
+		return selector{latest: true}, nil
+	case strings.HasPrefix(s, "v") && tagPattern.MatchString(s):
+		v, err := parseTag(s)
+		if err != nil {
+			return selector{}, errorString(err.Error())
+		}
+		return selector{exact: v}, nil
+	case bareVersion.MatchString(s):
+		return selector{}, errorString("not a release tag: write the full tag with a leading v (v1.8.4) or a constraint (~1.8)")
+	}
+	c, err := semver.NewConstraint(s)
+	if len(s) > maxConstraintLen || !constraintChars.MatchString(s) || err != nil {
+		return selector{}, errorString(`not a release tag (v1.8.4), "latest" or a valid semver constraint (~1.8)`)
+	}
+	return selector{constraint: c}, nil
+}
+
+type errorString string
+
+func (e errorString) Error() string { return string(e) }

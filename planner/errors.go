@@ -1,0 +1,104 @@
+package planner
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Reason is a machine-readable refusal reason. The values are a contract:
+// they appear in the status file and in `kvgitops plan -o json`.
+type Reason string
+
+// The refusal reasons of DESIGN.md §5.
+const (
+	ReasonInvalidDesiredState      Reason = "InvalidDesiredState"
+	ReasonUnknownVersion           Reason = "UnknownVersion"
+	ReasonDowngradeNotSupported    Reason = "DowngradeNotSupported"
+	ReasonUnsupportedSourceVersion Reason = "UnsupportedSourceVersion"
+	ReasonWorkloadsExist           Reason = "WorkloadsExist"
+	ReasonNoUpgradePath            Reason = "NoUpgradePath"
+)
+
+// ErrInvalidDesired matches every error returned by [ParseDesired].
+var ErrInvalidDesired = errors.New("invalid desired file")
+
+// ErrInvalidCatalog matches every error returned by the catalog parsers.
+var ErrInvalidCatalog = errors.New("invalid release catalog")
+
+// FieldError is a rejection of the desired file. It names the field (a dotted
+// path such as "spec.version", empty for the file as a whole), the offending
+// value (sanitised and truncated), and what is wrong with it.
+type FieldError struct {
+	Field   string
+	Value   string // as written; sanitised by Error
+	Line    int    // 1-based; 0 when unknown
+	Problem string
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	if e.Field != "" {
+		b.WriteString(e.Field)
+	} else {
+		b.WriteString("desired file")
+	}
+	if e.Line > 0 {
+		fmt.Fprintf(&b, " (line %d)", e.Line)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Problem)
+	if e.Value != "" {
+		fmt.Fprintf(&b, ", got %s", QuoteValue(e.Value))
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrInvalidDesired) true for every FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidDesired }
+
+// RefusalError is a plan that cannot be made: the inputs are valid but the
+// rules forbid what they ask for. Reason is one of the Reason constants.
+type RefusalError struct {
+	Reason  Reason
+	Message string
+}
+
+func (e *RefusalError) Error() string { return string(e.Reason) + ": " + e.Message }
+
+func refuse(r Reason, format string, args ...any) error {
+	return &RefusalError{Reason: r, Message: fmt.Sprintf(format, args...)}
+}
+
+// ReasonOf classifies an error from this package: the refusal reason of a
+// RefusalError, InvalidDesiredState for a FieldError, "" otherwise.
+func ReasonOf(err error) Reason {
+	var re *RefusalError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	if errors.Is(err, ErrInvalidDesired) {
+		return ReasonInvalidDesiredState
+	}
+	return ""
+}
+
+// maxValueLen bounds how much of an offending value an error echoes.
+const maxValueLen = 64
+
+// QuoteValue renders untrusted text for an error message or a status file:
+// Go-quoted (so newlines, escapes and control characters are visible and
+// inert) and truncated.
+func QuoteValue(s string) string {
+	if len(s) > maxValueLen {
+		cut := maxValueLen
+		for cut > 0 && !isRuneStart(s[cut]) {
+			cut--
+		}
+		return strconv.Quote(s[:cut]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

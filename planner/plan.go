@@ -1,0 +1,123 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"slices"
+)
+
+// Action is what a plan does as a whole.
+type Action string
+
+// Actions.
+const (
+	ActionNone     Action = "None"
+	ActionInstall  Action = "Install"
+	ActionUpgrade  Action = "Upgrade"
+	ActionTeardown Action = "Teardown"
+)
+
+// StepType is the kind of one step.
+type StepType string
+
+// Step types, in the order a teardown runs them.
+const (
+	StepInstall               StepType = "Install"
+	StepUpgrade               StepType = "Upgrade"
+	StepRemoveStuckFinalizers StepType = "RemoveStuckFinalizers"
+	StepDeleteKubeVirt        StepType = "DeleteKubeVirt"
+	StepDeleteLeftovers       StepType = "DeleteLeftovers"
+	StepDeleteOperator        StepType = "DeleteOperator"
+)
+
+// Mode says how the KubeVirt CR picks its version.
+type Mode string
+
+// Modes.
+const (
+	ModeLocked   Mode = "Locked"   // no spec.imageTag: the operand follows the operator
+	ModeImageTag Mode = "ImageTag" // spec.imageTag pins the operand
+)
+
+// Observed is the part of the cluster's state that planning depends on.
+// The executor fills it; tests and `kvgitops plan --installed` build it.
+type Observed struct {
+	// Installed is the KubeVirt CR's status.observedKubeVirtVersion: the last
+	// version completely installed. "" when there is no CR or it has never
+	// finished an install.
+	Installed string
+	// Mode is Locked unless the CR pins spec.imageTag.
+	Mode Mode
+	// OperatorVersion is the version of the virt-operator Deployment, "" when
+	// there is none or its version cannot be told.
+	OperatorVersion string
+	// KubeVirt reports whether a KubeVirt CR exists, and Terminating whether
+	// it carries a deletionTimestamp.
+	KubeVirt    bool
+	Terminating bool
+	// OperatorPresent reports whether the virt-operator Deployment exists.
+	OperatorPresent bool
+	// Workloads counts VMs and VMIs in the cluster.
+	Workloads int
+	// UninstallStrategy is the CR's spec.uninstallStrategy.
+	UninstallStrategy string
+}
+
+// Step is one unit of execution. From and To are release tags.
+type Step struct {
+	Type   StepType `json:"type"`
+	From   string   `json:"from,omitempty"`
+	To     string   `json:"to,omitempty"`
+	Method Method   `json:"method,omitempty"`
+}
+
+// Plan is the result of [Compute]: what to do, and what it was computed from.
+// The executor runs its steps in order and refuses a step whose starting
+// state no longer matches the cluster.
+type Plan struct {
+	ID     string `json:"id"`
+	Action Action `json:"action"`
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
+	Steps  []Step `json:"steps"`
+
+	// The inputs, recorded so a plan can be re-derived and compared.
+	Origin        Observed   `json:"-"`
+	CatalogDigest string     `json:"-"`
+	Version       string     `json:"-"` // spec.version as written
+	Policy        PathPolicy `json:"-"`
+	Method        Method     `json:"-"`
+}
+
+// Continues reports whether p is what remains of q: the same target and
+// q's steps end with p's. An approved plan stays approved while it runs.
+func (p Plan) Continues(q Plan) bool {
+	if p.Action != q.Action || p.To != q.To || len(p.Steps) == 0 || len(p.Steps) > len(q.Steps) {
+		return false
+	}
+	return slices.Equal(p.Steps, q.Steps[len(q.Steps)-len(p.Steps):])
+}
+
+// planID digests everything a plan was computed from and what it does.
+func planID(p Plan) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "kvgitops-plan-v1\ncatalog=%s\naction=%s\nfrom=%s\nto=%s\n", p.CatalogDigest, p.Action, p.From, p.To)
+	writeOrigin(h, p.Action, p.Origin)
+	for _, s := range p.Steps {
+		fmt.Fprintf(h, "step=%s|%s|%s|%s\n", s.Type, s.From, s.To, s.Method)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:8]
+}
+
+// writeOrigin writes the observed fields that decide the plan. Workload
+// counts matter only to a teardown, so VMs starting and stopping do not
+// invalidate an approved upgrade.
+func writeOrigin(w io.Writer, a Action, o Observed) {
+	fmt.Fprintf(w, "installed=%s\nmode=%s\noperator=%s\nkubevirt=%t\nterminating=%t\noperatorPresent=%t\n",
+		o.Installed, o.Mode, o.OperatorVersion, o.KubeVirt, o.Terminating, o.OperatorPresent)
+	if a == ActionTeardown {
+		fmt.Fprintf(w, "workloads=%t\nuninstallStrategy=%s\n", o.Workloads > 0, o.UninstallStrategy)
+	}
+}

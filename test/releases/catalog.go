@@ -1,0 +1,15 @@
+package releases
+
+import (
+	_ "embed"
+	"strings"
+)
+
+// Text is the real list of KubeVirt release tags (../shared/kubevirt/releases.txt
+// at the time of copying), one per line, oldest first.
+//
+//go:embed releases.txt
+var Text []byte
+
+// Tags returns the tags of Text in order.
+func Tags() []string { return strings.Fields(string(Text)) }
