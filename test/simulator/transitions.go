@@ -1,0 +1,109 @@
+package simulator
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Kind names what a transition did.
+type Kind string
+
+// Transition kinds.
+const (
+	OperatorRolloutStarted Kind = "OperatorRolloutStarted"
+	OperatorReady          Kind = "OperatorReady"
+	OperatorCrashLooping   Kind = "OperatorCrashLooping"
+	OperatorGone           Kind = "OperatorGone"
+	InstallStarted         Kind = "InstallStarted"
+	HopStarted             Kind = "HopStarted"
+	HopRefused             Kind = "HopRefused"
+	RBACForbidden          Kind = "RBACForbidden"
+	RBACGranted            Kind = "RBACGranted"
+	FinalizerAdded         Kind = "FinalizerAdded"
+	VMIDisrupted           Kind = "VMIDisrupted"
+	HopCompleted           Kind = "HopCompleted"
+	DeletionStarted        Kind = "DeletionStarted"
+	LeftoversKept          Kind = "LeftoversKept"
+	FinalizerRemoved       Kind = "FinalizerRemoved"
+	ExistingDeployment     Kind = "ExistingDeployment"
+)
+
+// Transition is one thing the simulator did, in order.
+type Transition struct {
+	At      time.Time
+	Kind    Kind
+	From    string // version before, "" for an install
+	To      string // version after
+	Message string
+}
+
+// record appends a transition. Callers hold s.mu.
+func (s *Simulator) record(k Kind, from, to, msg string) {
+	s.transitions = append(s.transitions, Transition{At: time.Now(), Kind: k, From: from, To: to, Message: msg})
+	s.log.Info("Simulator transition", "kind", string(k), "from", from, "to", to, "message", msg)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Transitions returns everything recorded so far.
+func (s *Simulator) Transitions() []Transition {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.transitions)
+}
+
+// Hop is a completed install or update.
+type Hop struct{ From, To string }
+
+// CompletedHops lists the installs (From "") and updates that finished.
+func (s *Simulator) CompletedHops() []Hop {
+	var out []Hop
+	for _, t := range s.Transitions() {
+		if t.Kind == HopCompleted {
+			out = append(out, Hop{From: t.From, To: t.To})
+		}
+	}
+	return out
+}
+
+// Count counts transitions of a kind.
+func (s *Simulator) Count(k Kind) int {
+	n := 0
+	for _, t := range s.Transitions() {
+		if t.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitFor blocks until cond holds over the transitions or ctx ends.
+func (s *Simulator) WaitFor(ctx context.Context, cond func([]Transition) bool) error {
+	for {
+		s.mu.Lock()
+		ok := cond(s.transitions)
+		ch := s.changed
+		s.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// Has is a WaitFor condition: a transition of kind k to version to ("" any).
+func Has(k Kind, to string) func([]Transition) bool {
+	return func(ts []Transition) bool {
+		for _, t := range ts {
+			if t.Kind == k && (to == "" || t.To == to) {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,91 @@
+package simulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/kvgitops/kvgitops/test/releases"
+)
+
+// Wipe removes everything a KubeVirt install and its operator manifest
+// create, except the namespace (a bare apiserver cannot finish deleting
+// one), so the next test starts from a cluster without KubeVirt. It strips
+// finalizers and deletes the webhooks first, like an administrator would.
+func Wipe(ctx context.Context, admin *rest.Config) error {
+	cfg := rest.CopyConfig(admin)
+	cfg.WarningHandler = rest.NoWarnings{}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ns := releases.Namespace
+	del := func(gvr schema.GroupVersionResource, ns, name string) error {
+		err := dyn.Resource(gvr).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete %s %s: %w", gvr.Resource, name, err)
+		}
+		return nil
+	}
+	var errs []error
+	for _, n := range []struct {
+		gvr  schema.GroupVersionResource
+		name string
+	}{{vwcGVR, "virt-operator-validator"}, {vwcGVR, "virt-api-validator"}, {mwcGVR, "virt-api-mutator"},
+		{apiSvcGVR, "v1.subresources.kubevirt.io"}, {apiSvcGVR, "v1alpha3.subresources.kubevirt.io"}} {
+		errs = append(errs, del(n.gvr, "", n.name))
+	}
+	if kvs, err := dyn.Resource(kubevirtGVR).Namespace("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, kv := range kvs.Items {
+			patch := []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`)
+			if len(kv.GetFinalizers()) > 0 {
+				_, err := dyn.Resource(kubevirtGVR).Namespace(kv.GetNamespace()).Patch(ctx, kv.GetName(), "application/json-patch+json", patch, metav1.PatchOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+			}
+			errs = append(errs, del(kubevirtGVR, kv.GetNamespace(), kv.GetName()))
+		}
+	}
+	for _, d := range []string{"virt-operator", "virt-api", "virt-controller"} {
+		errs = append(errs, del(deploymentGVR, ns, d))
+	}
+	errs = append(errs, del(daemonSetGVR, ns, "virt-handler"))
+	for _, s := range []string{"virt-api", "kubevirt-operator-webhook"} {
+		errs = append(errs, del(serviceGVR, ns, s))
+	}
+	for _, r := range []string{releases.ComponentRoleName, "kubevirt-operator", "kubevirt.io:operator"} {
+		errs = append(errs, del(roleGVR, "", r))
+	}
+	crb := schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"}
+	errs = append(errs, del(crb, "", "kubevirt-operator"))
+	crds := []string{"kubevirts.kubevirt.io", "virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"}
+	for _, c := range crds {
+		errs = append(errs, del(crdGVR, "", c))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// CRD deletion finishes asynchronously inside the apiserver.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range crds {
+		for {
+			_, err := dyn.Resource(crdGVR).Get(ctx, c, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("CRD %s still present after wipe", c)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
