@@ -137,6 +137,9 @@ func (s *Simulator) Start(ctx context.Context) error {
 	s.goRun(func() { s.watchLoop(ctx, crdGVR, "", "metadata.name=kubevirts.kubevirt.io") })
 	s.goRun(func() { s.watchLoop(ctx, kubevirtGVR, "", "") })
 	s.goRun(func() {
+		s.watchLoop(ctx, schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, "", "metadata.name="+s.opts.Namespace)
+	})
+	s.goRun(func() {
 		s.watchLoop(ctx, schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, s.opts.Namespace, "")
 	})
 	s.goRun(func() { s.loop(ctx) })
@@ -225,6 +228,13 @@ func (s *Simulator) drain(ctx context.Context, w watch.Interface) {
 
 // reconcile is one level-triggered pass over the cluster.
 func (s *Simulator) reconcile(ctx context.Context) error {
+	settled, err := finalizeNamespace(ctx, s.kube, s.dyn, s.opts.Namespace)
+	if err != nil {
+		return fmt.Errorf("namespace: %w", err)
+	}
+	if !settled {
+		s.pokeAfter(100 * time.Millisecond) // Terminating and not empty yet
+	}
 	op, err := s.syncOperator(ctx)
 	if err != nil {
 		return fmt.Errorf("operator: %w", err)

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kvgitops/kvgitops/test/releases"
@@ -73,8 +74,26 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	// CRD deletion finishes asynchronously inside the apiserver.
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	deadline := time.Now().Add(30 * time.Second)
+	for {
+		settled, err := finalizeNamespace(ctx, kube, dyn, ns)
+		if err != nil {
+			return fmt.Errorf("finalize namespace %s: %w", ns, err)
+		}
+		if settled {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("namespace %s still terminating after wipe", ns)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// CRD deletion finishes asynchronously inside the apiserver.
+	deadline = time.Now().Add(30 * time.Second)
 	for _, c := range crds {
 		for {
 			_, err := dyn.Resource(crdGVR).Get(ctx, c, metav1.GetOptions{})

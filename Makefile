@@ -1,0 +1,100 @@
+# kvgitops — run KubeVirt's lifecycle from Git.
+# `make` lists the targets. Everything a target needs is installed or built
+# by the target itself (apt packages, the test control plane).
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/kvgitops
+FUZZTIME  ?= 30s
+BENCHTIME ?= 1x
+KUBE_VERSION ?= 1.37.2
+TESTBIN_DIR  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvgitops/testbin/$(KUBE_VERSION)
+export KUBEBUILDER_ASSETS := $(TESTBIN_DIR)
+export GIT_CONFIG_NOSYSTEM := 1
+IMAGE     ?= ghcr.io/kvgitops/kvgitops:$(VERSION)
+
+FUZZ_TARGETS := ./planner:FuzzParseDesired ./planner:FuzzCatalog ./planner:FuzzCompute \
+                ./executor:FuzzManifest ./agent:FuzzStatusRoundTrip
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/kvgitops
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kvgitops
+
+.PHONY: deps
+deps: ## install git and openssh-server with apt when missing
+	@if ! command -v git >/dev/null || ! [ -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then \
+	  echo "deps: installing git and openssh-server with apt"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq git openssh-server openssh-client >/dev/null; \
+	fi
+
+.PHONY: testbin
+testbin: ## build kube-apiserver and etcd from the Go module proxy into the cache (idempotent)
+	@KUBE_VERSION=$(KUBE_VERSION) TESTBIN_DIR=$(TESTBIN_DIR) hack/testbin.sh >/dev/null
+
+.PHONY: test
+test: deps testbin ## run every test: unit, real apiserver, real git server, end-to-end (what CI runs)
+	$(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: test-unit
+test-unit: ## fast tests only (no servers)
+	$(GO) test -short ./...
+
+.PHONY: e2e
+e2e: deps testbin ## end-to-end tests of the built binary
+	$(GO) test -count=1 -timeout 15m ./test/e2e/...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 30s)
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
+
+.PHONY: bench
+bench: deps testbin ## run the benchmarks and print the figures
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./planner/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./gitsource/... ./executor/... ./agent/...
+
+.PHONY: demo
+demo: deps testbin ## the whole story on an embedded default: install, upgrade hop by hop, teardown
+	$(GO) run ./test/demo
+
+.PHONY: fmt
+fmt: ## gofmt the tree
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: vet ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+
+.PHONY: verify
+verify: ## fmt + vet + tidy, then fail if anything changed
+	$(MAKE) fmt vet
+	$(GO) mod tidy
+	git diff --exit-code
+
+.PHONY: image
+image: ## build an OCI image tarball (dist/kvgitops.tar) without a Docker engine
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/kvgitops-linux-amd64 ./cmd/kvgitops
+	$(GO) run ./hack/image -binary dist/kvgitops-linux-amd64 -tag $(IMAGE) -version $(VERSION) -o dist/kvgitops.tar
+
+.PHONY: deploy
+deploy: ## apply deploy/ to the cluster in KUBECONFIG (kubectl with kustomize)
+	kubectl apply -k deploy/
+
+.PHONY: clean
+clean: ## remove build outputs (not the testbin cache)
+	rm -rf bin dist

@@ -1,0 +1,88 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+)
+
+// resourceFor maps an allow-listed object to its client (no discovery).
+func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	for _, a := range operatorAllowList {
+		if a.gvk == o.GroupVersionKind() {
+			r := e.dyn.Resource(a.gvk.GroupVersion().WithResource(a.resource))
+			if a.namespaced {
+				return r.Namespace(o.GetNamespace()), nil
+			}
+			return r, nil
+		}
+	}
+	return nil, terminal(ReasonManifestRejected, nil, "no mapping for %s", o.GroupVersionKind())
+}
+
+// applyManifest server-side applies every object in order, as field manager
+// kvgitops. Re-applying is idempotent, so an interrupted apply converges.
+func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
+	e.hook("before-apply")
+	for i, o := range m.Objects {
+		r, err := e.resourceFor(o)
+		if err != nil {
+			return err
+		}
+		obj := o.DeepCopy()
+		delete(obj.Object, "status")
+		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+		unstructured.RemoveNestedField(obj.Object, "metadata", "resourceVersion")
+		unstructured.RemoveNestedField(obj.Object, "metadata", "uid")
+		ctx1, cancel := e.call(ctx)
+		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true})
+		cancel()
+		if err != nil {
+			return apiError(err, "apply %s %s of %s", obj.GetKind(), obj.GetName(), m.Tag)
+		}
+		e.hook(fmt.Sprintf("applied-object-%d", i+1))
+	}
+	return nil
+}
+
+// patchKubeVirt JSON-patches the CR with a resourceVersion test in front, so
+// a concurrent writer (the operator, another agent) makes it fail instead of
+// being overwritten; it re-reads and retries a bounded number of times.
+// ops builds the operations from the current state; nil means nothing to do.
+func (e *Executor) patchKubeVirt(ctx context.Context, version string, ops func(*KubeVirtState) []map[string]any) error {
+	r := e.dyn.Resource(kubevirtGVR(version)).Namespace(e.cfg.Namespace)
+	e.hook("before-patch")
+	var last error
+	for attempt := 0; attempt < 5; attempt++ {
+		ctx1, cancel := e.call(ctx)
+		u, err := r.Get(ctx1, "kubevirt", metav1.GetOptions{})
+		if err != nil {
+			cancel()
+			return apiError(err, "read the KubeVirt CR")
+		}
+		kv := kubeVirtState(u)
+		o := ops(kv)
+		if o == nil {
+			cancel()
+			return nil
+		}
+		patch, _ := json.Marshal(append([]map[string]any{{"op": "test", "path": "/metadata/resourceVersion", "value": kv.ResourceVersion}}, o...))
+		_, err = r.Patch(ctx1, kv.Name, types.JSONPatchType, patch, metav1.PatchOptions{FieldManager: e.cfg.FieldManager})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsConflict(err) && !(apierrors.IsInvalid(err) || strings.Contains(err.Error(), "test operation")) {
+			return apiError(err, "patch the KubeVirt CR")
+		}
+		last = err
+	}
+	return transient(ReasonAPIUnavailable, last, "the KubeVirt CR kept changing under 5 patch attempts")
+}

@@ -1,0 +1,18 @@
+// Package executor is everything kvgitops does to the cluster and to the
+// release server.
+//
+// It observes the cluster ([Executor.Observe]): the KubeVirt CR, the
+// virt-operator Deployment, VMs and VMIs, leftover APIServices and webhook
+// configurations. It fetches release manifests through a hardened HTTPS
+// client ([ReleaseClient]) and vets them against an allow-list of the
+// objects a kubevirt-operator.yaml may contain before a single one is
+// applied. It runs one planned step at a time ([Executor.Run]): each step
+// re-observes first and refuses a stale precondition; writes are
+// server-side applies (field manager "kvgitops") or JSON patches with a
+// resourceVersion test; waits are watch-driven and bounded by the hop
+// deadline; workloads are checked across every hop.
+//
+// It is the only package that imports client-go. It must not decide what to
+// do (that is the planner's job) nor log errors it returns: it returns
+// typed errors (*Error) that say whether to retry or stall.
+package executor

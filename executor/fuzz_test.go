@@ -1,0 +1,33 @@
+package executor_test
+
+import (
+	"testing"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/test/releases"
+)
+
+// FuzzManifest: any bytes either fail with a typed error or yield only
+// allow-listed objects.
+func FuzzManifest(f *testing.F) {
+	f.Add(releases.OperatorManifest("v1.8.4"))
+	f.Add(releases.OperatorManifest("v0.26.0"))
+	f.Add([]byte("---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := executor.ParseOperatorManifest(data, "v1.8.4", "kubevirt")
+		if err != nil {
+			if executor.ReasonOf(err) == "" {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		for _, o := range m.Objects {
+			switch o.GetKind() {
+			case "Namespace", "CustomResourceDefinition", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
+				"ServiceAccount", "Role", "RoleBinding", "Deployment":
+			default:
+				t.Fatalf("accepted a %s", o.GetKind())
+			}
+		}
+	})
+}

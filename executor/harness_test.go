@@ -1,0 +1,134 @@
+package executor_test
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/simulator"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+var kvGVR = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1alpha3", Resource: "kubevirts"}
+
+type harness struct {
+	admin *rest.Config
+	dyn   dynamic.Interface
+	sim   *simulator.Simulator
+	rel   *releases.Server
+	exec  *executor.Executor
+}
+
+type harnessOptions struct {
+	rollout   time.Duration
+	strategy  time.Duration
+	failGrace time.Duration
+	admin     bool // run the executor as admin instead of the deploy/ ServiceAccount
+}
+
+// start gives a test a cluster without KubeVirt, a simulator, a release
+// server, and an executor that acts as the ServiceAccount of deploy/ with
+// exactly the RBAC deploy/ grants.
+func start(t testing.TB, o harnessOptions) *harness {
+	t.Helper()
+	env := testenv.Get(t)
+	ctx := context.Background()
+	if err := simulator.Wipe(ctx, env.Config); err != nil {
+		t.Fatalf("wipe: %v", err)
+	}
+	rbac, err := os.ReadFile("../deploy/rbac-installer.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.Apply(ctx, env.Config, rbac); err != nil {
+		t.Fatalf("apply deploy/ RBAC: %v", err)
+	}
+	if o.rollout == 0 {
+		o.rollout = 100 * time.Millisecond
+	}
+	if o.strategy == 0 {
+		o.strategy = 20 * time.Millisecond
+	}
+	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: o.rollout, StrategyDelay: o.strategy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Stop)
+	rel := releases.NewServer(nil)
+	t.Cleanup(rel.Close)
+	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{
+		ReleasesURL: rel.ReleasesURL(), ManifestBaseURL: rel.DownloadBaseURL(),
+		HTTP: executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: rel.CertPool()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := env.Impersonate("kvgitops", "kvgitops")
+	if o.admin {
+		cfg = env.Config
+	}
+	if o.failGrace == 0 {
+		o.failGrace = 500 * time.Millisecond
+	}
+	ex, err := executor.New(cfg, executor.Config{Releases: rc, FailGrace: o.failGrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := rest.CopyConfig(env.Config)
+	admin.WarningHandler = rest.NoWarnings{}
+	return &harness{admin: admin, dyn: dynamic.NewForConfigOrDie(admin), sim: sim, rel: rel, exec: ex}
+}
+
+func (h *harness) run(t testing.TB, step planner.Step, deadline time.Duration) (executor.StepResult, error) {
+	t.Helper()
+	return h.exec.Run(context.Background(), step, executor.StepOptions{Deadline: time.Now().Add(deadline)})
+}
+
+func (h *harness) mustRun(t testing.TB, step planner.Step) executor.StepResult {
+	t.Helper()
+	res, err := h.run(t, step, time.Minute)
+	if err != nil {
+		t.Fatalf("run %s: %v", step, err)
+	}
+	return res
+}
+
+func (h *harness) install(t testing.TB, tag string, method planner.Method) {
+	t.Helper()
+	h.mustRun(t, planner.Step{Type: planner.StepInstall, To: tag, Method: method})
+}
+
+func (h *harness) observe(t testing.TB) *executor.Observation {
+	t.Helper()
+	o, err := h.exec.Observe(context.Background())
+	if err != nil {
+		t.Fatalf("observe: %v", err)
+	}
+	return o
+}
+
+func (h *harness) patchCR(t testing.TB, patch string) {
+	t.Helper()
+	if _, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Patch(context.Background(), "kubevirt", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patch CR: %v", err)
+	}
+}
+
+func upgrade(from, to string, m planner.Method) planner.Step {
+	return planner.Step{Type: planner.StepUpgrade, From: from, To: to, Method: m}
+}

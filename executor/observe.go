@@ -1,0 +1,287 @@
+package executor
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Condition is a KubeVirt CR condition.
+type Condition struct {
+	Type, Status, Reason, Message string
+}
+
+// KubeVirtState is what the KubeVirt CR says.
+type KubeVirtState struct {
+	Name, Namespace                 string
+	UID                             string
+	ResourceVersion                 string
+	Generation, ObservedGeneration  int64
+	HasObservedGeneration           bool
+	Phase                           string
+	ImageTag                        string
+	UninstallStrategy               string
+	WorkloadUpdateMethods           []string
+	Target, TargetRegistry          string
+	Observed, ObservedRegistry      string
+	TargetID, ObservedID            string
+	Conditions                      []Condition
+	Finalizers                      []string
+	Deleting                        bool
+	DeletionTimestamp               *time.Time
+}
+
+// Condition returns the condition of a type.
+func (k *KubeVirtState) Condition(typ string) (Condition, bool) {
+	for _, c := range k.Conditions {
+		if c.Type == typ {
+			return c, true
+		}
+	}
+	return Condition{}, false
+}
+
+// OperatorState is the virt-operator Deployment.
+type OperatorState struct {
+	Version, Registry, Image string
+	Generation               int64
+	RolledOut                bool   // its current generation is fully available
+	RolloutFailed            string // ProgressDeadlineExceeded message
+}
+
+// Observation is a snapshot of the cluster.
+type Observation struct {
+	planner.Observed
+	ServerVersion string
+	KubeVirt      *KubeVirtState // nil: no CR
+	Operator      *OperatorState // nil: no virt-operator Deployment
+	VMIs          []VMI
+	VMs           int
+	Leftovers     []string // "APIService/v1.subresources.kubevirt.io", ...
+	// KubeVirtVersion is the kubevirt.io API version used to read the CR.
+	KubeVirtVersion string
+}
+
+// leftoverObjects are what an unclean uninstall leaves (FACTS.md §6).
+var leftoverObjects = []struct {
+	gvr  schema.GroupVersionResource
+	kind string
+	name string
+}{
+	{apiServiceGVR, "APIService", "v1.subresources.kubevirt.io"},
+	{apiServiceGVR, "APIService", "v1alpha3.subresources.kubevirt.io"},
+	{mwcGVR, "MutatingWebhookConfiguration", "virt-api-mutator"},
+	{vwcGVR, "ValidatingWebhookConfiguration", "virt-api-validator"},
+	{vwcGVR, "ValidatingWebhookConfiguration", "virt-operator-validator"},
+	{mwcGVR, "MutatingWebhookConfiguration", "virt-launcher-pod-mutator"},
+}
+
+// Observe reads the cluster. It never uses discovery of aggregated APIs, so a
+// leftover APIService without a backend does not blind it.
+func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
+	o := &Observation{}
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	if v, err := e.kube.Discovery().ServerVersion(); err == nil {
+		o.ServerVersion = v.GitVersion
+	} else {
+		return nil, apiError(err, "read the server version")
+	}
+	var err error
+	if o.Operator, err = e.observeOperator(ctx1); err != nil {
+		return nil, err
+	}
+	if o.KubeVirtVersion, err = e.kubevirtAPIVersion(ctx1); err != nil {
+		return nil, err
+	}
+	if o.KubeVirtVersion != "" {
+		if o.KubeVirt, err = e.observeKubeVirt(ctx1, o.KubeVirtVersion); err != nil {
+			return nil, err
+		}
+	}
+	if o.VMIs, o.VMs, err = e.observeWorkloads(ctx1); err != nil {
+		return nil, err
+	}
+	for _, l := range leftoverObjects {
+		_, err := e.dyn.Resource(l.gvr).Get(ctx1, l.name, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			o.Leftovers = append(o.Leftovers, l.kind+"/"+l.name)
+		case !apierrors.IsNotFound(err):
+			return nil, apiError(err, "read %s %s", l.kind, l.name)
+		}
+	}
+	o.Observed = o.plannerView()
+	return o, nil
+}
+
+func (o *Observation) plannerView() planner.Observed {
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs}
+	if op := o.Operator; op != nil {
+		p.OperatorPresent = true
+		if planner.ValidTag(op.Version) {
+			p.OperatorVersion = op.Version
+		}
+	}
+	if kv := o.KubeVirt; kv != nil {
+		p.KubeVirt = true
+		p.Installed = kv.Observed
+		p.Terminating = kv.Deleting
+		p.UninstallStrategy = kv.UninstallStrategy
+		if kv.ImageTag != "" {
+			p.Mode = planner.ModeImageTag
+		}
+	}
+	return p
+}
+
+// kubevirtAPIVersion picks the version to read KubeVirt CRs with: v1 when the
+// installed CRD serves it, else v1alpha3; "" when there is no CRD.
+func (e *Executor) kubevirtAPIVersion(ctx context.Context) (string, error) {
+	crd, err := e.dyn.Resource(crdGVR).Get(ctx, "kubevirts.kubevirt.io", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", apiError(err, "read the KubeVirt CRD")
+	}
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	served := []string{}
+	for _, v := range versions {
+		m, _ := v.(map[string]any)
+		if ok, _ := m["served"].(bool); ok {
+			name, _ := m["name"].(string)
+			served = append(served, name)
+		}
+	}
+	switch {
+	case slices.Contains(served, "v1"):
+		return "v1", nil
+	case slices.Contains(served, "v1alpha3"):
+		return "v1alpha3", nil
+	}
+	return "", nil
+}
+
+func kubevirtGVR(version string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: "kubevirt.io", Version: version, Resource: "kubevirts"}
+}
+
+// observeKubeVirt reads the CR in KubeVirt's namespace (the only one the
+// operator serves).
+func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVirtState, error) {
+	list, err := e.dyn.Resource(kubevirtGVR(version)).Namespace(e.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, apiError(err, "list KubeVirt CRs")
+	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	items := list.Items
+	slices.SortFunc(items, func(a, b unstructured.Unstructured) int {
+		return a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time)
+	})
+	return kubeVirtState(&items[0]), nil
+}
+
+func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
+	s := func(path ...string) string {
+		v, _, _ := unstructured.NestedString(u.Object, path...)
+		return v
+	}
+	k := &KubeVirtState{
+		Name: u.GetName(), Namespace: u.GetNamespace(), UID: string(u.GetUID()), ResourceVersion: u.GetResourceVersion(),
+		Generation: u.GetGeneration(), Phase: s("status", "phase"), ImageTag: s("spec", "imageTag"),
+		UninstallStrategy: s("spec", "uninstallStrategy"),
+		Target:            s("status", "targetKubeVirtVersion"), TargetRegistry: s("status", "targetKubeVirtRegistry"),
+		Observed: s("status", "observedKubeVirtVersion"), ObservedRegistry: s("status", "observedKubeVirtRegistry"),
+		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
+		Finalizers: u.GetFinalizers(),
+	}
+	if og, ok, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration"); ok {
+		k.ObservedGeneration, k.HasObservedGeneration = og, true
+	}
+	if ts := u.GetDeletionTimestamp(); ts != nil {
+		t := ts.Time
+		k.Deleting, k.DeletionTimestamp = true, &t
+	}
+	methods, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "workloadUpdateStrategy", "workloadUpdateMethods")
+	k.WorkloadUpdateMethods = methods
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		str := func(k string) string { v, _ := m[k].(string); return v }
+		k.Conditions = append(k.Conditions, Condition{Type: str("type"), Status: str("status"), Reason: str("reason"), Message: str("message")})
+	}
+	return k
+}
+
+func (e *Executor) observeOperator(ctx context.Context) (*OperatorState, error) {
+	dep, err := e.kube.AppsV1().Deployments(e.cfg.Namespace).Get(ctx, "virt-operator", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, apiError(err, "read the virt-operator Deployment")
+	}
+	return operatorState(dep), nil
+}
+
+func operatorState(dep *appsv1.Deployment) *OperatorState {
+	op := &OperatorState{Generation: dep.Generation}
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name != "virt-operator" && len(dep.Spec.Template.Spec.Containers) > 1 {
+			continue
+		}
+		env := map[string]string{}
+		for _, v := range c.Env {
+			env[v.Name] = v.Value
+		}
+		op.Image = c.Image
+		op.Version, op.Registry = OperatorImageVersion(c.Image, env)
+		break
+	}
+	op.RolledOut, op.RolloutFailed = rolloutStatus(dep)
+	return op
+}
+
+// rolloutStatus follows `kubectl rollout status`: complete when the current
+// generation is observed and every replica is updated and available; failed
+// when the controller reports ProgressDeadlineExceeded.
+func rolloutStatus(dep *appsv1.Deployment) (done bool, failed string) {
+	st := dep.Status
+	if st.ObservedGeneration < dep.Generation {
+		return false, ""
+	}
+	for _, c := range st.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
+			return false, planner.Sanitize("virt-operator rollout failed: "+c.Message, planner.MaxMessage)
+		}
+	}
+	want := int32(1)
+	if dep.Spec.Replicas != nil {
+		want = *dep.Spec.Replicas
+	}
+	return st.UpdatedReplicas >= want && st.Replicas == st.UpdatedReplicas && st.AvailableReplicas >= st.UpdatedReplicas, ""
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,303 @@
+package executor_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/test/releases"
+)
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+func releaseClient(t *testing.T, srv *releases.Server, mod func(*executor.ReleaseConfig)) *executor.ReleaseClient {
+	t.Helper()
+	cfg := executor.ReleaseConfig{
+		ReleasesURL:     srv.ReleasesURL(),
+		ManifestBaseURL: srv.DownloadBaseURL(),
+		HTTP:            executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: srv.CertPool(), IdleTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := executor.NewReleaseClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func wantReason(t *testing.T, err error, want executor.Reason) {
+	t.Helper()
+	if got := executor.ReasonOf(err); got != want {
+		t.Fatalf("error %v: reason %q, want %q", err, got, want)
+	}
+}
+
+func TestCatalogFromThePaginatedReleaseList(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	cat, err := releaseClient(t, srv, nil).Catalog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 256 real tags on 3 pages of 100; the draft is left out.
+	if cat.Len() != 256 || cat.Has(releases.DraftTag) || cat.Latest() != "v1.9.0" {
+		t.Errorf("catalog: %d releases, draft present %t, latest %s", cat.Len(), cat.Has(releases.DraftTag), cat.Latest())
+	}
+}
+
+func TestOperatorManifestIsVetted(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	m, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Objects) != 10 || len(m.SHA256) != 64 {
+		t.Errorf("v1.8.4 manifest: %d objects, sha256 %q", len(m.Objects), m.SHA256)
+	}
+	for _, tag := range []string{"v0.17.0", "v0.26.0", "v0.35.0", "v0.58.1", "v1.9.0"} {
+		if _, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), tag, "kubevirt"); err != nil {
+			t.Errorf("real-shaped manifest of %s refused: %v", tag, err)
+		}
+	}
+}
+
+func TestHostileManifestsAreRefused(t *testing.T) {
+	extraBinding := "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: kubevirt-operator-admin\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: kubevirt-operator, namespace: kubevirt}]\n"
+	tests := []struct {
+		name   string
+		mutate func([]byte) []byte
+		reason executor.Reason
+		says   string
+	}{
+		{"extra ClusterRoleBinding to cluster-admin", func(b []byte) []byte { return append(b, extraBinding...) }, executor.ReasonManifestRejected, "not allowed"},
+		{"the binding points at cluster-admin", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("  kind: ClusterRole\n  name: kubevirt-operator\nsubjects"), []byte("  kind: ClusterRole\n  name: cluster-admin\nsubjects"), 1)
+		}, executor.ReasonManifestRejected, "binds"},
+		{"Deployment in kube-system", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("  name: virt-operator\n  namespace: kubevirt"), []byte("  name: virt-operator\n  namespace: kube-system"), 1)
+		}, executor.ReasonManifestRejected, "must be in namespace kubevirt"},
+		{"a Secret", func(b []byte) []byte {
+			return append(b, "---\napiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: kubevirt}\n"...)
+		}, executor.ReasonManifestRejected, "not allowed"},
+		{"a MutatingWebhookConfiguration", func(b []byte) []byte {
+			return append(b, "---\napiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {name: x}\n"...)
+		}, executor.ReasonManifestRejected, "not allowed"},
+		{"a wildcard rule", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("- apiGroups:\n  - kubevirt.io\n  resources:\n  - kubevirts\n"), []byte("- apiGroups:\n  - '*'\n  resources:\n  - kubevirts\n"), 1)
+		}, executor.ReasonManifestRejected, "wildcard"},
+		{"hostNetwork", func(b []byte) []byte {
+			return bytes.Replace(b, []byte("      serviceAccountName: kubevirt-operator"), []byte("      hostNetwork: true\n      serviceAccountName: kubevirt-operator"), 1)
+		}, executor.ReasonManifestRejected, "hostNetwork"},
+		{"another release's image", func(b []byte) []byte {
+			return bytes.ReplaceAll(b, []byte("virt-operator:v1.8.4"), []byte("virt-operator:v1.9.0"))
+		}, executor.ReasonManifestRejected, `carries version "v1.9.0"`},
+		{"not YAML", func([]byte) []byte { return []byte("\t{{{") }, executor.ReasonManifestRejected, "not valid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := releases.NewServer(nil)
+			defer srv.Close()
+			srv.Mutate("v1.8.4/kubevirt-operator.yaml", tt.mutate)
+			_, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+			wantReason(t, err, tt.reason)
+			if !strings.Contains(err.Error(), tt.says) || !executor.IsTerminal(err) {
+				t.Errorf("error %q (terminal %t) does not say %q", err, executor.IsTerminal(err), tt.says)
+			}
+		})
+	}
+}
+
+func TestDigestPins(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	good, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := func(sum string) func(*executor.ReleaseConfig) {
+		return func(c *executor.ReleaseConfig) { c.Pins = map[string]string{"v1.8.4": sum} }
+	}
+	if _, err := releaseClient(t, srv, pinned(good.SHA256)).OperatorManifest(t.Context(), "v1.8.4", "kubevirt"); err != nil {
+		t.Errorf("matching pin refused: %v", err)
+	}
+	srv.Mutate("v1.8.4/kubevirt-operator.yaml", func(b []byte) []byte { return append(b, "# tampered\n"...) })
+	_, err = releaseClient(t, srv, pinned(good.SHA256)).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+	wantReason(t, err, executor.ReasonDigestMismatch)
+}
+
+func TestHostileServers(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler func(srv *releases.Server) http.Handler
+		reason  executor.Reason
+	}{
+		{"oversized body", func(*releases.Server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = w.Write(bytes.Repeat([]byte("a"), executor.MaxManifestSize+10))
+			})
+		}, executor.ReasonTooLarge},
+		{"endless body", func(*releases.Server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				chunk := bytes.Repeat([]byte("# endless\n"), 1000)
+				for r.Context().Err() == nil {
+					if _, err := w.Write(chunk); err != nil {
+						return
+					}
+				}
+			})
+		}, executor.ReasonTooLarge},
+		{"slow server, one byte now and then", func(*releases.Server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(http.StatusOK)
+				for r.Context().Err() == nil {
+					_, _ = w.Write([]byte("#"))
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+					case <-time.After(2 * time.Second):
+					}
+				}
+			})
+		}, executor.ReasonMirrorTimeout},
+		{"redirect loop", func(*releases.Server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, r.URL.Path+"x", http.StatusFound)
+			})
+		}, executor.ReasonMirrorUnavailable},
+		{"redirect to another host", func(*releases.Server) http.Handler {
+			return http.RedirectHandler("https://evil.example.com/kubevirt-operator.yaml", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
+		{"redirect to plain http", func(srv *releases.Server) http.Handler {
+			u, _ := url.Parse(srv.URL())
+			return http.RedirectHandler("http://"+u.Host+"/x", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
+		{"redirect to a metadata address", func(*releases.Server) http.Handler {
+			return http.RedirectHandler("https://169.254.169.254/latest/meta-data/", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
+		{"unauthorized", func(*releases.Server) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "secret-token-echo", http.StatusUnauthorized) })
+		}, executor.ReasonAuthenticationFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := releases.NewServer(nil)
+			defer srv.Close()
+			srv.Handle(tt.handler(srv))
+			start := time.Now()
+			_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+				c.HTTP.AllowedHosts = []string{"169.254.169.254"}
+			}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+			wantReason(t, err, tt.reason)
+			if strings.Contains(err.Error(), "secret-token-echo") {
+				t.Errorf("error echoes the response body: %v", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("took %s; the deadlines should have ended it", d)
+			}
+		})
+	}
+}
+
+func TestRateLimitHonoursRetryAfter(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "42")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
+	var e *executor.Error
+	if !errors.As(err, &e) || e.Reason != executor.ReasonRateLimited || e.RetryAfter != 42*time.Second || e.Terminal {
+		t.Fatalf("rate limited: %#v, want a transient RateLimited retrying after 42s", err)
+	}
+}
+
+func TestTokenIsNotForwardedAcrossHosts(t *testing.T) {
+	var leaked []string
+	reached := 0
+	other := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached++
+		if a := r.Header.Get("Authorization"); a != "" {
+			leaked = append(leaked, a)
+		}
+		_, _ = w.Write([]byte("[]"))
+	}))
+	cert, certPEM := localhostCert(t)
+	other.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	other.StartTLS()
+	defer other.Close()
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	otherURL, _ := url.Parse(other.URL)
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer gh-canary-token" {
+			t.Errorf("the API host did not get the token")
+		}
+		// "localhost" is another host name for the same loopback machine.
+		http.Redirect(w, r, fmt.Sprintf("https://localhost:%s/page", otherURL.Port()), http.StatusFound)
+	}))
+	pool := srv.CertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	c := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+		c.Token = "gh-canary-token"
+		c.HTTP.AllowedHosts = []string{"localhost"}
+		c.HTTP.RootCAs = pool
+	})
+	if _, err := c.Catalog(context.Background()); err != nil {
+		t.Fatalf("catalog through the redirect: %v", err)
+	}
+	if reached != 1 {
+		t.Fatalf("the redirect target was reached %d times, want 1", reached)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("the token reached another host: %v", leaked)
+	}
+	if s := fmt.Sprint(executor.Secret("gh-canary-token")); strings.Contains(s, "canary") {
+		t.Errorf("a Secret prints as %q", s)
+	}
+}
+
+func TestDialRefusesNonPublicAddressesAfterDNS(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL())
+	// "localhost" is allowed as a host name but resolves to loopback, which
+	// this client does not allow: the dial-time check refuses it.
+	c, err := executor.NewReleaseClient(executor.ReleaseConfig{
+		ReleasesURL:     "https://localhost:" + u.Port() + releases.ListPath,
+		ManifestBaseURL: "https://localhost:" + u.Port() + releases.DownloadPath,
+		HTTP:            executor.HTTPConfig{RootCAs: srv.CertPool()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Catalog(t.Context())
+	wantReason(t, err, executor.ReasonHostNotAllowed)
+}
+
+func TestReleaseConfigIsValidated(t *testing.T) {
+	for _, cfg := range []executor.ReleaseConfig{
+		{ReleasesURL: "http://example.com/releases"},
+		{ReleasesURL: "https://user:pass@example.com/releases"},
+		{ManifestBaseURL: "file:///etc/passwd"},
+		{ManifestBaseURL: "ftp://example.com/x"},
+		{Pins: map[string]string{"v1.2": strings.Repeat("a", 64)}},
+	} {
+		if _, err := executor.NewReleaseClient(cfg); err == nil {
+			t.Errorf("NewReleaseClient(%+v) accepted", cfg)
+		}
+	}
+}

@@ -1,0 +1,210 @@
+package executor
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Defaults of where releases come from (DESIGN.md §4).
+const (
+	DefaultReleasesURL     = "https://api.github.com/repos/kubevirt/kubevirt/releases"
+	DefaultManifestBaseURL = "https://github.com/kubevirt/kubevirt/releases/download"
+	// GitHub redirects release downloads to a separate asset host.
+	githubAssetHosts = "objects.githubusercontent.com,release-assets.githubusercontent.com"
+)
+
+// Caps on what the release client reads.
+const (
+	MaxManifestSize = 8 << 20
+	maxCatalogPages = 20
+)
+
+// ReleaseConfig says where releases come from. It is agent configuration,
+// never part of the desired file.
+type ReleaseConfig struct {
+	ReleasesURL     string // GitHub REST "list releases"
+	ManifestBaseURL string // <base>/<tag>/kubevirt-operator.yaml
+	// Pins maps a tag to the sha256 (hex) of its kubevirt-operator.yaml;
+	// a pinned tag whose download differs is refused.
+	Pins map[string]string
+	// Token authenticates to the releases API (rate limits); it is sent to
+	// the API host only and never follows a redirect to another host.
+	Token Secret
+	HTTP  HTTPConfig
+}
+
+// Secret is a credential that never prints.
+type Secret string
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// ReleaseClient fetches the release catalog and manifests.
+type ReleaseClient struct {
+	cfg       ReleaseConfig
+	http      *safeClient
+	list, dl  *url.URL
+	apiHeader http.Header
+}
+
+// NewReleaseClient validates cfg. Both URLs must be https; their hosts (and
+// GitHub's asset hosts when the defaults are used) are added to the
+// allow-list.
+func NewReleaseClient(cfg ReleaseConfig) (*ReleaseClient, error) {
+	if cfg.ReleasesURL == "" {
+		cfg.ReleasesURL = DefaultReleasesURL
+	}
+	if cfg.ManifestBaseURL == "" {
+		cfg.ManifestBaseURL = DefaultManifestBaseURL
+	}
+	list, err := parseBaseURL("releases URL", cfg.ReleasesURL)
+	if err != nil {
+		return nil, err
+	}
+	dl, err := parseBaseURL("manifest base URL", cfg.ManifestBaseURL)
+	if err != nil {
+		return nil, err
+	}
+	hosts := append([]string{list.Hostname(), dl.Hostname()}, cfg.HTTP.AllowedHosts...)
+	if dl.Hostname() == "github.com" {
+		hosts = append(hosts, strings.Split(githubAssetHosts, ",")...)
+	}
+	cfg.HTTP.AllowedHosts = hosts
+	for tag, sum := range cfg.Pins {
+		if !planner.ValidTag(tag) || len(sum) != 64 {
+			return nil, terminal(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", planner.QuoteValue(tag))
+		}
+	}
+	c := &ReleaseClient{cfg: cfg, http: newSafeClient(cfg.HTTP), list: list, dl: dl, apiHeader: http.Header{}}
+	c.apiHeader.Set("Accept", "application/vnd.github+json")
+	if cfg.Token != "" {
+		c.apiHeader.Set("Authorization", "Bearer "+string(cfg.Token))
+	}
+	return c, nil
+}
+
+func parseBaseURL(what, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, terminal(ReasonHostNotAllowed, nil, "%s is not a URL", what)
+	case u.Scheme != "https":
+		return nil, terminal(ReasonHostNotAllowed, nil, "%s must be https, got %s", what, planner.QuoteValue(u.Scheme))
+	case u.User != nil:
+		return nil, terminal(ReasonHostNotAllowed, nil, "%s must not carry credentials", what)
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, terminal(ReasonHostNotAllowed, nil, "%s must not carry a query or fragment", what)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+// Catalog lists the releases, following the Link header's next page on the
+// same host, at most maxCatalogPages pages, never the same page twice.
+func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
+	next := *c.list
+	next.RawQuery = "per_page=100"
+	seen := map[string]bool{}
+	var items []planner.GitHubRelease
+	for page := 0; ; page++ {
+		if page == maxCatalogPages {
+			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list has more than %d pages", maxCatalogPages)
+		}
+		seen[next.String()] = true
+		data, header, err := c.http.get(ctx, &next, c.headerFor(&next), planner.MaxCatalogPageSize)
+		if err != nil {
+			return nil, err
+		}
+		got, err := planner.ParseGitHubPage(data)
+		if err != nil {
+			return nil, terminal(ReasonMirrorUnavailable, err, "%s: %v", next.Hostname(), err)
+		}
+		items = append(items, got...)
+		link := nextLink(header.Get("Link"))
+		if link == "" {
+			break
+		}
+		u, err := next.Parse(link)
+		if err != nil || u.Hostname() != c.list.Hostname() || u.Scheme != "https" {
+			return nil, terminal(ReasonHostNotAllowed, nil, "the release list's next page leaves %s", c.list.Hostname())
+		}
+		if seen[u.String()] {
+			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list's pages loop")
+		}
+		next = *u
+	}
+	cat, _, err := planner.CatalogFromGitHub(items)
+	return cat, err
+}
+
+func (c *ReleaseClient) headerFor(u *url.URL) http.Header {
+	if u.Hostname() == c.list.Hostname() {
+		return c.apiHeader
+	}
+	return nil
+}
+
+// nextLink extracts rel="next" from an RFC 8288 Link header.
+func nextLink(h string) string {
+	for _, part := range strings.Split(h, ",") {
+		segs := strings.Split(part, ";")
+		if len(segs) < 2 {
+			continue
+		}
+		target := strings.TrimSpace(segs[0])
+		for _, p := range segs[1:] {
+			if strings.TrimSpace(p) == `rel="next"` && strings.HasPrefix(target, "<") && strings.HasSuffix(target, ">") {
+				return target[1 : len(target)-1]
+			}
+		}
+	}
+	return ""
+}
+
+// asset downloads <base>/<tag>/<name>, built from a fixed template (the tag
+// is validated, so no path can be smuggled in).
+func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, error) {
+	if !planner.ValidTag(tag) {
+		return nil, terminal(ReasonManifestRejected, nil, "%s is not a release tag", planner.QuoteValue(tag))
+	}
+	u := *c.dl
+	u.Path = c.dl.Path + "/" + tag + "/" + name
+	u.RawPath = ""
+	data, _, err := c.http.get(ctx, &u, nil, MaxManifestSize)
+	return data, err
+}
+
+// OperatorManifest downloads, verifies and vets kubevirt-operator.yaml of
+// tag: the sha256 pin when there is one, then the allow-list.
+func (c *ReleaseClient) OperatorManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	digest := hex.EncodeToString(sum[:])
+	if pin, ok := c.cfg.Pins[tag]; ok && !strings.EqualFold(pin, digest) {
+		return nil, terminal(ReasonDigestMismatch, nil, "kubevirt-operator.yaml of %s has sha256 %s, pinned %s", tag, digest, strings.ToLower(pin))
+	}
+	m, err := ParseOperatorManifest(data, tag, namespace)
+	if err != nil {
+		return nil, err
+	}
+	m.SHA256 = digest
+	return m, nil
+}
+
+// CRManifest downloads and vets kubevirt-cr.yaml of tag.
+func (c *ReleaseClient) CRManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+	data, err := c.asset(ctx, tag, "kubevirt-cr.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return ParseCRManifest(data, tag, namespace)
+}

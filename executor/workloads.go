@@ -1,0 +1,91 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// VMI is one virtual machine instance.
+type VMI struct {
+	Namespace, Name, UID, Phase string
+}
+
+// Key is namespace/name.
+func (v VMI) Key() string { return v.Namespace + "/" + v.Name }
+
+// WorkloadReport compares the VMIs running before a hop with now.
+type WorkloadReport struct {
+	RunningBefore int
+	RunningNow    int
+	Disrupted     []string // namespace/name: gone, restarted (new UID) or no longer Running
+}
+
+// observeWorkloads lists VMIs and counts VMs across namespaces; an absent
+// CRD means none.
+func (e *Executor) observeWorkloads(ctx context.Context) ([]VMI, int, error) {
+	var vmis []VMI
+	list, err := e.listKubeVirtResource(ctx, "virtualmachineinstances")
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, u := range list {
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		vmis = append(vmis, VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: phase})
+	}
+	sort.Slice(vmis, func(i, j int) bool { return vmis[i].Key() < vmis[j].Key() })
+	vms, err := e.listKubeVirtResource(ctx, "virtualmachines")
+	return vmis, len(vms), err
+}
+
+func (e *Executor) listKubeVirtResource(ctx context.Context, resource string) ([]unstructured.Unstructured, error) {
+	for _, v := range []string{"v1", "v1alpha3"} {
+		list, err := e.dyn.Resource(schema.GroupVersionResource{Group: "kubevirt.io", Version: v, Resource: resource}).Namespace("").List(ctx, metav1.ListOptions{})
+		switch {
+		case err == nil:
+			return list.Items, nil
+		case apierrors.IsNotFound(err):
+			continue
+		default:
+			return nil, apiError(err, "list %s", resource)
+		}
+	}
+	return nil, nil
+}
+
+// compareWorkloads reports which VMIs running before are not running now
+// with the same UID. With the Evict update method, a new UID is expected.
+func compareWorkloads(before, now []VMI, methods []string) WorkloadReport {
+	r := WorkloadReport{}
+	byKey := map[string]VMI{}
+	for _, v := range now {
+		byKey[v.Key()] = v
+		if v.Phase == "Running" {
+			r.RunningNow++
+		}
+	}
+	evict := slices.Contains(methods, "Evict")
+	for _, b := range before {
+		if b.Phase != "Running" {
+			continue
+		}
+		r.RunningBefore++
+		n, ok := byKey[b.Key()]
+		switch {
+		case evict:
+		case !ok:
+			r.Disrupted = append(r.Disrupted, b.Key()+" (gone)")
+		case n.UID != b.UID:
+			r.Disrupted = append(r.Disrupted, b.Key()+" (restarted)")
+		case n.Phase != "Running":
+			r.Disrupted = append(r.Disrupted, fmt.Sprintf("%s (%s)", b.Key(), n.Phase))
+		}
+	}
+	return r
+}

@@ -1,0 +1,185 @@
+package gitserver
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Options configure a Server. With neither Basic nor Token set, anyone may
+// fetch and push.
+type Options struct {
+	Username, Password string // basic auth
+	Token              string // bearer token
+	Branch             string // default "main"
+}
+
+// Server is a smart-HTTP git server over HTTPS on 127.0.0.1.
+type Server struct {
+	Root   string // folder of bare repositories
+	Branch string
+	opts   Options
+	srv    *httptest.Server
+	work   string // a user's working clones live here
+
+	uploadPacks  atomic.Int64
+	receivePacks atomic.Int64
+	infoRefs     atomic.Int64
+	bytesOut     atomic.Int64
+
+	mu     sync.Mutex
+	filter func(w http.ResponseWriter, r *http.Request) bool
+}
+
+// New starts a server with one empty bare repository named "repo.git".
+func New(opts Options) (*Server, error) {
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		return nil, fmt.Errorf("git CLI not found (run `make test`, which installs it): %w", err)
+	}
+	root, err := os.MkdirTemp("", "kvgitops-git-")
+	if err != nil {
+		return nil, err
+	}
+	if opts.Branch == "" {
+		opts.Branch = "main"
+	}
+	s := &Server{Root: filepath.Join(root, "repos"), Branch: opts.Branch, opts: opts, work: filepath.Join(root, "work")}
+	for _, d := range []string{s.Root, s.work} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.CreateRepo("repo.git"); err != nil {
+		_ = os.RemoveAll(root)
+		return nil, err
+	}
+	backend := &cgi.Handler{
+		Path: gitPath,
+		Args: []string{"http-backend"},
+		Env: []string{
+			"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1",
+			"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root,
+		},
+	}
+	s.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.count(r)
+		s.mu.Lock()
+		filter := s.filter
+		s.mu.Unlock()
+		if filter != nil && filter(w, r) {
+			return
+		}
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &s.bytesOut}, r)
+	}))
+	return s, nil
+}
+
+// Close stops the server and removes its repositories.
+func (s *Server) Close() {
+	s.srv.Close()
+	_ = os.RemoveAll(filepath.Dir(s.Root))
+}
+
+// CreateRepo makes an empty bare repository that accepts pushes over HTTP.
+func (s *Server) CreateRepo(name string) error {
+	dir := filepath.Join(s.Root, name)
+	ctx := context.Background()
+	if _, err := Git(ctx, s.Root, nil, "init", "--quiet", "--bare", "-b", s.Branch, dir); err != nil {
+		return err
+	}
+	_, err := Git(ctx, dir, nil, "config", "http.receivepack", "true")
+	return err
+}
+
+// URL is the HTTPS URL of a repository (default "repo.git").
+func (s *Server) URL(repo ...string) string {
+	name := "repo.git"
+	if len(repo) > 0 {
+		name = repo[0]
+	}
+	return s.srv.URL + "/" + name
+}
+
+// Addr is host:port of the server.
+func (s *Server) Addr() string { return strings.TrimPrefix(s.srv.URL, "https://") }
+
+// CAPEM is the PEM of the certificate clients must trust (Flux's ca.crt).
+func (s *Server) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.srv.Certificate().Raw})
+}
+
+// CertPool trusts the server.
+func (s *Server) CertPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(s.srv.Certificate())
+	return p
+}
+
+// Filter installs f in front of git: when it returns true it has answered
+// the request itself (a 403 on push, a redirect, a hostile response).
+func (s *Server) Filter(f func(w http.ResponseWriter, r *http.Request) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.filter = f
+}
+
+// Counters of requests by kind, and response bytes served by git.
+func (s *Server) UploadPacks() int64  { return s.uploadPacks.Load() }
+func (s *Server) ReceivePacks() int64 { return s.receivePacks.Load() }
+func (s *Server) InfoRefs() int64     { return s.infoRefs.Load() }
+func (s *Server) BytesOut() int64     { return s.bytesOut.Load() }
+
+func (s *Server) count(r *http.Request) {
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
+		s.uploadPacks.Add(1)
+	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
+		s.receivePacks.Add(1)
+	case strings.HasSuffix(r.URL.Path, "/info/refs"):
+		s.infoRefs.Add(1)
+	}
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	switch {
+	case s.opts.Token != "":
+		return r.Header.Get("Authorization") == "Bearer "+s.opts.Token
+	case s.opts.Username != "":
+		u, p, ok := r.BasicAuth()
+		return ok && u == s.opts.Username && p == s.opts.Password
+	}
+	return true
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (c *countingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
