@@ -22,22 +22,22 @@ type Condition struct {
 
 // KubeVirtState is what the KubeVirt CR says.
 type KubeVirtState struct {
-	Name, Namespace                 string
-	UID                             string
-	ResourceVersion                 string
-	Generation, ObservedGeneration  int64
-	HasObservedGeneration           bool
-	Phase                           string
-	ImageTag                        string
-	UninstallStrategy               string
-	WorkloadUpdateMethods           []string
-	Target, TargetRegistry          string
-	Observed, ObservedRegistry      string
-	TargetID, ObservedID            string
-	Conditions                      []Condition
-	Finalizers                      []string
-	Deleting                        bool
-	DeletionTimestamp               *time.Time
+	Name, Namespace                string
+	UID                            string
+	ResourceVersion                string
+	Generation, ObservedGeneration int64
+	HasObservedGeneration          bool
+	Phase                          string
+	ImageTag                       string
+	UninstallStrategy              string
+	WorkloadUpdateMethods          []string
+	Target, TargetRegistry         string
+	Observed, ObservedRegistry     string
+	TargetID, ObservedID           string
+	Conditions                     []Condition
+	Finalizers                     []string
+	Deleting                       bool
+	DeletionTimestamp              *time.Time
 }
 
 // Condition returns the condition of a type.

@@ -188,7 +188,9 @@ func TestHostileServers(t *testing.T) {
 			return http.RedirectHandler("https://169.254.169.254/latest/meta-data/", http.StatusFound)
 		}, executor.ReasonHostNotAllowed},
 		{"unauthorized", func(*releases.Server) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "secret-token-echo", http.StatusUnauthorized) })
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Error(w, "secret-token-echo", http.StatusUnauthorized)
+			})
 		}, executor.ReasonAuthenticationFailed},
 	}
 	for _, tt := range tests {
