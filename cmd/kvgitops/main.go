@@ -1,0 +1,99 @@
+// Command kvgitops runs KubeVirt's lifecycle from Git.
+//
+//	kvgitops run      the agent (see --help)
+//	kvgitops plan     offline planning: what the agent would do
+//	kvgitops version  print the version
+//
+// main only wires: flags and environment into a config, then constructors,
+// then Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	_ "time/tzdata" // maintenance windows name IANA zones; do not depend on the image having them
+)
+
+// version is stamped by the Makefile (-X main.version=...).
+var version = "dev"
+
+// Exit codes of every subcommand.
+const (
+	exitOK      = 0
+	exitRefused = 1 // refused, invalid input, or the agent failed
+	exitUsage   = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "run":
+		return runCommand(ctx, args[1:], stdout, stderr)
+	case "plan":
+		return planCommand(ctx, args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "kvgitops", version)
+		return exitOK
+	case "help", "-h", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "kvgitops: unknown command %q\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: kvgitops <command> [flags]
+
+Commands:
+  run      run the agent: poll Git, plan, execute, commit status
+  plan     compute a plan offline (or against a live cluster) and print it
+  version  print the version
+
+Run 'kvgitops <command> --help' for the flags of a command.
+`)
+}
+
+// parseFlags parses args, then fills every flag not given on the command line
+// from KVGITOPS_<FLAG_IN_UPPER_SNAKE>. Flags win over the environment.
+func parseFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || env == nil {
+			return
+		}
+		name := "KVGITOPS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := env(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// releaseFlags say where releases come from (agent configuration, never the
+// desired file).
+type releaseFlags struct {
+	releasesURL, manifestBase, caFile, networks, pins, tokenFile string
+}
+
+// releaseClient builds the hardened release client from flags.
+func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
+	cfg := executor.ReleaseConfig{ReleasesURL: f.releasesURL, ManifestBaseURL: f.manifestBase}
+	if !strings.HasPrefix(f.releasesURL, "https://") {
+		cfg.ReleasesURL = "" // a local catalog file; manifests still come over https
+	}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("release CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("release CA file %s holds no PEM certificate", f.caFile)
+		}
+		cfg.HTTP.RootCAs = pool
+	}
+	for _, n := range splitList(f.networks) {
+		p, err := netip.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("allowed network %q: %w", n, err)
+		}
+		cfg.HTTP.AllowedNetworks = append(cfg.HTTP.AllowedNetworks, p)
+	}
+	if f.pins != "" {
+		cfg.Pins = map[string]string{}
+		for _, p := range splitList(f.pins) {
+			tag, sum, ok := strings.Cut(p, "=")
+			if !ok {
+				return nil, fmt.Errorf("pin %q: want TAG=SHA256", p)
+			}
+			cfg.Pins[tag] = sum
+		}
+	}
+	if f.tokenFile != "" {
+		tok, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("release token file: %w", err)
+		}
+		cfg.Token = executor.Secret(strings.TrimSpace(string(tok)))
+	}
+	return executor.NewReleaseClient(cfg)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// loadCatalog reads the catalog from an https URL (GitHub releases API) or a
+// local file (one tag per line, or GitHub JSON).
+func loadCatalog(ctx context.Context, f releaseFlags) (*planner.Catalog, error) {
+	if strings.HasPrefix(f.releasesURL, "https://") {
+		rc, err := f.releaseClient()
+		if err != nil {
+			return nil, err
+		}
+		return rc.Catalog(ctx)
+	}
+	if strings.Contains(f.releasesURL, "://") {
+		return nil, fmt.Errorf("releases source %q: want an https URL or a file path", f.releasesURL)
+	}
+	data, err := readCapped(f.releasesURL, planner.MaxCatalogPageSize)
+	if err != nil {
+		return nil, err
+	}
+	return planner.ParseCatalog(data)
+}
+
+// observeCluster reads the live cluster behind a kubeconfig.
+func observeCluster(ctx context.Context, kubeconfig, namespace string) (planner.Observed, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return planner.Observed{}, err
+	}
+	ex, err := executor.New(cfg, executor.Config{Namespace: namespace})
+	if err != nil {
+		return planner.Observed{}, err
+	}
+	o, err := ex.Observe(ctx)
+	if err != nil {
+		return planner.Observed{}, err
+	}
+	return o.Observed, nil
+}
