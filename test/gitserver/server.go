@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -65,8 +66,9 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	backend := &cgi.Handler{
-		Path: gitPath,
-		Args: []string{"http-backend"},
+		Path:   gitPath,
+		Stderr: io.Discard, // git's own messages (e.g. a lost ref race) are expected in tests
+		Args:   []string{"http-backend"},
 		Env: []string{
 			"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1",
 			"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + root,
@@ -103,8 +105,12 @@ func (s *Server) CreateRepo(name string) error {
 	if _, err := Git(ctx, s.Root, nil, "init", "--quiet", "--bare", "-b", s.Branch, dir); err != nil {
 		return err
 	}
-	_, err := Git(ctx, dir, nil, "config", "http.receivepack", "true")
-	return err
+	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"uploadpack.allowFilter", "true"}} {
+		if _, err := Git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // URL is the HTTPS URL of a repository (default "repo.git").

@@ -1,0 +1,104 @@
+package gitsource
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Secret is a credential value. It never prints, not even through slog.
+type Secret string
+
+func (Secret) String() string                 { return "[redacted]" }
+func (Secret) GoString() string               { return "[redacted]" }
+func (Secret) LogValue() slog.Value           { return slog.StringValue("[redacted]") }
+func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Auth holds credentials, in the key names of a Flux Git Secret.
+type Auth struct {
+	Username    string
+	Password    Secret // basic auth password, or the SSH key's passphrase
+	BearerToken Secret
+	Identity    Secret // PEM private key for SSH
+	KnownHosts  []byte
+	CA          *x509.CertPool // ca.crt
+}
+
+// Secret directory limits: a mounted Secret is small.
+const maxSecretFile = 64 << 10
+
+// LoadAuth reads a mounted Secret directory with Flux's key names:
+// username, password, bearerToken, identity, known_hosts, ca.crt. Missing
+// keys are fine; unreadable or oversized ones are not.
+func LoadAuth(dir string) (Auth, error) {
+	var a Auth
+	if dir == "" {
+		return a, nil
+	}
+	read := func(key string) ([]byte, error) {
+		p := filepath.Join(dir, key)
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.Size() > maxSecretFile {
+			return nil, fmt.Errorf("secret key %s is %d bytes, over %d", key, fi.Size(), maxSecretFile)
+		}
+		return os.ReadFile(p)
+	}
+	var errs []error
+	str := func(key string) string {
+		b, err := read(key)
+		errs = append(errs, err)
+		return strings.TrimRight(string(b), "\r\n")
+	}
+	a.Username = str("username")
+	a.Password = Secret(str("password"))
+	a.BearerToken = Secret(str("bearerToken"))
+	a.Identity = Secret(str("identity"))
+	kh, err := read("known_hosts")
+	errs = append(errs, err)
+	a.KnownHosts = kh
+	ca, err := read("ca.crt")
+	errs = append(errs, err)
+	if len(ca) > 0 {
+		a.CA = x509.NewCertPool()
+		if !a.CA.AppendCertsFromPEM(ca) {
+			errs = append(errs, errors.New("secret key ca.crt holds no PEM certificate"))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Auth{}, fmt.Errorf("read Git secret %s: %w", dir, err)
+	}
+	return a, nil
+}
+
+// secrets lists the credential values to scrub from messages.
+func (a Auth) secrets() []string {
+	return []string{string(a.Password), string(a.BearerToken), string(a.Identity)}
+}
+
+// variants are the forms a secret can be echoed in: as is, URL-encoded,
+// base64 (alone and as basic-auth), and the user:password pair.
+func variants(s string) []string {
+	out := []string{s, url.QueryEscape(s), url.PathEscape(s), base64.StdEncoding.EncodeToString([]byte(s)),
+		base64.RawStdEncoding.EncodeToString([]byte(s)), base64.URLEncoding.EncodeToString([]byte(s))}
+	seen := map[string]bool{}
+	var uniq []string
+	for _, v := range out {
+		if !seen[v] {
+			seen[v] = true
+			uniq = append(uniq, v)
+		}
+	}
+	return uniq
+}

@@ -1,0 +1,170 @@
+package gitsource
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+// history fetches up to HistoryDepth commits behind head into a scratch
+// store: commits only (filter tree:0) for ancestry, commits and trees
+// (blob:none) to find who changed a file. Without server-side filtering the
+// objects come in full, still bounded by the depth and the byte cap.
+func (s *Source) history(ctx context.Context, head plumbing.Hash, filter packp.Filter) (*memory.Storage, error) {
+	ctx, cancel := s.deadline(ctx)
+	defer cancel()
+	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
+	if err != nil {
+		return nil, s.classify(ctx, err, "connect to")
+	}
+	defer sess.Close()
+	adv, err := sess.AdvertisedReferencesContext(ctx)
+	if err != nil {
+		return nil, s.classify(ctx, err, "list references of")
+	}
+	req := packp.NewUploadPackRequestFromCapabilities(adv.Capabilities)
+	req.Wants = []plumbing.Hash{head}
+	req.Depth = packp.DepthCommits(s.cfg.HistoryDepth)
+	if err := req.Capabilities.Set(capability.Shallow); err != nil {
+		return nil, s.errorf(ReasonGitUnavailable, false, err, "shallow fetch from %s", s.remote.display)
+	}
+	if adv.Capabilities.Supports(capability.Filter) {
+		req.Filter = filter
+		_ = req.Capabilities.Set(capability.Filter)
+	}
+	_ = req.Capabilities.Set(capability.NoProgress)
+	resp, err := sess.UploadPack(ctx, req)
+	if err != nil {
+		return nil, s.classify(ctx, err, "fetch history from")
+	}
+	defer resp.Close()
+	st := memory.NewStorage()
+	if err := packfile.UpdateObjectStorage(st, packReader(req.Capabilities, resp)); err != nil {
+		return nil, s.classify(ctx, err, "read the history pack from")
+	}
+	return st, nil
+}
+
+// Descends reports whether rev has ancestor in its history (or is it), the
+// check that catches a force-pushed branch or a server serving an older
+// commit. A direct parent is answered from what is already fetched; otherwise
+// up to HistoryDepth commits are walked.
+func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := rev.hash()
+	if err != nil {
+		return false, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	a, err := ancestor.hash()
+	if err != nil {
+		return false, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	if h == a {
+		return true, nil
+	}
+	if c, err := object.GetCommit(s.store, h); err == nil {
+		for _, p := range c.ParentHashes {
+			if p == a {
+				return true, nil
+			}
+		}
+	}
+	st, err := s.history(ctx, h, packp.FilterTreeDepth(0))
+	if err != nil {
+		return false, err
+	}
+	seen := map[plumbing.Hash]bool{}
+	queue := []plumbing.Hash{h}
+	for len(queue) > 0 {
+		cur := queue[0]
+		queue = queue[1:]
+		if cur == a {
+			return true, nil
+		}
+		if seen[cur] {
+			continue
+		}
+		seen[cur] = true
+		c, err := object.GetCommit(st, cur)
+		if err != nil {
+			continue // beyond the fetched depth
+		}
+		queue = append(queue, c.ParentHashes...)
+	}
+	return false, nil
+}
+
+// VerifyFile checks the signature of the commit that last changed path as of
+// rev (walking first parents): exactly one signature by a trusted key. It
+// returns the signer's identity.
+func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Verify == nil {
+		return "", nil
+	}
+	h, err := rev.hash()
+	if err != nil {
+		return "", s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	p, err := cleanPath(filePath)
+	if err != nil {
+		return "", s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	st, err := s.history(ctx, h, packp.FilterBlobNone())
+	if err != nil {
+		return "", err
+	}
+	setter, err := lastChange(st, h, p, s.cfg.HistoryDepth)
+	if err != nil {
+		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s in %s: %v", p, rev.Short(), err)
+	}
+	signer, err := s.cfg.Verify.verify(setter)
+	if err != nil {
+		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s in %s: %v", p, rev.Short(), err)
+	}
+	return signer, nil
+}
+
+// lastChange walks first parents from head to the newest commit whose
+// version of path differs from its parent's.
+func lastChange(st *memory.Storage, head plumbing.Hash, p string, depth int) (*object.Commit, error) {
+	c, err := object.GetCommit(st, head)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < depth; i++ {
+		mine := entryHash(st, c, p)
+		if len(c.ParentHashes) == 0 {
+			return c, nil // the root commit created it
+		}
+		parent, err := object.GetCommit(st, c.ParentHashes[0])
+		if err != nil {
+			return nil, fmt.Errorf("could not find the commit that set it within %d commits", depth)
+		}
+		if entryHash(st, parent, p) != mine {
+			return c, nil
+		}
+		c = parent
+	}
+	return nil, fmt.Errorf("could not find the commit that set it within %d commits", depth)
+}
+
+func entryHash(st *memory.Storage, c *object.Commit, p string) plumbing.Hash {
+	t, err := object.GetTree(st, c.TreeHash)
+	if err != nil {
+		return plumbing.ZeroHash
+	}
+	e, err := t.FindEntry(p)
+	if err != nil {
+		return plumbing.ZeroHash
+	}
+	return e.Hash
+}
