@@ -125,7 +125,7 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 }
 
 func (o *Observation) plannerView() planner.Observed {
-	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs}
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, Leftovers: len(o.Leftovers)}
 	if op := o.Operator; op != nil {
 		p.OperatorPresent = true
 		if planner.ValidTag(op.Version) {

@@ -90,9 +90,11 @@ func (p *Plan) install(d Desired, o Observed, t version) error {
 	return nil
 }
 
-// absent plans a teardown in the documented order.
+// absent plans a teardown in the documented order. Leftovers are cleaned
+// after the CR is deleted (its deletion can leave them) or whenever some
+// remain, so every step changes what is observed and re-planning converges.
 func (p *Plan) absent(d Desired, o Observed) error {
-	if !o.KubeVirt && !o.OperatorPresent {
+	if !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 {
 		p.Action = ActionNone
 		return nil
 	}
@@ -116,7 +118,9 @@ func (p *Plan) absent(d Desired, o Observed) error {
 		}
 		p.Steps = append(p.Steps, Step{Type: StepDeleteKubeVirt, From: from})
 	}
-	p.Steps = append(p.Steps, Step{Type: StepDeleteLeftovers, From: from})
+	if o.KubeVirt || o.Leftovers > 0 {
+		p.Steps = append(p.Steps, Step{Type: StepDeleteLeftovers, From: from})
+	}
 	if o.OperatorPresent {
 		p.Steps = append(p.Steps, Step{Type: StepDeleteOperator, From: from})
 	}

@@ -241,10 +241,22 @@ func TestComputeTeardown(t *testing.T) {
 			want: []planner.StepType{planner.StepDeleteKubeVirt, planner.StepDeleteLeftovers},
 		},
 		{
-			name: "an operator without a CR is removed with the leftovers",
+			name: "an operator without a CR but with leftovers is removed with them",
 			spec: `  state: Absent`,
-			obs:  planner.Observed{OperatorVersion: "v0.26.0", OperatorPresent: true},
+			obs:  planner.Observed{OperatorVersion: "v0.26.0", OperatorPresent: true, Leftovers: 3},
 			want: []planner.StepType{planner.StepDeleteLeftovers, planner.StepDeleteOperator},
+		},
+		{
+			name: "an operator alone is removed without a leftover step",
+			spec: `  state: Absent`,
+			obs:  planner.Observed{OperatorVersion: "v1.9.0", OperatorPresent: true},
+			want: []planner.StepType{planner.StepDeleteOperator},
+		},
+		{
+			name: "leftovers alone are cleaned",
+			spec: `  state: Absent`,
+			obs:  planner.Observed{Leftovers: 2},
+			want: []planner.StepType{planner.StepDeleteLeftovers},
 		},
 		{
 			name: "workloads with the opt-in and an empty uninstall strategy",

@@ -63,6 +63,9 @@ type Observed struct {
 	Workloads int
 	// UninstallStrategy is the CR's spec.uninstallStrategy.
 	UninstallStrategy string
+	// Leftovers counts APIServices and webhook configurations an unclean
+	// uninstall left behind.
+	Leftovers int
 }
 
 // Step is one unit of execution. From and To are release tags.
@@ -118,6 +121,6 @@ func writeOrigin(w io.Writer, a Action, o Observed) {
 	fmt.Fprintf(w, "installed=%s\nmode=%s\noperator=%s\nkubevirt=%t\nterminating=%t\noperatorPresent=%t\n",
 		o.Installed, o.Mode, o.OperatorVersion, o.KubeVirt, o.Terminating, o.OperatorPresent)
 	if a == ActionTeardown {
-		fmt.Fprintf(w, "workloads=%t\nuninstallStrategy=%s\n", o.Workloads > 0, o.UninstallStrategy)
+		fmt.Fprintf(w, "workloads=%t\nuninstallStrategy=%s\nleftovers=%t\n", o.Workloads > 0, o.UninstallStrategy, o.Leftovers > 0)
 	}
 }

@@ -2,12 +2,171 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
+	"github.com/kvgitops/kvgitops/planner"
 )
 
-// runCommand runs the agent. It arrives with the agent package.
-func runCommand(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kvgitops run: the agent is not built yet")
-	return exitRefused
+// runConfig is everything `kvgitops run` is told, by flags or
+// KVGITOPS_<FLAG> environment variables.
+type runConfig struct {
+	repoURL, branch, statusBranch, desiredPath, statusPath, clusterName string
+	gitSecretDir, verifyPGP, verifySSH, authorName, authorEmail         string
+	kubevirtNamespace, kubeconfig                                       string
+	metricsAddr, healthAddr, webhookAddr, webhookSecretFile             string
+	logLevel, logEncoding, failpoint                                    string
+	interval, gitTimeout, catalogRefresh                                time.Duration
+	followRewrites, leaderElect                                         bool
+	leaseNamespace, leaseName                                           string
+	leaseDuration, renewDeadline, retryPeriod                           time.Duration
+	rel                                                                 releaseFlags
+}
+
+func runFlags(c *runConfig, fs *flag.FlagSet) {
+	fs.StringVar(&c.repoURL, "repo-url", "", "Git repository holding the desired file (https:// or ssh://; required)")
+	fs.StringVar(&c.branch, "branch", "main", "branch to read the desired file from")
+	fs.StringVar(&c.statusBranch, "status-branch", "", "branch to commit status to (default: --branch)")
+	fs.StringVar(&c.desiredPath, "desired-path", "kubevirt.yaml", "path of the desired file in the repository")
+	fs.StringVar(&c.statusPath, "status-path", "", "path of the status file (default status/<cluster-name>.yaml)")
+	fs.StringVar(&c.clusterName, "cluster-name", "", "name of this cluster in the status file (required)")
+	fs.DurationVar(&c.interval, "interval", time.Minute, "how often to poll Git")
+	fs.StringVar(&c.gitSecretDir, "git-secret-dir", "", "mounted Git Secret (Flux key names: username, password, bearerToken, identity, known_hosts, ca.crt)")
+	fs.DurationVar(&c.gitTimeout, "git-timeout", 30*time.Second, "deadline of each Git operation")
+	fs.StringVar(&c.verifyPGP, "verify-pgp-keys", "", "armored OpenPGP public keys; when set, the commit that sets the desired file must be signed by one")
+	fs.StringVar(&c.verifySSH, "verify-ssh-keys", "", "authorized_keys file of trusted SSH signing keys; when set, the commit that sets the desired file must be signed by one")
+	fs.BoolVar(&c.followRewrites, "follow-rewrites", false, "accept a force-pushed branch instead of stalling on it")
+	fs.StringVar(&c.authorName, "author-name", "kvgitops", "author of status commits")
+	fs.StringVar(&c.authorEmail, "author-email", "kvgitops@noreply", "author email of status commits")
+	fs.StringVar(&c.rel.releasesURL, "releases-url", executor.DefaultReleasesURL, "release catalog: GitHub releases API URL, or a file (one tag per line or GitHub JSON)")
+	fs.StringVar(&c.rel.manifestBase, "manifest-base-url", executor.DefaultManifestBaseURL, "base URL of <tag>/kubevirt-operator.yaml")
+	fs.StringVar(&c.rel.caFile, "release-ca-file", "", "PEM bundle to trust for release downloads (default: system roots)")
+	fs.StringVar(&c.rel.networks, "release-allowed-networks", "", "CIDRs release hosts may resolve to (private, loopback and metadata addresses are refused otherwise)")
+	fs.StringVar(&c.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of kubevirt-operator.yaml")
+	fs.StringVar(&c.rel.tokenFile, "release-token-file", "", "file with a GitHub token for the releases API")
+	fs.DurationVar(&c.catalogRefresh, "catalog-refresh", 15*time.Minute, "how long a fetched release catalog is reused")
+	fs.StringVar(&c.kubevirtNamespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", ":8080", "address of /metrics (0 disables)")
+	fs.StringVar(&c.healthAddr, "health-addr", ":9440", "address of /healthz and /readyz (0 disables)")
+	fs.StringVar(&c.webhookAddr, "webhook-addr", ":9292", "address of the webhook receiver at /hook (only with --webhook-secret-file)")
+	fs.StringVar(&c.webhookSecretFile, "webhook-secret-file", "", "file with the HMAC secret of webhook requests")
+	fs.BoolVar(&c.leaderElect, "leader-elect", false, "elect a leader on a Lease; only the leader acts")
+	fs.StringVar(&c.leaseNamespace, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
+	fs.StringVar(&c.leaseName, "leader-elect-name", "kvgitops", "name of the Lease")
+	fs.DurationVar(&c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "lease duration")
+	fs.DurationVar(&c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "renew deadline")
+	fs.DurationVar(&c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "retry period")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logEncoding, "log-encoding", "json", "json or console")
+	fs.StringVar(&c.failpoint, "failpoint", "", "testing only: exit at this executor point (e.g. applied-object-3)")
+}
+
+func (c *runConfig) check() error {
+	var errs []error
+	if c.repoURL == "" {
+		errs = append(errs, errors.New("--repo-url is required"))
+	}
+	if c.clusterName == "" {
+		errs = append(errs, errors.New("--cluster-name is required"))
+	}
+	if c.interval < time.Second {
+		errs = append(errs, fmt.Errorf("--interval must be at least 1s, got %s", c.interval))
+	}
+	if c.logEncoding != "json" && c.logEncoding != "console" {
+		errs = append(errs, fmt.Errorf("--log-encoding must be json or console, got %q", c.logEncoding))
+	}
+	if c.statusPath == "" {
+		c.statusPath = "status/" + c.clusterName + ".yaml"
+	}
+	return errors.Join(errs...)
+}
+
+func runCommand(ctx context.Context, args []string, _, stderr io.Writer) int {
+	var c runConfig
+	fs := flag.NewFlagSet("kvgitops run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	runFlags(&c, fs)
+	if err := parseFlags(fs, args, os.LookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		fmt.Fprintln(stderr, "kvgitops run:", err)
+		return exitUsage
+	}
+	if err := c.check(); err != nil {
+		fmt.Fprintln(stderr, "kvgitops run:", err)
+		return exitUsage
+	}
+	log, err := newLogger(stderr, c.logLevel, c.logEncoding)
+	if err != nil {
+		fmt.Fprintln(stderr, "kvgitops run:", err)
+		return exitUsage
+	}
+	if err := run(ctx, c, log); err != nil {
+		log.Error("Agent stopped", "error", err)
+		return exitRefused
+	}
+	return exitOK
+}
+
+func newLogger(w io.Writer, level, encoding string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if encoding == "console" {
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+// newSource builds the Git source from the secret and verification keys.
+func newSource(c runConfig) (*gitsource.Source, error) {
+	auth, err := gitsource.LoadAuth(c.gitSecretDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg := gitsource.Config{
+		URL: c.repoURL, Branch: c.branch, StatusBranch: c.statusBranch, Auth: auth, Timeout: c.gitTimeout,
+		AuthorName: c.authorName, AuthorEmail: c.authorEmail,
+	}
+	if c.verifyPGP != "" || c.verifySSH != "" {
+		v := &gitsource.VerifyConfig{}
+		if c.verifyPGP != "" {
+			b, err := os.ReadFile(c.verifyPGP)
+			if err != nil {
+				return nil, err
+			}
+			v.PGPKeyRings = []string{string(b)}
+		}
+		if c.verifySSH != "" {
+			b, err := os.ReadFile(c.verifySSH)
+			if err != nil {
+				return nil, err
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+					v.SSHKeys = append(v.SSHKeys, line)
+				}
+			}
+		}
+		cfg.Verify = v
+	}
+	return gitsource.New(cfg)
+}
+
+// catalogFunc reads the catalog from the releases API or a file.
+func catalogFunc(c runConfig) agent.CatalogFunc {
+	return func(ctx context.Context) (*planner.Catalog, error) { return loadCatalog(ctx, c.rel) }
 }

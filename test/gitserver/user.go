@@ -67,10 +67,18 @@ func (u *User) CommitFiles(msg string, files map[string][]byte) (string, error) 
 	if _, err := Git(ctx, u.dir, nil, "commit", "--quiet", "--allow-empty", "-m", msg); err != nil {
 		return "", err
 	}
-	if _, err := Git(ctx, u.dir, nil, "push", "--quiet", "origin", "HEAD:"+u.s.Branch); err != nil {
-		return "", err
+	// Somebody (the agent) may push in between: rebase and push again, as a
+	// person would.
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if _, err = Git(ctx, u.dir, nil, "push", "--quiet", "origin", "HEAD:"+u.s.Branch); err == nil {
+			return Git(ctx, u.dir, nil, "rev-parse", "HEAD")
+		}
+		if _, rerr := Git(ctx, u.dir, nil, "pull", "--quiet", "--rebase", "origin", u.s.Branch); rerr != nil {
+			return "", rerr
+		}
 	}
-	return Git(ctx, u.dir, nil, "rev-parse", "HEAD")
+	return "", err
 }
 
 // CommitFile commits one file.

@@ -1,0 +1,147 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Agent reconciles one cluster against one desired file.
+type Agent struct {
+	cfg     Config
+	repo    Repo
+	cluster Cluster
+	catalog CatalogFunc
+	log     logger
+	trigger chan struct{}
+
+	// Loop state: touched only by the goroutine running Run/Reconcile.
+	lastSeen      string // newest head known to descend from what was applied
+	readRev       string // head the desired file was last read at
+	desiredRev    string // head at which the current desired bytes first appeared
+	desiredDigest string
+	desired       *planner.Desired
+	desiredErr    error
+	signer        string
+	cat           *planner.Catalog
+	catAt         time.Time
+	active        *activePlan
+	history       []Run
+	conditions    []Condition
+	workloads     *Workloads
+	failed        *failure
+	prev          *Status // the committed status, read once after start
+	loaded        bool
+	lastWritten   []byte
+	wakeAt        time.Time // a maintenance window opening
+	lastDone      string    // plan id # step index of the step that just succeeded
+
+	mu       sync.Mutex
+	snapshot Status
+	lastOK   time.Time
+}
+
+// failure is a terminal step failure, stalled until its key changes.
+type failure struct {
+	key     string // desired digest + plan id
+	reason  string
+	message string
+}
+
+// New builds an agent. It starts nothing.
+func New(cfg Config, repo Repo, cluster Cluster, catalog CatalogFunc) *Agent {
+	cfg.defaults()
+	return &Agent{cfg: cfg, repo: repo, cluster: cluster, catalog: catalog, log: logger{cfg.Logger}, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a reconcile now (webhook, tests). It never blocks.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles until ctx ends: on the interval (with jitter), on Trigger,
+// when a maintenance window opens, right after a step, and after failures
+// with exponential backoff. It returns when ctx is done, with nothing left
+// running.
+func (a *Agent) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-a.trigger:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		again, err := a.Reconcile(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var wait time.Duration
+		switch {
+		case err != nil:
+			failures++
+			wait = a.backoff(failures, err)
+			a.log.reconcileFailed(err, wait)
+		case again:
+			failures = 0
+		default:
+			failures = 0
+			wait = a.jittered()
+			if !a.wakeAt.IsZero() {
+				if d := a.wakeAt.Sub(a.cfg.Clock()); d >= 0 && d < wait {
+					wait = d + time.Second
+				}
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+func (a *Agent) jittered() time.Duration {
+	j := a.cfg.Jitter * (2*rand.Float64() - 1)
+	return time.Duration(float64(a.cfg.Interval) * (1 + j))
+}
+
+// backoff doubles from one second up to MaxBackoff, or honours an error's
+// RetryAfter (rate limits), whichever is longer.
+func (a *Agent) backoff(n int, err error) time.Duration {
+	d := time.Second << min(n-1, 20)
+	if d > a.cfg.MaxBackoff {
+		d = a.cfg.MaxBackoff
+	}
+	var e *executor.Error
+	if errors.As(err, &e) && e.RetryAfter > d {
+		d = e.RetryAfter
+	}
+	return d
+}
+
+// Snapshot is the last status the agent computed (pushed or not).
+func (a *Agent) Snapshot() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.snapshot
+}
+
+// LastSuccess is when a reconcile last completed without error.
+func (a *Agent) LastSuccess() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastOK
+}

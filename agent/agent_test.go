@@ -1,0 +1,327 @@
+package agent_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
+)
+
+func TestInstallThenUpgradeHopByHop(t *testing.T) {
+	w := newWorld("  version: v1.6.6\n", "")
+	st, err := w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != agent.PhaseSucceeded || st.Observed.Version != "v1.6.6" || w.cluster.installed != "v1.6.6" {
+		t.Fatalf("after install: phase %s observed %s", st.Phase, st.Observed.Version)
+	}
+	w.desire("  version: \"~1.8\"\n")
+	st, err = w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w.cluster.steps(); !slices.Equal(got, []string{"v1.6.6", "v1.7.4", "v1.8.4"}) {
+		t.Errorf("steps run %v", got)
+	}
+	if st.Phase != agent.PhaseSucceeded || st.Desired.Resolved != "v1.8.4" || len(st.History) != 2 {
+		t.Errorf("status %s, resolved %s, %d runs in history", st.Phase, st.Desired.Resolved, len(st.History))
+	}
+	if h := st.History[0]; h.Result != "Succeeded" || h.From != "v1.6.6" || h.To != "v1.8.4" || h.Steps != 2 {
+		t.Errorf("newest run %+v", h)
+	}
+	if st.Workloads == nil || st.Workloads.RunningBefore != 2 {
+		t.Errorf("workloads %+v", st.Workloads)
+	}
+	if !slices.Contains(w.cluster.events, "StepStarted") || !slices.Contains(w.cluster.events, "StepSucceeded") {
+		t.Errorf("events %v", w.cluster.events)
+	}
+}
+
+func TestSteadyStateMakesNoCommits(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	before := len(w.repo.writes)
+	for i := 0; i < 5; i++ {
+		w.clock.add(time.Minute)
+		if _, err := w.settle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(w.repo.writes) != before {
+		t.Errorf("%d status commits in a steady state: %v", len(w.repo.writes)-before, w.repo.writes[before:])
+	}
+	// The agent's own status commits move the head; the desired revision
+	// stays the commit that set the desired bytes.
+	if st := w.status(); st.DesiredRevision != w.repo.rev(0) {
+		t.Errorf("desiredRevision %s, want the desired file's commit %s", st.DesiredRevision, w.repo.rev(0))
+	}
+	// A fresh agent (a restart) renders the same bytes: still no commit.
+	w.agent = w.newAgent()
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.repo.writes) != before {
+		t.Errorf("a restart in a steady state committed: %v", w.repo.writes[before:])
+	}
+}
+
+func TestInvalidDesiredFileAppliesNothing(t *testing.T) {
+	w := newWorld("  version: v1.6.6\n", "v1.6.6")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	w.desire("  version: 1.10\n")
+	st, err := w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != agent.PhaseInvalid || st.Reason != "InvalidDesiredState" || !strings.Contains(st.Message, "spec.version") {
+		t.Errorf("invalid desired: %s %s %q", st.Phase, st.Reason, st.Message)
+	}
+	if len(w.cluster.ran) != 0 {
+		t.Errorf("steps ran for an invalid desired file: %v", w.cluster.steps())
+	}
+	if c := cond(st, "Stalled"); c.Status != "True" {
+		t.Errorf("Stalled = %+v", c)
+	}
+	// The next valid commit proceeds.
+	w.desire("  version: v1.7.4\n")
+	if st, _ = w.settle(); st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.7.4" {
+		t.Errorf("after a valid commit: %s, installed %s", st.Phase, w.cluster.installed)
+	}
+}
+
+func TestMissingDesiredFileIsNotUninstall(t *testing.T) {
+	w := newWorld("  version: v1.6.6\n", "v1.6.6")
+	w.repo.commits[0] = map[string][]byte{"README.md": []byte("x")}
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseInvalid || st.Reason != "DesiredFileMissing" || len(w.cluster.ran) != 0 {
+		t.Errorf("missing desired file: %s %s, steps %v", st.Phase, st.Reason, w.cluster.steps())
+	}
+}
+
+func TestSuspend(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n  suspend: true\n", "v1.6.6")
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseSuspended || len(w.cluster.ran) != 0 {
+		t.Fatalf("suspended: %s, steps %v", st.Phase, w.cluster.steps())
+	}
+	w.desire("  version: v1.8.4\n")
+	if st, _ = w.settle(); st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.8.4" {
+		t.Errorf("resumed: %s, installed %s", st.Phase, w.cluster.installed)
+	}
+}
+
+func TestManualApproval(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseAwaitingApproval || st.Plan == nil || len(w.cluster.ran) != 0 {
+		t.Fatalf("awaiting approval: %s, plan %v, steps %v", st.Phase, st.Plan, w.cluster.steps())
+	}
+	id := st.Plan.ID
+	if !strings.Contains(st.Message, "spec.approvedPlan: \""+id+"\"") || stepStates(st) != "v1.7.4:Pending v1.8.4:Pending" {
+		t.Errorf("message %q, steps %s", st.Message, stepStates(st))
+	}
+	// A stale approval (another id) does nothing.
+	w.desire("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \"0badc0de\"\n")
+	if st, _ = w.settle(); st.Phase != agent.PhaseAwaitingApproval || len(w.cluster.ran) != 0 || !strings.Contains(st.Message, "does not match") {
+		t.Fatalf("stale approval: %s %q, steps %v", st.Phase, st.Message, w.cluster.steps())
+	}
+	// The right id runs the whole plan, across hops, without re-approval.
+	w.desire("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \"" + id + "\"\n")
+	st, _ = w.settle()
+	if st.Phase != agent.PhaseSucceeded || !slices.Equal(w.cluster.steps(), []string{"v1.7.4", "v1.8.4"}) {
+		t.Errorf("approved: %s, steps %v (%q)", st.Phase, w.cluster.steps(), st.Message)
+	}
+}
+
+func TestApprovedPlanSurvivesARestartMidPlan(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
+	st, _ := w.settle()
+	w.desire("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \"" + st.Plan.ID + "\"\n")
+	// The first hop fails transiently; the agent restarts between hops.
+	if _, err := w.agent.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.cluster.installed != "v1.7.4" {
+		t.Fatalf("first hop did not run: %v", w.cluster.steps())
+	}
+	w.agent = w.newAgent()
+	st, _ = w.settle()
+	if st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.8.4" {
+		t.Fatalf("after a restart mid-plan: %s %q, installed %s", st.Phase, st.Message, w.cluster.installed)
+	}
+	if st.History[0].Steps != 2 {
+		t.Errorf("the resumed run should be the whole approved plan: %+v", st.History[0])
+	}
+}
+
+func TestMaintenanceWindow(t *testing.T) {
+	// Saturday 02:00 for 4h; now is Friday 01:00 UTC.
+	w := newWorld("  version: v1.7.4\n  hopTimeout: 1h\n  maintenanceWindow: {schedule: \"0 2 * * 6\", duration: 4h, timeZone: UTC}\n", "v1.6.6")
+	w.clock.t = time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseWaitingForWindow || len(w.cluster.ran) != 0 || !strings.Contains(st.Message, "2026-11-28T02:00:00Z") {
+		t.Fatalf("outside the window: %s %q", st.Phase, st.Message)
+	}
+	// Inside, but too close to the end for a 1h hop.
+	w.clock.t = time.Date(2026, 11, 28, 5, 30, 0, 0, time.UTC)
+	if st, _ = w.settle(); st.Phase != agent.PhaseWaitingForWindow || st.Reason != "WindowTooShort" {
+		t.Fatalf("late in the window: %s %s", st.Phase, st.Reason)
+	}
+	// A hop already under way in the cluster is finished regardless.
+	w.cluster.underWay = "v1.7.4"
+	if st, _ = w.settle(); st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.7.4" {
+		t.Fatalf("hop under way: %s, installed %s", st.Phase, w.cluster.installed)
+	}
+	// When the window opens, pending work starts without a new commit.
+	w.desire("  version: v1.8.4\n  hopTimeout: 1h\n  maintenanceWindow: {schedule: \"0 2 * * 6\", duration: 4h, timeZone: UTC}\n")
+	w.clock.t = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	if st, _ = w.settle(); st.Phase != agent.PhaseWaitingForWindow {
+		t.Fatalf("before the next window: %s", st.Phase)
+	}
+	w.clock.t = time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	if st, _ = w.settle(); st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.8.4" {
+		t.Fatalf("in the next window: %s, installed %s", st.Phase, w.cluster.installed)
+	}
+}
+
+func TestRefusal(t *testing.T) {
+	w := newWorld("  version: v1.6.6\n", "v1.8.4")
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseRefused || st.Reason != "DowngradeNotSupported" || len(w.cluster.ran) != 0 {
+		t.Errorf("downgrade: %s %s", st.Phase, st.Reason)
+	}
+}
+
+func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w.cluster.failNext = &executor.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0 (restarted)]", Terminal: true}
+	st, err := w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != agent.PhaseFailed || st.Reason != "WorkloadDisrupted" || stepStates(st) != "v1.7.4:Failed" {
+		t.Fatalf("after a disruption: %s %s %s", st.Phase, st.Reason, stepStates(st))
+	}
+	if st.History[0].Result != "Failed" {
+		t.Errorf("history %+v", st.History)
+	}
+	// No retry on later polls, nor after a restart.
+	for i := 0; i < 3; i++ {
+		w.clock.add(time.Minute)
+		_, _ = w.settle()
+	}
+	w.agent = w.newAgent()
+	if st, _ = w.settle(); st.Phase != agent.PhaseFailed || len(w.cluster.ran) != 1 {
+		t.Fatalf("retried a terminal failure: %s, %d runs", st.Phase, len(w.cluster.ran))
+	}
+	// A new commit of the desired file retries.
+	w.desire("  version: v1.7.4\n  hopTimeout: 45m\n")
+	if st, _ = w.settle(); st.Phase != agent.PhaseSucceeded {
+		t.Errorf("after a new commit: %s", st.Phase)
+	}
+}
+
+func TestTransientFailureRetriesWithBackoff(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "connection refused"}
+	_, err := w.agent.Reconcile(context.Background())
+	if err == nil || w.agent.Snapshot().Phase != agent.PhaseProgressing {
+		t.Fatalf("transient: %v, phase %s", err, w.agent.Snapshot().Phase)
+	}
+	if st, _ := w.settle(); st.Phase != agent.PhaseSucceeded {
+		t.Errorf("retry: %s", st.Phase)
+	}
+}
+
+func TestGitDownAppliesNothingAndKeepsState(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w.repo.headErr = &gitsource.Error{Reason: gitsource.ReasonGitUnavailable, Message: "dial tcp: connection refused"}
+	_, err := w.agent.Reconcile(context.Background())
+	if gitsource.ReasonOf(err) != gitsource.ReasonGitUnavailable || len(w.cluster.ran) != 0 {
+		t.Fatalf("git down: %v, steps %v", err, w.cluster.steps())
+	}
+}
+
+func TestHistoryRewrittenStalls(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.7.4")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	w.repo.headErr = &gitsource.Error{Reason: gitsource.ReasonHistoryRewritten, Terminal: true, Message: "force-push"}
+	st, err := w.settle()
+	w.repo.headErr = nil
+	if err != nil || w.agent.Snapshot().Phase != agent.PhaseInvalid || w.agent.Snapshot().Reason != "HistoryRewritten" {
+		t.Fatalf("rewritten: %v, %s %s (%s)", err, w.agent.Snapshot().Phase, w.agent.Snapshot().Reason, st.Phase)
+	}
+}
+
+func TestTeardown(t *testing.T) {
+	w := newWorld("  state: Absent\n", "v1.9.0")
+	st, _ := w.settle()
+	var types []string
+	for _, s := range w.cluster.ran {
+		types = append(types, string(s.Type))
+	}
+	if !slices.Equal(types, []string{"DeleteKubeVirt", "DeleteOperator"}) {
+		t.Errorf("teardown steps %v (no leftovers to clean)", types)
+	}
+	if got := st.History[0]; got.Result != "Succeeded" || got.Steps != 3 {
+		t.Errorf("teardown run %+v", got)
+	}
+	if st.Phase != agent.PhaseSucceeded || st.Message != "KubeVirt is absent, as desired" {
+		t.Errorf("after teardown: %s %q", st.Phase, st.Message)
+	}
+}
+
+func TestWebhookTriggersOnlyWithAValidSignature(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	h := w.agent.WebhookHandler([]byte("s3cret"))
+	for _, tt := range []struct {
+		name, header, sig string
+		code              int
+	}{
+		{"github", "X-Hub-Signature-256", sign("s3cret", `{"ref":"refs/heads/main"}`), 202},
+		{"generic", "X-Signature", sign("s3cret", `{"ref":"refs/heads/main"}`), 202},
+		{"wrong secret", "X-Hub-Signature-256", sign("other", `{"ref":"refs/heads/main"}`), 401},
+		{"no signature", "", "", 401},
+		{"malformed", "X-Signature", "sha256=zz", 401},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code := post(h, `{"ref":"refs/heads/main"}`, tt.header, tt.sig)
+			if code != tt.code {
+				t.Errorf("status %d, want %d", code, tt.code)
+			}
+		})
+	}
+}
+
+func cond(s agent.Status, typ string) agent.Condition {
+	for _, c := range s.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return agent.Condition{}
+}
+
+func TestAStepThatChangesNothingIsNotRepeated(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w.cluster.noop = true
+	st, err := w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != agent.PhaseFailed || st.Reason != "NoProgress" || len(w.cluster.ran) != 1 {
+		t.Errorf("no-op step: %s %s after %d runs", st.Phase, st.Reason, len(w.cluster.ran))
+	}
+}

@@ -1,0 +1,56 @@
+package agent
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Config configures an Agent. Zero values take the defaults.
+type Config struct {
+	ClusterName string
+	DesiredPath string        // default "kubevirt.yaml"
+	StatusPath  string        // default "status/<cluster>.yaml"
+	Interval    time.Duration // default 1m
+	// Jitter spreads polls of many agents: each wait is Interval ± Jitter.
+	Jitter float64 // default 0.1
+	// CatalogRefresh is how long a fetched catalog is used. Default 15m.
+	CatalogRefresh time.Duration
+	// MaxBackoff caps the wait after failures. Default 5m.
+	MaxBackoff time.Duration
+	Clock      func() time.Time
+	Logger     *slog.Logger
+	Metrics    *Metrics
+}
+
+func (c *Config) defaults() {
+	if c.ClusterName == "" {
+		c.ClusterName = "default"
+	}
+	if c.DesiredPath == "" {
+		c.DesiredPath = "kubevirt.yaml"
+	}
+	if c.StatusPath == "" {
+		c.StatusPath = "status/" + c.ClusterName + ".yaml"
+	}
+	if c.Interval == 0 {
+		c.Interval = time.Minute
+	}
+	if c.Jitter == 0 {
+		c.Jitter = 0.1
+	}
+	if c.CatalogRefresh == 0 {
+		c.CatalogRefresh = 15 * time.Minute
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Minute
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+}

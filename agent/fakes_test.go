@@ -1,0 +1,232 @@
+package agent_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
+	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/test/releases"
+)
+
+// fakeRepo is a branch held in memory: each commit is a full file map.
+type fakeRepo struct {
+	mu      sync.Mutex
+	commits []map[string][]byte
+	writes  []string // commit messages of status writes
+	headErr error
+}
+
+func (r *fakeRepo) commit(files map[string]string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := map[string][]byte{}
+	if n := len(r.commits); n > 0 {
+		for k, v := range r.commits[n-1] {
+			next[k] = v
+		}
+	}
+	for k, v := range files {
+		next[k] = []byte(v)
+	}
+	r.commits = append(r.commits, next)
+}
+
+func (r *fakeRepo) rev(i int) string { return fmt.Sprintf("main@sha1:%040x", i+1) }
+
+func (r *fakeRepo) Head(_ context.Context, since string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.headErr != nil {
+		return "", r.headErr
+	}
+	if len(r.commits) == 0 {
+		return "", nil
+	}
+	return r.rev(len(r.commits) - 1), nil
+}
+
+func (r *fakeRepo) Read(_ context.Context, rev, path string) ([]byte, string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.commits {
+		if r.rev(i) == rev {
+			if b, ok := r.commits[i][path]; ok {
+				return b, "", nil
+			}
+			return nil, "", &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
+		}
+	}
+	return nil, "", errors.New("no such revision")
+}
+
+func (r *fakeRepo) Write(_ context.Context, path string, data []byte, msg string) error {
+	r.mu.Lock()
+	last := r.commits[len(r.commits)-1][path]
+	r.mu.Unlock()
+	if string(last) == string(data) {
+		return nil
+	}
+	r.commit(map[string]string{path: string(data)})
+	r.mu.Lock()
+	r.writes = append(r.writes, msg)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *fakeRepo) file(path string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return string(r.commits[len(r.commits)-1][path])
+}
+
+// fakeCluster is a KubeVirt that moves to a step's target when it runs.
+type fakeCluster struct {
+	mu         sync.Mutex
+	installed  string
+	operator   string // "" once the operator manifest is deleted
+	mode       planner.Mode
+	ran        []planner.Step
+	failNext   error // returned (once) by the next Run
+	observeErr error
+	events     []string
+	underWay   string // a hop already moving the cluster to this version
+	noop       bool   // steps succeed without changing anything
+}
+
+func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.observeErr != nil {
+		return nil, c.observeErr
+	}
+	o := &executor.Observation{ServerVersion: "v1.37.2"}
+	if c.operator != "" {
+		o.OperatorVersion, o.OperatorPresent, o.Mode = c.operator, true, planner.ModeLocked
+		o.Operator = &executor.OperatorState{Version: c.operator, RolledOut: true}
+	}
+	if c.installed != "" {
+		o.Observed = planner.Observed{Installed: c.installed, Mode: c.mode, OperatorVersion: c.operator, KubeVirt: true, OperatorPresent: c.operator != ""}
+		if o.Mode == "" {
+			o.Mode = planner.ModeLocked
+		}
+		target := c.installed
+		if c.underWay != "" {
+			target = c.underWay
+		}
+		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, Conditions: []executor.Condition{{Type: "Available", Status: "True"}}}
+	}
+	return o, nil
+}
+
+func (c *fakeCluster) Run(_ context.Context, s planner.Step, _ executor.StepOptions) (executor.StepResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ran = append(c.ran, s)
+	if err := c.failNext; err != nil {
+		c.failNext = nil
+		return executor.StepResult{Step: s}, err
+	}
+	switch {
+	case c.noop:
+	case s.Type == planner.StepInstall || s.Type == planner.StepUpgrade:
+		c.installed, c.operator = s.To, s.To
+		c.underWay = ""
+	case s.Type == planner.StepDeleteKubeVirt:
+		c.installed = ""
+	case s.Type == planner.StepDeleteOperator:
+		c.operator = ""
+	}
+	return executor.StepResult{Step: s, Workloads: executor.WorkloadReport{RunningBefore: 2, RunningNow: 2}}, nil
+}
+
+func (c *fakeCluster) Event(_ context.Context, warning bool, reason, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, reason)
+}
+
+func (c *fakeCluster) steps() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, s := range c.ran {
+		out = append(out, s.To)
+	}
+	return out
+}
+
+// clock is a settable clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func realCatalog(context.Context) (*planner.Catalog, error) {
+	return planner.ParseCatalogText(releases.Text)
+}
+
+const header = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n"
+
+type world struct {
+	repo    *fakeRepo
+	cluster *fakeCluster
+	clock   *clock
+	agent   *agent.Agent
+}
+
+func newWorld(spec string, installed string) *world {
+	w := &world{repo: &fakeRepo{}, cluster: &fakeCluster{installed: installed, operator: installed}, clock: &clock{t: time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)}}
+	w.repo.commit(map[string]string{"kubevirt.yaml": header + spec})
+	w.agent = w.newAgent()
+	return w
+}
+
+func (w *world) newAgent() *agent.Agent {
+	return agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now}, w.repo, w.cluster, realCatalog)
+}
+
+// settle reconciles until the agent has nothing more to do at once.
+func (w *world) settle() (agent.Status, error) {
+	for i := 0; i < 100; i++ {
+		again, err := w.agent.Reconcile(context.Background())
+		if err != nil || !again {
+			return w.status(), err
+		}
+	}
+	return w.status(), errors.New("did not settle")
+}
+
+func (w *world) status() agent.Status {
+	s, err := agent.ParseStatus([]byte(w.repo.file("status/prod-east.yaml")))
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func (w *world) desire(spec string) { w.repo.commit(map[string]string{"kubevirt.yaml": header + spec}) }
+
+func stepStates(s agent.Status) string {
+	if s.Plan == nil {
+		return ""
+	}
+	var out []string
+	for _, st := range s.Plan.Steps {
+		out = append(out, st.To+":"+st.State)
+	}
+	return strings.Join(out, " ")
+}

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+type gateResult struct {
+	phase           Phase
+	reason, message string
+}
+
+// gate decides whether the next step may start: manual approval first (a
+// human must name this plan), then the maintenance window (a step starts
+// only inside a window with room for its timeout; a hop already under way
+// in the cluster is finished).
+func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observation) *gateResult {
+	a.wakeAt = time.Time{}
+	if d.Approval == planner.ApprovalManual && !a.approved(d, p) {
+		msg := fmt.Sprintf("plan %s (%s %s, %d steps) awaits approval: set spec.approvedPlan: %q in %s", a.active.plan.ID,
+			p.Action, describe(p), len(a.active.steps), a.active.plan.ID, a.cfg.DesiredPath)
+		if d.ApprovedPlan != "" {
+			msg = fmt.Sprintf("spec.approvedPlan %s does not match the current plan %s (the cluster or the catalog changed); ", d.ApprovedPlan, a.active.plan.ID) + msg
+		}
+		return &gateResult{PhaseAwaitingApproval, "AwaitingApproval", msg}
+	}
+	if w := d.Window; w != nil && !hopUnderWay(p, obs) {
+		now := a.cfg.Clock()
+		st := w.At(now)
+		switch {
+		case !st.Open:
+			a.wakeAt = st.NextOpen
+			return &gateResult{PhaseWaitingForWindow, "OutsideWindow",
+				fmt.Sprintf("the next maintenance window opens at %s (%s)", st.NextOpen.UTC().Format(time.RFC3339), w.TimeZone)}
+		case st.ClosesAt.Sub(now) < d.HopTimeout:
+			a.wakeAt = st.NextOpen
+			return &gateResult{PhaseWaitingForWindow, "WindowTooShort",
+				fmt.Sprintf("the window closes at %s, too soon for a step with hopTimeout %s; the next one opens at %s",
+					st.ClosesAt.UTC().Format(time.RFC3339), d.HopTimeout, st.NextOpen.UTC().Format(time.RFC3339))}
+		}
+	}
+	return nil
+}
+
+// approved: the desired file names this plan, or the plan the active one
+// continues (an approved plan stays approved while it runs).
+func (a *Agent) approved(d planner.Desired, p planner.Plan) bool {
+	if d.ApprovedPlan == "" {
+		return false
+	}
+	return d.ApprovedPlan == p.ID || a.active != nil && d.ApprovedPlan == a.active.plan.ID && (a.active.plan.ID == p.ID || p.Continues(a.active.plan))
+}
+
+// hopUnderWay reports whether the cluster is already moving to the next
+// step's version (a hop started before a restart or a window's end).
+func hopUnderWay(p planner.Plan, obs *executor.Observation) bool {
+	kv := obs.KubeVirt
+	if kv == nil || len(p.Steps) == 0 || p.Steps[0].Type != planner.StepUpgrade {
+		return false
+	}
+	return kv.Target == p.Steps[0].To && kv.Observed != kv.Target
+}
+
+func describe(p planner.Plan) string {
+	switch {
+	case p.From != "" && p.To != "":
+		return p.From + " -> " + p.To
+	case p.To != "":
+		return p.To
+	}
+	return p.From
+}

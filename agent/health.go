@@ -1,0 +1,42 @@
+package agent
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Health serves /healthz and /readyz. A standby (not leading) is healthy
+// and ready; a leader is unhealthy when its loop has not finished a pass for
+// many intervals (wedged), and ready once it has reconciled or is retrying.
+type Health struct {
+	agent   *Agent
+	leading atomic.Bool
+	started time.Time
+	stall   time.Duration
+}
+
+// NewHealth watches a for wedging.
+func NewHealth(a *Agent) *Health {
+	return &Health{agent: a, started: time.Now(), stall: 10*a.cfg.Interval + a.cfg.MaxBackoff}
+}
+
+// SetLeading records whether this replica leads.
+func (h *Health) SetLeading(v bool) { h.leading.Store(v) }
+
+// Handler serves /healthz and /readyz.
+func (h *Health) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		last := h.agent.LastSuccess()
+		if h.leading.Load() && time.Since(h.started) > h.stall && time.Since(last) > h.stall {
+			http.Error(w, "the reconcile loop has not succeeded for "+time.Since(last).Round(time.Second).String(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}

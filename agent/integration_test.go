@@ -1,0 +1,125 @@
+package agent_test
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
+	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/test/gitserver"
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/simulator"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// TestWiredAgent runs the real pieces together in-process: a git server, the
+// apiserver, the simulator, the release server, gitsource, executor and the
+// agent loop, as the binary wires them.
+func TestWiredAgent(t *testing.T) {
+	env := testenv.Get(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := simulator.Wipe(ctx, env.Config); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: 100 * time.Millisecond, StrategyDelay: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Stop()
+	rel := releases.NewServer(nil)
+	defer rel.Close()
+	git, err := gitserver.New(gitserver.Options{Username: "agent", Password: "pw-for-tests"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	human, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := human.CommitFile("kubevirt.yaml", []byte(header+"  version: v1.6.6\n"), "install KubeVirt"); err != nil {
+		t.Fatal(err)
+	}
+
+	src, err := gitsource.New(gitsource.Config{URL: git.URL(), Auth: gitsource.Auth{Username: "agent", Password: "pw-for-tests", CA: git.CertPool()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{
+		ReleasesURL: rel.ReleasesURL(), ManifestBaseURL: rel.DownloadBaseURL(),
+		HTTP: executor.HTTPConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RootCAs: rel.CertPool()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := executor.New(env.Config, executor.Config{Releases: rc, FailGrace: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond},
+		agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}, ex, func(ctx context.Context) (*planner.Catalog, error) { return rc.Catalog(ctx) })
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	waitPhase := func(version string) agent.Status {
+		t.Helper()
+		for {
+			if s := a.Snapshot(); s.Phase == agent.PhaseSucceeded && s.Observed.Version == version {
+				return s
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s: %+v", version, a.Snapshot())
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	waitPhase("v1.6.6")
+	if _, err := human.CommitFile("kubevirt.yaml", []byte(header+"  version: v1.8.4\n"), "upgrade KubeVirt"); err != nil {
+		t.Fatal(err)
+	}
+	a.Trigger()
+	waitPhase("v1.8.4")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	want := []simulator.Hop{{To: "v1.6.6"}, {From: "v1.6.6", To: "v1.7.4"}, {From: "v1.7.4", To: "v1.8.4"}}
+	if got := sim.CompletedHops(); !slices.Equal(got, want) {
+		t.Errorf("hops %v, want %v", got, want)
+	}
+	text, err := git.Show("main", "status/lab.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := agent.ParseStatus([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != agent.PhaseSucceeded || st.Observed.Version != "v1.8.4" || len(st.History) != 2 || st.History[0].Steps != 2 {
+		t.Errorf("committed status: %s, %s, history %+v", st.Phase, st.Observed.Version, st.History)
+	}
+	log, _ := git.Log("status/lab.yaml")
+	if len(log) < 3 || !strings.Contains(log[0], "status(lab): Succeeded") {
+		t.Errorf("status log %v", log)
+	}
+	// Human commits are all there, under the agent's.
+	all, _ := git.Log("kubevirt.yaml")
+	if len(all) != 2 {
+		t.Errorf("desired file log %v", all)
+	}
+}

@@ -1,0 +1,32 @@
+package agent
+
+import (
+	"context"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Repo is what the agent needs from Git.
+type Repo interface {
+	// Head returns the branch head revision ("" for an empty branch). When
+	// since is set, the head must descend from it, or the error says the
+	// history was rewritten.
+	Head(ctx context.Context, since string) (string, error)
+	// Read returns a file at a revision and, when signatures are verified,
+	// who signed the commit that set it.
+	Read(ctx context.Context, rev, path string) (data []byte, signer string, err error)
+	// Write commits a file when its bytes changed.
+	Write(ctx context.Context, path string, data []byte, message string) error
+}
+
+// Cluster is what the agent needs from the cluster.
+type Cluster interface {
+	Observe(ctx context.Context) (*executor.Observation, error)
+	Run(ctx context.Context, step planner.Step, opts executor.StepOptions) (executor.StepResult, error)
+	// Event records a Kubernetes Event about KubeVirt; best effort.
+	Event(ctx context.Context, warning bool, reason, message string)
+}
+
+// CatalogFunc returns the release catalog.
+type CatalogFunc func(ctx context.Context) (*planner.Catalog, error)

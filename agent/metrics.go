@@ -1,0 +1,110 @@
+package agent
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Metrics are the agent's Prometheus metrics, all prefixed kvgitops_.
+type Metrics struct {
+	reg            *prometheus.Registry
+	reconcile      *prometheus.HistogramVec
+	hopDuration    *prometheus.HistogramVec
+	planHops       prometheus.Gauge
+	currentVersion *prometheus.GaugeVec
+	desiredVersion *prometheus.GaugeVec
+	gitOps         *prometheus.CounterVec
+	lastSuccess    prometheus.Gauge
+	suspended      prometheus.Gauge
+	disrupted      prometheus.Counter
+	phaseInfo      *prometheus.GaugeVec
+	pushFailures   prometheus.Counter
+}
+
+// NewMetrics registers the metrics on a registry of their own (plus the Go
+// and process collectors).
+func NewMetrics() *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	m.reconcile = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kvgitops_reconcile_duration_seconds", Help: "Duration of one reconcile pass.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)}, []string{"result"})
+	m.hopDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kvgitops_hop_duration_seconds", Help: "Duration of one plan step.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}, []string{"type", "result"})
+	m.planHops = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_plan_hops", Help: "Steps in the current plan."})
+	m.currentVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_current_version_info", Help: "The installed KubeVirt version (1 for the current one)."}, []string{"version"})
+	m.desiredVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_desired_version_info", Help: "The resolved desired KubeVirt version."}, []string{"version"})
+	m.gitOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kvgitops_git_operations_total", Help: "Git operations by kind and result."}, []string{"operation", "result"})
+	m.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_last_success_timestamp_seconds", Help: "When a reconcile last succeeded."})
+	m.suspended = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_suspended", Help: "1 while spec.suspend is true."})
+	m.disrupted = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_vmi_disruptions_total", Help: "VMIs disrupted during hops."})
+	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_phase", Help: "The status phase (1 for the current one)."}, []string{"phase"})
+	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_status_push_failures_total", Help: "Status commits that could not be pushed."})
+	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
+		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Gather exposes the registry to tests.
+func (m *Metrics) Gather() prometheus.Gatherer { return m.reg }
+
+func result(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "success"
+}
+
+func (m *Metrics) observeReconcile(d time.Duration, err error) {
+	m.reconcile.WithLabelValues(result(err)).Observe(d.Seconds())
+	if err == nil {
+		m.lastSuccess.SetToCurrentTime()
+	}
+}
+
+func (m *Metrics) gitOp(op string, err error) { m.gitOps.WithLabelValues(op, result(err)).Inc() }
+
+func (m *Metrics) hop(s planner.Step, res string, d time.Duration) {
+	m.hopDuration.WithLabelValues(string(s.Type), res).Observe(d.Seconds())
+}
+
+func (m *Metrics) plan(p planner.Plan) {
+	m.planHops.Set(float64(len(p.Steps)))
+	m.desiredVersion.Reset()
+	if p.To != "" {
+		m.desiredVersion.WithLabelValues(p.To).Set(1)
+	}
+}
+
+func (m *Metrics) observed(o *executor.Observation) {
+	m.currentVersion.Reset()
+	if o.Installed != "" {
+		m.currentVersion.WithLabelValues(o.Installed).Set(1)
+	}
+}
+
+func (m *Metrics) setSuspended(s bool) {
+	if s {
+		m.suspended.Set(1)
+	} else {
+		m.suspended.Set(0)
+	}
+}
+
+func (m *Metrics) disruptions(n int) { m.disrupted.Add(float64(n)) }
+
+func (m *Metrics) phase(p Phase) {
+	m.phaseInfo.Reset()
+	m.phaseInfo.WithLabelValues(string(p)).Set(1)
+}
+
+func (m *Metrics) statusPushFailed() { m.pushFailures.Inc() }

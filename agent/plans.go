@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// activePlan is the plan being carried out: the whole plan as first
+// computed, with the state of each step. Later passes compute what remains;
+// that continues the active plan as long as its steps are a suffix of it.
+type activePlan struct {
+	plan      planner.Plan
+	steps     []StepStatus
+	startedAt Timestamp
+	ran       bool
+}
+
+func newActive(p planner.Plan, now Timestamp) *activePlan {
+	act := &activePlan{plan: p, startedAt: now}
+	for _, s := range p.Steps {
+		act.steps = append(act.steps, StepStatus{Type: string(s.Type), From: s.From, To: s.To, Method: string(s.Method), State: StepPending})
+	}
+	return act
+}
+
+// index is where p's first step sits in the active plan. The steps before
+// it are behind: one that ran succeeded; one that never started was not
+// needed any more (e.g. no leftovers to clean).
+func (act *activePlan) index(p planner.Plan) int {
+	i := len(act.steps) - len(p.Steps)
+	for j := 0; j < i; j++ {
+		switch act.steps[j].State {
+		case StepPending:
+			act.steps[j].State = StepSkipped
+		case StepRunning, StepFailed:
+			act.steps[j].State = StepSucceeded
+		}
+	}
+	return i
+}
+
+// track makes p (or the plan it continues) the active plan. A plan that does
+// not continue the active one supersedes it. After a restart, the plan in the
+// last status file is adopted when recomputing it from its recorded origin
+// gives the same id and p continues it.
+func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
+	now := NewTimestamp(a.cfg.Clock())
+	if act := a.active; act != nil && (act.plan.ID == p.ID || p.Continues(act.plan)) {
+		return
+	}
+	if a.active == nil {
+		if act := a.adopt(p); act != nil {
+			a.active = act
+			return
+		}
+	}
+	a.supersede("superseded by plan " + p.ID)
+	a.active = newActive(p, now)
+}
+
+// adopt rebuilds the active plan from the last committed status, verified by
+// recomputation.
+func (a *Agent) adopt(p planner.Plan) *activePlan {
+	prev := a.prev
+	if prev == nil || prev.Plan == nil || prev.Plan.Origin == nil || a.desired == nil || a.cat == nil {
+		return nil
+	}
+	o := prev.Plan.Origin
+	origin := planner.Observed{
+		Installed: o.Installed, Mode: planner.Mode(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
+		Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, UninstallStrategy: o.Strategy,
+	}
+	if o.Workloads {
+		origin.Workloads = 1
+	}
+	if o.Leftovers {
+		origin.Leftovers = 1
+	}
+	whole, err := planner.Compute(*a.desired, origin, a.cat)
+	if err != nil || whole.ID != prev.Plan.ID || (whole.ID != p.ID && !p.Continues(whole)) || len(whole.Steps) != len(prev.Plan.Steps) {
+		return nil
+	}
+	act := newActive(whole, NewTimestamp(a.cfg.Clock()))
+	for i, s := range prev.Plan.Steps {
+		if s.Type == act.steps[i].Type && s.To == act.steps[i].To {
+			act.steps[i].State, act.steps[i].StartedAt, act.steps[i].FinishedAt = s.State, s.StartedAt, s.FinishedAt
+			act.steps[i].Notes, act.steps[i].OperatorFirst = s.Notes, s.OperatorFirst
+			act.ran = act.ran || s.State != StepPending
+		}
+	}
+	if prev.Phase == PhaseFailed && prev.Desired != nil && prev.Desired.Digest == a.desiredDigest {
+		a.failed = &failure{key: failureKey(a.desiredDigest, whole.ID), reason: prev.Reason, message: prev.Message}
+	}
+	return act
+}
+
+// finish closes the active plan into the history when it ran.
+func (a *Agent) finish(result, message string) {
+	act := a.active
+	a.active = nil
+	if act == nil || !act.ran {
+		return
+	}
+	run := Run{
+		PlanID: act.plan.ID, Action: string(act.plan.Action), From: act.plan.From, To: act.plan.To,
+		Result: result, Steps: len(act.steps), StartedAt: act.startedAt, FinishedAt: NewTimestamp(a.cfg.Clock()), Message: message,
+	}
+	for _, s := range act.steps {
+		if s.StartedAt != nil && s.StartedAt.Before(run.StartedAt.Time) {
+			run.StartedAt = *s.StartedAt
+		}
+	}
+	a.history = append([]Run{run}, a.history...)
+	if len(a.history) > maxHistory {
+		a.history = a.history[:maxHistory]
+	}
+}
+
+// supersede closes an unfinished active plan.
+func (a *Agent) supersede(why string) {
+	if a.active != nil {
+		a.finish("Superseded", why)
+	}
+}
+
+// planStatus renders the active plan.
+func (a *Agent) planStatus() *PlanStatus {
+	act := a.active
+	if act == nil {
+		return nil
+	}
+	o := act.plan.Origin
+	return &PlanStatus{
+		ID: act.plan.ID, Action: string(act.plan.Action), From: act.plan.From, To: act.plan.To,
+		Origin: &PlanOrigin{
+			Installed: o.Installed, Mode: string(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
+			Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, Workloads: o.Workloads > 0, Strategy: o.UninstallStrategy,
+			Leftovers: o.Leftovers > 0,
+		},
+		Steps: append([]StepStatus(nil), act.steps...),
+	}
+}

@@ -1,0 +1,165 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// pass is the status being built by one reconcile.
+type pass struct{ Status }
+
+func (p *pass) set(phase Phase, reason, message string) {
+	p.Phase, p.Reason, p.Message = phase, reason, message
+}
+
+func summarizeObserved(o *executor.Observation) ObservedSummary {
+	s := ObservedSummary{Version: o.Installed, OperatorVersion: o.OperatorVersion, Kubernetes: o.ServerVersion}
+	if o.Operator != nil && s.OperatorVersion == "" {
+		s.OperatorVersion = o.Operator.Version
+	}
+	if o.KubeVirt != nil {
+		s.Mode = string(o.Mode)
+		if c, ok := o.KubeVirt.Condition("Available"); ok {
+			s.Available = c.Status == "True"
+		} else if c, ok := o.KubeVirt.Condition("Ready"); ok {
+			s.Available = c.Status == "True"
+		}
+	}
+	return s
+}
+
+func (a *Agent) desiredSummary(resolved string) *DesiredSummary {
+	d := a.desired
+	s := &DesiredSummary{State: string(d.State), Version: d.Version, Resolved: resolved, Signer: a.signer, Digest: a.desiredDigest}
+	if d.Method != planner.MethodAuto {
+		s.Method = string(d.Method)
+	}
+	if d.Approval == planner.ApprovalManual {
+		s.Approval = string(d.Approval)
+	}
+	return s
+}
+
+// conditionsFor computes kstatus conditions; a condition keeps its
+// transition time while its status stays the same.
+func (a *Agent) conditionsFor(p *pass) []Condition {
+	now := NewTimestamp(a.cfg.Clock())
+	ready, reconciling, stalled := "False", "False", "False"
+	switch p.Phase {
+	case PhaseSucceeded, PhaseIdle:
+		ready = "True"
+	case PhaseProgressing, PhaseAwaitingApproval, PhaseWaitingForWindow:
+		reconciling = "True"
+	case PhaseFailed, PhaseInvalid, PhaseRefused:
+		stalled = "True"
+	}
+	reason := p.Reason
+	if reason == "" {
+		reason = string(p.Phase)
+	}
+	want := []Condition{
+		{Type: "Ready", Status: ready, Reason: reason, Message: p.Message},
+		{Type: "Reconciling", Status: reconciling, Reason: reason},
+		{Type: "Stalled", Status: stalled, Reason: reason},
+	}
+	for i := range want {
+		want[i].LastTransitionTime = now
+		for _, old := range a.conditions {
+			if old.Type == want[i].Type && old.Status == want[i].Status {
+				want[i].LastTransitionTime = old.LastTransitionTime
+			}
+		}
+	}
+	return want
+}
+
+// publish completes the status and commits it when its bytes changed. A
+// failed push is returned for logging; the cluster work is not blocked by
+// it (the status is not on the critical path).
+func (a *Agent) publish(ctx context.Context, p *pass) error {
+	if p.Plan == nil && p.Phase != PhaseRefused && p.Phase != PhaseInvalid {
+		p.Plan = a.planStatus()
+	}
+	p.Workloads = a.workloads
+	p.History = a.history
+	p.Conditions = a.conditionsFor(p)
+	a.conditions = p.Conditions
+	a.mu.Lock()
+	a.snapshot = p.Status
+	a.mu.Unlock()
+	a.cfg.Metrics.phase(p.Phase)
+	data, err := Render(p.Status)
+	if err != nil {
+		return fmt.Errorf("render status: %w", err)
+	}
+	if bytes.Equal(data, a.lastWritten) {
+		return nil
+	}
+	msg := commitMessage(a.cfg.ClusterName, p)
+	err = a.repo.Write(ctx, a.cfg.StatusPath, data, msg)
+	a.cfg.Metrics.gitOp("push", err)
+	if err != nil {
+		a.cfg.Metrics.statusPushFailed()
+		return err
+	}
+	a.lastWritten = data
+	a.log.statusWritten(p.Phase, p.Reason)
+	return nil
+}
+
+// commitMessage summarises a status change in one line, plus the plan.
+func commitMessage(cluster string, p *pass) string {
+	subject := fmt.Sprintf("status(%s): %s", cluster, p.Phase)
+	if p.Reason != "" {
+		subject += " " + p.Reason
+	}
+	if p.Message != "" {
+		subject += ": " + planner.Sanitize(p.Message, 120)
+	}
+	var body bytes.Buffer
+	if pl := p.Plan; pl != nil {
+		fmt.Fprintf(&body, "\n\nPlan %s: %s", pl.ID, pl.Action)
+		for i, s := range pl.Steps {
+			fmt.Fprintf(&body, "\n  %d/%d %s %s -> %s %s: %s", i+1, len(pl.Steps), s.Type, orDash(s.From), orDash(s.To), s.Method, s.State)
+		}
+	}
+	return subject + body.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// loadPrevious reads the committed status once after start: its history and
+// conditions carry on, and its desired revision is kept when the desired
+// bytes are the same. Everything else is only a hint, re-verified before use.
+func (a *Agent) loadPrevious(ctx context.Context, head string) {
+	a.loaded = true
+	data, _, err := a.repo.Read(ctx, head, a.cfg.StatusPath)
+	if err != nil {
+		return
+	}
+	prev, err := ParseStatus(data)
+	if err != nil {
+		a.log.previousStatusIgnored(err)
+		return
+	}
+	a.prev = &prev
+	a.history = prev.History
+	if len(a.history) > maxHistory {
+		a.history = a.history[:maxHistory]
+	}
+	a.conditions = prev.Conditions
+	a.workloads = prev.Workloads
+	a.lastWritten = data
+	if prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "" {
+		a.desiredRev = prev.DesiredRevision
+	}
+}

@@ -1,0 +1,292 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Reconcile is one pass. It reports whether another pass should follow at
+// once (a step finished, the plan went stale) and returns an error when
+// the pass should be retried with backoff.
+func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
+	start := a.cfg.Clock()
+	p := &pass{Status: Status{Cluster: a.cfg.ClusterName}}
+	defer func() {
+		a.cfg.Metrics.observeReconcile(a.cfg.Clock().Sub(start), err)
+		if err == nil {
+			a.mu.Lock()
+			a.lastOK = a.cfg.Clock()
+			a.mu.Unlock()
+		}
+	}()
+
+	head, err := a.repo.Head(ctx, a.lastSeen)
+	a.cfg.Metrics.gitOp("poll", err)
+	if err != nil {
+		if gitsource.ReasonOf(err) == gitsource.ReasonHistoryRewritten {
+			p.set(PhaseInvalid, string(gitsource.ReasonHistoryRewritten), err.Error())
+			return false, a.publish(ctx, p)
+		}
+		return false, err // Git is down: nothing to publish to either
+	}
+	if head == "" {
+		p.set(PhaseInvalid, string(gitsource.ReasonDesiredFileMissing), "the branch has no commits yet; commit "+a.cfg.DesiredPath)
+		return false, a.publish(ctx, p)
+	}
+	a.lastSeen = head
+	if err := a.readDesired(ctx, head); err != nil {
+		return false, err
+	}
+	if !a.loaded {
+		a.loadPrevious(ctx, head)
+	}
+	p.DesiredRevision = a.desiredRev
+
+	obs, err := a.cluster.Observe(ctx)
+	if err != nil {
+		p.set(PhaseProgressing, "ClusterUnavailable", err.Error())
+		if a.desired != nil {
+			p.Desired = a.desiredSummary("")
+		}
+		_ = a.publish(ctx, p)
+		return false, err
+	}
+	p.Observed = summarizeObserved(obs)
+	a.cfg.Metrics.observed(obs)
+
+	if a.desiredErr != nil {
+		p.set(PhaseInvalid, reasonOf(a.desiredErr), a.desiredErr.Error())
+		a.cfg.Metrics.setSuspended(false)
+		return false, a.publish(ctx, p)
+	}
+	d := *a.desired
+	p.Desired = a.desiredSummary("")
+	a.cfg.Metrics.setSuspended(d.Suspend)
+	if d.Suspend {
+		p.set(PhaseSuspended, "Suspended", "spec.suspend is true: no step starts until it is false")
+		p.Plan = a.planStatus()
+		return false, a.publish(ctx, p)
+	}
+
+	defer func() {
+		if !again {
+			a.lastDone = "" // the guard is for back-to-back passes only
+		}
+	}()
+	plan, err := a.plan(ctx, d, obs)
+	if err != nil {
+		var re *planner.RefusalError
+		if !errors.As(err, &re) {
+			p.set(PhaseProgressing, "CatalogUnavailable", err.Error())
+			_ = a.publish(ctx, p)
+			return false, err
+		}
+		a.supersede("refused: " + re.Message)
+		p.set(PhaseRefused, string(re.Reason), re.Message)
+		return false, a.publish(ctx, p)
+	}
+	p.Desired = a.desiredSummary(plan.To)
+	a.cfg.Metrics.plan(plan)
+
+	if plan.Action == planner.ActionNone {
+		a.finish("Succeeded", "")
+		a.failed = nil
+		phase, msg := PhaseIdle, "nothing to do"
+		if len(a.history) > 0 && a.history[0].Result == "Succeeded" {
+			phase = PhaseSucceeded
+		}
+		switch {
+		case d.State == planner.StateAbsent:
+			msg = "KubeVirt is absent, as desired"
+		case plan.To != "":
+			msg = plan.To + " is installed, as desired"
+		}
+		p.set(phase, "UpToDate", msg)
+		return false, a.publish(ctx, p)
+	}
+
+	a.track(plan, obs)
+	if f := a.failed; f != nil {
+		if f.key == failureKey(a.desiredDigest, a.active.plan.ID) {
+			p.set(PhaseFailed, f.reason, f.message)
+			p.Plan = a.planStatus()
+			return false, a.publish(ctx, p)
+		}
+		a.failed = nil // the desired file or the cluster changed: try again
+	}
+	if g := a.gate(d, plan, obs); g != nil {
+		p.set(g.phase, g.reason, g.message)
+		p.Plan = a.planStatus()
+		return false, a.publish(ctx, p)
+	}
+	return a.step(ctx, p, d, plan, obs)
+}
+
+// readDesired reads and parses the desired file when the head moved. The
+// desired revision advances only when the bytes change, so the agent's own
+// status commits do not make every status different.
+func (a *Agent) readDesired(ctx context.Context, head string) error {
+	if head == a.readRev {
+		return nil
+	}
+	data, signer, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
+	a.cfg.Metrics.gitOp("read", err)
+	if err != nil && !gitsource.IsTerminal(err) {
+		return err
+	}
+	a.readRev = head
+	digest := ""
+	if err == nil {
+		sum := sha256.Sum256(data)
+		digest = hex.EncodeToString(sum[:])[:16]
+	}
+	if digest != "" && digest == a.desiredDigest && a.desiredErr == nil {
+		return nil
+	}
+	a.desiredRev, a.desiredDigest, a.signer = head, digest, signer
+	if err != nil {
+		a.desired, a.desiredErr = nil, err
+		return nil
+	}
+	d, perr := planner.ParseDesired(data)
+	if perr != nil {
+		a.desired, a.desiredErr = nil, perr
+		return nil
+	}
+	a.desired, a.desiredErr = &d, nil
+	return nil
+}
+
+// plan computes the plan, refreshing a stale catalog, and once more with a
+// fresh catalog when the version is unknown (a release just published).
+func (a *Agent) plan(ctx context.Context, d planner.Desired, obs *executor.Observation) (planner.Plan, error) {
+	if err := a.refreshCatalog(ctx, a.cfg.CatalogRefresh); err != nil {
+		return planner.Plan{}, err
+	}
+	plan, err := planner.Compute(d, obs.Observed, a.cat)
+	if planner.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.catAt) > time.Minute {
+		if rerr := a.refreshCatalog(ctx, 0); rerr == nil {
+			plan, err = planner.Compute(d, obs.Observed, a.cat)
+		}
+	}
+	return plan, err
+}
+
+func (a *Agent) refreshCatalog(ctx context.Context, maxAge time.Duration) error {
+	if a.cat != nil && maxAge > 0 && a.cfg.Clock().Sub(a.catAt) < maxAge {
+		return nil
+	}
+	cat, err := a.catalog(ctx)
+	if err != nil {
+		if a.cat != nil {
+			a.log.catalogStale(err)
+			return nil // keep planning on the last good catalog
+		}
+		return fmt.Errorf("release catalog: %w", err)
+	}
+	a.cat, a.catAt = cat, a.cfg.Clock()
+	return nil
+}
+
+// step runs the next step of the plan and records how it went.
+func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) (bool, error) {
+	act := a.active
+	i := act.index(plan)
+	s := &act.steps[i]
+	step := plan.Steps[0]
+	key := act.plan.ID + "#" + fmt.Sprint(i)
+	if a.lastDone == key {
+		// The step succeeded, yet the cluster still needs it: running it
+		// again would loop. Stall and say so.
+		a.lastDone = ""
+		a.failed = &failure{key: failureKey(a.desiredDigest, act.plan.ID), reason: "NoProgress",
+			message: fmt.Sprintf("step %d/%d %s reported success but the cluster did not change; not repeating it", i+1, len(act.steps), step)}
+		s.State, s.Message = StepFailed, a.failed.message
+		p.set(PhaseFailed, a.failed.reason, a.failed.message)
+		p.Plan = a.planStatus()
+		a.finish("Failed", a.failed.message)
+		return false, a.publish(ctx, p)
+	}
+	startedAt := a.cfg.Clock()
+	if s.State == StepRunning && s.StartedAt != nil {
+		startedAt = s.StartedAt.Time // resuming a hop: its deadline does not move
+	}
+	s.State, s.StartedAt, s.FinishedAt, s.Message = StepRunning, ts(startedAt), nil, ""
+	act.ran = true
+	where := fmt.Sprintf("step %d/%d %s", i+1, len(act.steps), step)
+	p.set(PhaseProgressing, "HopInProgress", where+": starting")
+	p.Plan = a.planStatus()
+	if err := a.publish(ctx, p); err != nil {
+		a.log.statusPushFailed(err) // status is not on the critical path
+	}
+	a.log.stepStarted(i+1, len(act.steps), step)
+	a.cluster.Event(ctx, false, "StepStarted", where)
+
+	res, err := a.cluster.Run(ctx, step, executor.StepOptions{
+		Deadline: startedAt.Add(d.HopTimeout),
+		Progress: func(msg string) { a.progress(where, msg) },
+	})
+	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
+	if step.Type == planner.StepUpgrade && (res.Workloads.RunningBefore > 0 || len(res.Workloads.Disrupted) > 0 || err == nil) {
+		a.workloads = &Workloads{RunningBefore: res.Workloads.RunningBefore, RunningNow: res.Workloads.RunningNow, Disrupted: res.Workloads.Disrupted}
+		a.cfg.Metrics.disruptions(len(res.Workloads.Disrupted))
+	}
+	took := a.cfg.Clock().Sub(startedAt)
+	switch {
+	case err == nil:
+		s.State, s.FinishedAt = StepSucceeded, ts(a.cfg.Clock())
+		if res.AlreadyDone {
+			s.Notes = append(s.Notes, "already done when checked")
+		}
+		a.lastDone = key
+		a.cfg.Metrics.hop(step, "Succeeded", took)
+		a.log.stepSucceeded(i+1, len(act.steps), step, took)
+		a.cluster.Event(ctx, false, "StepSucceeded", where)
+		return true, nil
+	case errors.Is(err, executor.ErrStalePlan):
+		s.State, s.StartedAt = StepPending, nil
+		a.log.stalePlan(err)
+		return true, nil
+	case executor.IsTerminal(err):
+		reason := string(executor.ReasonOf(err))
+		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
+		a.cfg.Metrics.hop(step, "Failed", took)
+		a.failed = &failure{key: failureKey(a.desiredDigest, act.plan.ID), reason: reason, message: where + ": " + err.Error()}
+		a.cluster.Event(ctx, true, "StepFailed", where+": "+err.Error())
+		p.set(PhaseFailed, reason, a.failed.message)
+		p.Plan = a.planStatus()
+		a.finish("Failed", a.failed.message)
+		return false, a.publish(ctx, p)
+	default:
+		s.Message = err.Error()
+		p.set(PhaseProgressing, "Retrying", where+": "+err.Error())
+		p.Plan = a.planStatus()
+		_ = a.publish(ctx, p)
+		return false, err
+	}
+}
+
+func failureKey(digest, planID string) string { return digest + "/" + planID }
+
+// reasonOf names why the desired file cannot be used.
+func reasonOf(err error) string {
+	if r := gitsource.ReasonOf(err); r != "" {
+		return string(r)
+	}
+	return string(planner.ReasonInvalidDesiredState)
+}
+
+func (a *Agent) progress(where, msg string) {
+	a.log.stepProgress(where, msg)
+	a.mu.Lock()
+	a.snapshot.Message = where + ": " + msg
+	a.mu.Unlock()
+}

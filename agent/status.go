@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// Status file identity.
+const (
+	StatusAPIVersion = "kvgitops.dev/v1alpha1"
+	StatusKind       = "KubeVirtStatus"
+	maxHistory       = 10
+	maxStatusSize    = 256 << 10
+)
+
+// Phase is the one-word state of the status file.
+type Phase string
+
+// Phases (DESIGN.md §7).
+const (
+	PhaseIdle             Phase = "Idle"
+	PhaseProgressing      Phase = "Progressing"
+	PhaseSucceeded        Phase = "Succeeded"
+	PhaseFailed           Phase = "Failed"
+	PhaseInvalid          Phase = "Invalid"
+	PhaseRefused          Phase = "Refused"
+	PhaseAwaitingApproval Phase = "AwaitingApproval"
+	PhaseWaitingForWindow Phase = "WaitingForWindow"
+	PhaseSuspended        Phase = "Suspended"
+)
+
+// Status is the status file. Field order is the file's key order; rendering
+// the same Status twice gives the same bytes.
+type Status struct {
+	APIVersion      string          `yaml:"apiVersion"`
+	Kind            string          `yaml:"kind"`
+	Cluster         string          `yaml:"cluster"`
+	DesiredRevision string          `yaml:"desiredRevision,omitempty"`
+	Desired         *DesiredSummary `yaml:"desired,omitempty"`
+	Observed        ObservedSummary `yaml:"observed"`
+	Phase           Phase           `yaml:"phase"`
+	Reason          string          `yaml:"reason,omitempty"`
+	Message         string          `yaml:"message,omitempty"`
+	Plan            *PlanStatus     `yaml:"plan,omitempty"`
+	Workloads       *Workloads      `yaml:"workloads,omitempty"`
+	Conditions      []Condition     `yaml:"conditions"`
+	History         []Run           `yaml:"history,omitempty"`
+}
+
+// DesiredSummary echoes the desired file.
+type DesiredSummary struct {
+	State    string `yaml:"state"`
+	Version  string `yaml:"version,omitempty"`
+	Resolved string `yaml:"resolved,omitempty"`
+	Method   string `yaml:"method,omitempty"`
+	Approval string `yaml:"approval,omitempty"`
+	Signer   string `yaml:"signer,omitempty"`
+	Digest   string `yaml:"digest"` // sha256 of the desired file, first 16 hex digits
+}
+
+// ObservedSummary is what the cluster runs.
+type ObservedSummary struct {
+	Version         string `yaml:"version,omitempty"`
+	OperatorVersion string `yaml:"operatorVersion,omitempty"`
+	Mode            string `yaml:"mode,omitempty"`
+	Available       bool   `yaml:"available"`
+	Kubernetes      string `yaml:"kubernetes,omitempty"`
+}
+
+// PlanStatus is the plan being carried out or awaiting approval.
+type PlanStatus struct {
+	ID     string       `yaml:"id"`
+	Action string       `yaml:"action"`
+	From   string       `yaml:"from,omitempty"`
+	To     string       `yaml:"to,omitempty"`
+	Origin *PlanOrigin  `yaml:"origin,omitempty"`
+	Steps  []StepStatus `yaml:"steps"`
+}
+
+// PlanOrigin is the observed state the plan was computed from.
+type PlanOrigin struct {
+	Installed       string `yaml:"installed,omitempty"`
+	Mode            string `yaml:"mode,omitempty"`
+	OperatorVersion string `yaml:"operatorVersion,omitempty"`
+	KubeVirt        bool   `yaml:"kubevirt,omitempty"`
+	Terminating     bool   `yaml:"terminating,omitempty"`
+	OperatorPresent bool   `yaml:"operatorPresent,omitempty"`
+	Workloads       bool   `yaml:"workloads,omitempty"`
+	Strategy        string `yaml:"uninstallStrategy,omitempty"`
+	Leftovers       bool   `yaml:"leftovers,omitempty"`
+}
+
+// Step states.
+const (
+	StepPending   = "Pending"
+	StepRunning   = "Running"
+	StepSucceeded = "Succeeded"
+	StepFailed    = "Failed"
+	StepSkipped   = "Skipped" // no longer needed when its turn came
+)
+
+// StepStatus is one step with how it went.
+type StepStatus struct {
+	Type          string     `yaml:"type"`
+	From          string     `yaml:"from,omitempty"`
+	To            string     `yaml:"to,omitempty"`
+	Method        string     `yaml:"method,omitempty"`
+	State         string     `yaml:"state"`
+	StartedAt     *Timestamp `yaml:"startedAt,omitempty"`
+	FinishedAt    *Timestamp `yaml:"finishedAt,omitempty"`
+	OperatorFirst bool       `yaml:"operatorFirst,omitempty"`
+	Notes         []string   `yaml:"notes,omitempty"`
+	Message       string     `yaml:"message,omitempty"`
+}
+
+// Workloads is the last hop's workload check.
+type Workloads struct {
+	RunningBefore int      `yaml:"runningBefore"`
+	RunningNow    int      `yaml:"runningNow"`
+	Disrupted     []string `yaml:"disrupted"`
+}
+
+// Condition is a kstatus-style condition.
+type Condition struct {
+	Type               string    `yaml:"type"`
+	Status             string    `yaml:"status"`
+	Reason             string    `yaml:"reason"`
+	Message            string    `yaml:"message,omitempty"`
+	LastTransitionTime Timestamp `yaml:"lastTransitionTime"`
+}
+
+// Run is a finished plan in the history, newest first.
+type Run struct {
+	PlanID     string    `yaml:"planID"`
+	Action     string    `yaml:"action"`
+	From       string    `yaml:"from,omitempty"`
+	To         string    `yaml:"to,omitempty"`
+	Result     string    `yaml:"result"`
+	Steps      int       `yaml:"steps"`
+	StartedAt  Timestamp `yaml:"startedAt"`
+	FinishedAt Timestamp `yaml:"finishedAt"`
+	Message    string    `yaml:"message,omitempty"`
+}
+
+// Timestamp renders as RFC 3339 UTC to the second.
+type Timestamp struct{ time.Time }
+
+// NewTimestamp truncates to the second.
+func NewTimestamp(t time.Time) Timestamp { return Timestamp{t.UTC().Truncate(time.Second)} }
+
+func ts(t time.Time) *Timestamp {
+	s := NewTimestamp(t)
+	return &s
+}
+
+// MarshalYAML writes RFC 3339.
+func (t Timestamp) MarshalYAML() (any, error) {
+	if t.IsZero() {
+		return nil, nil
+	}
+	return t.UTC().Format(time.RFC3339), nil
+}
+
+// UnmarshalYAML reads RFC 3339.
+func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
+	if n.Tag == "!!null" {
+		*t = Timestamp{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339, n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %v", n.Line, err)
+	}
+	*t = NewTimestamp(v)
+	return nil
+}
+
+// IsZero lets omitempty drop an unset time.
+func (t Timestamp) IsZero() bool { return t.Time.IsZero() }
+
+// Render writes the status file. Every free-text field is sanitised first,
+// so nothing echoed from a server or a file can inject lines, escapes or
+// documents into it.
+func Render(s Status) ([]byte, error) {
+	s.APIVersion, s.Kind = StatusAPIVersion, StatusKind
+	s.Message = planner.Sanitize(s.Message, planner.MaxMessage)
+	if s.Plan != nil {
+		p := *s.Plan
+		p.Steps = append([]StepStatus(nil), p.Steps...)
+		for i := range p.Steps {
+			p.Steps[i].Message = planner.Sanitize(p.Steps[i].Message, planner.MaxMessage)
+			notes := make([]string, len(p.Steps[i].Notes))
+			for j, n := range p.Steps[i].Notes {
+				notes[j] = planner.Sanitize(n, planner.MaxMessage)
+			}
+			p.Steps[i].Notes = notes
+		}
+		s.Plan = &p
+	}
+	conds := append([]Condition(nil), s.Conditions...)
+	for i := range conds {
+		conds[i].Message = planner.Sanitize(conds[i].Message, planner.MaxMessage)
+	}
+	s.Conditions = conds
+	hist := append([]Run(nil), s.History...)
+	for i := range hist {
+		hist[i].Message = planner.Sanitize(hist[i].Message, planner.MaxMessage)
+	}
+	s.History = hist
+	if s.Workloads != nil && s.Workloads.Disrupted == nil {
+		w := *s.Workloads
+		w.Disrupted = []string{}
+		s.Workloads = &w
+	}
+	var b bytes.Buffer
+	b.WriteString("# Written by kvgitops. Edits are overwritten; change the desired file instead.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(s); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// ParseStatus reads a status file back (strict: unknown fields rejected).
+func ParseStatus(data []byte) (Status, error) {
+	var s Status
+	if len(data) > maxStatusSize {
+		return s, fmt.Errorf("status file is %d bytes, over %d", len(data), maxStatusSize)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil {
+		return Status{}, fmt.Errorf("status file: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return Status{}, fmt.Errorf("status file: more than one document")
+	}
+	if s.APIVersion != StatusAPIVersion || s.Kind != StatusKind {
+		return Status{}, fmt.Errorf("status file: not a %s %s", StatusAPIVersion, StatusKind)
+	}
+	return s, nil
+}
