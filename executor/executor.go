@@ -73,6 +73,11 @@ func New(restCfg *rest.Config, cfg Config) (*Executor, error) {
 	}
 	rc := rest.CopyConfig(restCfg)
 	rc.WarningHandler = rest.NoWarnings{} // v1alpha3 deprecation warnings are expected
+	if rc.QPS == 0 {
+		// client-go's default (5 QPS) would throttle one observation (a dozen
+		// reads) for seconds; the agent is one small client.
+		rc.QPS, rc.Burst = 50, 100
+	}
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, err

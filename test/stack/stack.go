@@ -1,0 +1,167 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/kvgitops/kvgitops/test/gitserver"
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/simulator"
+)
+
+// Options tune the stack.
+type Options struct {
+	RolloutDelay time.Duration // simulator rollouts; default 300ms
+	GitUser      string        // basic auth of the git server; default "kvgitops"
+	GitPassword  string        // default "demo-password"
+}
+
+// Stack is a running test ground.
+type Stack struct {
+	Dir        string // scratch folder: kubeconfig, secret, CA files, binary
+	Admin      *rest.Config
+	Sim        *simulator.Simulator
+	Releases   *releases.Server
+	Git        *gitserver.Server
+	Human      *gitserver.User
+	Kubeconfig string
+	SecretDir  string
+	ReleaseCA  string
+	Binary     string
+}
+
+// Start brings everything up against the apiserver behind admin and builds
+// the binary. Close stops it all.
+func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
+	if o.RolloutDelay == 0 {
+		o.RolloutDelay = 300 * time.Millisecond
+	}
+	if o.GitUser == "" {
+		o.GitUser, o.GitPassword = "kvgitops", "demo-password"
+	}
+	dir, err := os.MkdirTemp("", "kvgitops-stack-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{Dir: dir, Admin: admin}
+	fail := func(err error) (*Stack, error) {
+		s.Close()
+		return nil, err
+	}
+	if err := simulator.Wipe(ctx, admin); err != nil {
+		return fail(err)
+	}
+	if s.Sim, err = simulator.New(admin, simulator.Options{RolloutDelay: o.RolloutDelay, StrategyDelay: 20 * time.Millisecond}); err != nil {
+		return fail(err)
+	}
+	if err := s.Sim.Start(context.Background()); err != nil {
+		return fail(err)
+	}
+	s.Releases = releases.NewServer(nil)
+	if s.Git, err = gitserver.New(gitserver.Options{Username: o.GitUser, Password: o.GitPassword}); err != nil {
+		return fail(err)
+	}
+	if s.Human, err = s.Git.User(); err != nil {
+		return fail(err)
+	}
+	s.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(admin, s.Kubeconfig); err != nil {
+		return fail(err)
+	}
+	s.SecretDir = filepath.Join(dir, "git-secret")
+	files := map[string][]byte{"username": []byte(o.GitUser), "password": []byte(o.GitPassword), "ca.crt": s.Git.CAPEM()}
+	if err := writeFiles(s.SecretDir, files); err != nil {
+		return fail(err)
+	}
+	s.ReleaseCA = filepath.Join(dir, "release-ca.crt")
+	if err := os.WriteFile(s.ReleaseCA, s.Releases.CAPEM(), 0o600); err != nil {
+		return fail(err)
+	}
+	if s.Binary, err = Build(ctx, dir); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// Close stops every server the stack started and removes its files.
+func (s *Stack) Close() {
+	if s.Sim != nil {
+		s.Sim.Stop()
+	}
+	if s.Releases != nil {
+		s.Releases.Close()
+	}
+	if s.Git != nil {
+		s.Git.Close()
+	}
+	_ = os.RemoveAll(s.Dir)
+}
+
+// Build compiles cmd/kvgitops into dir (once per stack).
+func Build(ctx context.Context, dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "kvgitops")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/kvgitops")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build kvgitops: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func writeFiles(dir string, files map[string][]byte) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for k, v := range files {
+		if err := os.WriteFile(filepath.Join(dir, k), v, 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeKubeconfig(c *rest.Config, path string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{
+		ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken,
+		Impersonate: c.Impersonate.UserName, ImpersonateGroups: c.Impersonate.Groups,
+	}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
+	cfg.CurrentContext = "test"
+	return clientcmd.WriteToFile(*cfg, path)
+}
+
+// DesiredFile renders a desired file with the given spec lines.
+func DesiredFile(spec string) []byte {
+	return []byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n" + spec)
+}
