@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"log/slog"
 	"time"
 )
@@ -20,6 +21,10 @@ type Config struct {
 	Clock      func() time.Time
 	Logger     *slog.Logger
 	Metrics    *Metrics
+	// Fence, when set, is asked right before every write (a cluster step, a
+	// status commit) and must fail unless this replica still leads: leader
+	// election alone lets a paused leader act once more when it wakes.
+	Fence func(ctx context.Context) error
 }
 
 func (c *Config) defaults() {

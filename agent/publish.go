@@ -99,6 +99,9 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	if bytes.Equal(data, a.lastWritten) {
 		return nil
 	}
+	if err := a.fence(ctx); err != nil {
+		return err
+	}
 	msg := commitMessage(a.cfg.ClusterName, p)
 	err = a.repo.Write(ctx, a.cfg.StatusPath, data, msg)
 	a.cfg.Metrics.gitOp("push", err)
@@ -162,4 +165,15 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 	if prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "" {
 		a.desiredRev = prev.DesiredRevision
 	}
+}
+
+// fence checks that this replica may still write.
+func (a *Agent) fence(ctx context.Context) error {
+	if a.cfg.Fence == nil {
+		return nil
+	}
+	if err := a.cfg.Fence(ctx); err != nil {
+		return fmt.Errorf("not writing: %w", err)
+	}
+	return nil
 }

@@ -227,6 +227,10 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	if err := a.publish(ctx, p); err != nil {
 		a.log.statusPushFailed(err) // status is not on the critical path
 	}
+	if err := a.fence(ctx); err != nil {
+		s.State, s.StartedAt = StepPending, nil
+		return false, err
+	}
 	a.log.stepStarted(i+1, len(act.steps), step)
 	a.cluster.Event(ctx, false, "StepStarted", where)
 

@@ -45,16 +45,24 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		return err
 	}
 	metrics := agent.NewMetrics()
-	a := agent.New(agent.Config{
+	acfg := agent.Config{
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
-	}, agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
+	}
+	var el *election
+	if c.leaderElect {
+		if el, err = newElection(c, restCfg); err != nil {
+			return err
+		}
+		acfg.Fence = el.fence
+	}
+	a := agent.New(acfg, agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
 	log.Info("Agent starting", "version", version, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "leaderElect", c.leaderElect)
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }() // stop the servers, then wait for them
 	serve := func(name, addr string, h http.Handler) error {
 		if addr == "" || addr == "0" {
 			return nil
@@ -93,42 +101,74 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 			return err
 		}
 	}
-	defer wg.Wait()
 
 	if !c.leaderElect {
 		health.SetLeading(true)
 		return a.Run(ctx)
 	}
-	return runElected(ctx, c, restCfg, log, health, a)
+	return el.run(ctx, c, log, health, a)
 }
 
-// runElected runs the agent only while this replica holds the Lease. Losing
-// it ends the process (the kubelet restarts it as a standby), so a stale
-// leader never keeps acting.
-func runElected(ctx context.Context, c runConfig, restCfg *rest.Config, log *slog.Logger, health *agent.Health, a *agent.Agent) error {
+// election holds a Lease; the agent runs only while it leads.
+type election struct {
+	kube     kubernetes.Interface
+	ns, name string
+	id       string
+	lease    time.Duration
+}
+
+func newElection(c runConfig, restCfg *rest.Config) (*election, error) {
 	ns := c.leaseNamespace
 	if ns == "" {
 		ns = podNamespace()
 	}
-	id, _ := os.Hostname()
-	id = fmt.Sprintf("%s_%d", id, time.Now().UnixNano())
+	host, _ := os.Hostname()
 	kube, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &election{kube: kube, ns: ns, name: c.leaseName, id: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()), lease: c.leaseDuration}, nil
+}
+
+// fence reads the Lease from the API server: this replica may write only
+// while the Lease names it and has not expired. It closes the window in
+// which a paused leader wakes and acts before noticing it was replaced.
+func (e *election) fence(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, err := e.kube.CoordinationV1().Leases(e.ns).Get(ctx, e.name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("check the leader lease: %w", err)
+	}
+	holder := ""
+	if l.Spec.HolderIdentity != nil {
+		holder = *l.Spec.HolderIdentity
+	}
+	if holder != e.id {
+		return fmt.Errorf("the leader lease is held by %q, not by this replica", holder)
+	}
+	if l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) > e.lease {
+		return fmt.Errorf("the leader lease expired %s ago", (time.Since(l.Spec.RenewTime.Time) - e.lease).Round(time.Second))
+	}
+	return nil
+}
+
+// run runs the agent only while this replica holds the Lease. Losing it
+// ends the process (the kubelet restarts it as a standby).
+func (e *election) run(ctx context.Context, c runConfig, log *slog.Logger, health *agent.Health, a *agent.Agent) error {
 	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: c.leaseName},
-		Client:     kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+		LeaseMeta:  metav1.ObjectMeta{Namespace: e.ns, Name: e.name},
+		Client:     e.kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: e.id},
 	}
 	var runErr error
 	lost := false
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: lock, LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
-		ReleaseOnCancel: true, Name: c.leaseName,
+		ReleaseOnCancel: true, Name: e.name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
-				log.Info("Leading", "lease", ns+"/"+c.leaseName, "identity", id)
+				log.Info("Leading", "lease", e.ns+"/"+e.name, "identity", e.id)
 				health.SetLeading(true)
 				runErr = a.Run(ctx)
 			},

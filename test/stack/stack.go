@@ -22,6 +22,11 @@ type Options struct {
 	RolloutDelay time.Duration // simulator rollouts; default 300ms
 	GitUser      string        // basic auth of the git server; default "kvgitops"
 	GitPassword  string        // default "demo-password"
+	// Binary is a prebuilt kvgitops; "" builds one.
+	Binary string
+	// AgentConfig, when set, is what agents connect as (e.g. impersonating
+	// the ServiceAccount of deploy/); default the admin config.
+	AgentConfig *rest.Config
 }
 
 // Stack is a running test ground.
@@ -73,7 +78,11 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 		return fail(err)
 	}
 	s.Kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfig(admin, s.Kubeconfig); err != nil {
+	agentCfg := admin
+	if o.AgentConfig != nil {
+		agentCfg = o.AgentConfig
+	}
+	if err := writeKubeconfig(agentCfg, s.Kubeconfig); err != nil {
 		return fail(err)
 	}
 	s.SecretDir = filepath.Join(dir, "git-secret")
@@ -85,8 +94,11 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 	if err := os.WriteFile(s.ReleaseCA, s.Releases.CAPEM(), 0o600); err != nil {
 		return fail(err)
 	}
-	if s.Binary, err = Build(ctx, dir); err != nil {
-		return fail(err)
+	s.Binary = o.Binary
+	if s.Binary == "" {
+		if s.Binary, err = Build(ctx, dir); err != nil {
+			return fail(err)
+		}
 	}
 	return s, nil
 }

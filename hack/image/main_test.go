@@ -1,0 +1,109 @@
+package main
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+)
+
+// TestArchiveConfig builds an image and reads its config back from the OCI
+// archive, as a registry or runtime would.
+func TestArchiveConfig(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kvgitops")
+	if err := os.WriteFile(bin, []byte("#!/not/really\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(ca, []byte("-----BEGIN CERTIFICATE-----\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "kvgitops.tar")
+	if err := build(bin, ca, "ghcr.io/kvgitops/kvgitops:test", "v9.9.9", out); err != nil {
+		t.Fatal(err)
+	}
+	unpacked := filepath.Join(dir, "oci")
+	untar(t, out, unpacked)
+	p, err := layout.FromPath(unpacked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := idx.IndexManifest()
+	if err != nil || len(man.Manifests) != 1 || man.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "ghcr.io/kvgitops/kvgitops:test" {
+		t.Fatalf("index %+v, %v", man, err)
+	}
+	img, err := idx.Image(man.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Config
+	if !slices.Equal(c.Entrypoint, []string{"/kvgitops"}) || c.User != "65532:65532" || cfg.OS != "linux" ||
+		c.Labels["org.opencontainers.image.version"] != "v9.9.9" || c.Labels["org.opencontainers.image.source"] == "" {
+		t.Errorf("config %+v", cfg)
+	}
+	layers, _ := img.Layers()
+	if len(layers) != 1 {
+		t.Fatalf("%d layers", len(layers))
+	}
+	rc, _ := layers[0].Uncompressed()
+	defer rc.Close()
+	files := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = true
+	}
+	for _, f := range []string{"kvgitops", "etc/ssl/certs/ca-certificates.crt", "etc/passwd", "tmp/"} {
+		if !files[f] {
+			t.Errorf("layer lacks %s", f)
+		}
+	}
+}
+
+func untar(t *testing.T, file, dir string) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, h.Name)
+		if h.Typeflag == tar.TypeDir {
+			_ = os.MkdirAll(p, 0o755)
+			continue
+		}
+		_ = os.MkdirAll(filepath.Dir(p), 0o755)
+		b, _ := io.ReadAll(tr)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

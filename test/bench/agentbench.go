@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/test/stack"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+// benchAgent runs the real binary against the stack and reports its memory
+// and how fast it reacts to a commit.
+func benchAgent() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	env, err := testenv.Start()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	st, err := stack.Start(ctx, env.Config, stack.Options{RolloutDelay: time.Second})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	secret := filepath.Join(st.Dir, "webhook-secret")
+	if err := os.WriteFile(secret, []byte("bench-hmac-secret"), 0o600); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	hook := fmt.Sprintf("http://127.0.0.1:%d/hook", port)
+	commit := func(v string) error {
+		_, err := st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: "+v+"\n"), "set "+v)
+		return err
+	}
+	if err := commit("v1.4.1"); err != nil {
+		return err
+	}
+	// A long interval: reactions come from the webhook.
+	a, err := st.StartAgent(stack.AgentOptions{ClusterName: "bench", Interval: "10m",
+		Extra: []string{"--webhook-addr", fmt.Sprintf("127.0.0.1:%d", port), "--webhook-secret-file", secret}})
+	if err != nil {
+		return err
+	}
+	defer a.Stop()
+	if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, "v1.4.1")); err != nil {
+		return err
+	}
+	time.Sleep(5 * time.Second)
+	idle := maxRSS(a.Pid(), 5*time.Second)
+
+	var hookLatency []time.Duration
+	var hopRSS int64
+	for _, v := range []string{"v1.5.3", "v1.6.6", "v1.7.4"} {
+		if err := commit(v); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := postHook(hook, "bench-hmac-secret"); err != nil {
+			return err
+		}
+		stop := make(chan int64)
+		go func() { stop <- sampleRSS(a.Pid(), ctx) }()
+		if _, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v }); err != nil {
+			return err
+		}
+		hookLatency = append(hookLatency, time.Since(t0))
+		if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, v)); err != nil {
+			return err
+		}
+		cancelSample <- struct{}{}
+		if r := <-stop; r > hopRSS {
+			hopRSS = r
+		}
+	}
+	a.Stop()
+
+	// Polling only, with the default-like interval scaled down to 10s.
+	p, err := st.StartAgent(stack.AgentOptions{Name: "poller", ClusterName: "bench", Interval: "10s"})
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, "v1.7.4")); err != nil {
+		return err
+	}
+	var pollLatency []time.Duration
+	for _, v := range []string{"v1.8.4", "v1.9.0"} {
+		if err := commit(v); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := p.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v }); err != nil {
+			return err
+		}
+		pollLatency = append(pollLatency, time.Since(t0))
+		if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, v)); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\n## agent (the kvgitops binary, as the deploy/ Deployment runs it)\n\n")
+	fmt.Println("| figure | value | goal |")
+	fmt.Println("|---|---|---|")
+	fmt.Printf("| idle RSS (max over 5 s, after an install) | %.1f MiB | <= 40 MiB |\n", float64(idle)/1024)
+	fmt.Printf("| RSS during hops (max, 3 hops) | %.1f MiB | |\n", float64(hopRSS)/1024)
+	fmt.Printf("| commit -> first action, webhook (3 hops) | %s | <= 1 s |\n", durations(hookLatency))
+	fmt.Printf("| commit -> first action, polling every 10 s (2 hops) | %s | one interval |\n", durations(pollLatency))
+	return nil
+}
+
+var cancelSample = make(chan struct{})
+
+// sampleRSS samples VmRSS every 20 ms until told to stop, returning the max.
+func sampleRSS(pid int, ctx context.Context) int64 {
+	var peak int64
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if r := rssKB(pid); r > peak {
+			peak = r
+		}
+		select {
+		case <-cancelSample:
+			return peak
+		case <-ctx.Done():
+			return peak
+		case <-t.C:
+		}
+	}
+}
+
+func maxRSS(pid int, d time.Duration) int64 {
+	var peak int64
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if r := rssKB(pid); r > peak {
+			peak = r
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return peak
+}
+
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func postHook(url, secret string) error {
+	body := []byte(`{"ref":"refs/heads/main"}`)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("webhook answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func durations(ds []time.Duration) string {
+	var parts []string
+	for _, d := range ds {
+		parts = append(parts, d.Round(time.Millisecond).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

@@ -1,0 +1,38 @@
+// Command bench prints the figures `make bench` reports that Go benchmarks
+// cannot: gitsource against the git CLI on generated repositories (time and
+// peak RSS, side by side), and the agent's memory and reaction latency as a
+// user runs it.
+//
+//	go run ./test/bench [-sizes small,medium,large] [-runs 7] [-skip-agent]
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func main() {
+	child := flag.String("child", "", "internal: run one measured gitsource operation")
+	sizes := flag.String("sizes", "small,medium,large", "repository sizes to generate")
+	runs := flag.Int("runs", 7, "runs per measurement (the median is reported)")
+	skipGit := flag.Bool("skip-git", false, "skip the gitsource benchmark")
+	skipAgent := flag.Bool("skip-agent", false, "skip the agent figures")
+	flag.Parse()
+	if *child != "" {
+		os.Exit(runChild(*child, flag.Args()))
+	}
+	if !*skipGit {
+		if err := benchGit(strings.Split(*sizes, ","), *runs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if !*skipAgent {
+		if err := benchAgent(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+}

@@ -1,0 +1,336 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/test/simulator"
+	"github.com/kvgitops/kvgitops/test/stack"
+)
+
+func hops(pairs ...string) []simulator.Hop {
+	out := []simulator.Hop{{To: pairs[0]}}
+	for i := 1; i < len(pairs); i++ {
+		out = append(out, simulator.Hop{From: pairs[i-1], To: pairs[i]})
+	}
+	return out
+}
+
+func TestInstallAndStrictMultiHopUpgrade(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v0.20.6\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v0.20.6")
+	e.commit("  version: v0.22.0\n", "upgrade")
+	st := e.succeeded("v0.22.0")
+	if got, want := e.st.Sim.CompletedHops(), hops("v0.20.6", "v0.20.7", "v0.20.8", "v0.21.0", "v0.22.0"); !slices.Equal(got, want) {
+		t.Errorf("hops %v, want %v", got, want)
+	}
+	if st.History[0].Steps != 4 || st.History[0].Result != "Succeeded" || st.History[1].Action != "Install" {
+		t.Errorf("history %+v", st.History)
+	}
+	log, _ := e.st.Git.Log("status/e2e.yaml")
+	if len(log) < 6 {
+		t.Errorf("expected a status commit per hop, got %v", log)
+	}
+}
+
+func TestImageTagModeWithRBACFallback(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.8.4\n  method: ImageTag\n", "install pinned")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.8.4")
+	e.commit("  version: v1.9.0\n  method: ImageTag\n", "upgrade by imageTag")
+	st := e.succeeded("v1.9.0")
+	if e.st.Sim.Count(simulator.RBACForbidden) == 0 {
+		t.Error("the simulator never refused the RBAC, so the fallback was not exercised")
+	}
+	run := st.History[0]
+	if run.To != "v1.9.0" || run.Result != "Succeeded" {
+		t.Errorf("run %+v", run)
+	}
+	text, _ := e.st.Git.Show("main", "status/e2e.yaml")
+	log, _ := e.st.Git.Log("status/e2e.yaml")
+	_ = text
+	found := false
+	for _, rev := range log {
+		if strings.Contains(rev, "Succeeded") {
+			continue
+		}
+		found = true
+	}
+	if !found {
+		t.Errorf("status log %v", log)
+	}
+	if st.Observed.Mode != "ImageTag" || st.Observed.OperatorVersion != "v1.9.0" {
+		t.Errorf("observed %+v", st.Observed)
+	}
+}
+
+func TestSuspendAndResume(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n  suspend: true\n", "suspended install")
+	e.agent(stack.AgentOptions{})
+	e.wait(stack.Phase(agent.PhaseSuspended, ""), "Suspended")
+	time.Sleep(time.Second) // a few polls
+	if n := len(e.st.Sim.Transitions()); n != 0 {
+		t.Fatalf("a suspended agent changed the cluster: %v", e.st.Sim.Transitions())
+	}
+	e.commit("  version: v1.7.4\n", "resume")
+	e.succeeded("v1.7.4")
+}
+
+func TestManualApproval(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.6.6\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.6.6")
+	e.commit("  version: v1.8.4\n  approval: Manual\n", "plan an upgrade")
+	st := e.wait(stack.Phase(agent.PhaseAwaitingApproval, "v1.6.6"), "AwaitingApproval")
+	id := st.Plan.ID
+	if len(st.Plan.Steps) != 2 || !strings.Contains(st.Message, id) {
+		t.Fatalf("plan %+v, message %q", st.Plan, st.Message)
+	}
+	e.commit("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \"deadbeef\"\n", "a stale approval")
+	e.wait(func(s agent.Status) bool {
+		return s.Phase == agent.PhaseAwaitingApproval && strings.Contains(s.Message, "deadbeef")
+	}, "stale approval")
+	if n := e.st.Sim.Count(simulator.HopStarted); n != 0 {
+		t.Fatalf("a stale approval started %d hops", n)
+	}
+	e.commit("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \""+id+"\"\n", "approve "+id)
+	e.succeeded("v1.8.4")
+	if got, want := e.st.Sim.CompletedHops(), hops("v1.6.6", "v1.7.4", "v1.8.4"); !slices.Equal(got, want) {
+		t.Errorf("hops %v", got)
+	}
+}
+
+func TestMaintenanceWindow(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.6.6\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.6.6")
+	// A window opening at the next minute boundary, 10 minutes long; the
+	// agent must wait for it and start on its own when it opens.
+	now := time.Now().UTC()
+	open := now.Truncate(time.Minute).Add(time.Minute)
+	if open.Sub(now) < 5*time.Second {
+		open = open.Add(time.Minute)
+	}
+	sched := strings.TrimLeft(open.Format("4 15"), "0") + " * * *"
+	if open.Minute() == 0 {
+		sched = "0" + sched
+	}
+	spec := "  version: v1.7.4\n  hopTimeout: 2m\n  maintenanceWindow: {schedule: \"" + sched + "\", duration: 10m, timeZone: UTC}\n"
+	e.commit(spec, "upgrade in the window")
+	st := e.wait(stack.Phase(agent.PhaseWaitingForWindow, "v1.6.6"), "WaitingForWindow")
+	if !strings.Contains(st.Message, open.Format(time.RFC3339)) {
+		t.Errorf("message %q should name the opening %s", st.Message, open.Format(time.RFC3339))
+	}
+	if e.st.Sim.Count(simulator.HopStarted) != 0 {
+		t.Fatal("a hop started outside the window")
+	}
+	st = e.succeeded("v1.7.4")
+	var started time.Time
+	for _, tr := range e.st.Sim.Transitions() {
+		if tr.Kind == simulator.OperatorRolloutStarted && tr.To == "v1.7.4" {
+			started = tr.At
+		}
+	}
+	if started.Before(open) {
+		t.Errorf("the hop started at %s, before the window opened at %s", started, open)
+	}
+}
+
+func TestTeardownWithLeftovers(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v0.26.0\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v0.26.0")
+	e.commit("  state: Absent\n", "remove KubeVirt")
+	st := e.wait(func(s agent.Status) bool {
+		return s.Phase == agent.PhaseSucceeded && s.Desired != nil && s.Desired.State == "Absent"
+	}, "teardown")
+	if e.st.Sim.Count(simulator.LeftoversKept) != 1 {
+		t.Error("v0.26.0 should have left its APIService and webhooks behind")
+	}
+	run := st.History[0]
+	if run.Action != "Teardown" || run.Result != "Succeeded" {
+		t.Errorf("run %+v", run)
+	}
+	leftovers := []string{"v1alpha3.subresources.kubevirt.io", "virt-api-validator", "virt-api-mutator"}
+	for _, l := range leftovers {
+		if e.exists(l) {
+			t.Errorf("leftover %s survived the teardown", l)
+		}
+	}
+}
+
+func TestInvalidDesiredFileThenValid(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: 1.10\n", "a typo")
+	e.agent(stack.AgentOptions{})
+	st := e.wait(stack.Phase(agent.PhaseInvalid, ""), "Invalid")
+	if !strings.Contains(st.Message, "spec.version") || st.Reason != "InvalidDesiredState" {
+		t.Errorf("invalid status %s %q", st.Reason, st.Message)
+	}
+	time.Sleep(time.Second)
+	if len(e.st.Sim.Transitions()) != 0 {
+		t.Fatal("an invalid desired file changed the cluster")
+	}
+	e.commit("  version: \"v1.1.1\"\n", "fix the typo")
+	e.succeeded("v1.1.1")
+}
+
+func TestKilledMidHopResumes(t *testing.T) {
+	e := setup(t, stack.Options{RolloutDelay: 500 * time.Millisecond})
+	e.commit("  version: v1.5.3\n", "install")
+	a := e.agent(stack.AgentOptions{Name: "first"})
+	e.succeeded("v1.5.3")
+	a.Stop()
+	// Killed in the middle of applying the second hop's operator manifest.
+	e.commit("  version: v1.7.4\n", "upgrade two minors")
+	crashing := e.agent(stack.AgentOptions{Name: "crashing", Extra: []string{"--failpoint", "applied-object-5"}})
+	select {
+	case <-crashing.Done():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the failpoint never fired")
+	}
+	if crashing.ExitCode() != 137 {
+		t.Fatalf("exit code %d, want 137", crashing.ExitCode())
+	}
+	// Killed again while waiting for the next hop to complete.
+	e.st.Sim.SlowHops(2 * time.Second)
+	waiting := e.agent(stack.AgentOptions{Name: "waiting"})
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if _, err := waiting.WaitLine(ctx, func(l stack.Line) bool {
+		return l.Msg() == "Step progress" && strings.Contains(l.Str("message"), "waiting for observedKubeVirtVersion")
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waiting.Kill()
+	e.st.Sim.SlowHops(0)
+	e.agent(stack.AgentOptions{Name: "final"})
+	e.succeeded("v1.7.4")
+	if got, want := e.st.Sim.CompletedHops(), hops("v1.5.3", "v1.6.6", "v1.7.4"); !slices.Equal(got, want) {
+		t.Errorf("hops %v, want %v (none repeated or skipped)", got, want)
+	}
+	if e.st.Sim.Count(simulator.HopRefused) != 0 {
+		t.Error("a resumed agent made a hop the operator refused")
+	}
+}
+
+func TestStatusPushConflictKeepsBothCommits(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n", "install")
+	var raced atomic.Bool
+	e.st.Git.Filter(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/git-receive-pack") && raced.CompareAndSwap(false, true) {
+			if _, err := e.st.Human.CommitFile("README.md", []byte("a human was here\n"), "human edit during the agent's push"); err != nil {
+				t.Error(err)
+			}
+		}
+		return false
+	})
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	log, _ := e.st.Git.Log("")
+	human, agentCommits := 0, 0
+	for _, l := range log {
+		switch {
+		case strings.Contains(l, "human edit during the agent's push"):
+			human++
+		case strings.Contains(l, "kvgitops: status("):
+			agentCommits++
+		}
+	}
+	if human != 1 || agentCommits < 2 || !raced.Load() {
+		t.Errorf("log %v: want the human commit and the agent's status commits", log)
+	}
+	if got, _ := e.st.Git.Show("main", "README.md"); got != "a human was here" {
+		t.Errorf("the human's file %q", got)
+	}
+}
+
+func TestLeaderElectionOnlyOneActs(t *testing.T) {
+	e := setup(t, stack.Options{RolloutDelay: 300 * time.Millisecond})
+	e.commit("  version: v1.6.6\n", "install")
+	le := []string{"--leader-elect", "--leader-elect-namespace", "kvgitops",
+		"--leader-elect-lease-duration", "3s", "--leader-elect-renew-deadline", "2s", "--leader-elect-retry-period", "500ms"}
+	a := e.agent(stack.AgentOptions{Name: "a", Extra: le})
+	b := e.agent(stack.AgentOptions{Name: "b", Extra: le})
+	e.succeeded("v1.6.6")
+	leaders := 0
+	for _, x := range []*stack.Agent{a, b} {
+		for _, l := range x.Lines() {
+			if l.Msg() == "Leading" {
+				leaders++
+			}
+		}
+	}
+	if leaders != 1 {
+		t.Fatalf("%d agents lead, want 1", leaders)
+	}
+	if n := e.st.Sim.Count(simulator.InstallStarted); n != 1 {
+		t.Errorf("%d installs started", n)
+	}
+	// The leader dies; the standby takes over and carries on.
+	leader, standby := a, b
+	if !slices.ContainsFunc(a.Lines(), func(l stack.Line) bool { return l.Msg() == "Leading" }) {
+		leader, standby = b, a
+	}
+	leader.Kill()
+	e.commit("  version: v1.7.4\n", "upgrade after failover")
+	e.succeeded("v1.7.4")
+	if !slices.ContainsFunc(standby.Lines(), func(l stack.Line) bool { return l.Msg() == "Leading" }) {
+		t.Error("the standby never took over")
+	}
+}
+
+func TestSplitBrainStaleLeaderDoesNotAct(t *testing.T) {
+	e := setup(t, stack.Options{RolloutDelay: 300 * time.Millisecond})
+	e.commit("  version: v1.6.6\n", "install")
+	le := []string{"--leader-elect", "--leader-elect-namespace", "kvgitops",
+		"--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms", "--leader-elect-retry-period", "300ms"}
+	a := e.agent(stack.AgentOptions{Name: "a", Extra: le})
+	e.succeeded("v1.6.6")
+	// Pause the leader past its lease; a second agent takes over.
+	if err := a.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	b := e.agent(stack.AgentOptions{Name: "b", Extra: le})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := b.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Leading" }); err != nil {
+		t.Fatal(err)
+	}
+	e.commit("  version: v1.7.4\n", "upgrade while the old leader sleeps")
+	e.succeeded("v1.7.4")
+	// The old leader wakes, finds it lost the lease, and exits without
+	// writing anything: no step, no status commit.
+	before := len(a.Lines())
+	if err := a.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stale leader kept running")
+	}
+	for _, l := range a.Lines()[before:] {
+		if l.Msg() == "Status committed" || l.Msg() == "Step started" {
+			t.Errorf("the stale leader wrote after waking: %v", l)
+		}
+	}
+	if got, want := e.st.Sim.CompletedHops(), hops("v1.6.6", "v1.7.4"); !slices.Equal(got, want) {
+		t.Errorf("hops %v, want %v", got, want)
+	}
+}
