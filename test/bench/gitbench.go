@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,8 +19,9 @@ import (
 
 // result is one measurement: a median time and the peak RSS.
 type result struct {
-	ms    float64
-	rssKB int64
+	ms     float64
+	rssKB  int64
+	baseKB int64 // the process's RSS before the measured work
 }
 
 func benchGit(names []string, runs int) error {
@@ -60,8 +60,8 @@ func benchGit(names []string, runs int) error {
 		}
 		refs := 1 + sz.tags
 		for _, r := range rows {
-			fmt.Printf("| %s | %d/%d/%d | %s | %.1f ms | %.1f ms | %.2f× | %s | %s |\n", sz.name, sz.commits, sz.files, refs, r.op,
-				r.ours.ms, r.cli.ms, r.ours.ms/r.cli.ms, mib(r.ours.rssKB), mib(r.cli.rssKB))
+			fmt.Printf("| %s | %d/%d/%d | %s | %.1f ms | %.1f ms | %.2f× | %s (+%s over start) | %s |\n", sz.name, sz.commits, sz.files, refs, r.op,
+				r.ours.ms, r.cli.ms, r.ours.ms/r.cli.ms, mib(r.ours.rssKB), mib(r.ours.rssKB-r.ours.baseKB), mib(r.cli.rssKB))
 		}
 	}
 	return nil
@@ -177,7 +177,6 @@ func cliRuns(runs int, steps func() []cliStep, env []string, prep func() error) 
 			cmd := exec.Command("git", s.args...)
 			cmd.Dir = s.dir
 			cmd.Env = append(gitserver.GitEnv(s.dir), env...)
-			cmd.Stdout = io.Discard
 			start := time.Now()
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -219,7 +218,7 @@ func childWithBump(runs int, op string, bump func() error, args ...string) (resu
 		return result{}, err
 	}
 	sc := bufio.NewScanner(stdout)
-	var res struct{ Ms float64 }
+	var res struct{ Ms, BaseKB float64 }
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "ready" {
@@ -241,7 +240,7 @@ func childWithBump(runs int, op string, bump func() error, args ...string) (resu
 		return result{}, fmt.Errorf("child %s: %w", op, err)
 	}
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return result{ms: res.Ms, rssKB: ru.Maxrss}, nil
+	return result{ms: res.Ms, rssKB: ru.Maxrss, baseKB: int64(res.BaseKB)}, nil
 }
 
 // runChild is the child side: a long-lived Source, warmed up, then runs
@@ -249,6 +248,7 @@ func childWithBump(runs int, op string, bump func() error, args ...string) (resu
 func runChild(op string, args []string) int {
 	var runs int
 	fmt.Sscan(args[0], &runs)
+	base := selfRSS()
 	url, caPEM := args[1], args[2]
 	src, err := newChildSource(url, caPEM)
 	if err != nil {
@@ -290,7 +290,7 @@ func runChild(op string, args []string) int {
 		}
 		times = append(times, float64(time.Since(start).Microseconds())/1000)
 	}
-	b, _ := json.Marshal(map[string]float64{"Ms": median(times)})
+	b, _ := json.Marshal(map[string]float64{"Ms": median(times), "BaseKB": float64(base)})
 	fmt.Println(string(b))
 	return 0
 }
@@ -312,3 +312,6 @@ func newChildSource(url, caPEM string) (*gitsource.Source, error) {
 	}
 	return gitsource.New(gitsource.Config{URL: url, Auth: auth, Timeout: 5 * time.Minute, MaxPackSize: 2 << 30})
 }
+
+// selfRSS is this process's resident set in KiB.
+func selfRSS() int64 { return rssKB(os.Getpid()) }
