@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/kvgitops
 FUZZTIME  ?= 30s
-BENCHTIME ?= 1x
+BENCH_SIZES ?= small,medium,large
 KUBE_VERSION ?= 1.37.2
 TESTBIN_DIR  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvgitops/testbin/$(KUBE_VERSION)
 export KUBEBUILDER_ASSETS := $(TESTBIN_DIR)
@@ -60,9 +60,10 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
 
 .PHONY: bench
-bench: deps testbin ## run the benchmarks and print the figures
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./planner/...
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./gitsource/... ./executor/... ./agent/...
+bench: deps testbin ## run the benchmarks and print the figures (about 5 minutes)
+	$(GO) test -run '^$$' -bench . -benchmem ./planner/...
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./executor/...
+	$(GO) run ./test/bench -sizes $(BENCH_SIZES)
 
 .PHONY: demo
 demo: deps testbin ## the whole story on an embedded default: install, upgrade hop by hop, teardown

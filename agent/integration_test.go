@@ -74,11 +74,14 @@ func TestWiredAgent(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
+	// Wait for what a reviewer sees: the status committed to Git.
 	waitPhase := func(version string) agent.Status {
 		t.Helper()
 		for {
-			if s := a.Snapshot(); s.Phase == agent.PhaseSucceeded && s.Observed.Version == version {
-				return s
+			if text, err := git.Show("main", "status/lab.yaml"); err == nil {
+				if s, err := agent.ParseStatus([]byte(text)); err == nil && s.Phase == agent.PhaseSucceeded && s.Observed.Version == version {
+					return s
+				}
 			}
 			select {
 			case <-ctx.Done():
