@@ -2,6 +2,7 @@ package gitsource_test
 
 import (
 	"context"
+	"os"
 	"crypto/ed25519"
 	"crypto/rand"
 	"strings"
@@ -92,4 +93,41 @@ func TestSSHNeedsKnownHosts(t *testing.T) {
 	_, err := sshSource(t, x, "")
 	allErrors.add(err)
 	wantReason(t, err, gitsource.ReasonInvalidConfig)
+}
+
+func TestSSHWithAnEncryptedIdentity(t *testing.T) {
+	_, x := sshServer(t)
+	dir := t.TempDir()
+	key := dir + "/id"
+	if out, err := runCmd(dir, "ssh-keygen", "-q", "-t", "ed25519", "-N", canaryPassword, "-f", key); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	pem, _ := os.ReadFile(key)
+	pub, _ := os.ReadFile(key + ".pub")
+	if err := x.AuthorizeKey(string(pub)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		password string
+		ok       bool
+	}{{canaryPassword, true}, {"wrong-passphrase", false}} {
+		auth, err := gitsource.LoadAuth(secretDir(t, map[string]string{"identity": string(pem), "password": tt.password, "known_hosts": x.KnownHosts()}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := gitsource.New(gitsource.Config{URL: x.URL(), Auth: auth})
+		allErrors.add(err)
+		if tt.ok {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := read(t, src, head(t, src), "kubevirt.yaml"); err != nil {
+				t.Fatalf("read with an encrypted key: %v", err)
+			}
+			continue
+		}
+		if gitsource.ReasonOf(err) != gitsource.ReasonInvalidConfig || !strings.Contains(err.Error(), "cannot decrypt") {
+			t.Errorf("wrong passphrase: %v", err)
+		}
+	}
 }
