@@ -2,9 +2,9 @@ package gitsource_test
 
 import (
 	"context"
-	"os"
 	"crypto/ed25519"
 	"crypto/rand"
+	"os"
 	"strings"
 	"testing"
 
