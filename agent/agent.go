@@ -31,6 +31,7 @@ type Agent struct {
 	cat           *planner.Catalog
 	catAt         time.Time
 	active        *activePlan
+	finished      *PlanStatus // the last plan that ran, shown until another starts
 	history       []Run
 	conditions    []Condition
 	workloads     *Workloads

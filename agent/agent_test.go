@@ -38,6 +38,10 @@ func TestInstallThenUpgradeHopByHop(t *testing.T) {
 	if st.Workloads == nil || st.Workloads.RunningBefore != 2 {
 		t.Errorf("workloads %+v", st.Workloads)
 	}
+	// The finished plan stays in the status file with every step's outcome.
+	if stepStates(st) != "v1.7.4:Succeeded v1.8.4:Succeeded" {
+		t.Errorf("finished plan steps %s", stepStates(st))
+	}
 	if !slices.Contains(w.cluster.events, "StepStarted") || !slices.Contains(w.cluster.events, "StepSucceeded") {
 		t.Errorf("events %v", w.cluster.events)
 	}

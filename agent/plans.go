@@ -56,6 +56,7 @@ func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
 	}
 	a.supersede("superseded by plan " + p.ID)
 	a.active = newActive(p, now)
+	a.finished = nil
 }
 
 // adopt rebuilds the active plan from the last committed status, verified by
@@ -94,9 +95,14 @@ func (a *Agent) adopt(p planner.Plan) *activePlan {
 	return act
 }
 
-// finish closes the active plan into the history when it ran.
+// finish closes the active plan into the history when it ran; the plan
+// itself stays in the status file (with each step's notes) until another
+// plan starts.
 func (a *Agent) finish(result, message string) {
 	act := a.active
+	if act != nil && act.ran {
+		a.finished = a.planStatus()
+	}
 	a.active = nil
 	if act == nil || !act.ran {
 		return
@@ -123,11 +129,11 @@ func (a *Agent) supersede(why string) {
 	}
 }
 
-// planStatus renders the active plan.
+// planStatus renders the active plan, or the last one that finished.
 func (a *Agent) planStatus() *PlanStatus {
 	act := a.active
 	if act == nil {
-		return nil
+		return a.finished
 	}
 	o := act.plan.Origin
 	return &PlanStatus{

@@ -161,6 +161,9 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 	}
 	a.conditions = prev.Conditions
 	a.workloads = prev.Workloads
+	if prev.Plan != nil && planDone(prev.Plan) {
+		a.finished = prev.Plan // keeps a restart in a steady state commit-free
+	}
 	a.lastWritten = data
 	if prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "" {
 		a.desiredRev = prev.DesiredRevision
@@ -176,4 +179,14 @@ func (a *Agent) fence(ctx context.Context) error {
 		return fmt.Errorf("not writing: %w", err)
 	}
 	return nil
+}
+
+// planDone reports whether every step of a plan has ended.
+func planDone(p *PlanStatus) bool {
+	for _, s := range p.Steps {
+		if s.State == StepPending || s.State == StepRunning {
+			return false
+		}
+	}
+	return true
 }

@@ -239,7 +239,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		Progress: func(msg string) { a.progress(where, msg) },
 	})
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
-	if step.Type == planner.StepUpgrade && (res.Workloads.RunningBefore > 0 || len(res.Workloads.Disrupted) > 0 || err == nil) {
+	if step.Type == planner.StepUpgrade && (err == nil || executor.ReasonOf(err) == executor.ReasonWorkloadDisrupted) {
 		a.workloads = &Workloads{RunningBefore: res.Workloads.RunningBefore, RunningNow: res.Workloads.RunningNow, Disrupted: res.Workloads.Disrupted}
 		a.cfg.Metrics.disruptions(len(res.Workloads.Disrupted))
 	}

@@ -210,9 +210,6 @@ func (e *Executor) timeout(err error, format string, args ...any) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		return terminal(ReasonHopTimeout, err, "timed out: "+format, args...)
 	}
-	if err != nil && errors.Is(err, context.Canceled) {
-		return err
-	}
 	return err
 }
 

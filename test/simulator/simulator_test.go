@@ -207,7 +207,7 @@ func TestDeletionRemovesEverythingWithTheVersionFinalizer(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.wait(t, simulator.Has(simulator.FinalizerRemoved, ""))
-	waitGone(t, h, kvGVR, "kubevirt", "kubevirt")
+	waitGone(t, h, "kubevirt", "kubevirt")
 	for _, n := range []struct{ name string }{{"v1.subresources.kubevirt.io"}, {"v1alpha3.subresources.kubevirt.io"}} {
 		if h.exists(t, apiSvc, "", n.name) {
 			t.Errorf("APIService %s left behind by v1.9.0", n.name)
@@ -283,7 +283,7 @@ func TestStuckTerminatingWithoutOperator(t *testing.T) {
 	if _, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Patch(h.ctx(t), "kubevirt", types.JSONPatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatalf("finalizer patch after deleting the validator: %v", err)
 	}
-	waitGone(t, h, kvGVR, "kubevirt", "kubevirt")
+	waitGone(t, h, "kubevirt", "kubevirt")
 }
 
 func TestBlockUninstallIfWorkloadsExist(t *testing.T) {
@@ -366,7 +366,7 @@ func TestFaults(t *testing.T) {
 	})
 }
 
-func waitGone(t *testing.T, h *harness, gvr interface{}, ns, name string) {
+func waitGone(t *testing.T, h *harness, ns, name string) {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)
 	for h.exists(t, kvGVR, ns, name) {
