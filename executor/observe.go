@@ -125,7 +125,12 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 }
 
 func (o *Observation) plannerView() planner.Observed {
-	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, Leftovers: len(o.Leftovers)}
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs}
+	if o.KubeVirt == nil {
+		// With a live CR these objects are KubeVirt's own; only without one
+		// are they leftovers.
+		p.Leftovers = len(o.Leftovers)
+	}
 	if op := o.Operator; op != nil {
 		p.OperatorPresent = true
 		if planner.ValidTag(op.Version) {
