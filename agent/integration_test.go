@@ -70,7 +70,7 @@ func TestWiredAgent(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond},
-		agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}, ex, func(ctx context.Context) (*planner.Catalog, error) { return rc.Catalog(ctx) })
+		&agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}, ex, func(ctx context.Context) (*planner.Catalog, error) { return rc.Catalog(ctx) })
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 

@@ -225,23 +225,18 @@ func (e *Executor) upgrade(ctx context.Context, obs *Observation, step planner.S
 	if err != nil {
 		return err
 	}
-	return e.checkWorkloads(ctx, baseline, res)
+	return e.checkWorkloads(ctx, baseline, kv.WorkloadUpdateMethods, res)
 }
 
 // checkWorkloads compares the VMIs with the baseline; a disruption fails the
-// hop (and stops the plan).
-func (e *Executor) checkWorkloads(ctx context.Context, baseline []VMI, res *StepResult) error {
+// hop (and stops the plan). methods are the CR's workloadUpdateMethods as
+// observed when the step began.
+func (e *Executor) checkWorkloads(ctx context.Context, baseline []VMI, methods []string, res *StepResult) error {
 	ctx1, cancel := e.call(ctx)
 	defer cancel()
 	now, _, err := e.observeWorkloads(ctx1)
 	if err != nil {
 		return err
-	}
-	var methods []string
-	if v, err := e.kubevirtAPIVersion(ctx1); err == nil && v != "" {
-		if kv, err := e.observeKubeVirt(ctx1, v); err == nil && kv != nil {
-			methods = kv.WorkloadUpdateMethods
-		}
 	}
 	res.Workloads = compareWorkloads(baseline, now, methods)
 	if len(res.Workloads.Disrupted) > 0 {

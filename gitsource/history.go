@@ -53,8 +53,9 @@ func (s *Source) history(ctx context.Context, head plumbing.Hash, filter packp.F
 
 // Descends reports whether rev has ancestor in its history (or is it), the
 // check that catches a force-pushed branch or a server serving an older
-// commit. A direct parent is answered from what is already fetched; otherwise
-// up to HistoryDepth commits are walked.
+// commit. rev is fetched first (the read that follows needs it anyway), so a
+// direct child is answered without more I/O; otherwise up to HistoryDepth
+// commits are walked.
 func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,6 +69,9 @@ func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, er
 	}
 	if h == a {
 		return true, nil
+	}
+	if err := s.fetch(ctx, h); err != nil {
+		return false, err
 	}
 	if c, err := object.GetCommit(s.store, h); err == nil {
 		for _, p := range c.ParentHashes {

@@ -139,3 +139,27 @@ func TestForcePushedHistoryDoesNotDescend(t *testing.T) {
 		t.Error("an ancestor of the applied commit counts as descending")
 	}
 }
+
+func TestAFastForwardIsCheckedWithoutWalkingHistory(t *testing.T) {
+	s := server(t, gitserver.Options{})
+	u := user(t, s)
+	commit(t, u, "kubevirt.yaml", "v1\n")
+	src := source(t, s, nil)
+	ctx := context.Background()
+	old := head(t, src)
+	if _, err := read(t, src, old, "kubevirt.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	commit(t, u, "kubevirt.yaml", "v2\n")
+	packs := s.UploadPacks()
+	rev := head(t, src)
+	if ok, err := src.Descends(ctx, rev, old); err != nil || !ok {
+		t.Fatalf("a one-commit fast-forward: %v %v", ok, err)
+	}
+	if got, err := read(t, src, rev, "kubevirt.yaml"); err != nil || got != "v2\n" {
+		t.Fatalf("read: %q %v", got, err)
+	}
+	if n := s.UploadPacks() - packs; n != 1 {
+		t.Errorf("ancestry check and read took %d upload-packs, want 1 (the read's own fetch, no history walk)", n)
+	}
+}

@@ -56,7 +56,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		}
 		acfg.Fence = el.fence
 	}
-	a := agent.New(acfg, agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
+	a := agent.New(acfg, &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
 	log.Info("Agent starting", "version", version, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "leaderElect", c.leaderElect)
 

@@ -74,8 +74,8 @@ func benchAgent() error {
 		if err := postHook(hook, "bench-hmac-secret"); err != nil {
 			return err
 		}
-		stop := make(chan int64)
-		go func() { stop <- sampleRSS(a.Pid(), ctx) }()
+		done, peak := make(chan struct{}), make(chan int64)
+		go func() { peak <- sampleRSS(a.Pid(), done) }()
 		if _, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v }); err != nil {
 			return err
 		}
@@ -83,8 +83,8 @@ func benchAgent() error {
 		if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, v)); err != nil {
 			return err
 		}
-		cancelSample <- struct{}{}
-		if r := <-stop; r > hopRSS {
+		close(done)
+		if r := <-peak; r > hopRSS {
 			hopRSS = r
 		}
 	}
@@ -123,10 +123,8 @@ func benchAgent() error {
 	return nil
 }
 
-var cancelSample = make(chan struct{})
-
-// sampleRSS samples VmRSS every 20 ms until told to stop, returning the max.
-func sampleRSS(pid int, ctx context.Context) int64 {
+// sampleRSS samples VmRSS every 20 ms until done closes, returning the max.
+func sampleRSS(pid int, done <-chan struct{}) int64 {
 	var peak int64
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
@@ -135,9 +133,7 @@ func sampleRSS(pid int, ctx context.Context) int64 {
 			peak = r
 		}
 		select {
-		case <-cancelSample:
-			return peak
-		case <-ctx.Done():
+		case <-done:
 			return peak
 		case <-t.C:
 		}
