@@ -14,9 +14,15 @@ import (
 )
 
 // resourceFor maps an allow-listed object to its client (no discovery).
+// A v1beta1 CRD maps to the v1 endpoint: the object is the same, and a
+// cluster that still holds a CRD applied long ago deletes it through v1.
 func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := o.GroupVersionKind()
+	if gvk == crdV1beta1 {
+		gvk = crdV1
+	}
 	for _, a := range operatorAllowList {
-		if a.gvk == o.GroupVersionKind() {
+		if a.gvk == gvk {
 			r := e.dyn.Resource(a.gvk.GroupVersion().WithResource(a.resource))
 			if a.namespaced {
 				return r.Namespace(o.GetNamespace()), nil
@@ -30,6 +36,9 @@ func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceIn
 // applyManifest server-side applies every object in order, as field manager
 // kvgitops. Re-applying is idempotent, so an interrupted apply converges.
 func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
+	if err := e.checkServed(ctx, m); err != nil {
+		return err
+	}
 	e.hook("before-apply")
 	for i, o := range m.Objects {
 		r, err := e.resourceFor(o)
@@ -85,4 +94,29 @@ func (e *Executor) patchKubeVirt(ctx context.Context, version string, ops func(*
 		last = err
 	}
 	return transient(ReasonAPIUnavailable, last, "the KubeVirt CR kept changing under 5 patch attempts")
+}
+
+// checkServed refuses, before anything is applied, a manifest with an API
+// the cluster does not serve (a v1beta1 CRD on Kubernetes 1.22+), so a hop
+// never fails halfway through its objects. The planner refuses such steps
+// already; this holds when the plan was made without the cluster's version.
+func (e *Executor) checkServed(ctx context.Context, m *Manifest) error {
+	seen := map[string]bool{}
+	for _, o := range m.Objects {
+		gv := o.GetAPIVersion()
+		if seen[gv] {
+			continue
+		}
+		seen[gv] = true
+		_, err := e.kube.Discovery().ServerResourcesForGroupVersion(gv)
+		switch {
+		case err == nil:
+		case apierrors.IsNotFound(err):
+			return terminal(ReasonAPIVersionNotServed, err, "kubevirt-operator.yaml of %s needs %s (%s %s), which the cluster does not serve; nothing was applied",
+				m.Tag, gv, o.GetKind(), o.GetName())
+		default:
+			return apiError(err, "discover %s", gv)
+		}
+	}
+	return nil
 }

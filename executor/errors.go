@@ -32,6 +32,7 @@ const (
 	ReasonWebhookUnavailable    Reason = "WebhookUnavailable"
 	ReasonAPIUnavailable        Reason = "APIUnavailable"
 	ReasonForbidden             Reason = "Forbidden"
+	ReasonAPIVersionNotServed   Reason = "APIVersionNotServed"
 )
 
 // Error is a failure with its retry semantics. Terminal errors stall: do not

@@ -14,7 +14,7 @@ func FuzzManifest(f *testing.F) {
 	f.Add(releases.OperatorManifest("v0.26.0"))
 	f.Add([]byte("---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := executor.ParseOperatorManifest(data, "v1.8.4", "kubevirt")
+		m, err := executor.ParseOperatorManifest(data, "v1.8.4", executor.VetOptions{})
 		if err != nil {
 			if executor.ReasonOf(err) == "" {
 				t.Fatalf("untyped error %v", err)

@@ -132,3 +132,21 @@ func (h *harness) patchCR(t testing.TB, patch string) {
 func upgrade(from, to string, m planner.Method) planner.Step {
 	return planner.Step{Type: planner.StepUpgrade, From: from, To: to, Method: m}
 }
+
+// installAsStored stands up KubeVirt tag as a cluster holds it that
+// installed it long ago, before Kubernetes 1.22 (a v1beta1 CRD stored as
+// v1): the release's manifest and CR applied by an administrator, not by
+// the executor, which would refuse the v1beta1 CRD.
+func (h *harness) installAsStored(t testing.TB, tag string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := testenv.Apply(ctx, h.admin, releases.AsStoredSince122(tag)); err != nil {
+		t.Fatalf("apply the %s operator: %v", tag, err)
+	}
+	if err := testenv.Apply(ctx, h.admin, releases.CRManifest(tag)); err != nil {
+		t.Fatalf("create the %s CR: %v", tag, err)
+	}
+	if err := h.sim.WaitFor(ctx, simulator.Has(simulator.HopCompleted, tag)); err != nil {
+		t.Fatal(err)
+	}
+}

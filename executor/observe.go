@@ -125,7 +125,7 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 }
 
 func (o *Observation) plannerView() planner.Observed {
-	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs}
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, KubernetesVersion: o.ServerVersion}
 	if o.KubeVirt == nil {
 		// With a live CR these objects are KubeVirt's own; only without one
 		// are they leftovers.
@@ -255,7 +255,7 @@ func operatorState(dep *appsv1.Deployment) *OperatorState {
 			env[v.Name] = v.Value
 		}
 		op.Image = c.Image
-		op.Version, op.Registry = OperatorImageVersion(c.Image, env)
+		op.Version, op.Registry = OperatorVersion(c.Image, env)
 		break
 	}
 	op.RolledOut, op.RolloutFailed = rolloutStatus(dep)

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
@@ -33,6 +34,9 @@ type ReleaseConfig struct {
 	// Pins maps a tag to the sha256 (hex) of its kubevirt-operator.yaml;
 	// a pinned tag whose download differs is refused.
 	Pins map[string]string
+	// Registries are where virt-operator images may come from (mirrors);
+	// empty: the release's own registry (see [VetOptions]).
+	Registries []string
 	// Token authenticates to the releases API (rate limits); it is sent to
 	// the API host only and never follows a redirect to another host.
 	Token Secret
@@ -181,23 +185,58 @@ func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, er
 }
 
 // OperatorManifest downloads, verifies and vets kubevirt-operator.yaml of
-// tag: the sha256 pin when there is one, then the allow-list.
+// tag: the sha256 pin when there is one (DigestMismatch), then [Vet]
+// (ManifestRejected, listing every violation).
 func (c *ReleaseClient) OperatorManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
-	digest := hex.EncodeToString(sum[:])
-	if pin, ok := c.cfg.Pins[tag]; ok && !strings.EqualFold(pin, digest) {
-		return nil, terminal(ReasonDigestMismatch, nil, "kubevirt-operator.yaml of %s has sha256 %s, pinned %s", tag, digest, strings.ToLower(pin))
+	if msg := c.pinMismatch(tag, data); msg != "" {
+		return nil, terminal(ReasonDigestMismatch, nil, "%s", msg)
 	}
-	m, err := ParseOperatorManifest(data, tag, namespace)
+	return c.Vet(data, tag, namespace).Manifest()
+}
+
+// CheckOperatorManifest downloads kubevirt-operator.yaml of tag and vets it
+// exactly as OperatorManifest does, returning the whole verdict (what
+// `kvgitops release check` prints). Only a failed download is an error.
+func (c *ReleaseClient) CheckOperatorManifest(ctx context.Context, tag, namespace string) (*Vetting, error) {
+	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
 	if err != nil {
 		return nil, err
 	}
-	m.SHA256 = digest
-	return m, nil
+	return c.Vet(data, tag, namespace), nil
+}
+
+// Vet vets manifest bytes of tag with this client's registries and pins.
+func (c *ReleaseClient) Vet(data []byte, tag, namespace string) *Vetting {
+	return VetRelease(data, tag, VetOptions{Namespace: namespace, Registries: c.cfg.Registries}, c.cfg.Pins)
+}
+
+// VetRelease is [Vet] with sha256 pins: a pin mismatch is reported as a
+// violation of the file's sha256. The agent and `kvgitops release check`
+// both come here.
+func VetRelease(data []byte, tag string, o VetOptions, pins map[string]string) *Vetting {
+	v := Vet(data, tag, o)
+	if msg := pinMismatch(pins, tag, data); msg != "" {
+		v.Violations = append([]Violation{{Object: "kubevirt-operator.yaml", Field: "sha256", Message: msg}}, v.Violations...)
+	}
+	return v
+}
+
+func (c *ReleaseClient) pinMismatch(tag string, data []byte) string { return pinMismatch(c.cfg.Pins, tag, data) }
+
+func pinMismatch(pins map[string]string, tag string, data []byte) string {
+	pin, ok := pins[tag]
+	if !ok {
+		return ""
+	}
+	sum := sha256.Sum256(data)
+	if digest := hex.EncodeToString(sum[:]); !strings.EqualFold(pin, digest) {
+		return fmt.Sprintf("kubevirt-operator.yaml of %s has sha256 %s, pinned %s", tag, digest, strings.ToLower(pin))
+	}
+	return ""
 }
 
 // CRManifest downloads and vets kubevirt-cr.yaml of tag.

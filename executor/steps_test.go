@@ -78,30 +78,33 @@ func TestOperatorMethodUnpinsTheTag(t *testing.T) {
 	}
 }
 
+// TestImageTagHopUpdatesTheOperatorFirstOnRBACFailure: v1.8 grants rules
+// v1.7's operator does not hold (the genuine RBAC says so), and a v1.7.4
+// operator runs the target's install strategy, so the apiserver refuses.
 func TestImageTagHopUpdatesTheOperatorFirstOnRBACFailure(t *testing.T) {
 	h := start(t, harnessOptions{})
-	h.install(t, "v1.8.4", planner.MethodOperator)
-	res := h.mustRun(t, upgrade("v1.8.4", "v1.9.0", planner.MethodImageTag))
+	h.install(t, "v1.7.4", planner.MethodOperator)
+	res := h.mustRun(t, upgrade("v1.7.4", "v1.8.4", planner.MethodImageTag))
 	if !res.OperatorFirst || len(res.Notes) == 0 || !strings.Contains(strings.Join(res.Notes, " "), "attempting to grant RBAC permissions not currently held") {
 		t.Errorf("result %+v, want OperatorFirst with the RBAC message noted", res)
 	}
 	if h.sim.Count(simulator.RBACForbidden) == 0 {
 		t.Error("the simulator never refused the RBAC: the test did not exercise the fallback")
 	}
-	if o := h.observe(t); o.Installed != "v1.9.0" || o.OperatorVersion != "v1.9.0" {
+	if o := h.observe(t); o.Installed != "v1.8.4" || o.OperatorVersion != "v1.8.4" {
 		t.Errorf("after the fallback: installed %s operator %s", o.Installed, o.OperatorVersion)
 	}
 }
 
 func TestImageTagHopWithoutNewRBACKeepsTheOperator(t *testing.T) {
 	h := start(t, harnessOptions{})
-	h.install(t, "v1.7.4", planner.MethodOperator)
-	res := h.mustRun(t, upgrade("v1.7.4", "v1.8.4", planner.MethodImageTag))
+	h.install(t, "v1.8.3", planner.MethodOperator)
+	res := h.mustRun(t, upgrade("v1.8.3", "v1.8.4", planner.MethodImageTag))
 	if res.OperatorFirst {
 		t.Error("no RBAC failure, yet the operator was updated")
 	}
-	if o := h.observe(t); o.Installed != "v1.8.4" || o.OperatorVersion != "v1.7.4" {
-		t.Errorf("installed %s operator %s, want v1.8.4 under v1.7.4", o.Installed, o.OperatorVersion)
+	if o := h.observe(t); o.Installed != "v1.8.4" || o.OperatorVersion != "v1.8.3" {
+		t.Errorf("installed %s operator %s, want v1.8.4 under v1.8.3", o.Installed, o.OperatorVersion)
 	}
 }
 
@@ -186,7 +189,7 @@ func TestTeardown(t *testing.T) {
 	} {
 		t.Run(tt.tag, func(t *testing.T) {
 			h := start(t, harnessOptions{})
-			h.install(t, tt.tag, planner.MethodOperator)
+			h.installAsStored(t, tt.tag)
 			if fs := h.observe(t).KubeVirt.Finalizers; !slices.Equal(fs, []string{tt.finalizer}) {
 				t.Errorf("finalizers %v, want [%s]", fs, tt.finalizer)
 			}

@@ -28,6 +28,9 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 	if p.Steps == nil {
 		p.Steps = []Step{}
 	}
+	if err := p.preflight(o); err != nil {
+		return Plan{}, err
+	}
 	p.ID = planID(p)
 	return p, nil
 }

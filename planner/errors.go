@@ -19,6 +19,9 @@ const (
 	ReasonUnsupportedSourceVersion Reason = "UnsupportedSourceVersion"
 	ReasonWorkloadsExist           Reason = "WorkloadsExist"
 	ReasonNoUpgradePath            Reason = "NoUpgradePath"
+	// ReasonAPIVersionNotServed: a step would apply a manifest with an API
+	// the cluster does not serve (a v1beta1 CRD on Kubernetes 1.22+).
+	ReasonAPIVersionNotServed Reason = "APIVersionNotServed"
 )
 
 // ErrInvalidDesired matches every error returned by [ParseDesired].
@@ -63,6 +66,9 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalidDesired 
 type RefusalError struct {
 	Reason  Reason
 	Message string
+	// Checks are the preflight checks made before the refusal, when a
+	// check refused the plan.
+	Checks []Check
 }
 
 func (e *RefusalError) Error() string { return string(e.Reason) + ": " + e.Message }

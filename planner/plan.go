@@ -66,6 +66,9 @@ type Observed struct {
 	// Leftovers counts APIServices and webhook configurations an unclean
 	// uninstall left behind.
 	Leftovers int
+	// KubernetesVersion is the API server's version (v1.37.2), "" when
+	// unknown: the checks that need it are then not made.
+	KubernetesVersion string
 }
 
 // Step is one unit of execution. From and To are release tags.
@@ -85,6 +88,8 @@ type Plan struct {
 	From   string `json:"from,omitempty"`
 	To     string `json:"to,omitempty"`
 	Steps  []Step `json:"steps"`
+	// Checks are the preflight checks of the steps.
+	Checks []Check `json:"checks,omitempty"`
 
 	// The inputs, recorded so a plan can be re-derived and compared.
 	Origin        Observed   `json:"-"`
@@ -110,6 +115,9 @@ func planID(p Plan) string {
 	writeOrigin(h, p.Action, p.Origin)
 	for _, s := range p.Steps {
 		fmt.Fprintf(h, "step=%s|%s|%s|%s\n", s.Type, s.From, s.To, s.Method)
+	}
+	for _, c := range p.Checks {
+		fmt.Fprintf(h, "check=%d|%s|%s|%s\n", c.Step, c.Name, c.Result, c.Reason)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:8]
 }

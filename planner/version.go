@@ -66,3 +66,18 @@ func (l line) next(o line) bool {
 
 // firstRollingLine is the oldest line with zero-downtime updates.
 var firstRollingLine = line{major: 0, minor: 17}
+
+// TagAtLeast reports whether tag is min or later by semver precedence
+// (pre-releases of min sort below it). A tag that is not a release tag is
+// at least nothing.
+func TagAtLeast(tag, min string) bool {
+	v, err := parseTag(tag)
+	if err != nil {
+		return false
+	}
+	m, err := parseTag(min)
+	if err != nil {
+		return false
+	}
+	return v.compare(m) >= 0
+}

@@ -40,6 +40,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return runCommand(ctx, args[1:], stdout, stderr)
 	case "plan":
 		return planCommand(ctx, args[1:], stdout, stderr)
+	case "release":
+		return releaseCommand(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "kvgitops", version)
 		return exitOK
@@ -58,6 +60,7 @@ func usage(w io.Writer) {
 Commands:
   run      run the agent: poll Git, plan, execute, commit status
   plan     compute a plan offline (or against a live cluster) and print it
+  release  check a kubevirt-operator.yaml as the agent would vet it
   version  print the version
 
 Run 'kvgitops <command> --help' for the flags of a command.

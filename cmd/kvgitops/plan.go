@@ -21,6 +21,7 @@ const (
 
 type planFlags struct {
 	desired, installed, mode, output, kubeconfig, namespace string
+	operatorVersion, kubernetesVersion                      string
 	rel                                                     releaseFlags
 }
 
@@ -34,6 +35,8 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&f.rel.networks, "release-allowed-networks", "", "comma-separated CIDRs the releases URL may resolve to (private and loopback addresses are refused otherwise)")
 	fs.StringVar(&f.installed, "installed", "", `installed KubeVirt version, or "none" (this or --kubeconfig)`)
 	fs.StringVar(&f.mode, "mode", string(planner.ModeLocked), "with --installed: Locked or ImageTag")
+	fs.StringVar(&f.operatorVersion, "operator-version", "", "with --installed: the running virt-operator's version (default: --installed)")
+	fs.StringVar(&f.kubernetesVersion, "kubernetes-version", "", "with --installed: the cluster's Kubernetes version, for the preflight checks (e.g. 1.37.2)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "observe a live cluster through this kubeconfig instead of --installed")
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "with --kubeconfig: KubeVirt's namespace")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
@@ -76,6 +79,12 @@ func (f planFlags) check() string {
 		return fmt.Sprintf("--mode must be Locked or ImageTag, got %q", f.mode)
 	case f.installed != "" && f.installed != "none" && !planner.ValidTag(f.installed):
 		return fmt.Sprintf("--installed must be a release tag such as v1.8.4 or none, got %q", f.installed)
+	case f.operatorVersion != "" && !planner.ValidTag(f.operatorVersion):
+		return fmt.Sprintf("--operator-version must be a release tag such as v1.8.4, got %q", f.operatorVersion)
+	case f.kubernetesVersion != "" && !planner.ValidKubernetesVersion(f.kubernetesVersion):
+		return fmt.Sprintf("--kubernetes-version must be a Kubernetes version such as 1.37.2, got %q", f.kubernetesVersion)
+	case f.kubeconfig != "" && (f.operatorVersion != "" || f.kubernetesVersion != ""):
+		return "--operator-version and --kubernetes-version go with --installed; --kubeconfig observes them"
 	}
 	return ""
 }
@@ -98,8 +107,17 @@ func (f planFlags) compute(ctx context.Context) (planner.Plan, string, error) {
 		if o, err = observeCluster(ctx, f.kubeconfig, f.namespace); err != nil {
 			return planner.Plan{}, reasonClusterUnavailable, err
 		}
-	} else if f.installed != "none" {
-		o = planner.Observed{Installed: f.installed, OperatorVersion: f.installed, Mode: planner.Mode(f.mode), KubeVirt: true, OperatorPresent: true}
+	} else {
+		if f.installed != "none" {
+			op := f.operatorVersion
+			if op == "" {
+				op = f.installed
+			}
+			o = planner.Observed{Installed: f.installed, OperatorVersion: op, Mode: planner.Mode(f.mode), KubeVirt: true, OperatorPresent: true}
+		} else if f.operatorVersion != "" {
+			o = planner.Observed{OperatorVersion: f.operatorVersion, OperatorPresent: true}
+		}
+		o.KubernetesVersion = f.kubernetesVersion
 	}
 	p, err := planner.Compute(d, o, cat)
 	return p, string(planner.ReasonOf(err)), err
@@ -125,18 +143,23 @@ func readCapped(path string, limit int64) ([]byte, error) {
 func writePlanError(stdout, stderr io.Writer, output, reason string, err error) {
 	if output == "json" {
 		type body struct {
-			Reason  string `json:"reason"`
-			Message string `json:"message"`
+			Reason  string          `json:"reason"`
+			Message string          `json:"message"`
+			Checks  []planner.Check `json:"checks,omitempty"`
 		}
-		msg := err.Error()
+		b := body{Reason: reason, Message: err.Error()}
 		var re *planner.RefusalError
 		if errors.As(err, &re) {
-			msg = re.Message
+			b.Message, b.Checks = re.Message, re.Checks
 		}
-		_ = json.NewEncoder(stdout).Encode(map[string]body{"error": {Reason: reason, Message: msg}})
+		_ = json.NewEncoder(stdout).Encode(map[string]body{"error": b})
 		return
 	}
 	fmt.Fprintf(stderr, "kvgitops plan: refused (%s): %v\n", reason, err)
+	var re *planner.RefusalError
+	if errors.As(err, &re) && len(re.Checks) > 0 {
+		writeChecks(stderr, re.Checks, -1)
+	}
 }
 
 // writePlanText prints the plan as a table of hops.
@@ -160,6 +183,24 @@ func writePlanText(w io.Writer, p planner.Plan) {
 	fmt.Fprintln(tw, "  STEP\tTYPE\tFROM\tTO\tMETHOD")
 	for i, s := range p.Steps {
 		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%s\t%s\n", i+1, len(p.Steps), s.Type, orDash(s.From), orDash(s.To), orDash(string(s.Method)))
+	}
+	_ = tw.Flush()
+	writeChecks(w, p.Checks, len(p.Steps))
+}
+
+// writeChecks prints the preflight report: one line per check of a step.
+func writeChecks(w io.Writer, checks []planner.Check, steps int) {
+	if len(checks) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nPreflight checks:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range checks {
+		step := fmt.Sprint(c.Step)
+		if steps > 0 {
+			step = fmt.Sprintf("%d/%d", c.Step, steps)
+		}
+		fmt.Fprintf(tw, "  step %s\t%s\t%s\t%s\n", step, c.Name, c.Result, c.Message)
 	}
 	_ = tw.Flush()
 }

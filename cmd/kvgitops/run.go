@@ -53,6 +53,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.rel.networks, "release-allowed-networks", "", "CIDRs release hosts may resolve to (private, loopback and metadata addresses are refused otherwise)")
 	fs.StringVar(&c.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of kubevirt-operator.yaml")
 	fs.StringVar(&c.rel.tokenFile, "release-token-file", "", "file with a GitHub token for the releases API")
+	fs.StringVar(&c.rel.registries, "release-image-registry", "", "comma-separated registries (or repositories) virt-operator images may come from, e.g. a mirror (default: the release's own)")
 	fs.DurationVar(&c.catalogRefresh, "catalog-refresh", 15*time.Minute, "how long a fetched release catalog is reused")
 	fs.StringVar(&c.kubevirtNamespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster")

@@ -17,12 +17,12 @@ import (
 // releaseFlags say where releases come from (agent configuration, never the
 // desired file).
 type releaseFlags struct {
-	releasesURL, manifestBase, caFile, networks, pins, tokenFile string
+	releasesURL, manifestBase, caFile, networks, pins, tokenFile, registries string
 }
 
 // releaseClient builds the hardened release client from flags.
 func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
-	cfg := executor.ReleaseConfig{ReleasesURL: f.releasesURL, ManifestBaseURL: f.manifestBase}
+	cfg := executor.ReleaseConfig{ReleasesURL: f.releasesURL, ManifestBaseURL: f.manifestBase, Registries: splitList(f.registries)}
 	if !strings.HasPrefix(f.releasesURL, "https://") {
 		cfg.ReleasesURL = "" // a local catalog file; manifests still come over https
 	}
@@ -44,16 +44,11 @@ func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
 		}
 		cfg.HTTP.AllowedNetworks = append(cfg.HTTP.AllowedNetworks, p)
 	}
-	if f.pins != "" {
-		cfg.Pins = map[string]string{}
-		for _, p := range splitList(f.pins) {
-			tag, sum, ok := strings.Cut(p, "=")
-			if !ok {
-				return nil, fmt.Errorf("pin %q: want TAG=SHA256", p)
-			}
-			cfg.Pins[tag] = sum
-		}
+	pins, err := f.parsePins()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Pins = pins
 	if f.tokenFile != "" {
 		tok, err := os.ReadFile(f.tokenFile)
 		if err != nil {
@@ -62,6 +57,22 @@ func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
 		cfg.Token = executor.Secret(strings.TrimSpace(string(tok)))
 	}
 	return executor.NewReleaseClient(cfg)
+}
+
+// parsePins reads --release-pins: TAG=SHA256,…
+func (f releaseFlags) parsePins() (map[string]string, error) {
+	if f.pins == "" {
+		return nil, nil
+	}
+	pins := map[string]string{}
+	for _, p := range splitList(f.pins) {
+		tag, sum, ok := strings.Cut(p, "=")
+		if !ok || !planner.ValidTag(tag) || len(sum) != 64 {
+			return nil, fmt.Errorf("--release-pins: %q is not TAG=SHA256 (a release tag and 64 hex digits)", p)
+		}
+		pins[tag] = sum
+	}
+	return pins, nil
 }
 
 func splitList(s string) []string {

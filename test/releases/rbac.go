@@ -1,103 +1,99 @@
 package releases
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"bufio"
+	"bytes"
+	_ "embed"
+	"fmt"
+	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 )
 
-// rbacAddition is a release that needs RBAC the previous release's operator
-// does not hold. The table approximates KubeVirt's history: what matters to
-// tests is that some hops add rules and others do not, so an ImageTag hop
-// under an old operator fails exactly where a real one would.
-type rbacAddition struct {
-	since string
-	rule  rbacv1.PolicyRule
-	why   string
+// The RBAC of kubevirt-operator.yaml, release by release, is data derived
+// from the genuine release assets (TestRBACTable regenerates it with
+// -update from ../shared/real-manifests and proves it reproduces every one
+// of them). Each row is one rule of one role, present from a release up to
+// (not including) another: between two known releases a rule is taken to
+// stay as it was in the older one.
+//
+//go:embed testdata/rbac.tsv
+var rbacTable []byte
+
+// The roles of kubevirt-operator.yaml.
+const (
+	RoleOperator     = "ClusterRole/kubevirt-operator"
+	RoleAggregate    = "ClusterRole/kubevirt.io:operator"
+	RoleNamespaced   = "Role/kubevirt-operator"
+	rbacTableColumns = 8
+)
+
+type rbacRow struct {
+	since, until string // until "" is open
+	role         string
+	rule         rbacv1.PolicyRule
 }
 
-var rbacHistory = []rbacAddition{
-	{"v0.17.0-alpha.0", rule("kubevirt.io", "virtualmachineinstances", "virtualmachines", "virtualmachineinstancereplicasets", "virtualmachineinstancepresets", "virtualmachineinstancemigrations"), "the v0.17 API"},
-	{"v0.17.0-alpha.0", rule("subresources.kubevirt.io", "virtualmachineinstances/console", "virtualmachineinstances/vnc"), "console and VNC"},
-	{"v0.19.0-rc.0", rule("subresources.kubevirt.io", "virtualmachines/restart"), "kubevirt#2533: 0.18.1 -> 0.19.0 failed on RBAC"},
-	{"v0.24.0", rule("subresources.kubevirt.io", "virtualmachineinstances/pause", "virtualmachineinstances/unpause"), "pause/unpause"},
-	{"v0.29.0-rc.0", rule("subresources.kubevirt.io", "virtualmachines/start", "virtualmachines/stop", "virtualmachines/migrate"), "start/stop/migrate"},
-	{"v0.33.0-rc.0", rule("snapshot.kubevirt.io", "virtualmachinesnapshots", "virtualmachinesnapshotcontents", "virtualmachinerestores"), "snapshots"},
-	{"v0.36.0-rc.0", rule("pool.kubevirt.io", "virtualmachinepools"), "pools"},
-	{"v0.41.0-rc.0", rule("migrations.kubevirt.io", "migrationpolicies"), "migration policies"},
-	{"v0.49.0-rc.0", rule("instancetype.kubevirt.io", "virtualmachineinstancetypes", "virtualmachinepreferences"), "kubevirt#8595: instancetypes missing from kubevirt.io:admin"},
-	{"v0.55.0-rc.0", rule("export.kubevirt.io", "virtualmachineexports"), "exports"},
-	{"v1.0.0-alpha.0", rule("clone.kubevirt.io", "virtualmachineclones"), "clones"},
-	{"v1.2.0-alpha.0", rule("subresources.kubevirt.io", "virtualmachines/expand-spec"), "expand-spec"},
-	{"v1.5.0-alpha.0", rule("subresources.kubevirt.io", "virtualmachineinstances/evacuate"), "evacuation"},
-	{"v1.6.0-alpha.0", rule("subresources.kubevirt.io", "virtualmachineinstances/objectgraph"), "object graph"},
-	{"v1.9.0-alpha.0", rule("backup.kubevirt.io", "virtualmachinebackups", "virtualmachinebackuptrackers"), "backups"},
-}
+var rbacRows = mustParseRBAC(rbacTable)
 
-func rule(group string, resources ...string) rbacv1.PolicyRule {
-	return rbacv1.PolicyRule{
-		APIGroups: []string{group},
-		Resources: resources,
-		Verbs:     []string{"get", "list", "watch", "create", "update", "patch", "delete"},
+func mustParseRBAC(data []byte) []rbacRow {
+	rows, err := parseRBAC(data)
+	if err != nil {
+		panic(fmt.Sprintf("testdata/rbac.tsv: %v", err))
 	}
+	return rows
 }
 
-// ComponentRules are the rules of the ClusterRoles a release's
-// virt-operator creates for its components (kubevirt.io:admin and
-// friends), reduced to one role.
-func ComponentRules(tag string) []rbacv1.PolicyRule {
+func parseRBAC(data []byte) ([]rbacRow, error) {
+	var rows []rbacRow
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != rbacTableColumns {
+			return nil, fmt.Errorf("line %d: %d columns, want %d", n, len(f), rbacTableColumns)
+		}
+		rows = append(rows, rbacRow{since: f[0], until: f[1], role: f[2], rule: rbacv1.PolicyRule{
+			APIGroups: list(f[3]), Resources: list(f[4]), Verbs: list(f[5]), ResourceNames: list(f[6]), NonResourceURLs: list(f[7]),
+		}})
+	}
+	return rows, sc.Err()
+}
+
+// list reads a comma-separated column: "-" is no list, "" one empty
+// string (the core API group).
+func list(s string) []string {
+	switch s {
+	case "-":
+		return nil
+	case "":
+		return []string{""}
+	}
+	return strings.Split(s, ",")
+}
+
+func column(l []string) string {
+	if l == nil {
+		return "-"
+	}
+	return strings.Join(l, ",")
+}
+
+// Rules are the rules of role (RoleOperator, RoleAggregate,
+// RoleNamespaced) in the release tag's kubevirt-operator.yaml.
+func Rules(role, tag string) []rbacv1.PolicyRule {
 	var out []rbacv1.PolicyRule
-	for _, a := range rbacHistory {
-		if AtLeast(tag, a.since) {
-			out = append(out, a.rule)
+	for _, r := range rbacRows {
+		if r.role == role && AtLeast(tag, r.since) && (r.until == "" || !AtLeast(tag, r.until)) {
+			out = append(out, r.rule)
 		}
 	}
 	return out
 }
 
-// AddsRBAC reports whether tag needs rules that release from lacks.
-func AddsRBAC(from, tag string) bool {
-	for _, a := range rbacHistory {
-		if AtLeast(tag, a.since) && !AtLeast(from, a.since) {
-			return true
-		}
-	}
-	return false
-}
-
 // ComponentRoleName is the ClusterRole the simulated operator writes with
-// ComponentRules.
-const ComponentRoleName = "kubevirt.io:admin"
-
-// operatorOwnRules are what virt-operator needs for itself. They hold no
-// wildcard over the component groups, so every component rule must be copied
-// into the operator's ClusterRole, as in the real manifest (FACTS.md §3.1).
-func operatorOwnRules(tag string) []rbacv1.PolicyRule {
-	all := []string{"get", "list", "watch", "create", "update", "patch", "delete"}
-	rules := []rbacv1.PolicyRule{
-		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"kubevirts"}, Verbs: all},
-		{APIGroups: []string{"kubevirt.io"}, Resources: []string{"kubevirts/status", "kubevirts/finalizers"}, Verbs: []string{"get", "update", "patch"}},
-		{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: all},
-		{APIGroups: []string{"apps"}, Resources: []string{"deployments", "daemonsets", "controllerrevisions"}, Verbs: all},
-		{APIGroups: []string{"rbac.authorization.k8s.io"}, Resources: []string{"clusterroles", "clusterrolebindings", "roles", "rolebindings"}, Verbs: all},
-		{APIGroups: []string{"apiregistration.k8s.io"}, Resources: []string{"apiservices"}, Verbs: all},
-		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations", "mutatingwebhookconfigurations"}, Verbs: all},
-		{APIGroups: []string{""}, Resources: []string{"services", "serviceaccounts", "secrets", "configmaps", "endpoints", "pods", "events"}, Verbs: all},
-		{APIGroups: []string{"batch"}, Resources: []string{"jobs"}, Verbs: all},
-		{APIGroups: []string{"policy"}, Resources: []string{"poddisruptionbudgets"}, Verbs: all},
-	}
-	if AtLeast(tag, "v0.29.0-rc.0") {
-		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"scheduling.k8s.io"}, Resources: []string{"priorityclasses"}, Verbs: all})
-	}
-	return rules
-}
-
-func fakeDigest(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil))
-}
+// the component rules of an install strategy.
+const ComponentRoleName = "kubevirt-controller"

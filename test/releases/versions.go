@@ -1,6 +1,12 @@
 package releases
 
-import "github.com/Masterminds/semver/v3"
+import (
+	"sync"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/kvgitops/kvgitops/test/realmanifests"
+)
 
 // AtLeast reports whether tag is at or above min by semver precedence
 // (pre-releases of min sort below it).
@@ -23,3 +29,6 @@ func Registry(tag string) string {
 
 // ImageDigest is the fake, stable digest of a release's operator image.
 func ImageDigest(tag string) string { return fakeDigest("virt-operator", tag) }
+
+// genuine are the genuine assets beside the project, read once.
+var genuine = sync.OnceValue(realmanifests.Genuine)

@@ -57,17 +57,26 @@ func (s *Simulator) apply(ctx context.Context, gvr schema.GroupVersionResource, 
 	return nil
 }
 
-// applyComponentRBAC writes the component ClusterRole of release tag as the
-// operator's ServiceAccount, so the apiserver's escalation check decides. It
-// returns the operator's error message on failure.
+// applyComponentRBAC writes the component RBAC of release tag's install
+// strategy as the operator's ServiceAccount, so the apiserver's escalation
+// check decides. The components' rules are copied into the operator's own
+// ClusterRole of the release (it has no escalate or bind), so the simulator
+// writes that rule set as one component role. It returns the operator's
+// error message on failure.
 func (s *Simulator) applyComponentRBAC(ctx context.Context, tag string) error {
 	verb := "create"
 	if _, err := s.dyn.Resource(roleGVR).Get(ctx, releases.ComponentRoleName, metav1.GetOptions{}); err == nil {
 		verb = "update"
 	}
 	rules := make([]any, 0)
-	for _, r := range releases.ComponentRules(tag) {
-		rules = append(rules, map[string]any{"apiGroups": toAny(r.APIGroups), "resources": toAny(r.Resources), "verbs": toAny(r.Verbs)})
+	for _, r := range releases.Rules(releases.RoleOperator, tag) {
+		m := map[string]any{"verbs": toAny(r.Verbs)}
+		for k, v := range map[string][]string{"apiGroups": r.APIGroups, "resources": r.Resources, "resourceNames": r.ResourceNames, "nonResourceURLs": r.NonResourceURLs} {
+			if v != nil {
+				m[k] = toAny(v)
+			}
+		}
+		rules = append(rules, m)
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",

@@ -64,10 +64,12 @@ func (h *harness) ctx(t *testing.T) context.Context {
 	return ctx
 }
 
-// applyOperator applies a release's kubevirt-operator.yaml, as a user would.
+// applyOperator applies a release's kubevirt-operator.yaml, as a user would
+// (a release older than v0.40 as a cluster upgraded past Kubernetes 1.22
+// holds it: its v1beta1 CRD as v1).
 func (h *harness) applyOperator(t *testing.T, tag string) {
 	t.Helper()
-	if err := testenv.Apply(h.ctx(t), h.cfg, releases.OperatorManifest(tag)); err != nil {
+	if err := testenv.Apply(h.ctx(t), h.cfg, releases.AsStoredSince122(tag)); err != nil {
 		t.Fatalf("apply operator %s: %v", tag, err)
 	}
 }

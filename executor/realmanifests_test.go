@@ -1,0 +1,73 @@
+package executor_test
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/test/realmanifests"
+)
+
+// mirrors are the registries the known edits of edited/ switch to: such a
+// copy passes only with its registry configured as a mirror.
+var mirrors = map[string]string{"v0.52.0": "slpcat"}
+
+// TestGenuineManifestsAreAccepted is the conformance test: every genuine
+// kubevirt-operator.yaml (and every realistic edited copy) is accepted, with
+// the version its Deployment runs and the sha256 to pin.
+func TestGenuineManifestsAreAccepted(t *testing.T) {
+	files := realmanifests.Require(t)
+	sums := readSums(t, filepath.Dir(files[0].Path))
+	for _, f := range files {
+		name := f.Tag
+		if f.Edited {
+			name = "edited/" + f.Tag
+		}
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(f.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := executor.VetOptions{Namespace: "kubevirt"}
+			if m, ok := mirrors[f.Tag]; ok && f.Edited {
+				if v := executor.Vet(data, f.Tag, opts); v.Accepted() {
+					t.Errorf("the copy with its registry swapped to %s was accepted without a mirror", m)
+				}
+				opts.Registries = []string{m}
+			}
+			v := executor.Vet(data, f.Tag, opts)
+			if !v.Accepted() {
+				t.Fatalf("refused: %v", v.Err())
+			}
+			if v.Version != f.Tag {
+				t.Errorf("version %q, want %q", v.Version, f.Tag)
+			}
+			if want, ok := sums[filepath.Base(f.Path)]; !f.Edited && (!ok || v.SHA256 != want) {
+				t.Errorf("sha256 %s, SHA256SUMS says %q", v.SHA256, want)
+			}
+			if len(v.Objects) < 7 {
+				t.Errorf("%d objects, want the whole release", len(v.Objects))
+			}
+		})
+	}
+}
+
+func readSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 {
+			out[filepath.Base(f[1])] = f[0]
+		}
+	}
+	return out
+}

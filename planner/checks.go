@@ -1,0 +1,112 @@
+package planner
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+)
+
+// CheckResult is the outcome of one preflight check of one step.
+type CheckResult string
+
+// Check results.
+const (
+	CheckPass       CheckResult = "Pass"
+	CheckWarn       CheckResult = "Warn"
+	CheckRefuse     CheckResult = "Refuse"
+	CheckNotChecked CheckResult = "NotChecked" // the input it needs is unknown
+)
+
+// Check is one preflight check of one step, made before anything is applied
+// (docs/preflight.md). Step is the 1-based index of the step.
+type Check struct {
+	Step    int         `json:"step"`
+	Name    string      `json:"check"`
+	Result  CheckResult `json:"result"`
+	Reason  Reason      `json:"reason,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// CheckClusterServesRelease: a step that applies a release's
+// kubevirt-operator.yaml needs every API of it served by the cluster.
+const CheckClusterServesRelease = "ClusterServesRelease"
+
+// crdV1Since is the first release that ships its KubeVirt CRD as
+// apiextensions.k8s.io/v1; older ones use v1beta1, which Kubernetes stopped
+// serving in 1.22 (docs/kubevirt.md, "Release manifests").
+const crdV1Since = "v0.40.0-rc.0"
+
+// appliesManifest reports whether a step applies its target's operator
+// manifest. An ImageTag hop does not (unless the operator lacks RBAC, which
+// the executor checks before applying anything).
+func appliesManifest(s Step) bool {
+	switch s.Type {
+	case StepInstall:
+		return true
+	case StepUpgrade:
+		return s.Method == MethodOperator || s.Method == MethodOperatorThenImageTag
+	}
+	return false
+}
+
+// preflight runs the checks of every step; the first refusal (in step
+// order) refuses the plan, with every check's outcome attached.
+func (p *Plan) preflight(o Observed) error {
+	kube, known := parseKubeVersion(o.KubernetesVersion)
+	var refusal *RefusalError
+	for i, s := range p.Steps {
+		if !appliesManifest(s) {
+			continue
+		}
+		c := Check{Step: i + 1, Name: CheckClusterServesRelease, Result: CheckPass}
+		api, servedFrom, servedUntil := "apiextensions.k8s.io/v1", kubeVersion{1, 16}, kubeVersion{}
+		if !TagAtLeast(s.To, crdV1Since) {
+			api, servedFrom, servedUntil = "apiextensions.k8s.io/v1beta1", kubeVersion{}, kubeVersion{1, 22}
+		}
+		switch {
+		case !known:
+			c.Result = CheckNotChecked
+			c.Message = fmt.Sprintf("not checked: the cluster's Kubernetes version is unknown (%s ships its KubeVirt CRD as %s)", s.To, api)
+		case kube.less(servedFrom) || servedUntil != (kubeVersion{}) && !kube.less(servedUntil):
+			c.Result, c.Reason = CheckRefuse, ReasonAPIVersionNotServed
+			c.Message = fmt.Sprintf("%s ships its KubeVirt CRD as %s, which Kubernetes %s does not serve: it cannot be applied on this cluster",
+				s.To, api, Sanitize(o.KubernetesVersion, 64))
+			if refusal == nil {
+				refusal = &RefusalError{Reason: c.Reason, Message: fmt.Sprintf("step %d/%d %s: %s", i+1, len(p.Steps), s, c.Message)}
+			}
+		}
+		p.Checks = append(p.Checks, c)
+	}
+	if refusal != nil {
+		refusal.Checks = p.Checks
+		return refusal
+	}
+	return nil
+}
+
+type kubeVersion struct{ major, minor int }
+
+func (k kubeVersion) less(o kubeVersion) bool {
+	return k.major < o.major || k.major == o.major && k.minor < o.minor
+}
+
+var kubeVersionPattern = regexp.MustCompile(`^v?([0-9]{1,3})\.([0-9]{1,3})(\.[0-9]+)?([-+].*)?$`)
+
+// parseKubeVersion reads a Kubernetes version as the API server reports it
+// (v1.37.2, v1.30.4-eks-a737599, v1.31.1+k3s1) or as a user writes it
+// (1.37.2, 1.37).
+func parseKubeVersion(s string) (kubeVersion, bool) {
+	m := kubeVersionPattern.FindStringSubmatch(s)
+	if m == nil {
+		return kubeVersion{}, false
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	return kubeVersion{major, minor}, true
+}
+
+// ValidKubernetesVersion reports whether s reads as a Kubernetes version.
+func ValidKubernetesVersion(s string) bool {
+	_, ok := parseKubeVersion(s)
+	return ok
+}

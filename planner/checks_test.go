@@ -1,0 +1,84 @@
+package planner_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// TestClusterServesRelease: a release whose operator manifest ships a
+// v1beta1 CRD is refused on Kubernetes 1.22+, before anything is applied,
+// naming the release, the API and the cluster's version; it is planned
+// where the API is served, and without a known version the check says it
+// was not made.
+func TestClusterServesRelease(t *testing.T) {
+	cat := realCatalog(t)
+	tests := []struct {
+		name      string
+		spec      string
+		installed string
+		mode      planner.Mode
+		kube      string
+		want      planner.CheckResult // of the first check
+		refused   bool
+	}{
+		{"install of a v1beta1-CRD release on 1.37 is refused", "  version: v0.35.0", "", planner.ModeLocked, "v1.37.2", planner.CheckRefuse, true},
+		{"install of a v1beta1-CRD release on 1.21 is planned", "  version: v0.35.0", "", planner.ModeLocked, "v1.21.14", planner.CheckPass, false},
+		{"install of a v1 release on 1.37 passes", "  version: v1.4.0", "", planner.ModeLocked, "v1.37.2", planner.CheckPass, false},
+		{"a hop into the v1beta1 era is refused at the step that needs it", "  version: v0.40.0", "v0.38.1", planner.ModeLocked, "1.30", planner.CheckRefuse, true},
+		{"unknown cluster version: not checked", "  version: v0.35.0", "", planner.ModeLocked, "", planner.CheckNotChecked, false},
+		{"a managed distribution's version string", "  version: v0.39.2", "", planner.ModeLocked, "v1.30.4-eks-a737599", planner.CheckRefuse, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := planner.Observed{KubernetesVersion: tt.kube}
+			if tt.installed != "" {
+				o = locked(tt.installed)
+				o.KubernetesVersion = tt.kube
+			}
+			p, err := planner.Compute(mustDesired(t, tt.spec), o, cat)
+			checks := p.Checks
+			if tt.refused {
+				re, ok := err.(*planner.RefusalError)
+				if !ok || re.Reason != planner.ReasonAPIVersionNotServed {
+					t.Fatalf("Compute: %v, want an APIVersionNotServed refusal", err)
+				}
+				for _, want := range []string{"apiextensions.k8s.io/v1beta1", tt.kube} {
+					if !strings.Contains(re.Message, want) {
+						t.Errorf("message %q does not name %q", re.Message, want)
+					}
+				}
+				checks = re.Checks
+			} else if err != nil {
+				t.Fatalf("Compute: %v", err)
+			}
+			if len(checks) == 0 || checks[0].Name != planner.CheckClusterServesRelease {
+				t.Fatalf("checks %+v: want %s first", checks, planner.CheckClusterServesRelease)
+			}
+			var got planner.CheckResult
+			for _, c := range checks {
+				if c.Result != planner.CheckPass || got == "" {
+					got = c.Result
+				}
+			}
+			if got != tt.want {
+				t.Errorf("check result %s, want %s (checks %+v)", got, tt.want, checks)
+			}
+		})
+	}
+}
+
+// TestImageTagHopsNeedNoManifestCheck: an ImageTag hop applies no manifest,
+// so the served-API check does not apply to it.
+func TestImageTagHopsNeedNoManifestCheck(t *testing.T) {
+	o := locked("v0.34.0")
+	o.Mode, o.KubernetesVersion = planner.ModeImageTag, "v1.37.2"
+	p, err := planner.Compute(mustDesired(t, "  version: v0.35.0\n  method: ImageTag"), o, realCatalog(t))
+	if err != nil {
+		t.Fatalf("Compute: %v", err)
+	}
+	if len(p.Checks) != 0 {
+		t.Errorf("checks %+v, want none for an ImageTag hop", p.Checks)
+	}
+}
