@@ -25,6 +25,7 @@ type Agent struct {
 	readRev       string // head the desired file was last read at
 	desiredRev    string // head at which the current desired bytes first appeared
 	desiredDigest string
+	desiredKey    string // what the desired content is: its bytes, or why it cannot be read
 	desired       *planner.Desired
 	desiredErr    error
 	signer        string

@@ -98,6 +98,7 @@ type fakeCluster struct {
 	events     []string
 	underWay   string // a hop already moving the cluster to this version
 	noop       bool   // steps succeed without changing anything
+	settling   bool   // observed == target, not ready yet
 }
 
 func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
@@ -120,7 +121,11 @@ func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
 		if c.underWay != "" {
 			target = c.underWay
 		}
-		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, Conditions: []executor.Condition{{Type: "Available", Status: "True"}}}
+		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, Phase: "Deployed", Conditions: []executor.Condition{
+			{Type: "Available", Status: "True"}, {Type: "Progressing", Status: "False"}, {Type: "Degraded", Status: "False"}}}
+		if c.settling {
+			o.KubeVirt.Conditions = []executor.Condition{{Type: "Available", Status: "False", Reason: "DeploymentInProgress"}, {Type: "Progressing", Status: "True"}, {Type: "Degraded", Status: "False"}}
+		}
 	}
 	return o, nil
 }

@@ -38,7 +38,7 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 	}
 	if !ok {
 		return "", &gitsource.Error{Reason: gitsource.ReasonHistoryRewritten, Terminal: true,
-			Message: "the branch head " + rev.Short() + " does not descend from " + gitsource.Revision(since).Short() +
+			Message: "the branch no longer descends from " + gitsource.Revision(since).Short() +
 				", which was already seen (force-push or stale server); nothing is applied until the history is restored or the agent is told to follow it"}
 	}
 	return string(rev), nil

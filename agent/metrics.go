@@ -26,6 +26,7 @@ type Metrics struct {
 	disrupted      prometheus.Counter
 	phaseInfo      *prometheus.GaugeVec
 	pushFailures   prometheus.Counter
+	outdatedVMIs   prometheus.Gauge
 }
 
 // NewMetrics registers the metrics on a registry of their own (plus the Go
@@ -43,8 +44,9 @@ func NewMetrics() *Metrics {
 	m.disrupted = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_vmi_disruptions_total", Help: "VMIs disrupted during hops."})
 	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_phase", Help: "The status phase (1 for the current one)."}, []string{"phase"})
 	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_status_push_failures_total", Help: "Status commits that could not be pushed."})
+	m.outdatedVMIs = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_outdated_vmis", Help: "VMIs running a virt-launcher older than the installed KubeVirt."})
 	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
-		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures,
+		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,6 +92,7 @@ func (m *Metrics) observed(o *executor.Observation) {
 	if o.Installed != "" {
 		m.currentVersion.WithLabelValues(o.Installed).Set(1)
 	}
+	m.outdatedVMIs.Set(float64(len(o.OutdatedVMIs())))
 }
 
 func (m *Metrics) setSuspended(s bool) {

@@ -56,6 +56,9 @@ func (a *Agent) conditionsFor(p *pass) []Condition {
 		reconciling = "True"
 	case PhaseFailed, PhaseInvalid, PhaseRefused:
 		stalled = "True"
+	case PhaseUnknown:
+		// kstatus: readiness cannot be told; the agent keeps retrying.
+		ready, reconciling = "Unknown", "True"
 	}
 	reason := p.Reason
 	if reason == "" {
@@ -165,8 +168,11 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 		a.finished = prev.Plan // keeps a restart in a steady state commit-free
 	}
 	a.lastWritten = data
-	if prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "" {
+	switch {
+	case prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "":
 		a.desiredRev = prev.DesiredRevision
+	case prev.Phase == PhaseInvalid && a.desiredErr != nil && prev.Message == planner.Sanitize(a.desiredErr.Error(), planner.MaxMessage):
+		a.desiredRev = prev.DesiredRevision // the same broken content as before the restart
 	}
 }
 

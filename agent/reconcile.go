@@ -52,7 +52,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 
 	obs, err := a.cluster.Observe(ctx)
 	if err != nil {
-		p.set(PhaseProgressing, "ClusterUnavailable", err.Error())
+		p.set(PhaseUnknown, "ClusterUnavailable", "cannot read the cluster: "+err.Error())
 		if a.desired != nil {
 			p.Desired = a.desiredSummary("")
 		}
@@ -85,7 +85,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	if err != nil {
 		var re *planner.RefusalError
 		if !errors.As(err, &re) {
-			p.set(PhaseProgressing, "CatalogUnavailable", err.Error())
+			p.set(PhaseUnknown, "CatalogUnavailable", err.Error())
 			_ = a.publish(ctx, p)
 			return false, err
 		}
@@ -109,6 +109,10 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		case plan.To != "":
 			msg = plan.To + " is installed, as desired"
 		}
+		if obs.Settling() {
+			p.set(PhaseProgressing, "Settling", fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
+			return false, a.publish(ctx, p)
+		}
 		p.set(phase, "UpToDate", msg)
 		return false, a.publish(ctx, p)
 	}
@@ -130,9 +134,12 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	return a.step(ctx, p, d, plan, obs)
 }
 
-// readDesired reads and parses the desired file when the head moved. The
-// desired revision advances only when the bytes change, so the agent's own
-// status commits do not make every status different.
+// readDesired reads and parses the desired file when the head moved. What
+// counts is the desired content, not the head: the revision advances only
+// when the file's bytes (or, for a file that cannot be read, the reason
+// and message) change, so the agent's own status commits change nothing
+// and a steady state, healthy or broken, makes no commits. A missing file
+// has no revision at all.
 func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if head == a.readRev {
 		return nil
@@ -143,15 +150,22 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 		return err
 	}
 	a.readRev = head
-	digest := ""
+	digest, key := "", ""
 	if err == nil {
 		sum := sha256.Sum256(data)
 		digest = hex.EncodeToString(sum[:])[:16]
+		key = "bytes:" + digest + ":" + signer
+	} else {
+		key = "error:" + err.Error()
 	}
-	if digest != "" && digest == a.desiredDigest && a.desiredErr == nil {
+	if key == a.desiredKey {
 		return nil
 	}
+	a.desiredKey = key
 	a.desiredRev, a.desiredDigest, a.signer = head, digest, signer
+	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+		a.desiredRev = ""
+	}
 	if err != nil {
 		a.desired, a.desiredErr = nil, err
 		return nil
@@ -235,13 +249,19 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	a.cluster.Event(ctx, false, "StepStarted", where)
 
 	res, err := a.cluster.Run(ctx, step, executor.StepOptions{
-		Deadline: startedAt.Add(d.HopTimeout),
-		Progress: func(msg string) { a.progress(where, msg) },
+		Deadline:  startedAt.Add(d.HopTimeout),
+		Workloads: d.Workloads,
+		Progress:  func(msg string) { a.progress(where, msg) },
 	})
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
-	if step.Type == planner.StepUpgrade && (err == nil || executor.ReasonOf(err) == executor.ReasonWorkloadDisrupted) {
-		a.workloads = &Workloads{RunningBefore: res.Workloads.RunningBefore, RunningNow: res.Workloads.RunningNow, Disrupted: res.Workloads.Disrupted}
-		a.cfg.Metrics.disruptions(len(res.Workloads.Disrupted))
+	if r := executor.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
+		w := res.Workloads
+		a.workloads = &Workloads{RunningBefore: w.RunningBefore, RunningNow: w.RunningNow, Disrupted: w.Disrupted,
+			Outdated: len(w.Outdated), OutdatedVMIs: w.Outdated, Note: w.Note}
+		a.cfg.Metrics.disruptions(len(w.Disrupted))
+		if w.Note != "" {
+			s.Notes = append(s.Notes, w.Note)
+		}
 	}
 	took := a.cfg.Clock().Sub(startedAt)
 	switch {

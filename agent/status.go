@@ -32,6 +32,9 @@ const (
 	PhaseAwaitingApproval Phase = "AwaitingApproval"
 	PhaseWaitingForWindow Phase = "WaitingForWindow"
 	PhaseSuspended        Phase = "Suspended"
+	// PhaseUnknown: the agent cannot see the cluster or the release catalog,
+	// so it cannot tell (reason ClusterUnavailable or CatalogUnavailable).
+	PhaseUnknown Phase = "Unknown"
 )
 
 // Status is the status file. Field order is the file's key order; rendering
@@ -118,11 +121,15 @@ type StepStatus struct {
 	Message       string     `yaml:"message,omitempty"`
 }
 
-// Workloads is the last hop's workload check.
+// Workloads is the last hop's workload check: VMIs disrupted, and VMIs
+// still on an older virt-launcher (with what happens to them).
 type Workloads struct {
 	RunningBefore int      `yaml:"runningBefore"`
 	RunningNow    int      `yaml:"runningNow"`
 	Disrupted     []string `yaml:"disrupted"`
+	Outdated      int      `yaml:"outdated,omitempty"`
+	OutdatedVMIs  []string `yaml:"outdatedVMIs,omitempty"`
+	Note          string   `yaml:"note,omitempty"`
 }
 
 // Condition is a kstatus-style condition.
@@ -212,9 +219,12 @@ func Render(s Status) ([]byte, error) {
 		hist[i].Message = planner.Sanitize(hist[i].Message, planner.MaxMessage)
 	}
 	s.History = hist
-	if s.Workloads != nil && s.Workloads.Disrupted == nil {
+	if s.Workloads != nil {
 		w := *s.Workloads
-		w.Disrupted = []string{}
+		if w.Disrupted == nil {
+			w.Disrupted = []string{}
+		}
+		w.Note = planner.Sanitize(w.Note, planner.MaxMessage)
 		s.Workloads = &w
 	}
 	var b bytes.Buffer

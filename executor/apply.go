@@ -53,6 +53,9 @@ func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
 		ctx1, cancel := e.call(ctx)
 		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true})
 		cancel()
+		if err != nil && strings.Contains(err.Error(), "because it is being terminated") {
+			return transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
+		}
 		if err != nil {
 			return apiError(err, "apply %s %s of %s", obj.GetKind(), obj.GetName(), m.Tag)
 		}

@@ -33,6 +33,10 @@ const (
 	ReasonAPIUnavailable        Reason = "APIUnavailable"
 	ReasonForbidden             Reason = "Forbidden"
 	ReasonAPIVersionNotServed   Reason = "APIVersionNotServed"
+	ReasonInvalidStep           Reason = "InvalidStep"
+	ReasonWorkloadsOutdated     Reason = "WorkloadsOutdated"
+	ReasonNamespaceTerminating  Reason = "NamespaceTerminating"
+	ReasonTeardownIncomplete    Reason = "TeardownIncomplete"
 )
 
 // Error is a failure with its retry semantics. Terminal errors stall: do not

@@ -27,8 +27,8 @@ type Config struct {
 	// CallTimeout bounds one API call. Default 30s.
 	CallTimeout time.Duration
 	// FailGrace is how long a DeploymentFailed condition must persist before
-	// a hop counts as failed (the operator shows it for one pass on a
-	// transient error). Default 30s.
+	// a hop counts as failed (the operator shows it until its next good
+	// pass). Default DefaultFailGrace.
 	FailGrace time.Duration
 	// Hook, when set, is called at named points of a step (fault injection
 	// in end-to-end tests: "before-apply", "applied-object-N", "before-patch",
@@ -53,6 +53,12 @@ var (
 	mwcGVR        = schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}
 )
 
+// DefaultFailGrace tolerates a transient DeploymentFailed: virt-operator
+// retries a failed pass after 5s, 10s, 20s, 40s, 80s (backing off to
+// 1000s), so five retries, 155s, pass before a failure counts
+// (docs/kubevirt.md, "Timing").
+const DefaultFailGrace = 155 * time.Second
+
 // New builds an executor. The rest config is used as given (in-cluster,
 // kubeconfig, or impersonating in tests).
 func New(restCfg *rest.Config, cfg Config) (*Executor, error) {
@@ -66,7 +72,7 @@ func New(restCfg *rest.Config, cfg Config) (*Executor, error) {
 		cfg.CallTimeout = 30 * time.Second
 	}
 	if cfg.FailGrace == 0 {
-		cfg.FailGrace = 30 * time.Second
+		cfg.FailGrace = DefaultFailGrace
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

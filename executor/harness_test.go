@@ -34,6 +34,7 @@ type harness struct {
 type harnessOptions struct {
 	rollout   time.Duration
 	strategy  time.Duration
+	readyLag  time.Duration
 	failGrace time.Duration
 	admin     bool // run the executor as admin instead of the deploy/ ServiceAccount
 }
@@ -61,7 +62,7 @@ func start(t testing.TB, o harnessOptions) *harness {
 	if o.strategy == 0 {
 		o.strategy = 20 * time.Millisecond
 	}
-	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: o.rollout, StrategyDelay: o.strategy})
+	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: o.rollout, StrategyDelay: o.strategy, ReadyLag: o.readyLag, VMIShutdownDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,9 @@ func start(t testing.TB, o harnessOptions) *harness {
 	}
 	admin := rest.CopyConfig(env.Config)
 	admin.WarningHandler = rest.NoWarnings{}
-	return &harness{admin: admin, dyn: dynamic.NewForConfigOrDie(admin), sim: sim, rel: rel, exec: ex}
+	h := &harness{admin: admin, dyn: dynamic.NewForConfigOrDie(admin), sim: sim, rel: rel, exec: ex}
+	t.Cleanup(func() { h.noViolations(t) }) // the executor never drives KubeVirt outside its rules
+	return h
 }
 
 func (h *harness) run(t testing.TB, step planner.Step, deadline time.Duration) (executor.StepResult, error) {
@@ -148,5 +151,13 @@ func (h *harness) installAsStored(t testing.TB, tag string) {
 	}
 	if err := h.sim.WaitFor(ctx, simulator.Has(simulator.HopCompleted, tag)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noViolations fails the test if KubeVirt was driven outside its rules.
+func (h *harness) noViolations(t testing.TB) {
+	t.Helper()
+	if v := h.sim.Violations(); len(v) > 0 {
+		t.Errorf("the simulator recorded violations: %+v", v)
 	}
 }

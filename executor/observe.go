@@ -34,6 +34,7 @@ type KubeVirtState struct {
 	Target, TargetRegistry         string
 	Observed, ObservedRegistry     string
 	TargetID, ObservedID           string
+	OutdatedWorkloads              int64 // status.outdatedVirtualMachineInstanceWorkloads
 	Conditions                     []Condition
 	Finalizers                     []string
 	Deleting                       bool
@@ -67,6 +68,13 @@ type Observation struct {
 	VMIs          []VMI
 	VMs           int
 	Leftovers     []string // "APIService/v1.subresources.kubevirt.io", ...
+	// Strays names every KubeVirt CR when virt-operator serves none.
+	Strays []string
+	// OperatorObjects are the objects of kubevirt-operator.yaml present
+	// ("Deployment/virt-operator", ...).
+	OperatorObjects []string
+	// Remnants is what virt-operator created, cluster-wide.
+	Remnants []Remnant
 	// KubeVirtVersion is the kubevirt.io API version used to read the CR.
 	KubeVirtVersion string
 }
@@ -104,11 +112,17 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 		return nil, err
 	}
 	if o.KubeVirtVersion != "" {
-		if o.KubeVirt, err = e.observeKubeVirt(ctx1, o.KubeVirtVersion); err != nil {
+		if o.KubeVirt, o.Strays, err = e.observeKubeVirt(ctx1, o.KubeVirtVersion); err != nil {
 			return nil, err
 		}
 	}
 	if o.VMIs, o.VMs, err = e.observeWorkloads(ctx1); err != nil {
+		return nil, err
+	}
+	if o.OperatorObjects, err = e.observeOperatorObjects(ctx1); err != nil {
+		return nil, err
+	}
+	if o.Remnants, err = e.observeRemnants(ctx1); err != nil {
 		return nil, err
 	}
 	for _, l := range leftoverObjects {
@@ -125,11 +139,16 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 }
 
 func (o *Observation) plannerView() planner.Observed {
-	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, KubernetesVersion: o.ServerVersion}
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, KubernetesVersion: o.ServerVersion,
+		StrayKubeVirts: o.Strays, OperatorObjects: len(o.OperatorObjects)}
 	if o.KubeVirt == nil {
 		// With a live CR these objects are KubeVirt's own; only without one
-		// are they leftovers.
+		// are they leftovers and remnants.
 		p.Leftovers = len(o.Leftovers)
+		p.Remnants = len(o.Remnants)
+	}
+	if o.Operator == nil {
+		p.StuckCRDs = len(stuckCRDs(o.Remnants))
 	}
 	if op := o.Operator; op != nil {
 		p.OperatorPresent = true
@@ -181,24 +200,26 @@ func kubevirtGVR(version string) schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: "kubevirt.io", Version: version, Resource: "kubevirts"}
 }
 
-// observeKubeVirt reads the CR in KubeVirt's namespace (the only one the
-// operator serves).
-func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVirtState, error) {
-	list, err := e.dyn.Resource(kubevirtGVR(version)).Namespace(e.cfg.Namespace).List(ctx, metav1.ListOptions{})
+// observeKubeVirt reads every KubeVirt CR in the cluster: the one in
+// KubeVirt's namespace is the CR; when virt-operator would serve none of
+// them (more than one, or one elsewhere), all are named as strays.
+func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVirtState, []string, error) {
+	list, err := e.dyn.Resource(kubevirtGVR(version)).Namespace("").List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, apiError(err, "list KubeVirt CRs")
-	}
-	if len(list.Items) == 0 {
-		return nil, nil
+		return nil, nil, apiError(err, "list KubeVirt CRs")
 	}
 	items := list.Items
 	slices.SortFunc(items, func(a, b unstructured.Unstructured) int {
 		return a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time)
 	})
-	return kubeVirtState(&items[0]), nil
+	served, strays := strayKubeVirts(items, e.cfg.Namespace)
+	if served == nil {
+		return nil, strays, nil
+	}
+	return kubeVirtState(served), strays, nil
 }
 
 func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
@@ -215,6 +236,7 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
 		Finalizers: u.GetFinalizers(),
 	}
+	k.OutdatedWorkloads, _, _ = unstructured.NestedInt64(u.Object, "status", "outdatedVirtualMachineInstanceWorkloads")
 	if og, ok, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration"); ok {
 		k.ObservedGeneration, k.HasObservedGeneration = og, true
 	}
@@ -289,4 +311,30 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// Settling reports whether KubeVirt's observed version equals its target
+// while the install is not ready yet: up to v1.8.x the operator copies
+// observed* before its readiness check, so observedKubeVirtVersion alone is
+// not "installed".
+func (o *Observation) Settling() bool {
+	kv := o.KubeVirt
+	return kv != nil && !kv.Deleting && kv.Observed != "" && kv.Observed == kv.Target && !hopComplete(kv, kv.Observed)
+}
+
+// OutdatedVMIs names the VMIs on a virt-launcher older than the installed
+// version.
+func (o *Observation) OutdatedVMIs() []string {
+	if o.Installed == "" {
+		return nil
+	}
+	return outdated(o.VMIs, o.Installed)
+}
+
+// Summary describes the KubeVirt CR for messages ("" without one).
+func (o *Observation) Summary() string {
+	if o.KubeVirt == nil {
+		return ""
+	}
+	return summary(o.KubeVirt)
 }

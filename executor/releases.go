@@ -2,9 +2,9 @@ package executor
 
 import (
 	"context"
-	"fmt"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -225,7 +225,9 @@ func VetRelease(data []byte, tag string, o VetOptions, pins map[string]string) *
 	return v
 }
 
-func (c *ReleaseClient) pinMismatch(tag string, data []byte) string { return pinMismatch(c.cfg.Pins, tag, data) }
+func (c *ReleaseClient) pinMismatch(tag string, data []byte) string {
+	return pinMismatch(c.cfg.Pins, tag, data)
+}
 
 func pinMismatch(pins map[string]string, tag string, data []byte) string {
 	pin, ok := pins[tag]

@@ -2,7 +2,6 @@ package executor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -14,9 +13,14 @@ import (
 
 // StepOptions tune one step.
 type StepOptions struct {
-	// Deadline bounds the whole step; the agent derives it from when the hop
-	// started, so a restart does not extend it. Zero: 30 minutes from now.
+	// Deadline bounds the step's work on KubeVirt itself; the agent derives
+	// it from when the hop started, so a restart does not extend it. Zero:
+	// 30 minutes from now.
 	Deadline time.Time
+	// Workloads says whether a hop waits for VMIs to reach its
+	// virt-launcher, and how long (its own timeout, from when the wait
+	// starts). Zero: Auto, one hour.
+	Workloads planner.Workloads
 	// Baseline are the VMIs before the hop; nil: observe them now.
 	Baseline []VMI
 	// Progress receives human-readable progress.
@@ -24,35 +28,42 @@ type StepOptions struct {
 }
 
 // Run performs one planned step after re-observing the cluster. A step the
-// cluster is already past returns AlreadyDone; a step whose starting state
-// no longer holds returns an error wrapping ErrStalePlan.
+// cluster is already past returns AlreadyDone (a hop still waits for its
+// workloads); a step whose starting state no longer holds returns an error
+// wrapping ErrStalePlan.
 func (e *Executor) Run(ctx context.Context, step planner.Step, opts StepOptions) (StepResult, error) {
 	res := StepResult{Step: step, StartedAt: time.Now()}
 	if opts.Deadline.IsZero() {
 		opts.Deadline = time.Now().Add(planner.DefaultHopTimeout)
 	}
-	ctx, cancel := context.WithDeadline(ctx, opts.Deadline)
+	if opts.Workloads.Policy == "" {
+		opts.Workloads.Policy = planner.WorkloadsAuto
+	}
+	if opts.Workloads.Timeout == 0 {
+		opts.Workloads.Timeout = planner.DefaultWorkloadTimeout
+	}
+	hopCtx, cancel := context.WithDeadline(ctx, opts.Deadline)
 	defer cancel()
-	obs, err := e.Observe(ctx)
+	obs, err := e.Observe(hopCtx)
 	if err != nil {
-		return res, err
+		return res, e.timeout(err, "observe the cluster")
 	}
 	say := progress(opts.Progress)
 	switch step.Type {
 	case planner.StepInstall:
-		err = e.install(ctx, obs, step, opts, say, &res)
+		err = e.install(hopCtx, obs, step, say, &res)
 	case planner.StepUpgrade:
-		err = e.upgrade(ctx, obs, step, opts, say, &res)
+		err = e.upgrade(ctx, hopCtx, obs, step, opts, say, &res)
 	case planner.StepDeleteKubeVirt:
-		err = e.deleteKubeVirt(ctx, obs, say, &res)
+		err = e.deleteKubeVirt(hopCtx, obs, say, &res)
 	case planner.StepRemoveStuckFinalizers:
-		err = e.removeStuckFinalizers(ctx, obs, say, &res)
+		err = e.removeStuckFinalizers(hopCtx, obs, say, &res)
 	case planner.StepDeleteLeftovers:
-		err = e.deleteLeftovers(ctx, obs, say, &res)
+		err = e.deleteLeftovers(hopCtx, obs, say, &res)
 	case planner.StepDeleteOperator:
-		err = e.deleteOperator(ctx, obs, step, say, &res)
+		err = e.deleteOperator(hopCtx, obs, step, say, &res)
 	default:
-		err = terminal(ReasonStalePlan, nil, "unknown step type %s", planner.QuoteValue(string(step.Type)))
+		err = terminal(ReasonInvalidStep, nil, "unknown step type %s", planner.QuoteValue(string(step.Type)))
 	}
 	res.FinishedAt = time.Now()
 	return res, err
@@ -62,10 +73,23 @@ func stale(format string, args ...any) error {
 	return &Error{Reason: ReasonStalePlan, Message: planner.Sanitize(fmt.Sprintf(format, args...), planner.MaxMessage), Err: ErrStalePlan}
 }
 
+// settle waits until an install whose observed version already equals its
+// target is ready. Up to v1.8.x the operator copies observed* before its
+// readiness check (docs/kubevirt.md, "What done means"): an agent restarted
+// in that window must not start the next step early.
+func (e *Executor) settle(ctx context.Context, obs *Observation, say progress) error {
+	kv := obs.KubeVirt
+	if kv == nil || kv.Deleting || kv.Observed == "" || kv.Observed != kv.Target || hopComplete(kv, kv.Observed) {
+		return nil
+	}
+	say.say("KubeVirt %s is installed but not ready yet; waiting before the next step", kv.Observed)
+	return e.waitHop(ctx, obs.KubeVirtVersion, kv.Observed, say)
+}
+
 // install applies the operator manifest, waits for its rollout, creates the
 // CR from kubevirt-cr.yaml (pinned to the tag for the ImageTag method) and
 // waits for the install to complete.
-func (e *Executor) install(ctx context.Context, obs *Observation, step planner.Step, opts StepOptions, say progress, res *StepResult) error {
+func (e *Executor) install(ctx context.Context, obs *Observation, step planner.Step, say progress, res *StepResult) error {
 	if err := plannerTag(step.To); err != nil {
 		return err
 	}
@@ -97,6 +121,9 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 		}
 		obs.KubeVirt = nil
 	}
+	if err := e.waitNamespaceGone(ctx, say); err != nil {
+		return err
+	}
 	say.say("applying kubevirt-operator.yaml of %s (sha256 %s)", step.To, op.SHA256)
 	if err := e.applyManifest(ctx, op); err != nil {
 		return err
@@ -127,9 +154,13 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 	return e.waitHop(ctx, apiVersion, step.To, say)
 }
 
-// upgrade runs one hop with its method, then checks the workloads.
-func (e *Executor) upgrade(ctx context.Context, obs *Observation, step planner.Step, opts StepOptions, say progress, res *StepResult) error {
+// upgrade runs one hop with its method, then checks and waits for the
+// workloads (under their own timeout, not the hop's).
+func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step planner.Step, opts StepOptions, say progress, res *StepResult) error {
 	if err := plannerTag(step.To); err != nil {
+		return err
+	}
+	if err := e.settle(hopCtx, obs, say); err != nil {
 		return err
 	}
 	kv := obs.KubeVirt
@@ -138,7 +169,6 @@ func (e *Executor) upgrade(ctx context.Context, obs *Observation, step planner.S
 		return stale("hop %s -> %s planned, but there is no live KubeVirt CR", step.From, step.To)
 	case kv.Observed == step.To && hopComplete(kv, step.To):
 		res.AlreadyDone = true
-		return nil
 	case kv.Observed != step.From:
 		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, orDash(kv.Observed))
 	}
@@ -146,86 +176,27 @@ func (e *Executor) upgrade(ctx context.Context, obs *Observation, step planner.S
 	if baseline == nil {
 		baseline = obs.VMIs
 	}
-	apiVersion := obs.KubeVirtVersion
-	applyOperator := func() error {
-		say.say("fetching kubevirt-operator.yaml of %s", step.To)
-		m, err := e.cfg.Releases.OperatorManifest(ctx, step.To, e.cfg.Namespace)
+	if !res.AlreadyDone {
+		h := &hop{e: e, ctx: hopCtx, obs: obs, step: step, say: say, res: res}
+		var err error
+		switch step.Method {
+		case planner.MethodOperator:
+			err = h.byOperator()
+		case planner.MethodOperatorThenImageTag:
+			err = h.byOperatorThenImageTag()
+		case planner.MethodImageTag:
+			err = h.byImageTag()
+		default:
+			err = terminal(ReasonInvalidStep, nil, "unknown method %s", planner.QuoteValue(string(step.Method)))
+		}
 		if err != nil {
 			return err
 		}
-		say.say("applying kubevirt-operator.yaml of %s (sha256 %s)", step.To, m.SHA256)
-		if err := e.applyManifest(ctx, m); err != nil {
-			return err
-		}
-		res.Notes = append(res.Notes, fmt.Sprintf("applied kubevirt-operator.yaml of %s (sha256 %s)", step.To, m.SHA256))
-		return nil
 	}
-	setTag := func() error {
-		say.say("patching spec.imageTag to %s", step.To)
-		return e.patchKubeVirt(ctx, apiVersion, func(k *KubeVirtState) []map[string]any {
-			if k.ImageTag == step.To {
-				return nil
-			}
-			return []map[string]any{{"op": "add", "path": "/spec/imageTag", "value": step.To}}
-		})
-	}
-	if step.Method != planner.MethodImageTag && e.cfg.Releases == nil {
-		return terminal(ReasonMirrorUnavailable, nil, "no release client configured")
-	}
-	var err error
-	switch step.Method {
-	case planner.MethodOperator:
-		if err = applyOperator(); err == nil && kv.ImageTag != "" {
-			say.say("removing the pinned spec.imageTag %s", kv.ImageTag)
-			err = e.patchKubeVirt(ctx, apiVersion, func(k *KubeVirtState) []map[string]any {
-				if k.ImageTag == "" {
-					return nil
-				}
-				return []map[string]any{{"op": "remove", "path": "/spec/imageTag"}}
-			})
-		}
-		if err == nil {
-			err = e.waitHop(ctx, apiVersion, step.To, say)
-		}
-	case planner.MethodOperatorThenImageTag:
-		if err = applyOperator(); err == nil {
-			if err = e.waitOperatorRollout(ctx, step.To, say); err == nil {
-				if err = setTag(); err == nil {
-					err = e.waitHop(ctx, apiVersion, step.To, say)
-				}
-			}
-		}
-	case planner.MethodImageTag:
-		if err = setTag(); err == nil {
-			err = e.waitHop(ctx, apiVersion, step.To, say)
-		}
-		var rbac *errRBAC
-		if errors.As(err, &rbac) {
-			// FACTS.md §5: the running operator lacks the new release's RBAC;
-			// update the operator first, then the hop proceeds.
-			say.say("the running virt-operator lacks RBAC that %s needs; updating the operator first", step.To)
-			res.OperatorFirst = true
-			res.Notes = append(res.Notes, "operator updated first: the running virt-operator was "+rbacMarker+" for "+step.To+": "+planner.Sanitize(rbac.msg, 300))
-			if e.cfg.Releases == nil {
-				return terminal(ReasonHopFailed, nil, "%s", rbac.msg)
-			}
-			if err = applyOperator(); err == nil {
-				if err = e.waitOperatorRollout(ctx, step.To, say); err == nil {
-					err = e.waitHop(ctx, apiVersion, step.To, say)
-				}
-			}
-		}
-	default:
-		return terminal(ReasonStalePlan, nil, "unknown method %s", planner.QuoteValue(string(step.Method)))
-	}
-	var rbac *errRBAC
-	if errors.As(err, &rbac) {
-		return terminal(ReasonHopFailed, nil, "virt-operator cannot write the RBAC of %s even after the operator update: %s", step.To, rbac.msg)
-	}
-	if err != nil {
+	if err := e.checkWorkloads(hopCtx, baseline, kv.WorkloadUpdateMethods, res); err != nil {
 		return err
 	}
-	return e.checkWorkloads(ctx, baseline, kv.WorkloadUpdateMethods, res)
+	return e.waitWorkloads(ctx, step.To, kv.WorkloadUpdateMethods, opts.Workloads, say, res)
 }
 
 // checkWorkloads compares the VMIs with the baseline; a disruption fails the

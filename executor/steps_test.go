@@ -124,15 +124,17 @@ func TestStalledHopTimesOutWithWhatWasSeen(t *testing.T) {
 	}
 }
 
-func TestRefusedHopFailsAfterTheGrace(t *testing.T) {
+// TestPersistentDeploymentFailedFailsAfterTheGrace: a failure that
+// outlasts the operator's retries fails the hop with the operator's error.
+func TestPersistentDeploymentFailedFailsAfterTheGrace(t *testing.T) {
 	h := start(t, harnessOptions{})
-	h.install(t, "v1.6.6", planner.MethodOperator)
-	// A hop the planner would never make: the simulator refuses it like
-	// a broken real update, and the executor reports it.
-	_, err := h.run(t, upgrade("v1.6.6", "v1.8.4", planner.MethodImageTag), 20*time.Second)
-	if executor.ReasonOf(err) != executor.ReasonHopFailed || !strings.Contains(err.Error(), "skips a minor") {
-		t.Fatalf("skipping hop: %v, want HopFailed naming the skipped minor", err)
+	h.install(t, "v1.7.4", planner.MethodOperator)
+	h.sim.FailHop("v1.8.4", "daemonSet virt-handler rollout failed")
+	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), 20*time.Second)
+	if executor.ReasonOf(err) != executor.ReasonHopFailed || !strings.Contains(err.Error(), "virt-handler rollout failed") {
+		t.Fatalf("failing hop: %v, want HopFailed with the operator's error", err)
 	}
+	h.noViolations(t)
 }
 
 func TestDisruptedVMIStopsThePlan(t *testing.T) {

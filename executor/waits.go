@@ -148,6 +148,13 @@ func orDash(s string) string {
 // DeploymentFailed fails it (after FailGrace); the RBAC escalation failure
 // returns *errRBAC at once so an ImageTag hop can update the operator first.
 func (e *Executor) waitHop(ctx context.Context, apiVersion, to string, say progress) error {
+	return e.waitHopRBAC(ctx, apiVersion, to, true, say)
+}
+
+// waitHopRBAC is waitHop; with rbacAtOnce false the RBAC failure is waited
+// out like any other (after the operator update it lingers on the CR until
+// the new operator's first pass).
+func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacAtOnce bool, say progress) error {
 	say.say("waiting for observedKubeVirtVersion %s", to)
 	var failingSince time.Time
 	last := "no KubeVirt CR"
@@ -163,7 +170,7 @@ func (e *Executor) waitHop(ctx context.Context, apiVersion, to string, say progr
 			lastSaid = last
 		}
 		if msg := deploymentFailed(k); msg != "" && k.Target == to {
-			if strings.Contains(msg, rbacMarker) {
+			if rbacAtOnce && strings.Contains(msg, rbacMarker) {
 				return false, 0, &errRBAC{msg: msg}
 			}
 			if failingSince.IsZero() {
@@ -178,31 +185,6 @@ func (e *Executor) waitHop(ctx context.Context, apiVersion, to string, say progr
 		return hopComplete(k, to), 0, nil
 	})
 	return e.timeout(err, "hop to %s: last seen %s", to, last)
-}
-
-// waitGone waits until the CR no longer exists. When the operator is gone
-// too, nothing will remove its finalizer: that is reported at once.
-func (e *Executor) waitGone(ctx context.Context, apiVersion string, operatorGone func() bool, say progress) error {
-	say.say("waiting for the KubeVirt CR to be deleted")
-	last := ""
-	err := e.watchObject(ctx, e.dyn.Resource(kubevirtGVR(apiVersion)).Namespace(e.cfg.Namespace), "kubevirt", func(u *unstructured.Unstructured) (bool, time.Duration, error) {
-		if u == nil {
-			return true, 0, nil
-		}
-		k := kubeVirtState(u)
-		last = fmt.Sprintf("phase %s, finalizers %v", orDash(k.Phase), k.Finalizers)
-		if k.Deleting && len(k.Finalizers) > 0 && operatorGone() {
-			return false, 0, stuck(k)
-		}
-		return false, 2 * time.Second, nil // re-check the operator now and then
-	})
-	return e.timeout(err, "the KubeVirt CR was not deleted: last seen %s", last)
-}
-
-func stuck(k *KubeVirtState) error {
-	return terminal(ReasonStuckDeleting, nil,
-		"the KubeVirt CR is stuck Terminating with finalizers %v: virt-operator is gone, so nothing will remove them; set spec.teardown.removeStuckFinalizers: true to let kvgitops remove them (it deletes virt-operator-validator first)",
-		k.Finalizers)
 }
 
 // timeout turns a deadline into a HopTimeout that says what was seen last.

@@ -15,16 +15,26 @@ import (
 // VMI is one virtual machine instance.
 type VMI struct {
 	Namespace, Name, UID, Phase string
+	Outdated                    bool   // virt-controller labelled it: its virt-launcher is older than the install
+	Launcher                    string // status.launcherContainerImageVersion
+	Deleting                    bool
 }
+
+// OutdatedLabel is what virt-controller puts on a VMI whose virt-launcher is
+// older than the install (FACTS.md §1.6 item 8).
+const OutdatedLabel = "kubevirt.io/outdatedLauncherImage"
 
 // Key is namespace/name.
 func (v VMI) Key() string { return v.Namespace + "/" + v.Name }
 
-// WorkloadReport compares the VMIs running before a hop with now.
+// WorkloadReport compares the VMIs running before a hop with now, and says
+// how many still run an older virt-launcher.
 type WorkloadReport struct {
 	RunningBefore int
 	RunningNow    int
 	Disrupted     []string // namespace/name: gone, restarted (new UID) or no longer Running
+	Outdated      []string // namespace/name of VMIs on an older virt-launcher
+	Note          string   // what happens to them
 }
 
 // observeWorkloads lists VMIs and counts VMs across namespaces; an absent
@@ -37,7 +47,10 @@ func (e *Executor) observeWorkloads(ctx context.Context) ([]VMI, int, error) {
 	}
 	for _, u := range list {
 		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-		vmis = append(vmis, VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: phase})
+		_, outdated := u.GetLabels()[OutdatedLabel]
+		launcher, _, _ := unstructured.NestedString(u.Object, "status", "launcherContainerImageVersion")
+		vmis = append(vmis, VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: phase,
+			Outdated: outdated, Launcher: launcher, Deleting: u.GetDeletionTimestamp() != nil})
 	}
 	sort.Slice(vmis, func(i, j int) bool { return vmis[i].Key() < vmis[j].Key() })
 	vms, err := e.listKubeVirtResource(ctx, "virtualmachines")

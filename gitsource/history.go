@@ -128,11 +128,13 @@ func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) 
 	}
 	setter, err := lastChange(st, h, p, s.cfg.HistoryDepth)
 	if err != nil {
-		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s in %s: %v", p, rev.Short(), err)
+		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
 	}
+	// The message names the commit that set the file, never the head: the
+	// agent's own status commits move the head and must not change it.
 	signer, err := s.cfg.Verify.verify(setter)
 	if err != nil {
-		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s in %s: %v", p, rev.Short(), err)
+		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
 	}
 	return signer, nil
 }

@@ -266,16 +266,16 @@ func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, ma
 	switch entry.Mode {
 	case filemode.Regular, filemode.Executable:
 	case filemode.Symlink:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s in %s is a symlink; kvgitops reads regular files only", p, rev.Short())
+		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is a symlink; kvgitops reads regular files only", p, s.cfg.Branch)
 	default:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s in %s is not a regular file (mode %s)", p, rev.Short(), entry.Mode)
+		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is not a regular file (mode %s)", p, s.cfg.Branch, entry.Mode)
 	}
 	blob, err := object.GetBlob(s.store, entry.Hash)
 	if err != nil {
 		return nil, s.errorf(ReasonGitUnavailable, false, err, "read %s in %s", p, rev.Short())
 	}
 	if blob.Size > max {
-		return nil, s.errorf(ReasonTooLarge, true, nil, "%s in %s is %d bytes, over the %d-byte limit", p, rev.Short(), blob.Size, max)
+		return nil, s.errorf(ReasonTooLarge, true, nil, "%s on %s is %d bytes, over the %d-byte limit", p, s.cfg.Branch, blob.Size, max)
 	}
 	r, err := blob.Reader()
 	if err != nil {
@@ -297,7 +297,7 @@ func (s *Source) entry(commit plumbing.Hash, p string) (*object.TreeEntry, error
 	}
 	e, err := tree.FindEntry(p)
 	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return nil, s.errorf(ReasonDesiredFileMissing, true, nil, "%s does not exist in %s@%s", p, s.cfg.Branch, commit.String()[:7])
+		return nil, s.errorf(ReasonDesiredFileMissing, true, nil, "%s does not exist on branch %s", p, s.cfg.Branch)
 	}
 	if err != nil {
 		return nil, s.errorf(ReasonGitUnavailable, false, err, "find %s", p)

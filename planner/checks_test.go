@@ -1,6 +1,7 @@
 package planner_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -80,5 +81,73 @@ func TestImageTagHopsNeedNoManifestCheck(t *testing.T) {
 	}
 	if len(p.Checks) != 0 {
 		t.Errorf("checks %+v, want none for an ImageTag hop", p.Checks)
+	}
+}
+
+// TestImageTagStrategyBug: from v0.58.1 through v1.6.x and v1.7.0-rc.0 the
+// operator writes its own install strategy whatever spec.imageTag says
+// (kubevirt#16050). An explicit ImageTag hop under such an operator is
+// refused naming the operator and the bug; Auto on a pinned CR unpins
+// (Operator) for every hop whose target operator has the bug, and stays
+// unpinned.
+func TestImageTagStrategyBug(t *testing.T) {
+	cat := realCatalog(t)
+	pinned := func(installed, operator string) planner.Observed {
+		o := locked(installed)
+		o.Mode, o.OperatorVersion = planner.ModeImageTag, operator
+		return o
+	}
+	t.Run("explicit ImageTag under a buggy operator is refused", func(t *testing.T) {
+		for _, op := range []string{"v0.58.1", "v0.59.2", "v1.6.6", "v1.7.0-rc.0"} {
+			_, err := planner.Compute(mustDesired(t, "  version: v1.8.4\n  method: ImageTag"), pinned("v1.7.4", op), cat)
+			re, ok := err.(*planner.RefusalError)
+			if !ok || re.Reason != planner.ReasonImageTagStrategyBug || !strings.Contains(re.Message, op) || !strings.Contains(re.Message, "kubevirt#16050") {
+				t.Errorf("operator %s: %v, want ImageTagStrategyBug naming it and the bug", op, err)
+			}
+		}
+	})
+	t.Run("explicit ImageTag under a fixed operator is planned", func(t *testing.T) {
+		for _, op := range []string{"v0.58.0", "v1.7.0-rc.1", "v1.7.4"} {
+			if _, err := planner.Compute(mustDesired(t, "  version: v1.8.4\n  method: ImageTag"), pinned("v1.7.4", op), cat); err != nil {
+				t.Errorf("operator %s: %v", op, err)
+			}
+		}
+	})
+	tests := []struct {
+		name, installed, version string
+		want                     []planner.Method
+	}{
+		{"into the buggy range: Operator from the first buggy target on", "v1.5.3", "v1.7.4", []planner.Method{planner.MethodOperator, planner.MethodOperator}},
+		{"out of it: the tag moves with the operator", "v1.7.4", "v1.8.4", []planner.Method{planner.MethodOperatorThenImageTag}},
+		{"v0.58.0 to v0.58.1: the first buggy operator", "v0.58.0", "v0.58.1", []planner.Method{planner.MethodOperator}},
+	}
+	for _, tt := range tests {
+		t.Run("auto on a pinned CR: "+tt.name, func(t *testing.T) {
+			p, err := planner.Compute(mustDesired(t, "  version: "+tt.version), pinned(tt.installed, tt.installed), cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []planner.Method
+			for _, s := range p.Steps {
+				got = append(got, s.Method)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("methods %v, want %v (steps %v)", got, tt.want, p.Steps)
+			}
+		})
+	}
+}
+
+// TestMoreThanOneKubeVirtIsRefused: virt-operator ignores every CR while
+// there is more than one; the plan names them all.
+func TestMoreThanOneKubeVirtIsRefused(t *testing.T) {
+	for _, spec := range []string{"  version: v1.8.4", "  state: Absent"} {
+		o := locked("v1.7.4")
+		o.StrayKubeVirts = []string{"default/kubevirt", "team-a/kv"}
+		_, err := planner.Compute(mustDesired(t, spec), o, realCatalog(t))
+		re, ok := err.(*planner.RefusalError)
+		if !ok || re.Reason != planner.ReasonMultipleKubeVirts || !strings.Contains(re.Message, `"default/kubevirt", "team-a/kv"`) {
+			t.Errorf("%s: %v, want MultipleKubeVirts naming both", spec, err)
+		}
 	}
 }

@@ -13,6 +13,10 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 		Policy:        d.PathPolicy,
 		Method:        d.Method,
 	}
+	if n := len(o.StrayKubeVirts); n > 0 {
+		return Plan{}, refuse(ReasonMultipleKubeVirts, "virt-operator ignores every KubeVirt CR while there is more than one, or one outside its namespace; found %s: keep one, in KubeVirt's namespace, and delete the others",
+			quoteList(o.StrayKubeVirts))
+	}
 	var err error
 	switch d.State {
 	case StatePresent:
@@ -66,14 +70,43 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 	if err != nil {
 		return err
 	}
+	if d.Method == MethodImageTag && StrategyIgnoresImageTag(o.OperatorVersion) {
+		return refuse(ReasonImageTagStrategyBug, "virt-operator %s runs the install strategy with its own image whatever spec.imageTag says (kubevirt#16050, fixed in v1.7.0-rc.1 and v1.8.0): an ImageTag hop to %s would install %s's manifests with %s's images and report success; use method Operator or Auto",
+			o.OperatorVersion, hops[0].tag, o.OperatorVersion, hops[0].tag)
+	}
 	m := hopMethod(d.Method, o.Mode)
 	p.Action = ActionUpgrade
 	from := cur
 	for _, h := range hops {
+		// Applying a release's operator while the CR pins another tag lets
+		// a buggy operator write its own strategy with the pinned images:
+		// unpin (Operator) instead, and stay unpinned.
+		if m == MethodOperatorThenImageTag && StrategyIgnoresImageTag(h.tag) {
+			m = MethodOperator
+		}
 		p.Steps = append(p.Steps, Step{Type: StepUpgrade, From: from.tag, To: h.tag, Method: m})
 		from = h
 	}
 	return nil
+}
+
+// StrategyIgnoresImageTag reports whether virt-operator v runs the
+// install-strategy Job with its own image, whatever spec.imageTag says:
+// v0.58.1 (v0.59.0) through every v1.6.x and v1.7.0-rc.0 (kubevirt#16050;
+// docs/kubevirt.md, "The imageTag strategy bug").
+func StrategyIgnoresImageTag(v string) bool {
+	return TagAtLeast(v, "v0.58.1") && !TagAtLeast(v, "v1.7.0-rc.1")
+}
+
+func quoteList(l []string) string {
+	out := ""
+	for i, s := range l {
+		if i > 0 {
+			out += ", "
+		}
+		out += QuoteValue(s)
+	}
+	return out
 }
 
 // install is one step at the target. An operator already running at a newer
@@ -96,10 +129,17 @@ func (p *Plan) install(d Desired, o Observed, t version) error {
 // absent plans a teardown in the documented order. Leftovers are cleaned
 // after the CR is deleted (its deletion can leave them) or whenever some
 // remain, so every step changes what is observed and re-planning converges.
+// Absent means absent: no CR, no operator manifest object and nothing the
+// operator created is left.
 func (p *Plan) absent(d Desired, o Observed) error {
-	if !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 {
+	if !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 && o.OperatorObjects == 0 && o.Remnants == 0 && o.StuckCRDs == 0 {
 		p.Action = ActionNone
 		return nil
+	}
+	// Without a CR, deleting what the operator left deletes its CRDs, and
+	// with them every VM: the same opt-in as a teardown.
+	if !o.KubeVirt && o.Remnants > 0 && o.Workloads > 0 && !d.Teardown.AllowWorkloadRemoval {
+		return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and removing what KubeVirt left behind deletes its CRDs and every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
 	}
 	if o.KubeVirt && !o.Terminating && o.Workloads > 0 {
 		if !d.Teardown.AllowWorkloadRemoval {
@@ -115,16 +155,17 @@ func (p *Plan) absent(d Desired, o Observed) error {
 	}
 	p.Action = ActionTeardown
 	p.From = from
+	stuck := (o.KubeVirt && o.Terminating || o.StuckCRDs > 0) && !o.OperatorPresent
+	if stuck && d.Teardown.RemoveStuckFinalizers {
+		p.Steps = append(p.Steps, Step{Type: StepRemoveStuckFinalizers, From: from})
+	}
 	if o.KubeVirt {
-		if o.Terminating && !o.OperatorPresent && d.Teardown.RemoveStuckFinalizers {
-			p.Steps = append(p.Steps, Step{Type: StepRemoveStuckFinalizers, From: from})
-		}
 		p.Steps = append(p.Steps, Step{Type: StepDeleteKubeVirt, From: from})
 	}
 	if o.KubeVirt || o.Leftovers > 0 {
 		p.Steps = append(p.Steps, Step{Type: StepDeleteLeftovers, From: from})
 	}
-	if o.OperatorPresent {
+	if o.OperatorPresent || o.OperatorObjects > 0 || o.Remnants > 0 || o.StuckCRDs > 0 {
 		p.Steps = append(p.Steps, Step{Type: StepDeleteOperator, From: from})
 	}
 	return nil

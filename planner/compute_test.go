@@ -160,7 +160,7 @@ func TestComputeMethods(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			o := locked("v1.6.6")
+			o := locked("v1.7.4")
 			o.Mode = tt.mode
 			p, err := planner.Compute(mustDesired(t, "  version: v1.8.4\n  method: "+tt.method), o, cat)
 			if err != nil {
@@ -259,6 +259,18 @@ func TestComputeTeardown(t *testing.T) {
 			want: []planner.StepType{planner.StepDeleteLeftovers},
 		},
 		{
+			name: "what a gone operator left (manifest objects, its CRDs and RBAC) is removed: absent means absent",
+			spec: `  state: Absent`,
+			obs:  planner.Observed{OperatorObjects: 9, Remnants: 14},
+			want: []planner.StepType{planner.StepDeleteOperator},
+		},
+		{
+			name: "CRDs stuck on the operator's finalizer are released when opted in",
+			spec: "  state: Absent\n  teardown:\n    removeStuckFinalizers: true",
+			obs:  planner.Observed{StuckCRDs: 2, Remnants: 2, OperatorObjects: 3},
+			want: []planner.StepType{planner.StepRemoveStuckFinalizers, planner.StepDeleteOperator},
+		},
+		{
 			name: "workloads with the opt-in and an empty uninstall strategy",
 			spec: "  state: Absent\n  teardown:\n    allowWorkloadRemoval: true",
 			obs:  func() planner.Observed { o := locked("v1.9.0"); o.Workloads = 3; return o }(),
@@ -305,6 +317,7 @@ func TestComputeRefusals(t *testing.T) {
 		{"missing minor between source and target", `  version: v0.23.0`, locked("v0.20.8"), gap, planner.ReasonNoUpgradePath, "between v0.20 and v0.22"},
 		{"missing first line of the next major", `  version: v1.1.0`, locked("v0.59.2"), catalogOf(t, "v0.59.2", "v1.1.0"), planner.ReasonNoUpgradePath, "between v0.59 and v1.1"},
 		{"teardown with VMs and no opt-in", `  state: Absent`, withVMs(""), cat, planner.ReasonWorkloadsExist, "allowWorkloadRemoval"},
+		{"removing remnants with VMs and no opt-in", `  state: Absent`, planner.Observed{Remnants: 5, Workloads: 2}, cat, planner.ReasonWorkloadsExist, "allowWorkloadRemoval"},
 		{"teardown with VMs and a blocking strategy", "  state: Absent\n  teardown:\n    allowWorkloadRemoval: true", withVMs("BlockUninstallIfWorkloadsExist"), cat, planner.ReasonWorkloadsExist, "BlockUninstallIfWorkloadsExist"},
 		{"desired state never parsed", ``, locked("v1.8.4"), cat, planner.ReasonInvalidDesiredState, "ParseDesired"},
 	}

@@ -21,9 +21,13 @@ const MaxDesiredSize = 64 << 10
 // Bounds of the durations in the desired file.
 const (
 	DefaultHopTimeout = 30 * time.Minute
-	minDuration       = time.Second
-	maxHopTimeout     = 24 * time.Hour
-	maxWindow         = 7 * 24 * time.Hour
+	// DefaultWorkloadTimeout bounds the wait for VMIs to reach a hop's
+	// virt-launcher: upstream's own update test allows 500s for a handful
+	// of VMIs; evictions go 10 per minute by default.
+	DefaultWorkloadTimeout = time.Hour
+	minDuration            = time.Second
+	maxHopTimeout          = 24 * time.Hour
+	maxWindow              = 7 * 24 * time.Hour
 )
 
 // State says whether KubeVirt should be installed.
@@ -57,6 +61,27 @@ const (
 	PolicyLatestPatch PathPolicy = "LatestPatch"
 )
 
+// WorkloadPolicy says what a hop does about VMIs left on the old
+// virt-launcher (docs/kubevirt.md, "Workload updates").
+type WorkloadPolicy string
+
+// Workload policies.
+const (
+	// WorkloadsAuto waits when the KubeVirt CR has workloadUpdateMethods
+	// and only reports otherwise.
+	WorkloadsAuto WorkloadPolicy = "Auto"
+	// WorkloadsWait waits until no VMI is outdated before the next hop.
+	WorkloadsWait WorkloadPolicy = "Wait"
+	// WorkloadsReportOnly counts outdated VMIs in the status and moves on.
+	WorkloadsReportOnly WorkloadPolicy = "ReportOnly"
+)
+
+// Workloads is spec.workloads.
+type Workloads struct {
+	Policy  WorkloadPolicy
+	Timeout time.Duration
+}
+
 // Approval says whether a plan may run without a human naming its id.
 type Approval string
 
@@ -79,6 +104,7 @@ type Desired struct {
 	HopTimeout   time.Duration
 	Window       *Window // nil: any time
 	Teardown     Teardown
+	Workloads    Workloads
 
 	selector selector
 }
@@ -114,6 +140,7 @@ func ParseDesired(data []byte) (Desired, error) {
 		PathPolicy: PolicyStrict,
 		Approval:   ApprovalAutomatic,
 		HopTimeout: DefaultHopTimeout,
+		Workloads:  Workloads{Policy: WorkloadsAuto, Timeout: DefaultWorkloadTimeout},
 	}
 	var spec *yaml.Node
 	top := fields{
@@ -168,7 +195,8 @@ func (d *Desired) decodeSpec(spec *yaml.Node) error {
 			d.Window = w
 			return err
 		},
-		"teardown": func(n *yaml.Node) error { return d.decodeTeardown(n) },
+		"teardown":  func(n *yaml.Node) error { return d.decodeTeardown(n) },
+		"workloads": func(n *yaml.Node) error { return d.decodeWorkloads(n) },
 	}
 	if err := f.decode("spec", spec); err != nil {
 		return err
@@ -204,6 +232,18 @@ func (d *Desired) decodeTeardown(n *yaml.Node) error {
 		},
 	}
 	return f.decode("spec.teardown", n)
+}
+
+func (d *Desired) decodeWorkloads(n *yaml.Node) error {
+	f := fields{
+		"policy": func(v *yaml.Node) error {
+			return enum(v, "spec.workloads.policy", &d.Workloads.Policy, WorkloadsAuto, WorkloadsWait, WorkloadsReportOnly)
+		},
+		"timeout": func(v *yaml.Node) error {
+			return duration(v, "spec.workloads.timeout", maxHopTimeout, &d.Workloads.Timeout)
+		},
+	}
+	return f.decode("spec.workloads", n)
 }
 
 var planIDPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)

@@ -199,3 +199,24 @@ func TestQuoteValueTruncates(t *testing.T) {
 		t.Errorf("QuoteValue of 100 runes = %q (%d bytes), want a truncated quote", got, len(got))
 	}
 }
+
+func TestWorkloadPolicy(t *testing.T) {
+	d := mustDesired(t, "  version: v1.8.4")
+	if d.Workloads.Policy != planner.WorkloadsAuto || d.Workloads.Timeout != planner.DefaultWorkloadTimeout {
+		t.Errorf("defaults %+v, want Auto and %s", d.Workloads, planner.DefaultWorkloadTimeout)
+	}
+	d = mustDesired(t, "  version: v1.8.4\n  workloads:\n    policy: Wait\n    timeout: 20m")
+	if d.Workloads.Policy != planner.WorkloadsWait || d.Workloads.Timeout != 20*time.Minute {
+		t.Errorf("parsed %+v", d.Workloads)
+	}
+	for spec, field := range map[string]string{
+		"  version: v1.8.4\n  workloads:\n    policy: Later": "spec.workloads.policy",
+		"  version: v1.8.4\n  workloads:\n    timeout: -1s":  "spec.workloads.timeout",
+		"  version: v1.8.4\n  workloads:\n    polcy: Wait":   "polcy",
+	} {
+		_, err := planner.ParseDesired([]byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n" + spec))
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("%q: %v, want an error naming %s", spec, err, field)
+		}
+	}
+}

@@ -22,6 +22,13 @@ const (
 	// ReasonAPIVersionNotServed: a step would apply a manifest with an API
 	// the cluster does not serve (a v1beta1 CRD on Kubernetes 1.22+).
 	ReasonAPIVersionNotServed Reason = "APIVersionNotServed"
+	// ReasonImageTagStrategyBug: an ImageTag hop under a virt-operator that
+	// ignores spec.imageTag when it writes the install strategy
+	// (kubevirt#16050); it would report success for a mixed install.
+	ReasonImageTagStrategyBug Reason = "ImageTagStrategyBug"
+	// ReasonMultipleKubeVirts: more than one KubeVirt CR exists (or the only
+	// one is outside KubeVirt's namespace): virt-operator ignores them all.
+	ReasonMultipleKubeVirts Reason = "MultipleKubeVirts"
 )
 
 // ErrInvalidDesired matches every error returned by [ParseDesired].

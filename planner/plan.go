@@ -69,6 +69,21 @@ type Observed struct {
 	// KubernetesVersion is the API server's version (v1.37.2), "" when
 	// unknown: the checks that need it are then not made.
 	KubernetesVersion string
+	// StrayKubeVirts names (namespace/name) every KubeVirt CR when
+	// virt-operator serves none of them: there is more than one, or the
+	// only one is outside its namespace. Empty otherwise.
+	StrayKubeVirts []string
+	// OperatorObjects counts the objects of the operator manifest still in
+	// the cluster (the Namespace and the operator's CRD, roles, bindings,
+	// ServiceAccount and Deployment).
+	OperatorObjects int
+	// Remnants counts what virt-operator created and left behind with no
+	// KubeVirt CR (its CRDs, component RBAC, APIServices, webhooks):
+	// nothing removes them when the operator is gone.
+	Remnants int
+	// StuckCRDs counts KubeVirt CRDs stuck Terminating on the operator's
+	// finalizer with no operator to remove it.
+	StuckCRDs int
 }
 
 // Step is one unit of execution. From and To are release tags.
@@ -130,5 +145,6 @@ func writeOrigin(w io.Writer, a Action, o Observed) {
 		o.Installed, o.Mode, o.OperatorVersion, o.KubeVirt, o.Terminating, o.OperatorPresent)
 	if a == ActionTeardown {
 		fmt.Fprintf(w, "workloads=%t\nuninstallStrategy=%s\nleftovers=%t\n", o.Workloads > 0, o.UninstallStrategy, o.Leftovers > 0)
+		fmt.Fprintf(w, "operatorObjects=%t\nremnants=%t\nstuckCRDs=%t\n", o.OperatorObjects > 0, o.Remnants > 0, o.StuckCRDs > 0)
 	}
 }

@@ -26,6 +26,7 @@ var (
 type install struct {
 	version, registry, id string
 	op                    string // the operator writing it
+	strategy              string // the release whose manifests it holds
 }
 
 func (in install) labels(component string) map[string]any {
@@ -40,11 +41,18 @@ func (in install) labels(component string) map[string]any {
 	}
 }
 
+// StrategyAnnotation stamps each component with the release whose install
+// strategy wrote it: different from install-strategy-version when the
+// strategy Job ran the running operator's image (kubevirt#16050). A marker
+// of the test ground, not of KubeVirt.
+const StrategyAnnotation = "simulator.kvgitops.dev/strategy-version"
+
 func (in install) annotations() map[string]any {
 	return map[string]any{
 		"kubevirt.io/install-strategy-version":    in.version,
 		"kubevirt.io/install-strategy-registry":   in.registry,
 		"kubevirt.io/install-strategy-identifier": in.id,
+		StrategyAnnotation:                        in.strategy,
 	}
 }
 

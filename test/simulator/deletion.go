@@ -46,7 +46,7 @@ func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructu
 		return nil
 	}
 
-	gone, err := s.deleteWorkloadCRDs(ctx)
+	gone, err := s.deleteWorkloadCRDs(ctx, op.version)
 	if err != nil || !gone {
 		if err == nil {
 			s.pokeAfter(50 * time.Millisecond)
@@ -64,11 +64,10 @@ func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructu
 		}
 		return nil // the next pass removes the finalizer, as status is written first
 	}
-	fs := obj.GetFinalizers()
-	out := []string{}
-	if atLeast(op.version, "v0.18.0-alpha.0") { // v0.17 removed every finalizer
+	var out []string // up to v1.8.x: kv.Finalizers = nil, whatever else was there
+	if removesOnlyOwnFinalizer(op.version) {
 		own := finalizerFor(op.version)
-		out = slices.DeleteFunc(slices.Clone(fs), func(f string) bool { return f == own || (own != bareFinalizer && f == bareFinalizer) })
+		out = slices.DeleteFunc(slices.Clone(obj.GetFinalizers()), func(f string) bool { return f == own || f == bareFinalizer })
 	}
 	obj.SetFinalizers(out)
 	if _, err := s.dyn.Resource(kubevirtGVR).Namespace(obj.GetNamespace()).Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
@@ -85,19 +84,78 @@ func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructu
 	return nil
 }
 
-func (s *Simulator) deleteWorkloadCRDs(ctx context.Context) (bool, error) {
-	gone := true
-	for _, name := range []string{"virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"} {
-		err := s.dyn.Resource(crdGVR).Delete(ctx, name, metav1.DeleteOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
+// CRDFinalizer is what the operator puts on the CRDs it deletes, from
+// v0.50, and removes once their instances are gone (FACTS.md §2.3).
+const CRDFinalizer = "kubevirt.io/virtOperatorFinalizer"
+
+// managedCRDs are the CRDs of the install strategy the simulator creates.
+var managedCRDs = []string{"virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"}
+
+// deleteWorkloadCRDs deletes the managed CRDs first, which cascades to
+// every VM and VMI; a VMI holds its CRD until it has shut down. From v0.50
+// the operator finalizes the CRDs itself: it adds its finalizer, deletes
+// them, waits until the apiserver reports every instance gone
+// (Terminating=False InstanceDeletionCompleted) and then removes it. It
+// reports whether the CRDs are gone.
+func (s *Simulator) deleteWorkloadCRDs(ctx context.Context, op string) (bool, error) {
+	dance := crdFinalizerDance(op)
+	var present []*unstructured.Unstructured
+	for _, name := range managedCRDs {
+		crd, err := s.dyn.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
 			return false, err
-		default:
-			gone = false
+		}
+		present = append(present, crd)
+	}
+	if len(present) == 0 {
+		return true, nil
+	}
+	completed := 0
+	for _, crd := range present {
+		if dance && crd.GetDeletionTimestamp() == nil && !slices.Contains(crd.GetFinalizers(), CRDFinalizer) {
+			crd.SetFinalizers(append(crd.GetFinalizers(), CRDFinalizer))
+			if _, err := s.dyn.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{}); err != nil {
+				return false, err
+			}
+			continue // the next pass deletes it
+		}
+		if crd.GetDeletionTimestamp() == nil {
+			if err := s.dyn.Resource(crdGVR).Delete(ctx, crd.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return false, err
+			}
+			continue
+		}
+		if instancesDeleted(crd) {
+			completed++
 		}
 	}
-	return gone, nil
+	if dance && completed == len(present) {
+		for _, crd := range present {
+			crd.SetFinalizers(slices.DeleteFunc(crd.GetFinalizers(), func(f string) bool { return f == CRDFinalizer }))
+			if _, err := s.dyn.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return false, err
+			}
+		}
+		s.mu.Lock()
+		s.record(CRDsDeleted, "", "", "instances of "+joinNames(managedCRDs)+" deleted; finalizer removed")
+		s.mu.Unlock()
+	}
+	return false, nil
+}
+
+// instancesDeleted reads the apiserver's verdict on a deleted CRD.
+func instancesDeleted(crd *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Terminating" && m["status"] == "False" && m["reason"] == "InstanceDeletionCompleted" {
+			return true
+		}
+	}
+	return false
 }
 
 type named struct {

@@ -8,6 +8,45 @@ type faults struct {
 	crashLoop map[string]bool // operator versions that never become ready
 	disrupt   []string        // "ns/name" of VMIs to restart during the next hop
 	deletion  time.Duration   // how long deletion pauses after phase Deleting
+
+	fail          map[string]string // hop targets whose every pass fails, with the error
+	holdShutdown  bool              // deleted VMIs stay Terminating
+
+	slowMigration time.Duration   // extra time each VMI takes to reach the new launcher
+	failMigration map[string]bool // "ns/name" of VMIs whose live migration never succeeds
+}
+
+// FailHop makes every pass of the hop to version fail with msg, as a
+// virt-handler rollout that never succeeds does ("daemonSet virt-handler
+// rollout failed"): DeploymentFailed, retried with the operator's backoff.
+func (s *Simulator) FailHop(version, msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.fail == nil {
+		s.faults.fail = map[string]string{}
+	}
+	s.faults.fail[version] = msg
+}
+
+// SlowMigrations makes moving each VMI to the new virt-launcher take d
+// longer.
+func (s *Simulator) SlowMigrations(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.slowMigration = d
+}
+
+// FailMigrations makes the live migrations of the VMIs ns/name fail: they
+// stay on their old virt-launcher, outdated.
+func (s *Simulator) FailMigrations(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.faults.failMigration == nil {
+		s.faults.failMigration = map[string]bool{}
+	}
+	for _, k := range keys {
+		s.faults.failMigration[k] = true
+	}
 }
 
 // SlowDeletion makes the operator pause for d after marking the CR
@@ -59,6 +98,15 @@ func (s *Simulator) DisruptVMIDuringNextHop(ns, name string) {
 func (s *Simulator) ClearFaults() {
 	s.mu.Lock()
 	s.faults = faults{}
+	s.mu.Unlock()
+	s.poke()
+}
+
+// HoldVMIShutdown keeps deleted VMIs Terminating (a guest that takes its
+// time to shut down) until released.
+func (s *Simulator) HoldVMIShutdown(hold bool) {
+	s.mu.Lock()
+	s.faults.holdShutdown = hold
 	s.mu.Unlock()
 	s.poke()
 }

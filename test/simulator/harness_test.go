@@ -39,13 +39,25 @@ type harness struct {
 	kube kubernetes.Interface
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T) *harness { return startWith(t, simulator.Options{}) }
+
+// startWith starts a simulator with o over the harness defaults.
+func startWith(t *testing.T, o simulator.Options) *harness {
 	t.Helper()
 	env := testenv.Get(t)
 	if err := simulator.Wipe(t.Context(), env.Config); err != nil {
 		t.Fatalf("wipe: %v", err)
 	}
-	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: 100 * time.Millisecond, StrategyDelay: 20 * time.Millisecond})
+	if o.RolloutDelay == 0 {
+		o.RolloutDelay = 100 * time.Millisecond
+	}
+	if o.StrategyDelay == 0 {
+		o.StrategyDelay = 20 * time.Millisecond
+	}
+	if o.VMIShutdownDelay == 0 {
+		o.VMIShutdownDelay = 10 * time.Millisecond
+	}
+	sim, err := simulator.New(env.Config, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,4 +178,12 @@ func kinds(ts []simulator.Transition) []simulator.Kind {
 
 func unstructuredInt(obj *unstructured.Unstructured, path ...string) (int64, bool, error) {
 	return unstructured.NestedInt64(obj.Object, path...)
+}
+
+// noViolations fails the test if KubeVirt was driven outside its rules.
+func (h *harness) noViolations(t *testing.T) {
+	t.Helper()
+	if v := h.sim.Violations(); len(v) > 0 {
+		t.Errorf("the simulator recorded violations: %+v", v)
+	}
 }

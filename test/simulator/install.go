@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"time"
@@ -18,11 +19,14 @@ import (
 // hop is one attempt to reach a target deployment id.
 type hop struct {
 	from, to   string
+	strategy   string // the release whose install strategy it writes
 	strategyAt time.Time
-	refused    string
 	rbacErr    string
+	failures   int
+	retryAt    time.Time // the operator's backoff after a failed pass
 	components bool
 	rolloutAt  time.Time
+	readyAt    time.Time // a ≤v1.8 operator copies observed* before it is ready
 	done       bool
 }
 
@@ -103,9 +107,9 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 	obsVer, _ := status["observedKubeVirtVersion"].(string)
 	obsReg, _ := status["observedKubeVirtRegistry"].(string)
 	obsID, _ := status["observedDeploymentID"].(string)
-	done := obsVer == target && obsReg == registry
+	copied := obsVer == target && obsReg == registry
 	if modern {
-		done = obsID == id
+		copied = obsID == id
 	}
 	in := condInput{op: op.version, target: target, targetRegistry: registry, obs: obsVer, obsRegistry: obsReg}
 	oldConds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
@@ -114,28 +118,48 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 
 	s.mu.Lock()
 	h := s.hops[id]
-	if !done && h == nil {
-		h = &hop{from: obsVer, to: target, strategyAt: now.Add(s.opts.StrategyDelay)}
+	if !copied && h == nil {
+		h = &hop{from: obsVer, to: target, strategy: strategyVersion(op.version, target), strategyAt: now.Add(s.opts.StrategyDelay)}
 		s.hops[id] = h
 		if obsVer == "" {
 			s.record(InstallStarted, "", target, "Deploying version "+target+" with registry "+registry)
 		} else {
 			s.record(HopStarted, obsVer, target, "Transitioning from "+obsVer+" to "+target)
 		}
-		if h.refused = s.rules.check(obsVer, target); h.refused != "" {
-			s.record(HopRefused, obsVer, target, h.refused)
+		for _, v := range s.rules.violations(obsVer, target) {
+			s.record(PathViolation, obsVer, target, v)
+		}
+		if h.strategy != target {
+			s.record(MixedInstall, obsVer, target, fmt.Sprintf("virt-operator %s ran the install strategy Job with its own image: %s's manifests with %s images, reported as %s (kubevirt#16050)",
+				op.version, h.strategy, target, target))
 		}
 	}
 	stalled := s.faults.stall[target]
 	slow := s.faults.slow
+	failing := s.faults.fail[target]
 	s.mu.Unlock()
 
 	situation := ready
 	switch {
-	case done:
+	case copied && (h == nil || h.done || !now.Before(h.readyAt)):
 		finalize = true
-	case h.refused != "":
-		situation, in.err = failed, h.refused
+		if h != nil && !h.done {
+			completed = h
+		}
+	case copied:
+		// Observed already says target; the readiness check has not passed.
+		finalize, situation = true, installing
+		s.pokeAfter(h.readyAt.Sub(now))
+	case h.rbacErr != "" && now.Before(h.retryAt):
+		finalize, situation, in.err = true, failed, h.rbacErr
+		s.pokeAfter(h.retryAt.Sub(now))
+	case failing != "" && !now.Before(h.strategyAt):
+		finalize, situation, in.err = true, failed, failing
+		s.mu.Lock()
+		h.failures++
+		wait := s.retryBackoff(h.failures)
+		s.mu.Unlock()
+		s.pokeAfter(wait)
 	default:
 		situation = updating
 		if obsVer == "" {
@@ -147,7 +171,7 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 		}
 		finalize = true
 		var err error
-		situation, err = s.progress(ctx, h, install{version: target, registry: registry, id: id, op: op.version}, stalled, slow, now, situation)
+		situation, err = s.progress(ctx, h, install{version: target, registry: registry, id: id, op: op.version, strategy: h.strategy}, stalled, slow, now, situation)
 		if err != nil {
 			var re *rbacError
 			if !errors.As(err, &re) {
@@ -161,12 +185,27 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 				status["observedDeploymentID"], status["observedDeploymentConfig"] = id, cfg
 			}
 			completed = h
+			if !readyBeforeObserved(op.version) && s.opts.ReadyLag > 0 {
+				s.mu.Lock()
+				h.readyAt = now.Add(s.opts.ReadyLag)
+				s.mu.Unlock()
+				situation, completed = installing, nil
+				s.pokeAfter(s.opts.ReadyLag)
+			}
 		}
 	}
 	if situation == ready {
 		status["phase"] = "Deployed"
 		if atLeast(op.version, "v0.52.0-rc.0") {
 			status["observedGeneration"] = obj.GetGeneration()
+		}
+		if hasWorkloadUpdates(op.version) {
+			methods, _, _ := unstructured.NestedStringSlice(spec, "workloadUpdateStrategy", "workloadUpdateMethods")
+			n, err := s.syncWorkloads(ctx, launcherImage(registry, target), methods)
+			if err != nil {
+				return err
+			}
+			status["outdatedVirtualMachineInstanceWorkloads"] = int64(n)
 		}
 	}
 	status["conditions"] = mergeConditions(oldConds, conditionsFor(situation, in), now)
@@ -200,27 +239,23 @@ func (s *Simulator) afterWrite(f func()) { s.pending = append(s.pending, f) }
 // progress runs the strategy of a hop: RBAC as the operator, components,
 // then the rollout. It returns the situation of the pass.
 func (s *Simulator) progress(ctx context.Context, h *hop, in install, stalled bool, slow time.Duration, now time.Time, sit situation) (situation, error) {
-	if err := s.applyComponentRBAC(ctx, strategyVersion(in.op, in.version)); err != nil {
+	if err := s.applyComponentRBAC(ctx, in.strategy); err != nil {
 		var re *rbacError
 		if errors.As(err, &re) {
 			s.mu.Lock()
-			if h.rbacErr != re.msg {
-				s.afterWrite(func() {
-					h.rbacErr = re.msg
-					s.record(RBACForbidden, h.from, h.to, re.msg)
-				})
-			}
+			h.failures++
+			wait := s.retryBackoff(h.failures)
+			h.rbacErr, h.retryAt = re.msg, now.Add(wait)
+			s.afterWrite(func() { s.record(RBACForbidden, h.from, h.to, re.msg) })
 			s.mu.Unlock()
-			s.pokeAfter(250 * time.Millisecond) // the real operator re-enqueues with backoff
+			s.pokeAfter(wait) // the operator re-enqueues a failed pass with backoff
 		}
 		return failed, err
 	}
 	s.mu.Lock()
 	if h.rbacErr != "" {
-		s.afterWrite(func() {
-			h.rbacErr = ""
-			s.record(RBACGranted, h.from, h.to, "component RBAC written")
-		})
+		h.rbacErr, h.failures = "", 0
+		s.afterWrite(func() { s.record(RBACGranted, h.from, h.to, "component RBAC written") })
 	}
 	needComponents := !h.components
 	s.mu.Unlock()

@@ -45,7 +45,7 @@ func (s *Simulator) syncOperator(ctx context.Context) (*runningOperator, error) 
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
 	}
-	version, registry := versionOfImage(c.Image, env)
+	version, registry := operatorVersionOf(c.Image, env)
 	now := time.Now()
 
 	s.mu.Lock()
@@ -69,6 +69,9 @@ func (s *Simulator) syncOperator(ctx context.Context) (*runningOperator, error) 
 		if s.op.running == nil || s.op.running.version != version || s.op.running.registry != registry {
 			s.op.running = &runningOperator{version: version, registry: registry}
 			s.record(OperatorReady, "", version, "virt-operator rolled out")
+			for _, h := range s.hops { // a new operator process starts with a fresh work queue
+				h.retryAt, h.failures = time.Time{}, 0
+			}
 		}
 	}
 	running := s.op.running

@@ -42,6 +42,18 @@ type Options struct {
 	// StrategyDelay is how long loading an install strategy takes; the
 	// finalizer is added after it. Default 50ms.
 	StrategyDelay time.Duration
+	// ReadyLag is how long an operator up to v1.8.x shows observed == target
+	// before its readiness check passes (FACTS.md §1.6 item 7). Default 50ms.
+	ReadyLag time.Duration
+	// RetryBase is the operator's first retry after a failed pass; it
+	// doubles up to RetryMax. Default 5s and 1000s, as the real operator.
+	RetryBase, RetryMax time.Duration
+	// MigrationDelay is how long moving one VMI to the new virt-launcher
+	// takes (live migration or eviction). Default 100ms.
+	MigrationDelay time.Duration
+	// VMIShutdownDelay is how long a deleted VMI takes to shut down before
+	// its finalizer is removed (while virt-controller runs). Default 50ms.
+	VMIShutdownDelay time.Duration
 	// Catalog lists the release tags the supported-path check knows.
 	// Default: the real catalog.
 	Catalog []string
@@ -73,6 +85,8 @@ type Simulator struct {
 	deletingSince time.Time
 	pending       []func() // transitions waiting for a successful write
 	timers        []*time.Timer
+	migrations    map[string]time.Time // VMI UID → when its move to the new launcher started
+	shutdowns     map[string]time.Time // VMI UID → when its deletion was seen
 }
 
 // New prepares a simulator for the apiserver behind admin, which must be
@@ -86,6 +100,21 @@ func New(admin *rest.Config, opts Options) (*Simulator, error) {
 	}
 	if opts.StrategyDelay == 0 {
 		opts.StrategyDelay = 50 * time.Millisecond
+	}
+	if opts.ReadyLag == 0 {
+		opts.ReadyLag = 50 * time.Millisecond
+	}
+	if opts.RetryBase == 0 {
+		opts.RetryBase = 5 * time.Second
+	}
+	if opts.RetryMax == 0 {
+		opts.RetryMax = 1000 * time.Second
+	}
+	if opts.MigrationDelay == 0 {
+		opts.MigrationDelay = 100 * time.Millisecond
+	}
+	if opts.VMIShutdownDelay == 0 {
+		opts.VMIShutdownDelay = 50 * time.Millisecond
 	}
 	if opts.Catalog == nil {
 		opts.Catalog = releases.Tags()
@@ -117,6 +146,7 @@ func New(admin *rest.Config, opts Options) (*Simulator, error) {
 		admin: cfg, kube: kube, dyn: dyn, opDyn: opDyn, opts: opts,
 		rules: newPathRules(opts.Catalog), log: opts.Logger,
 		kick: make(chan struct{}, 1), hops: map[string]*hop{}, changed: make(chan struct{}),
+		migrations: map[string]time.Time{}, shutdowns: map[string]time.Time{},
 	}, nil
 }
 
@@ -142,6 +172,7 @@ func (s *Simulator) Start(ctx context.Context) error {
 	s.goRun(func() {
 		s.watchLoop(ctx, schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, s.opts.Namespace, "")
 	})
+	s.goRun(func() { s.watchLoop(ctx, vmiGVR, "", "") })
 	s.goRun(func() { s.loop(ctx) })
 	s.poke()
 	return nil
@@ -162,6 +193,16 @@ func (s *Simulator) goRun(f func()) {
 		defer s.wg.Done()
 		f()
 	}()
+}
+
+// retryBackoff is the operator's wait before retrying a pass that failed
+// for the n-th time in a row.
+func (s *Simulator) retryBackoff(n int) time.Duration {
+	d := s.opts.RetryBase << min(n-1, 30)
+	if d > s.opts.RetryMax || d <= 0 {
+		d = s.opts.RetryMax
+	}
+	return d
 }
 
 // poke asks for a reconcile.
@@ -239,6 +280,9 @@ func (s *Simulator) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("operator: %w", err)
 	}
+	if err := s.syncVMIDeletions(ctx); err != nil {
+		return fmt.Errorf("VMI deletions: %w", err)
+	}
 	kvs, err := s.dyn.Resource(kubevirtGVR).Namespace("").List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) || (err == nil && len(kvs.Items) == 0) {
 		return nil
@@ -249,15 +293,17 @@ func (s *Simulator) reconcile(ctx context.Context) error {
 	if op == nil {
 		return nil // no running operator: nothing acts on the CR
 	}
-	kv, others := pickActive(kvs.Items, s.opts.Namespace)
-	for i := range others {
-		if err := s.markExisting(ctx, &others[i]); err != nil {
-			return err
+	// checkForActiveInstall: with more than one CR anywhere, or the one CR
+	// outside the operator's namespace, every CR is ignored (FACTS.md §1.1).
+	if len(kvs.Items) > 1 || kvs.Items[0].GetNamespace() != s.opts.Namespace {
+		for i := range kvs.Items {
+			if err := s.markExisting(ctx, &kvs.Items[i]); err != nil {
+				return err
+			}
 		}
-	}
-	if kv == nil {
 		return nil
 	}
+	kv := &kvs.Items[0]
 	if kv.GetDeletionTimestamp() != nil {
 		return s.syncDeletion(ctx, kv, *op)
 	}

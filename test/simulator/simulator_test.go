@@ -131,25 +131,29 @@ func TestLockedUpgradeByApplyingTheNextOperator(t *testing.T) {
 
 func TestImageTagUpgradeKeepsTheOperator(t *testing.T) {
 	h := start(t)
-	h.install(t, "v1.7.4", nil)
+	h.install(t, "v1.8.3", nil)
 	h.patchImageTag(t, "v1.8.4")
 	h.wait(t, simulator.Has(simulator.HopCompleted, "v1.8.4"))
 	kv := h.kv(t)
-	if str(kv, "status", "observedKubeVirtVersion") != "v1.8.4" || str(kv, "status", "operatorVersion") != "v1.7.4" {
-		t.Errorf("after an ImageTag hop: observed %s, operator %s; want v1.8.4 under operator v1.7.4",
+	if str(kv, "status", "observedKubeVirtVersion") != "v1.8.4" || str(kv, "status", "operatorVersion") != "v1.8.3" {
+		t.Errorf("after an ImageTag hop: observed %s, operator %s; want v1.8.4 under operator v1.8.3",
 			str(kv, "status", "observedKubeVirtVersion"), str(kv, "status", "operatorVersion"))
 	}
+	h.noViolations(t)
 }
 
+// TestRBACFailureAndRecoveryByUpdatingTheOperatorFirst: v1.8 grants rules
+// v1.7's operator lacks; a v1.7.4 operator runs the target's strategy, so
+// the apiserver's escalation check refuses it; the new operator recovers.
 func TestRBACFailureAndRecoveryByUpdatingTheOperatorFirst(t *testing.T) {
 	h := start(t)
-	h.install(t, "v1.8.4", nil)
-	h.patchImageTag(t, "v1.9.0")
-	h.wait(t, simulator.Has(simulator.RBACForbidden, "v1.9.0"))
+	h.install(t, "v1.7.4", nil)
+	h.patchImageTag(t, "v1.8.4")
+	h.wait(t, simulator.Has(simulator.RBACForbidden, "v1.8.4"))
 	kv := h.kv(t)
 	st, reason, msg, _ := condition(kv, "Degraded")
 	if st != "True" || reason != "DeploymentFailed" ||
-		!strings.Contains(msg, `An error occurred during deployment: unable to update ClusterRole kubevirt.io:admin`) ||
+		!strings.Contains(msg, `An error occurred during deployment: unable to update ClusterRole kubevirt-controller`) ||
 		!strings.Contains(msg, `user "system:serviceaccount:kubevirt:kubevirt-operator"`) ||
 		!strings.Contains(msg, "attempting to grant RBAC permissions not currently held") {
 		t.Errorf("Degraded = %s/%s %q, want the real RBAC escalation failure", st, reason, msg)
@@ -157,44 +161,52 @@ func TestRBACFailureAndRecoveryByUpdatingTheOperatorFirst(t *testing.T) {
 	if st, reason, _, _ := condition(kv, "Synchronized"); st != "False" || reason != "DeploymentFailed" {
 		t.Errorf("Synchronized = %s/%s, want False/DeploymentFailed", st, reason)
 	}
-	if str(kv, "status", "observedKubeVirtVersion") != "v1.8.4" {
+	if str(kv, "status", "observedKubeVirtVersion") != "v1.7.4" {
 		t.Errorf("observed moved during a failed hop: %s", str(kv, "status", "observedKubeVirtVersion"))
 	}
-	// The new operator manifest grants the rules at once, so the old
-	// operator's next retry may already finish the hop; v1.9.0 then takes
-	// over and swaps the finalizer string.
+	// The old operator retries after its backoff (5s, then longer); the new
+	// operator starts with a fresh queue and finishes the hop.
+	h.applyOperator(t, "v1.8.4")
+	h.wait(t, simulator.Has(simulator.HopCompleted, "v1.8.4"))
+	h.wait(t, simulator.Has(simulator.OperatorReady, "v1.8.4"))
+	if h.sim.Count(simulator.RBACGranted) != 1 || h.sim.Count(simulator.RBACForbidden) != 1 {
+		t.Errorf("transitions %v, want one RBACForbidden (the backoff holds the retry) and one RBACGranted", kinds(h.sim.Transitions()))
+	}
+	h.noViolations(t)
+}
+
+// TestTheV19OperatorReplacesTheBareFinalizer (FACTS.md §2.1).
+func TestTheV19OperatorReplacesTheBareFinalizer(t *testing.T) {
+	h := start(t)
+	h.install(t, "v1.8.4", nil)
 	h.applyOperator(t, "v1.9.0")
 	h.wait(t, simulator.Has(simulator.HopCompleted, "v1.9.0"))
-	h.wait(t, simulator.Has(simulator.OperatorReady, "v1.9.0"))
-	if h.sim.Count(simulator.RBACGranted) != 1 {
-		t.Errorf("transitions %v, want one RBACGranted", kinds(h.sim.Transitions()))
-	}
 	eventually(t, func() bool {
 		return slices.Equal(h.kv(t).GetFinalizers(), []string{"kubevirt.io/foregroundDeleteKubeVirt"})
 	}, "the v1.9 operator replaces the bare finalizer")
+	h.noViolations(t)
 }
 
-func TestRefusesSkippedMinorAndDowngrade(t *testing.T) {
+// TestExecutesSkippedMinorAndDowngradeAndRecordsThem: the real operator
+// refuses none of these (FACTS.md §8); the simulator executes them and
+// records a violation, so a test of the agent can assert there is none.
+func TestExecutesSkippedMinorAndDowngradeAndRecordsThem(t *testing.T) {
 	for _, tt := range []struct{ from, to, says string }{
 		{"v1.6.6", "v1.8.4", "skips a minor release"},
-		{"v1.8.4", "v1.7.4", "downgrade from v1.8.4 to v1.7.4"},
+		{"v1.8.4", "v1.8.3", "downgrade from v1.8.4 to v1.8.3"},
 		{"v1.6.2", "v1.7.0", "does not start from the latest patch"},
 	} {
 		t.Run(tt.from+"->"+tt.to, func(t *testing.T) {
 			h := start(t)
 			h.install(t, tt.from, nil)
-			h.patchImageTag(t, tt.to)
-			h.wait(t, simulator.Has(simulator.HopRefused, tt.to))
-			deadline := time.Now().Add(waitFor)
-			for {
-				st, reason, msg, _ := condition(h.kv(t), "Degraded")
-				if st == "True" && reason == "DeploymentFailed" && strings.Contains(msg, tt.says) {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("Degraded = %s/%s %q, want DeploymentFailed saying %q", st, reason, msg, tt.says)
-				}
-				time.Sleep(20 * time.Millisecond)
+			h.applyOperator(t, tt.to)
+			h.wait(t, simulator.Has(simulator.HopCompleted, tt.to))
+			v := h.sim.Violations()
+			if len(v) == 0 || v[0].Kind != simulator.PathViolation || !strings.Contains(v[0].Message, tt.says) {
+				t.Errorf("violations %+v, want a PathViolation saying %q", v, tt.says)
+			}
+			if st, reason, _, _ := condition(h.kv(t), "Degraded"); st != "False" || reason != "AllComponentsReady" {
+				t.Errorf("Degraded = %s/%s, want the hop to complete as the real operator would", st, reason)
 			}
 		})
 	}
@@ -223,7 +235,7 @@ func TestDeletionRemovesEverythingWithTheVersionFinalizer(t *testing.T) {
 	}
 }
 
-func TestLeftoversAfterDeletion(t *testing.T) {
+func TestLeftoversAfterDeletion(t *testing.T) { // old releases, on a cluster that installed them before Kubernetes 1.22
 	for _, tt := range []struct {
 		tag       string
 		leftovers bool
@@ -310,6 +322,7 @@ func TestFaults(t *testing.T) {
 		h.sim.CrashLoopOperator("v1.9.0")
 		h.applyOperator(t, "v1.9.0")
 		h.wait(t, simulator.Has(simulator.OperatorCrashLooping, "v1.9.0"))
+		h.noViolations(t)
 		dep, err := h.kube.AppsV1().Deployments("kubevirt").Get(h.ctx(t), "virt-operator", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package simulator
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,24 +37,6 @@ func (s *Simulator) countResource(ctx context.Context, gvr schema.GroupVersionRe
 	return len(l.Items)
 }
 
-// pickActive returns the CR the operator serves (the oldest one in its
-// namespace) and the others it reports as ExistingDeployment.
-func pickActive(items []unstructured.Unstructured, ns string) (*unstructured.Unstructured, []unstructured.Unstructured) {
-	sort.SliceStable(items, func(i, j int) bool {
-		return items[i].GetCreationTimestamp().Time.Before(items[j].GetCreationTimestamp().Time)
-	})
-	var active *unstructured.Unstructured
-	var others []unstructured.Unstructured
-	for i := range items {
-		if active == nil && items[i].GetNamespace() == ns {
-			active = &items[i]
-			continue
-		}
-		others = append(others, items[i])
-	}
-	return active, others
-}
-
 // markExisting sets Synchronized=False ExistingDeployment on a CR the
 // operator ignores (FACTS.md §1.1).
 func (s *Simulator) markExisting(ctx context.Context, kv *unstructured.Unstructured) error {
@@ -65,11 +46,31 @@ func (s *Simulator) markExisting(ctx context.Context, kv *unstructured.Unstructu
 		status = map[string]any{}
 	}
 	old, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-	status["conditions"] = mergeConditions(old, []cond{{"Synchronized", "False", "ExistingDeployment", "There is an active KubeVirt deployment"}}, time.Now())
-	if len(old) == 0 {
+	want := []cond{{"Synchronized", "False", "ExistingDeployment", "There is an active KubeVirt deployment"}}
+	for _, c := range old { // the other conditions stay as they were: only Synchronized is set
+		m, _ := c.(map[string]any)
+		if t, _ := m["type"].(string); t != "Synchronized" {
+			st, _ := m["status"].(string)
+			r, _ := m["reason"].(string)
+			msg, _ := m["message"].(string)
+			want = append(want, cond{t, st, r, msg})
+		}
+	}
+	status["conditions"] = mergeConditions(old, want, time.Now())
+	if !hasCondition(old, "Synchronized", "ExistingDeployment") {
 		s.mu.Lock()
 		s.record(ExistingDeployment, "", "", kv.GetNamespace()+"/"+kv.GetName())
 		s.mu.Unlock()
 	}
 	return s.writeKV(ctx, kv, obj, status)
+}
+
+func hasCondition(conds []any, typ, reason string) bool {
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ && m["reason"] == reason {
+			return true
+		}
+	}
+	return false
 }

@@ -27,7 +27,30 @@ const (
 	LeftoversKept          Kind = "LeftoversKept"
 	FinalizerRemoved       Kind = "FinalizerRemoved"
 	ExistingDeployment     Kind = "ExistingDeployment"
+	// PathViolation: a hop that breaks KubeVirt's supported update path
+	// (skipped minor, downgrade, not from the latest patch). The real
+	// operator executes it anyway, and so does the simulator.
+	PathViolation Kind = "PathViolation"
+	// MixedInstall: the install strategy came from the running operator, not
+	// from the target (kubevirt#16050): a broken install that reports success.
+	MixedInstall    Kind = "MixedInstall"
+	VMIMigrated     Kind = "VMIMigrated"
+	VMIEvicted      Kind = "VMIEvicted"
+	MigrationFailed Kind = "MigrationFailed"
+	CRDsDeleted     Kind = "CRDsDeleted"
 )
+
+// Violations are the transitions that mean KubeVirt was driven outside its
+// rules: every test and the demo assert there are none.
+func (s *Simulator) Violations() []Transition {
+	var out []Transition
+	for _, t := range s.Transitions() {
+		if t.Kind == PathViolation || t.Kind == MixedInstall {
+			out = append(out, t)
+		}
+	}
+	return out
+}
 
 // Transition is one thing the simulator did, in order.
 type Transition struct {

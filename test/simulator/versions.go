@@ -30,9 +30,11 @@ func operatorVersionField(op string) string {
 	return "v0.0.0-master+$Format:%h$"
 }
 
-// strategyVersion is the release whose install strategy (and so whose
-// component RBAC) a hop to target writes. From v0.58.1 through v1.6.x the
-// strategy Job ran the current operator image (FACTS.md §4.1).
+// strategyVersion is the release whose install strategy (its manifests and
+// component RBAC) a hop to target writes. From v0.58.1 through v1.6.x and
+// v1.7.0-rc.0 the strategy Job ran the running operator's image, whatever
+// spec.imageTag said (FACTS.md §4.1, kubevirt#16050): the result is the
+// operator's manifests with the target's images.
 func strategyVersion(op, target string) string {
 	if atLeast(op, "v0.58.1") && !atLeast(op, "v1.7.0-rc.1") {
 		return op
@@ -40,12 +42,33 @@ func strategyVersion(op, target string) string {
 	return target
 }
 
+// readyBeforeObserved: from v1.9.0 the operator copies observed* only once
+// its readiness check passes; up to v1.8.x it copies them first, so for a
+// while observed == target with DeploymentInProgress (FACTS.md §1.6).
+func readyBeforeObserved(op string) bool { return atLeast(op, "v1.9.0-alpha.0") }
+
+// removesOnlyOwnFinalizer: up to v1.8.x the operator sets the CR's
+// finalizers to nil when deletion completes, taking any other finalizer
+// with it; v1.9 removes only its own (FACTS.md §2.1).
+func removesOnlyOwnFinalizer(op string) bool { return atLeast(op, "v1.9.0-alpha.0") }
+
+// crdFinalizerDance: from v0.50 the operator puts its finalizer on the CRDs
+// it deletes and waits for their instances to be gone (FACTS.md §2.3).
+func crdFinalizerDance(op string) bool { return atLeast(op, "v0.50.0-alpha.0") }
+
+// hasWorkloadUpdates: the workload updater and
+// status.outdatedVirtualMachineInstanceWorkloads exist from v0.39.
+func hasWorkloadUpdates(op string) bool { return atLeast(op, "v0.39.0-alpha.0") }
+
 // leavesLeftovers: operators up to v0.26.0 neither tracked nor deleted the
 // APIService and webhooks virt-api created (FACTS.md §6).
 func leavesLeftovers(op string) bool { return !atLeast(op, "v0.26.1") }
 
-// pathRules checks a hop against KubeVirt's supported update path: only
-// N-1 → N, from the latest patch of N-1, never down.
+// pathRules knows KubeVirt's supported update path: only N-1 → N, from the
+// latest patch of N-1, never down. The real operator enforces none of it
+// (FACTS.md §8: a lower version takes the create/rollback path, a skipped
+// minor just rolls out), so the simulator executes every hop and records
+// what breaks the rules as a violation for tests to assert on.
 type pathRules struct {
 	latest map[[2]uint64]*semver.Version // latest stable per line
 	lines  [][2]uint64                   // stable lines, ascending
@@ -73,32 +96,33 @@ func newPathRules(tags []string) pathRules {
 	return r
 }
 
-// check returns why a hop from → to breaks KubeVirt, "" when it is fine.
-func (r pathRules) check(from, to string) string {
+// violations says how a hop from → to breaks the supported path; none
+// when it keeps it.
+func (r pathRules) violations(from, to string) []string {
 	if from == "" || from == to {
-		return ""
+		return nil
 	}
 	f, err1 := semver.NewVersion(from)
 	t, err2 := semver.NewVersion(to)
 	if err1 != nil || err2 != nil {
-		return "" // not semver: the real operator takes the update path
+		return nil // not semver: the real operator takes the update path
 	}
 	if t.LessThan(f) {
-		return "simulated failure: downgrade from " + from + " to " + to + " is not supported"
+		return []string{"downgrade from " + from + " to " + to + " (KubeVirt does not support downgrades)"}
 	}
 	fl, tl := [2]uint64{f.Major(), f.Minor()}, [2]uint64{t.Major(), t.Minor()}
 	if fl == tl {
-		return ""
+		return nil
 	}
+	var out []string
 	next, ok := r.nextLine(fl)
-	lineOK := ok && (tl == next || t.Prerelease() != "" && lineLess(fl, tl) && lineLess(tl, next))
-	if !lineOK {
-		return "simulated failure: update from " + from + " to " + to + " skips a minor release; KubeVirt supports updates from N-1 to N only"
+	if !ok || !(tl == next || t.Prerelease() != "" && lineLess(fl, tl) && lineLess(tl, next)) {
+		out = append(out, "update from "+from+" to "+to+" skips a minor release (KubeVirt updates from N-1 to N only)")
 	}
 	if l := r.latest[fl]; l != nil && !f.Equal(l) {
-		return "simulated failure: update from " + from + " to " + to + " does not start from the latest patch of its minor (v" + l.String() + ")"
+		out = append(out, "update from "+from+" to "+to+" does not start from the latest patch of its minor (v"+l.String()+")")
 	}
-	return ""
+	return out
 }
 
 func (r pathRules) nextLine(l [2]uint64) ([2]uint64, bool) {
@@ -112,31 +136,38 @@ func (r pathRules) nextLine(l [2]uint64) ([2]uint64, bool) {
 
 func lineLess(a, b [2]uint64) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
-// versionOfDeployment reads the operator version from its image: the tag,
-// or KUBEVIRT_VERSION when the image is a digest, else "latest"
-// (FACTS.md §1.4).
-func versionOfImage(image string, env map[string]string) (version, registry string) {
-	name := image
-	if i := strings.Index(name, "@"); i >= 0 {
-		registry = registryOf(name[:i])
-		if v := env["KUBEVIRT_VERSION"]; v != "" {
-			return v, registry
-		}
-		return "latest", registry
+// operatorVersionOf reads the version a virt-operator container runs, the
+// way virt-operator reads its own (util/config.go getConfig, FACTS.md §1.4
+// and §3.2), written here independently of the product's reading: the image
+// comes from VIRT_OPERATOR_IMAGE, else OPERATOR_IMAGE; a tag is the version;
+// a digest, or an image that does not split, takes KUBEVIRT_VERSION
+// ("latest" without it); no tag at all is "latest".
+func operatorVersionOf(containerImage string, env map[string]string) (version, registry string) {
+	image := env["VIRT_OPERATOR_IMAGE"]
+	if image == "" {
+		image = env["OPERATOR_IMAGE"]
 	}
-	slash := strings.LastIndex(name, "/")
-	if colon := strings.LastIndex(name, ":"); colon > slash {
-		return name[colon+1:], registryOf(name[:colon])
+	if image == "" {
+		image = containerImage // a Deployment without either: the product reads it the same way
 	}
-	if v := env["KUBEVIRT_VERSION"]; v != "" {
-		return v, registryOf(name)
+	repo, digest, hasDigest := strings.Cut(image, "@")
+	tag := ""
+	if slash, colon := strings.LastIndex(repo, "/"), strings.LastIndex(repo, ":"); colon > slash {
+		repo, tag = repo[:colon], repo[colon+1:]
 	}
-	return "latest", registryOf(name)
-}
-
-func registryOf(repo string) string {
+	registry = ""
 	if i := strings.LastIndex(repo, "/"); i >= 0 {
-		return repo[:i]
+		registry = repo[:i]
 	}
-	return ""
+	kv := env["KUBEVIRT_VERSION"]
+	switch {
+	case hasDigest || digest != "" || repo == "":
+		if kv == "" {
+			kv = "latest"
+		}
+		return kv, registry
+	case tag != "":
+		return tag, registry
+	}
+	return "latest", registry
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -55,6 +56,25 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 			errs = append(errs, del(kubevirtGVR, kv.GetNamespace(), kv.GetName()))
 		}
 	}
+	// VMIs and the managed CRDs hold finalizers that only KubeVirt removes.
+	if vmis, err := dyn.Resource(vmiGVR).Namespace("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, v := range vmis.Items {
+			if len(v.GetFinalizers()) > 0 {
+				v.SetFinalizers(nil)
+				if _, err := dyn.Resource(vmiGVR).Namespace(v.GetNamespace()).Update(ctx, &v, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	for _, c := range managedCRDs {
+		if crd, err := dyn.Resource(crdGVR).Get(ctx, c, metav1.GetOptions{}); err == nil && slices.Contains(crd.GetFinalizers(), CRDFinalizer) {
+			crd.SetFinalizers(slices.DeleteFunc(crd.GetFinalizers(), func(f string) bool { return f == CRDFinalizer }))
+			if _, err := dyn.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
+	}
 	for _, d := range []string{"virt-operator", "virt-api", "virt-controller"} {
 		errs = append(errs, del(deploymentGVR, ns, d))
 	}
@@ -67,6 +87,7 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 	}
 	crb := schema.GroupVersionResource{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"}
 	errs = append(errs, del(crb, "", "kubevirt-operator"))
+	errs = append(errs, del(schema.GroupVersionResource{Group: "scheduling.k8s.io", Version: "v1", Resource: "priorityclasses"}, "", "kubevirt-cluster-critical"))
 	crds := []string{"kubevirts.kubevirt.io", "virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"}
 	for _, c := range crds {
 		errs = append(errs, del(crdGVR, "", c))
@@ -103,8 +124,23 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("CRD %s still present after wipe", c)
 			}
+			stripVMIFinalizers(ctx, dyn)
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return nil
+}
+
+// stripVMIFinalizers lets VMIs that a CRD deletion is waiting for go.
+func stripVMIFinalizers(ctx context.Context, dyn dynamic.Interface) {
+	vmis, err := dyn.Resource(vmiGVR).Namespace("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return
+	}
+	for _, v := range vmis.Items {
+		if len(v.GetFinalizers()) > 0 {
+			v.SetFinalizers(nil)
+			_, _ = dyn.Resource(vmiGVR).Namespace(v.GetNamespace()).Update(ctx, &v, metav1.UpdateOptions{})
+		}
+	}
 }

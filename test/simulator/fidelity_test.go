@@ -1,0 +1,250 @@
+package simulator_test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/simulator"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+// vmis creates n running VMIs and returns their UIDs by name.
+func (h *harness) vmis(t *testing.T, n int) map[string]types.UID {
+	t.Helper()
+	out := map[string]types.UID{}
+	for i := range n {
+		name := "vm" + string(rune('a'+i))
+		uid, err := h.sim.CreateVMI(h.ctx(t), "default", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[name] = uid
+	}
+	return out
+}
+
+type vmiState struct {
+	uid      types.UID
+	launcher string
+	outdated bool
+}
+
+func (h *harness) vmiStates(t *testing.T) map[string]vmiState {
+	t.Helper()
+	list, err := h.dyn.Resource(vmiGVR).Namespace("default").List(h.ctx(t), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]vmiState{}
+	for _, v := range list.Items {
+		l, _, _ := unstructured.NestedString(v.Object, "status", "launcherContainerImageVersion")
+		_, outdated := v.GetLabels()[simulator.OutdatedLabel]
+		out[v.GetName()] = vmiState{v.GetUID(), l, outdated}
+	}
+	return out
+}
+
+func (h *harness) outdatedCount(t *testing.T) int64 {
+	t.Helper()
+	n, _, _ := unstructured.NestedInt64(h.kv(t).Object, "status", "outdatedVirtualMachineInstanceWorkloads")
+	return n
+}
+
+// TestWorkloadUpdater: after a hop virt-controller labels VMIs on the old
+// virt-launcher, counts them in the CR and, per workloadUpdateMethods,
+// live-migrates them (same UID) or evicts them (restarted, new UID); with
+// no method they stay outdated; a failing migration leaves its VMI behind.
+func TestWorkloadUpdater(t *testing.T) {
+	const newLauncher = "quay.io/kubevirt/virt-launcher:v1.8.4"
+	for _, tt := range []struct {
+		name        string
+		methods     []any
+		fail        string
+		newUID      bool
+		outdatedEnd int64
+	}{
+		{"live migration keeps the VMI", []any{"LiveMigrate"}, "", false, 0},
+		{"eviction restarts it", []any{"Evict"}, "", true, 0},
+		{"no method leaves them outdated", nil, "", false, 2},
+		{"a failing migration stays outdated", []any{"LiveMigrate"}, "default/vma", false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t)
+			spec := map[string]any{}
+			if tt.methods != nil {
+				spec["workloadUpdateStrategy"] = map[string]any{"workloadUpdateMethods": tt.methods}
+			}
+			h.install(t, "v1.7.4", spec)
+			before := h.vmis(t, 2)
+			if tt.fail != "" {
+				h.sim.FailMigrations(tt.fail)
+			}
+			h.sim.SlowMigrations(300 * time.Millisecond)
+			h.applyOperator(t, "v1.8.4")
+			h.wait(t, simulator.Has(simulator.HopCompleted, "v1.8.4"))
+			eventually(t, func() bool { return h.outdatedCount(t) == 2 }, "both VMIs counted outdated once the hop is done")
+			for name, st := range h.vmiStates(t) {
+				if !st.outdated {
+					t.Errorf("%s: not labelled %s after the hop", name, simulator.OutdatedLabel)
+				}
+			}
+			h.sim.SlowMigrations(0)
+			eventually(t, func() bool { return h.outdatedCount(t) == tt.outdatedEnd }, "the outdated count settles")
+			for name, st := range h.vmiStates(t) {
+				moved := st.launcher == newLauncher
+				if stays := tt.outdatedEnd == 2 || "default/"+name == tt.fail; moved == stays || st.outdated != stays {
+					t.Errorf("%s: launcher %s outdated %t, want moved %t", name, st.launcher, st.outdated, !stays)
+				}
+				if (st.uid != before[name]) != (tt.newUID && moved) {
+					t.Errorf("%s: UID %s (was %s), want a new one only after an eviction", name, st.uid, before[name])
+				}
+			}
+			h.noViolations(t)
+		})
+	}
+}
+
+// TestWorkloadsMoveOnlyOnceTheHopIsDone: the updater acts only when phase
+// is Deployed and the deployment ids match.
+func TestWorkloadsMoveOnlyOnceTheHopIsDone(t *testing.T) {
+	h := start(t)
+	h.install(t, "v1.7.4", map[string]any{"workloadUpdateStrategy": map[string]any{"workloadUpdateMethods": []any{"LiveMigrate"}}})
+	h.vmis(t, 1)
+	h.sim.StallHop("v1.8.4")
+	h.applyOperator(t, "v1.8.4")
+	h.wait(t, simulator.Has(simulator.HopStarted, "v1.8.4"))
+	time.Sleep(300 * time.Millisecond) // several migration delays
+	if h.sim.Count(simulator.VMIMigrated) != 0 {
+		t.Fatal("a VMI migrated while the hop was still in progress")
+	}
+	h.sim.ClearFaults()
+	h.wait(t, simulator.Has(simulator.VMIMigrated, ""))
+}
+
+// TestImageTagUnderABuggyOperatorIsAMixedInstall: from v0.58.1 to v1.6.x
+// the strategy Job runs the running operator's image (kubevirt#16050).
+func TestImageTagUnderABuggyOperatorIsAMixedInstall(t *testing.T) {
+	h := start(t)
+	h.install(t, "v1.6.6", nil)
+	h.patchImageTag(t, "v1.7.0")
+	h.wait(t, simulator.Has(simulator.HopCompleted, "v1.7.0"))
+	if v := h.sim.Violations(); len(v) != 1 || v[0].Kind != simulator.MixedInstall || !strings.Contains(v[0].Message, "v1.6.6's manifests with v1.7.0 images") {
+		t.Errorf("violations %+v, want one MixedInstall", v)
+	}
+	dep, err := h.kube.AppsV1().Deployments("kubevirt").Get(h.ctx(t), "virt-api", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dep.Annotations[simulator.StrategyAnnotation]; got != "v1.6.6" || dep.Annotations["kubevirt.io/install-strategy-version"] != "v1.7.0" {
+		t.Errorf("virt-api stamped strategy %q, install-strategy-version %q: want v1.6.6's strategy reported as v1.7.0", got, dep.Annotations["kubevirt.io/install-strategy-version"])
+	}
+}
+
+// TestObservedBeforeReady: up to v1.8.x observed* is copied before the
+// readiness check passes; v1.9 copies it after.
+func TestObservedBeforeReady(t *testing.T) {
+	for _, tt := range []struct {
+		tag    string
+		window bool
+	}{{"v1.8.4", true}, {"v1.9.0", false}} {
+		t.Run(tt.tag, func(t *testing.T) {
+			h := startWith(t, simulator.Options{ReadyLag: time.Second})
+			seen := false
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				deadline := time.Now().Add(waitFor)
+				for time.Now().Before(deadline) && h.sim.Count(simulator.HopCompleted) == 0 {
+					kv, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Get(t.Context(), "kubevirt", metav1.GetOptions{})
+					if err == nil && str(kv, "status", "observedKubeVirtVersion") == tt.tag {
+						st, reason, _, _ := condition(kv, "Available")
+						seen = seen || st == "False" && reason == "DeploymentInProgress"
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}()
+			h.install(t, tt.tag, nil)
+			<-done
+			if seen != tt.window {
+				t.Errorf("observed == %s while Available=False DeploymentInProgress: seen %t, want %t", tt.tag, seen, tt.window)
+			}
+		})
+	}
+}
+
+// TestDeletionCascade: from v0.50 the operator finalizes its CRDs, whose
+// deletion waits for every VMI to shut down; up to v1.8.x it then sets the
+// CR's finalizers to nil, v1.9 removes only its own.
+func TestDeletionCascade(t *testing.T) {
+	for _, tt := range []struct {
+		tag         string
+		foreignKept bool
+	}{{"v1.8.4", false}, {"v1.9.0", true}} {
+		t.Run(tt.tag, func(t *testing.T) {
+			h := start(t)
+			h.install(t, tt.tag, nil)
+			h.vmis(t, 2)
+			kv := h.kv(t)
+			kv.SetFinalizers(append(kv.GetFinalizers(), "example.com/keep"))
+			if _, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Update(h.ctx(t), kv, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Delete(h.ctx(t), "kubevirt", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, func() bool {
+				crd, err := h.dyn.Resource(crdGVR).Get(h.ctx(t), "virtualmachineinstances.kubevirt.io", metav1.GetOptions{})
+				return err == nil && slices.Contains(crd.GetFinalizers(), simulator.CRDFinalizer) || h.sim.Count(simulator.CRDsDeleted) > 0
+			}, "the operator's finalizer on the VMI CRD")
+			h.wait(t, simulator.Has(simulator.FinalizerRemoved, ""))
+			if h.exists(t, crdGVR, "", "virtualmachineinstances.kubevirt.io") {
+				t.Error("VMI CRD left behind")
+			}
+			if got := h.exists(t, kvGVR, "kubevirt", "kubevirt"); got != tt.foreignKept {
+				t.Errorf("CR still there: %t, want %t (the foreign finalizer kept by %s)", got, tt.foreignKept, tt.tag)
+			}
+		})
+	}
+}
+
+// TestASecondCRFreezesEveryCR: with more than one KubeVirt CR in the
+// cluster the operator ignores all of them (FACTS.md §1.1).
+func TestASecondCRFreezesEveryCR(t *testing.T) {
+	h := start(t)
+	h.applyOperator(t, "v1.8.4")
+	stray, err := testenv.Decode(releases.CRManifest("v1.8.4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stray[0].SetNamespace("default")
+	gvr := kvGVR
+	gvr.Version = "v1"
+	eventually(t, func() bool {
+		_, err := h.dyn.Resource(gvr).Namespace("default").Create(h.ctx(t), stray[0], metav1.CreateOptions{})
+		return err == nil
+	}, "create a stray CR in default")
+	main, _ := testenv.Decode(releases.CRManifest("v1.8.4"))
+	if _, err := h.dyn.Resource(gvr).Namespace("kubevirt").Create(h.ctx(t), main[0], metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return h.sim.Count(simulator.ExistingDeployment) == 2 }, "both CRs marked ExistingDeployment")
+	for _, ns := range []string{"default", "kubevirt"} {
+		kv, err := h.dyn.Resource(kvGVR).Namespace(ns).Get(h.ctx(t), "kubevirt", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, reason, _, _ := condition(kv, "Synchronized"); st != "False" || reason != "ExistingDeployment" || len(kv.GetFinalizers()) != 0 {
+			t.Errorf("%s: Synchronized %s/%s finalizers %v, want an ignored CR", ns, st, reason, kv.GetFinalizers())
+		}
+	}
+	if h.sim.Count(simulator.InstallStarted) != 0 {
+		t.Error("an install started with two CRs in the cluster")
+	}
+}
