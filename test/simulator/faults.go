@@ -9,8 +9,8 @@ type faults struct {
 	disrupt   []string        // "ns/name" of VMIs to restart during the next hop
 	deletion  time.Duration   // how long deletion pauses after phase Deleting
 
-	fail          map[string]string // hop targets whose every pass fails, with the error
-	holdShutdown  bool              // deleted VMIs stay Terminating
+	fail         map[string]string // hop targets whose every pass fails, with the error
+	holdShutdown bool              // deleted VMIs stay Terminating
 
 	slowMigration time.Duration   // extra time each VMI takes to reach the new launcher
 	failMigration map[string]bool // "ns/name" of VMIs whose live migration never succeeds
