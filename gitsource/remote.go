@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,17 +21,32 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// scpLike is git's scp-style address, user@host:path.
+var scpLike = regexp.MustCompile(`^([A-Za-z0-9._-]+)@([A-Za-z0-9.-]+):([^/].*)$`)
+
+// ValidateURL checks a repository URL as New will, without building
+// anything: for flags to fail before anything else is touched.
+func ValidateURL(raw string) error {
+	_, err := checkURL(raw)
+	return err
+}
+
 // checkURL accepts https:// and ssh:// only, without credentials in the URL
 // (they come from the Secret), before go-git is ever called.
 func checkURL(raw string) (*url.URL, error) {
 	if strings.HasPrefix(raw, "-") || strings.ContainsAny(raw, " \t\r\n\x00") {
 		return nil, fmt.Errorf("repository URL must not start with '-' or contain whitespace")
 	}
+	if m := scpLike.FindStringSubmatch(raw); m != nil {
+		return nil, fmt.Errorf("repository URL %q is scp-style, which kvgitops does not read: use ssh://%s@%s/%s", raw, m[1], m[2], m[3])
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("repository URL is not a URL")
 	}
 	switch {
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("repository URL scheme \"http\" is not allowed: it sends credentials in the clear; use https://%s", strings.TrimPrefix(redacted(u), "http://"))
 	case u.Scheme != "https" && u.Scheme != "ssh":
 		return nil, fmt.Errorf("repository URL scheme %q is not allowed: use https:// or ssh://", u.Scheme)
 	case u.Host == "":

@@ -27,9 +27,15 @@ type Check struct {
 	Message string      `json:"message,omitempty"`
 }
 
-// CheckClusterServesRelease: a step that applies a release's
-// kubevirt-operator.yaml needs every API of it served by the cluster.
-const CheckClusterServesRelease = "ClusterServesRelease"
+// Check names.
+const (
+	// CheckClusterServesRelease: a step that applies a release's
+	// kubevirt-operator.yaml needs every API of it served by the cluster.
+	CheckClusterServesRelease = "ClusterServesRelease"
+	// CheckImageTagStrategy: an operator with the strategy bug must never
+	// meet a spec.imageTag other than its own version.
+	CheckImageTagStrategy = "ImageTagStrategy"
+)
 
 // crdV1Since is the first release that ships its KubeVirt CRD as
 // apiextensions.k8s.io/v1; older ones use v1beta1, which Kubernetes stopped
@@ -74,6 +80,8 @@ func (p *Plan) preflight(o Observed) error {
 			if refusal == nil {
 				refusal = &RefusalError{Reason: c.Reason, Message: fmt.Sprintf("step %d/%d %s: %s", i+1, len(p.Steps), s, c.Message)}
 			}
+		default:
+			c.Message = fmt.Sprintf("Kubernetes %s serves %s, the API of %s's KubeVirt CRD", Sanitize(o.KubernetesVersion, 64), api, s.To)
 		}
 		p.Checks = append(p.Checks, c)
 	}

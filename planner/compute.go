@@ -83,6 +83,8 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 		// unpin (Operator) instead, and stay unpinned.
 		if m == MethodOperatorThenImageTag && StrategyIgnoresImageTag(h.tag) {
 			m = MethodOperator
+			p.Checks = append(p.Checks, Check{Step: len(p.Steps) + 1, Name: CheckImageTagStrategy, Result: CheckPass,
+				Message: fmt.Sprintf("planned Operator, unpinning spec.imageTag: virt-operator %s writes its install strategy with its own image whatever spec.imageTag says (kubevirt#16050), so the CR follows the operator from here on", h.tag)})
 		}
 		p.Steps = append(p.Steps, Step{Type: StepUpgrade, From: from.tag, To: h.tag, Method: m})
 		from = h

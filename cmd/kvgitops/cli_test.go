@@ -78,15 +78,19 @@ func desired(t *testing.T, spec string) string {
 func catalogFile(t *testing.T) string { return writeFile(t, "releases.txt", string(releases.Text)) }
 
 func TestPlanTextGolden(t *testing.T) {
-	for _, tt := range []struct{ name, spec, installed string }{
-		{"strict", "  version: v0.23.0\n", "v0.20.1"},
-		{"latest-patch", "  version: v0.23.0\n  pathPolicy: LatestPatch\n", "v0.20.1"},
-		{"install", "  version: \"~1.1\"\n", "none"},
-		{"teardown", "  state: Absent\n", "v1.9.0"},
-		{"none", "  version: v1.8.4\n", "v1.8.4"},
+	for _, tt := range []struct {
+		name, spec, installed string
+		extra                 []string
+	}{
+		{"strict", "  version: v0.23.0\n", "v0.20.1", nil},
+		{"latest-patch", "  version: v0.23.0\n  pathPolicy: LatestPatch\n", "v0.20.1", nil},
+		{"install", "  version: \"~1.1\"\n", "none", []string{"--kubernetes-version", "1.37.2"}},
+		{"teardown", "  state: Absent\n", "v1.9.0", nil},
+		{"none", "  version: v1.8.4\n", "v1.8.4", nil},
+		{"pinned-into-the-bug", "  version: v1.7.4\n", "v1.5.3", []string{"--mode", "ImageTag", "--kubernetes-version", "v1.33.1"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := kvgitops(t, "plan", "--desired", desired(t, tt.spec), "--releases", catalogFile(t), "--installed", tt.installed)
+			r := kvgitops(t, append([]string{"plan", "--desired", desired(t, tt.spec), "--releases", catalogFile(t), "--installed", tt.installed}, tt.extra...)...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)
 			}
@@ -108,7 +112,7 @@ func TestPlanTextGolden(t *testing.T) {
 }
 
 func TestPlanJSON(t *testing.T) {
-	r := kvgitops(t, "plan", "--desired", desired(t, "  version: v1.0.0\n"), "--releases", catalogFile(t), "--installed", "v0.58.2", "--mode", "ImageTag", "-o", "json")
+	r := kvgitops(t, "plan", "--desired", desired(t, "  version: v1.8.4\n"), "--releases", catalogFile(t), "--installed", "v1.7.3", "--mode", "ImageTag", "-o", "json")
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -123,8 +127,8 @@ func TestPlanJSON(t *testing.T) {
 	if dec.More() {
 		t.Error("more than one JSON value on stdout")
 	}
-	if len(p.ID) != 8 || p.Action != "Upgrade" || p.From != "v0.58.2" || p.To != "v1.0.0" || len(p.Steps) != 2 ||
-		p.Steps[0]["to"] != "v0.59.2" || p.Steps[1]["method"] != "OperatorThenImageTag" {
+	if len(p.ID) != 8 || p.Action != "Upgrade" || p.From != "v1.7.3" || p.To != "v1.8.4" || len(p.Steps) != 2 ||
+		p.Steps[0]["to"] != "v1.7.4" || p.Steps[1]["method"] != "OperatorThenImageTag" {
 		t.Errorf("plan %+v", p)
 	}
 }
@@ -151,6 +155,10 @@ func TestPlanExitCodes(t *testing.T) {
 		{"invalid desired", []string{"plan", "--desired", desired(t, "  version: 1.10\n"), "--releases", cat, "--installed", "none", "-o", "json"}, 1, "InvalidDesiredState"},
 		{"missing catalog", []string{"plan", "--desired", d, "--releases", "/nonexistent", "--installed", "none", "-o", "json"}, 1, "CatalogUnavailable"},
 		{"plan found", []string{"plan", "--desired", d, "--releases", cat, "--installed", "v1.6.6"}, 0, ""},
+		{"a v1beta1 CRD on 1.37", []string{"plan", "--desired", desired(t, "  version: v0.39.2\n"), "--releases", cat, "--installed", "none", "--kubernetes-version", "1.37.2", "-o", "json"}, 1, "APIVersionNotServed"},
+		{"imageTag under a buggy operator", []string{"plan", "--desired", desired(t, "  version: v1.8.4\n  method: ImageTag\n"), "--releases", cat, "--installed", "v1.7.4", "--operator-version", "v1.6.6", "-o", "json"}, 1, "ImageTagStrategyBug"},
+		{"bad kubernetes version", []string{"plan", "--desired", d, "--releases", cat, "--installed", "v1.6.6", "--kubernetes-version", "new"}, 2, ""},
+		{"bad operator version", []string{"plan", "--desired", d, "--releases", cat, "--installed", "v1.6.6", "--operator-version", "1.6"}, 2, ""},
 		{"version", []string{"version"}, 0, ""},
 	}
 	for _, tt := range tests {

@@ -92,3 +92,26 @@ func parseFlags(fs *flag.FlagSet, args []string, env func(string) (string, bool)
 	})
 	return errors.Join(errs...)
 }
+
+// quietFlags makes fs print its flags only when asked for (-h): a wrong
+// flag gets one line saying what is wrong (printed by the caller) and a
+// pointer to -h, not a page of usage.
+func quietFlags(fs *flag.FlagSet, w io.Writer, name string) {
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+}
+
+// flagError reports a flag error the quiet way; -h prints the flags.
+func flagError(fs *flag.FlagSet, w io.Writer, name string, err error) {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(w, "Usage of %s:\n", name)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		return
+	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintf(w, "%s: %s\n", name, line)
+	}
+	fmt.Fprintf(w, "Run '%s -h' for the flags.\n", name)
+}

@@ -28,7 +28,6 @@ type planFlags struct {
 func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f planFlags
 	fs := flag.NewFlagSet("kvgitops plan", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&f.desired, "desired", "", "path of the desired file (required)")
 	fs.StringVar(&f.rel.releasesURL, "releases", "", "release catalog: a file (one tag per line, or GitHub releases JSON) or an https URL of the GitHub releases API (required)")
 	fs.StringVar(&f.rel.caFile, "release-ca-file", "", "PEM bundle to trust for the releases URL (default: system roots)")
@@ -40,16 +39,16 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "observe a live cluster through this kubeconfig instead of --installed")
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "with --kubeconfig: KubeVirt's namespace")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
+	quietFlags(fs, stderr, "kvgitops plan")
 	if err := parseFlags(fs, args, nil); err != nil {
+		flagError(fs, stderr, "kvgitops plan", err)
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		fmt.Fprintln(stderr, "kvgitops plan:", err)
 		return exitUsage
 	}
 	if msg := f.check(); msg != "" {
-		fmt.Fprintln(stderr, "kvgitops plan:", msg)
-		fs.Usage()
+		flagError(fs, stderr, "kvgitops plan", errors.New(msg))
 		return exitUsage
 	}
 	p, reason, err := f.compute(ctx)

@@ -33,7 +33,6 @@ type checkFlags struct {
 func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f checkFlags
 	fs := flag.NewFlagSet("kvgitops release check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&f.tag, "tag", "", "release tag the manifest claims to be (required)")
 	fs.StringVar(&f.file, "file", "", "a local kubevirt-operator.yaml (else it is fetched from --manifest-base-url)")
 	fs.StringVar(&f.rel.manifestBase, "manifest-base-url", "", "base URL of <tag>/kubevirt-operator.yaml (default GitHub's release downloads)")
@@ -43,11 +42,12 @@ func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.rel.registries, "release-image-registry", "", "comma-separated registries (or repositories) the virt-operator image may come from, e.g. a mirror (default: the release's own)")
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
+	quietFlags(fs, stderr, "kvgitops release check")
 	if err := parseFlags(fs, args, nil); err != nil {
+		flagError(fs, stderr, "kvgitops release check", err)
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		fmt.Fprintln(stderr, "kvgitops release check:", err)
 		return exitUsage
 	}
 	switch {

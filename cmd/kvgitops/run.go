@@ -39,9 +39,9 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.desiredPath, "desired-path", "kubevirt.yaml", "path of the desired file in the repository")
 	fs.StringVar(&c.statusPath, "status-path", "", "path of the status file (default status/<cluster-name>.yaml)")
 	fs.StringVar(&c.clusterName, "cluster-name", "", "name of this cluster in the status file (required)")
-	fs.DurationVar(&c.interval, "interval", time.Minute, "how often to poll Git")
+	durationVar(fs, &c.interval, "interval", time.Minute, "how often to poll Git")
 	fs.StringVar(&c.gitSecretDir, "git-secret-dir", "", "mounted Git Secret (Flux key names: username, password, bearerToken, identity, known_hosts, ca.crt)")
-	fs.DurationVar(&c.gitTimeout, "git-timeout", 30*time.Second, "deadline of each Git operation")
+	durationVar(fs, &c.gitTimeout, "git-timeout", 30*time.Second, "deadline of each Git operation")
 	fs.StringVar(&c.verifyPGP, "verify-pgp-keys", "", "armored OpenPGP public keys; when set, the commit that sets the desired file must be signed by one")
 	fs.StringVar(&c.verifySSH, "verify-ssh-keys", "", "authorized_keys file of trusted SSH signing keys; when set, the commit that sets the desired file must be signed by one")
 	fs.BoolVar(&c.followRewrites, "follow-rewrites", false, "accept a force-pushed branch instead of stalling on it")
@@ -54,7 +54,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of kubevirt-operator.yaml")
 	fs.StringVar(&c.rel.tokenFile, "release-token-file", "", "file with a GitHub token for the releases API")
 	fs.StringVar(&c.rel.registries, "release-image-registry", "", "comma-separated registries (or repositories) virt-operator images may come from, e.g. a mirror (default: the release's own)")
-	fs.DurationVar(&c.catalogRefresh, "catalog-refresh", 15*time.Minute, "how long a fetched release catalog is reused")
+	durationVar(fs, &c.catalogRefresh, "catalog-refresh", 15*time.Minute, "how long a fetched release catalog is reused")
 	fs.StringVar(&c.kubevirtNamespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "kubeconfig for running outside the cluster")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", ":8080", "address of /metrics (0 disables)")
@@ -64,18 +64,22 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "elect a leader on a Lease; only the leader acts")
 	fs.StringVar(&c.leaseNamespace, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
 	fs.StringVar(&c.leaseName, "leader-elect-name", "kvgitops", "name of the Lease")
-	fs.DurationVar(&c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "lease duration")
-	fs.DurationVar(&c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "renew deadline")
-	fs.DurationVar(&c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "retry period")
+	durationVar(fs, &c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "lease duration")
+	durationVar(fs, &c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "renew deadline")
+	durationVar(fs, &c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "retry period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logEncoding, "log-encoding", "json", "json or console")
 	fs.StringVar(&c.failpoint, "failpoint", "", "testing only: exit at this executor point (e.g. applied-object-3)")
 }
 
+// check validates every flag before anything is touched (the cluster, the
+// network, the Secret), and says all that is wrong at once.
 func (c *runConfig) check() error {
 	var errs []error
 	if c.repoURL == "" {
 		errs = append(errs, errors.New("--repo-url is required"))
+	} else if err := gitsource.ValidateURL(c.repoURL); err != nil {
+		errs = append(errs, fmt.Errorf("--repo-url: %w", err))
 	}
 	if c.clusterName == "" {
 		errs = append(errs, errors.New("--cluster-name is required"))
@@ -95,17 +99,17 @@ func (c *runConfig) check() error {
 func runCommand(ctx context.Context, args []string, _, stderr io.Writer) int {
 	var c runConfig
 	fs := flag.NewFlagSet("kvgitops run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	runFlags(&c, fs)
+	quietFlags(fs, stderr, "kvgitops run")
 	if err := parseFlags(fs, args, os.LookupEnv); err != nil {
+		flagError(fs, stderr, "kvgitops run", err)
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
-		fmt.Fprintln(stderr, "kvgitops run:", err)
 		return exitUsage
 	}
 	if err := c.check(); err != nil {
-		fmt.Fprintln(stderr, "kvgitops run:", err)
+		flagError(fs, stderr, "kvgitops run", err)
 		return exitUsage
 	}
 	log, err := newLogger(stderr, c.logLevel, c.logEncoding)

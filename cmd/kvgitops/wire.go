@@ -26,10 +26,7 @@ import (
 // run wires the agent and runs it until ctx ends; it returns after every
 // server and loop it started has stopped.
 func run(ctx context.Context, c runConfig, log *slog.Logger) error {
-	restCfg, err := restConfig(c.kubeconfig)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
-	}
+	// Everything local is checked before the cluster is touched.
 	src, err := newSource(c)
 	if err != nil {
 		return err
@@ -37,6 +34,10 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	rc, err := c.rel.releaseClient()
 	if err != nil {
 		return err
+	}
+	restCfg, err := restConfig(c.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	exec, err := executor.New(restCfg, executor.Config{
 		Namespace: c.kubevirtNamespace, Releases: rc, Logger: log, Hook: failpointHook(c.failpoint, log),
