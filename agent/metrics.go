@@ -95,6 +95,8 @@ func (m *Metrics) observed(o *executor.Observation) {
 	m.outdatedVMIs.Set(float64(len(o.OutdatedVMIs())))
 }
 
+func (m *Metrics) setOutdated(n int) { m.outdatedVMIs.Set(float64(n)) }
+
 func (m *Metrics) setSuspended(s bool) {
 	if s {
 		m.suspended.Set(1)

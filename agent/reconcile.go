@@ -252,13 +252,22 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		Deadline:  startedAt.Add(d.HopTimeout),
 		Workloads: d.Workloads,
 		Progress:  func(msg string) { a.progress(where, msg) },
+		Milestone: func(msg string, w executor.WorkloadReport) {
+			a.workloads = workloadStatus(w)
+			a.cfg.Metrics.setOutdated(len(w.Outdated))
+			p.set(PhaseProgressing, "WaitingForWorkloads", where+": "+msg)
+			p.Plan = a.planStatus()
+			if err := a.publish(ctx, p); err != nil {
+				a.log.statusPushFailed(err)
+			}
+		},
 	})
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
 	if r := executor.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
 		w := res.Workloads
-		a.workloads = &Workloads{RunningBefore: w.RunningBefore, RunningNow: w.RunningNow, Disrupted: w.Disrupted,
-			Outdated: len(w.Outdated), OutdatedVMIs: w.Outdated, Note: w.Note}
+		a.workloads = workloadStatus(w)
 		a.cfg.Metrics.disruptions(len(w.Disrupted))
+		a.cfg.Metrics.setOutdated(len(w.Outdated))
 		if w.Note != "" {
 			s.Notes = append(s.Notes, w.Note)
 		}
@@ -313,4 +322,9 @@ func (a *Agent) progress(where, msg string) {
 	a.mu.Lock()
 	a.snapshot.Message = where + ": " + msg
 	a.mu.Unlock()
+}
+
+func workloadStatus(w executor.WorkloadReport) *Workloads {
+	return &Workloads{RunningBefore: w.RunningBefore, RunningNow: w.RunningNow, Disrupted: w.Disrupted,
+		Outdated: len(w.Outdated), OutdatedVMIs: w.Outdated, Note: w.Note}
 }

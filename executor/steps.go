@@ -25,6 +25,9 @@ type StepOptions struct {
 	Baseline []VMI
 	// Progress receives human-readable progress.
 	Progress func(msg string)
+	// Milestone receives the few moments worth a status commit (a hop
+	// waiting for its workloads), with the workloads as they are.
+	Milestone func(msg string, w WorkloadReport)
 }
 
 // Run performs one planned step after re-observing the cluster. A step the
@@ -196,7 +199,7 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 	if err := e.checkWorkloads(hopCtx, baseline, kv.WorkloadUpdateMethods, res); err != nil {
 		return err
 	}
-	return e.waitWorkloads(ctx, step.To, kv.WorkloadUpdateMethods, opts.Workloads, say, res)
+	return e.waitWorkloads(ctx, step.To, kv.WorkloadUpdateMethods, opts, say, res)
 }
 
 // checkWorkloads compares the VMIs with the baseline; a disruption fails the

@@ -48,7 +48,7 @@ func (e *Executor) deleteKubeVirt(ctx context.Context, obs *Observation, say pro
 		case strings.Contains(err.Error(), "Rejecting the uninstall request"):
 			return terminal(ReasonUninstallBlocked, err, "virt-operator refused the uninstall (uninstallStrategy %s): %s", orDash(kv.UninstallStrategy), err.Error())
 		case isWebhookCallFailure(err) && obs.Operator == nil:
-			return terminal(ReasonWebhookUnavailable, err, "virt-operator is gone and its fail-closed virt-operator-validator rejects deleting the CR; restore the operator or remove the webhook by hand: %s", err.Error())
+			return terminal(ReasonWebhookUnavailable, err, "virt-operator is gone and its fail-closed virt-operator-validator rejects deleting the CR; restore the operator, or set spec.teardown.removeStuckFinalizers: true to let kvgitops delete the webhook and finish: %s", err.Error())
 		default:
 			return apiError(err, "delete the KubeVirt CR")
 		}
@@ -141,26 +141,31 @@ func (e *Executor) removeStuckFinalizers(ctx context.Context, obs *Observation, 
 	switch {
 	case obs.Operator != nil:
 		return stale("finalizer removal planned, but virt-operator is running and will finish the deletion")
-	case (kv == nil || !kv.Deleting) && len(crds) == 0:
-		if kv != nil {
-			return stale("finalizer removal planned, but the KubeVirt CR is not being deleted")
-		}
+	case kv == nil && len(crds) == 0:
 		res.AlreadyDone = true
 		return nil
 	}
-	if kv != nil && kv.Deleting {
-		say.say("deleting virt-operator-validator, whose fail-closed webhook rejects every update of the CR")
+	if kv != nil {
+		say.say("deleting virt-operator-validator, whose fail-closed webhook rejects every change of the CR now that virt-operator is gone")
 		ctx1, cancel := e.call(ctx)
 		err := e.dyn.Resource(vwcGVR).Delete(ctx1, "virt-operator-validator", metav1.DeleteOptions{})
 		cancel()
 		if err != nil && !apierrors.IsNotFound(err) {
 			return apiError(err, "delete virt-operator-validator")
 		}
-		say.say("removing finalizers %v from the KubeVirt CR", kv.Finalizers)
-		if err := e.patchThroughWebhookRemoval(ctx, obs.KubeVirtVersion, say); err != nil {
-			return err
+		if !kv.Deleting {
+			say.say("deleting the KubeVirt CR")
+			if err := e.throughWebhookRemoval(ctx, say, func() error { return e.deleteCR(ctx, obs.KubeVirtVersion, kv) }); err != nil {
+				return err
+			}
 		}
-		res.Notes = append(res.Notes, fmt.Sprintf("removed stuck finalizers %v after deleting virt-operator-validator", kv.Finalizers))
+		if len(kv.Finalizers) > 0 {
+			say.say("removing finalizers %v from the KubeVirt CR", kv.Finalizers)
+			if err := e.throughWebhookRemoval(ctx, say, func() error { return e.removeCRFinalizers(ctx, obs.KubeVirtVersion) }); err != nil {
+				return err
+			}
+			res.Notes = append(res.Notes, fmt.Sprintf("removed stuck finalizers %v after deleting virt-operator-validator", kv.Finalizers))
+		}
 	}
 	for _, name := range crds {
 		say.say("removing %s from the Terminating CRD %s", CRDFinalizer, name)
@@ -172,27 +177,46 @@ func (e *Executor) removeStuckFinalizers(ctx context.Context, obs *Observation, 
 	return nil
 }
 
-// patchThroughWebhookRemoval removes the CR's finalizers. The apiserver
-// drops a deleted webhook configuration from its admission cache
-// asynchronously, so the first patches may still be sent to the deleted
-// virt-operator-validator: they are retried, bounded, saying why.
-func (e *Executor) patchThroughWebhookRemoval(ctx context.Context, apiVersion string, say progress) error {
+func (e *Executor) removeCRFinalizers(ctx context.Context, apiVersion string) error {
+	err := e.patchKubeVirt(ctx, apiVersion, func(k *KubeVirtState) []map[string]any {
+		if len(k.Finalizers) == 0 {
+			return nil
+		}
+		return []map[string]any{{"op": "remove", "path": "/metadata/finalizers"}}
+	})
+	if apierrors.IsNotFound(errors.Unwrap(err)) || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (e *Executor) deleteCR(ctx context.Context, apiVersion string, kv *KubeVirtState) error {
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	uid := types.UID(kv.UID)
+	err := e.dyn.Resource(kubevirtGVR(apiVersion)).Namespace(kv.Namespace).Delete(ctx1, kv.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err == nil || apierrors.IsNotFound(err) {
+		return nil
+	}
+	return apiError(err, "delete the KubeVirt CR")
+}
+
+// throughWebhookRemoval runs a write that virt-operator-validator, just
+// deleted, would reject. The apiserver drops a deleted webhook
+// configuration from its admission cache asynchronously, so the first
+// attempts may still be sent to it: they are retried, bounded, saying why.
+func (e *Executor) throughWebhookRemoval(ctx context.Context, say progress, write func() error) error {
 	deadline := time.Now().Add(webhookSettle)
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := e.patchKubeVirt(ctx, apiVersion, func(k *KubeVirtState) []map[string]any {
-			if len(k.Finalizers) == 0 {
-				return nil
-			}
-			return []map[string]any{{"op": "remove", "path": "/metadata/finalizers"}}
-		})
-		if err == nil || apierrors.IsNotFound(errors.Unwrap(err)) || apierrors.IsNotFound(err) {
+		err := write()
+		if err == nil {
 			return nil
 		}
 		if !isWebhookCallFailure(err) || time.Now().After(deadline) {
 			return err
 		}
-		say.say("the apiserver still calls the deleted virt-operator-validator (its admission cache lags); retrying the finalizer patch (attempt %d)", attempt)
+		say.say("the apiserver still calls the deleted virt-operator-validator (its admission cache lags); retrying (attempt %d)", attempt)
 		if err := sleep(ctx, backoff); err != nil {
 			return err
 		}

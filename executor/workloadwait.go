@@ -36,7 +36,8 @@ func outdated(vmis []VMI, to string) []string {
 // workloadUpdateMethods) it waits, under its own timeout, until no VMI is
 // on an older virt-launcher; with ReportOnly it records how many are and
 // that they stay so until restarted.
-func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []string, w planner.Workloads, say progress, res *StepResult) error {
+func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []string, opts StepOptions, say progress, res *StepResult) error {
+	w := opts.Workloads
 	policy := w.Policy
 	if policy == planner.WorkloadsAuto {
 		policy = planner.WorkloadsReportOnly
@@ -47,6 +48,7 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 	ctx, cancel := context.WithTimeout(ctx, w.Timeout)
 	defer cancel()
 	last := ""
+	lastMilestone, milestoneCount := time.Time{}, -1
 	for {
 		ctx1, cancel1 := e.call(ctx)
 		vmis, _, err := e.observeWorkloads(ctx1)
@@ -79,6 +81,12 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 		if msg != last {
 			say.say("%s", msg)
 			last = msg
+		}
+		// A status commit when the wait starts, then at most one a minute
+		// while the count moves.
+		if opts.Milestone != nil && n != milestoneCount && time.Since(lastMilestone) >= time.Minute {
+			opts.Milestone(msg, res.Workloads)
+			lastMilestone, milestoneCount = time.Now(), n
 		}
 		if err := sleep(ctx, workloadPoll); err != nil {
 			break

@@ -157,7 +157,9 @@ func (p *Plan) absent(d Desired, o Observed) error {
 	}
 	p.Action = ActionTeardown
 	p.From = from
-	stuck := (o.KubeVirt && o.Terminating || o.StuckCRDs > 0) && !o.OperatorPresent
+	// Without its operator a CR can neither finish a deletion nor (its
+	// fail-closed webhook answers no more) start one.
+	stuck := (o.KubeVirt || o.StuckCRDs > 0) && !o.OperatorPresent
 	if stuck && d.Teardown.RemoveStuckFinalizers {
 		p.Steps = append(p.Steps, Step{Type: StepRemoveStuckFinalizers, From: from})
 	}

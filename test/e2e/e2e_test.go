@@ -25,35 +25,37 @@ func hops(pairs ...string) []simulator.Hop {
 
 func TestInstallAndStrictMultiHopUpgrade(t *testing.T) {
 	e := setup(t, stack.Options{})
-	e.commit("  version: v0.20.6\n", "install")
+	e.commit("  version: v1.1.0\n", "install")
 	e.agent(stack.AgentOptions{})
-	e.succeeded("v0.20.6")
-	e.commit("  version: v0.22.0\n", "upgrade")
-	st := e.succeeded("v0.22.0")
-	if got, want := e.st.Sim.CompletedHops(), hops("v0.20.6", "v0.20.7", "v0.20.8", "v0.21.0", "v0.22.0"); !slices.Equal(got, want) {
+	e.succeeded("v1.1.0")
+	e.commit("  version: v1.3.0\n", "upgrade")
+	st := e.succeeded("v1.3.0")
+	if got, want := e.st.Sim.CompletedHops(), hops("v1.1.0", "v1.1.1", "v1.2.2", "v1.3.0"); !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v", got, want)
 	}
-	if st.History[0].Steps != 4 || st.History[0].Result != "Succeeded" || st.History[1].Action != "Install" {
+	if st.History[0].Steps != 3 || st.History[0].Result != "Succeeded" || st.History[1].Action != "Install" {
 		t.Errorf("history %+v", st.History)
 	}
 	log, _ := e.st.Git.Log("status/e2e.yaml")
-	if len(log) < 6 {
+	if len(log) < 5 {
 		t.Errorf("expected a status commit per hop, got %v", log)
 	}
 }
 
+// TestImageTagModeWithRBACFallback: v1.8 grants rules v1.7's operator
+// lacks; the agent updates the operator first and says why.
 func TestImageTagModeWithRBACFallback(t *testing.T) {
 	e := setup(t, stack.Options{})
-	e.commit("  version: v1.8.4\n  method: ImageTag\n", "install pinned")
+	e.commit("  version: v1.7.4\n  method: ImageTag\n", "install pinned")
 	e.agent(stack.AgentOptions{})
-	e.succeeded("v1.8.4")
-	e.commit("  version: v1.9.0\n  method: ImageTag\n", "upgrade by imageTag")
-	st := e.succeeded("v1.9.0")
+	e.succeeded("v1.7.4")
+	e.commit("  version: v1.8.4\n  method: ImageTag\n", "upgrade by imageTag")
+	st := e.succeeded("v1.8.4")
 	if e.st.Sim.Count(simulator.RBACForbidden) == 0 {
 		t.Error("the simulator never refused the RBAC, so the fallback was not exercised")
 	}
 	run := st.History[0]
-	if run.To != "v1.9.0" || run.Result != "Succeeded" {
+	if run.To != "v1.8.4" || run.Result != "Succeeded" {
 		t.Errorf("run %+v", run)
 	}
 	// The committed status says the operator had to go first, and why.
@@ -61,7 +63,7 @@ func TestImageTagModeWithRBACFallback(t *testing.T) {
 		!strings.Contains(strings.Join(st.Plan.Steps[0].Notes, " "), "attempting to grant RBAC permissions not currently held") {
 		t.Errorf("committed plan %+v: want the step marked operatorFirst with the RBAC reason in its notes", st.Plan)
 	}
-	if st.Observed.Mode != "ImageTag" || st.Observed.OperatorVersion != "v1.9.0" {
+	if st.Observed.Mode != "ImageTag" || st.Observed.OperatorVersion != "v1.8.4" {
 		t.Errorf("observed %+v", st.Observed)
 	}
 }
@@ -141,12 +143,14 @@ func TestMaintenanceWindow(t *testing.T) {
 	}
 }
 
+// TestTeardownWithLeftovers: KubeVirt v0.26.0, installed long ago on a
+// cluster since upgraded past Kubernetes 1.22 (its manifest can no longer
+// be applied, its CRD is stored as v1), leaves virt-api's objects behind.
 func TestTeardownWithLeftovers(t *testing.T) {
 	e := setup(t, stack.Options{})
-	e.commit("  version: v0.26.0\n", "install")
-	e.agent(stack.AgentOptions{})
-	e.succeeded("v0.26.0")
+	e.installAsStored("v0.26.0")
 	e.commit("  state: Absent\n", "remove KubeVirt")
+	e.agent(stack.AgentOptions{})
 	st := e.wait(func(s agent.Status) bool {
 		return s.Phase == agent.PhaseSucceeded && s.Desired != nil && s.Desired.State == "Absent"
 	}, "teardown")
@@ -214,9 +218,6 @@ func TestKilledMidHopResumes(t *testing.T) {
 	e.succeeded("v1.7.4")
 	if got, want := e.st.Sim.CompletedHops(), hops("v1.5.3", "v1.6.6", "v1.7.4"); !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v (none repeated or skipped)", got, want)
-	}
-	if e.st.Sim.Count(simulator.HopRefused) != 0 {
-		t.Error("a resumed agent made a hop the operator refused")
 	}
 }
 

@@ -65,6 +65,11 @@ func setup(t *testing.T, o stack.Options) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
+	t.Cleanup(func() { // the agent never drives KubeVirt outside its rules
+		if v := st.Sim.Violations(); len(v) > 0 {
+			t.Errorf("the simulator recorded violations: %+v", v)
+		}
+	})
 	return &e2e{t: t, st: st}
 }
 
