@@ -3,4 +3,6 @@ package executor
 import "context"
 
 // ApplyManifest exposes the apply step to the installer RBAC test.
-func (e *Executor) ApplyManifest(ctx context.Context, m *Manifest) error { return e.applyManifest(ctx, m) }
+func (e *Executor) ApplyManifest(ctx context.Context, m *Manifest) error {
+	return e.applyManifest(ctx, m)
+}
