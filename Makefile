@@ -30,20 +30,28 @@ build: ## build bin/kvgitops
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kvgitops
 
 .PHONY: deps
-deps: ## install git and openssh-server with apt when missing
-	@if ! command -v git >/dev/null || ! [ -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null; then \
-	  echo "deps: installing git and openssh-server with apt"; \
+deps: ## install git, openssh-server, iproute2 and unshare with apt when missing
+	@if ! command -v git >/dev/null || ! [ -x /usr/sbin/sshd ] || ! command -v ssh-keygen >/dev/null || ! command -v ip >/dev/null || ! command -v unshare >/dev/null; then \
+	  echo "deps: installing git, openssh-server, iproute2 and util-linux with apt"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq git openssh-server openssh-client >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq git openssh-server openssh-client iproute2 util-linux >/dev/null; \
 	fi
 
 .PHONY: testbin
 testbin: ## build kube-apiserver and etcd from the Go module proxy into the cache (idempotent)
 	@KUBE_VERSION=$(KUBE_VERSION) TESTBIN_DIR=$(TESTBIN_DIR) hack/testbin.sh >/dev/null
 
+.PHONY: operators
+operators: ## build KubeVirt's virt-operator for the lane's releases from the Go module proxy (idempotent)
+	@hack/virt-operator.sh >/dev/null
+
 .PHONY: test
-test: deps testbin ## run every test: unit, real apiserver, real git server, end-to-end (what CI runs)
-	$(GO) test -count=1 -timeout 20m ./...
+test: deps testbin operators ## run every test: unit, real apiserver, real git server, real virt-operator, end-to-end (what CI runs)
+	$(GO) test -count=1 -timeout 25m ./...
+
+.PHONY: lane
+lane: deps testbin operators ## the real virt-operator lane alone
+	$(GO) test -count=1 -timeout 15m -v ./test/lane/...
 
 .PHONY: test-unit
 test-unit: ## fast tests only (no servers)

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/standin"
 )
 
 // Resources the simulator works with.
@@ -269,7 +270,7 @@ func (s *Simulator) drain(ctx context.Context, w watch.Interface) {
 
 // reconcile is one level-triggered pass over the cluster.
 func (s *Simulator) reconcile(ctx context.Context) error {
-	settled, err := finalizeNamespace(ctx, s.kube, s.dyn, s.opts.Namespace)
+	settled, err := standin.FinalizeNamespace(ctx, s.kube, s.dyn, s.opts.Namespace)
 	if err != nil {
 		return fmt.Errorf("namespace: %w", err)
 	}

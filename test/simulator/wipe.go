@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/standin"
 )
 
 // Wipe removes everything a KubeVirt install and its operator manifest
@@ -101,7 +102,7 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		settled, err := finalizeNamespace(ctx, kube, dyn, ns)
+		settled, err := standin.FinalizeNamespace(ctx, kube, dyn, ns)
 		if err != nil {
 			return fmt.Errorf("finalize namespace %s: %w", ns, err)
 		}

@@ -27,6 +27,11 @@ type Options struct {
 	// AgentConfig, when set, is what agents connect as (e.g. impersonating
 	// the ServiceAccount of deploy/); default the admin config.
 	AgentConfig *rest.Config
+	// NoSimulator leaves virt-operator to someone else (the real operator).
+	NoSimulator bool
+	// Releases, when set, is the release server to use (it is not closed
+	// by the stack); default one with the real catalog.
+	Releases *releases.Server
 }
 
 // Stack is a running test ground.
@@ -41,6 +46,8 @@ type Stack struct {
 	SecretDir  string
 	ReleaseCA  string
 	Binary     string
+
+	ownReleases bool
 }
 
 // Start brings everything up against the apiserver behind admin and builds
@@ -61,16 +68,21 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 		s.Close()
 		return nil, err
 	}
-	if err := simulator.Wipe(ctx, admin); err != nil {
-		return fail(err)
+	if !o.NoSimulator {
+		if err := simulator.Wipe(ctx, admin); err != nil {
+			return fail(err)
+		}
+		if s.Sim, err = simulator.New(admin, simulator.Options{RolloutDelay: o.RolloutDelay, StrategyDelay: 20 * time.Millisecond}); err != nil {
+			return fail(err)
+		}
+		if err := s.Sim.Start(context.Background()); err != nil {
+			return fail(err)
+		}
 	}
-	if s.Sim, err = simulator.New(admin, simulator.Options{RolloutDelay: o.RolloutDelay, StrategyDelay: 20 * time.Millisecond}); err != nil {
-		return fail(err)
+	s.Releases, s.ownReleases = o.Releases, o.Releases == nil
+	if s.ownReleases {
+		s.Releases = releases.NewServer(nil)
 	}
-	if err := s.Sim.Start(context.Background()); err != nil {
-		return fail(err)
-	}
-	s.Releases = releases.NewServer(nil)
 	if s.Git, err = gitserver.New(gitserver.Options{Username: o.GitUser, Password: o.GitPassword}); err != nil {
 		return fail(err)
 	}
@@ -108,7 +120,7 @@ func (s *Stack) Close() {
 	if s.Sim != nil {
 		s.Sim.Stop()
 	}
-	if s.Releases != nil {
+	if s.Releases != nil && s.ownReleases {
 		s.Releases.Close()
 	}
 	if s.Git != nil {

@@ -41,11 +41,19 @@ func Apply(ctx context.Context, cfg *rest.Config, manifest []byte) error {
 	for _, o := range objs {
 		gvk := o.GroupVersionKind()
 		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			mapper.Reset() // a CRD applied just before
+		for attempt := 0; err != nil && attempt < 100; attempt++ {
+			// A CRD applied just before: discovery serves it once established.
+			mapper.Reset()
 			if m, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
-				return fmt.Errorf("map %s: %w", gvk, err)
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
 			}
+		}
+		if err != nil {
+			return fmt.Errorf("map %s: %w", gvk, err)
 		}
 		var r dynamic.ResourceInterface = dyn.Resource(m.Resource)
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {

@@ -46,8 +46,9 @@ func AssetsDir() (string, error) {
 	return dir, nil
 }
 
-// Start starts a control plane. Stop it with Stop.
-func Start() (*Env, error) {
+// Start starts a control plane. Stop it with Stop. args are more
+// kube-apiserver flags (name → value), set over the defaults.
+func Start(args ...map[string]string) (*Env, error) {
 	dir, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -57,8 +58,16 @@ func Start() (*Env, error) {
 		ControlPlaneStartTimeout: 60 * time.Second,
 		ControlPlaneStopTimeout:  30 * time.Second,
 	}
-	// Webhook and aggregated-API calls reach loopback servers; etcd needs no fsync in tests.
-	env.ControlPlane.GetAPIServer().Configure().Append("enable-aggregator-routing", "false")
+	// Webhook and aggregated-API calls reach loopback servers by URL (the
+	// real-operator lane routes them through EndpointSlices instead); etcd
+	// needs no fsync in tests.
+	flags := env.ControlPlane.GetAPIServer().Configure()
+	flags.Set("enable-aggregator-routing", "false")
+	for _, a := range args {
+		for k, v := range a {
+			flags.Set(k, v)
+		}
+	}
 	env.ControlPlane.Etcd = &envtest.Etcd{}
 	env.ControlPlane.Etcd.Configure().Append("unsafe-no-fsync", "true")
 	cfg, err := env.Start()

@@ -1,4 +1,4 @@
-package simulator
+package standin
 
 import (
 	"context"
@@ -11,9 +11,17 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// namespacedKinds are what a KubeVirt namespace holds in this test ground.
-var namespacedKinds = []schema.GroupVersionResource{
-	kubevirtGVR, deploymentGVR, daemonSetGVR, serviceGVR,
+// NamespacedKinds are what a KubeVirt namespace holds in the test ground.
+var NamespacedKinds = []schema.GroupVersionResource{
+	{Group: "kubevirt.io", Version: "v1", Resource: "kubevirts"},
+	{Group: "kubevirt.io", Version: "v1alpha3", Resource: "kubevirts"}, // releases before v0.37 serve only this
+	{Group: "apps", Version: "v1", Resource: "deployments"},
+	{Group: "apps", Version: "v1", Resource: "daemonsets"},
+	{Group: "batch", Version: "v1", Resource: "jobs"},
+	{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+	{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"},
+	{Version: "v1", Resource: "pods"},
+	{Version: "v1", Resource: "services"},
 	{Version: "v1", Resource: "serviceaccounts"},
 	{Version: "v1", Resource: "configmaps"},
 	{Version: "v1", Resource: "secrets"},
@@ -23,13 +31,12 @@ var namespacedKinds = []schema.GroupVersionResource{
 	{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"},
 }
 
-// finalizeNamespace does what kube-controller-manager's namespace controller
-// would (a bare apiserver has none): once the namespace is Terminating it
-// deletes what is inside and, when nothing is left, finalizes it. A KubeVirt
-// CR with a finalizer keeps it Terminating, as in a real cluster. It reports
-// whether there is nothing left to do (no namespace, or one not being
-// deleted).
-func finalizeNamespace(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, name string) (bool, error) {
+// FinalizeNamespace does what kube-controller-manager's namespace
+// controller would: once the namespace is Terminating it deletes what is
+// inside and, when nothing is left, finalizes it. An object with a
+// finalizer keeps it Terminating, as in a real cluster. It reports whether
+// there is nothing left to do (no namespace, or one not being deleted).
+func FinalizeNamespace(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, name string) (bool, error) {
 	ns, err := kube.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return true, nil
@@ -41,7 +48,7 @@ func finalizeNamespace(ctx context.Context, kube kubernetes.Interface, dyn dynam
 		return true, nil
 	}
 	remaining := 0
-	for _, gvr := range namespacedKinds {
+	for _, gvr := range NamespacedKinds {
 		list, err := dyn.Resource(gvr).Namespace(name).List(ctx, metav1.ListOptions{})
 		if apierrors.IsNotFound(err) {
 			continue
