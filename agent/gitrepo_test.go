@@ -57,7 +57,7 @@ func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
 		if err := repo.Write(ctx, "status/c.yaml", []byte{byte('a' + i), '\n'}, "status"); err != nil {
 			t.Fatal(err)
 		}
-		packs := git.UploadPacks()
+		packs := git.Fetches()
 		next, err := repo.Head(ctx, rev)
 		if err != nil {
 			t.Fatal(err)
@@ -66,8 +66,8 @@ func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
 		if err != nil || !strings.HasPrefix(signer, "ssh:") {
 			t.Fatalf("read at a status commit: %q %v", signer, err)
 		}
-		if n := git.UploadPacks() - packs; n != 0 {
-			t.Errorf("status commit %d: poll and read took %d upload-packs, want 0", i+1, n)
+		if n := git.Fetches() - packs; n != 0 {
+			t.Errorf("status commit %d: poll and read took %d fetches, want 0", i+1, n)
 		}
 		rev = next
 	}

@@ -4,14 +4,20 @@
 // ("main@sha1:<hex>"), files are bytes, and a status update is "write this
 // file with this message". Nothing of go-git leaks out of it.
 //
-// Polling asks for one reference advertisement and downloads no pack when
-// the branch has not moved. Reading fetches, at the transport level, only
-// the wanted commit (depth 1), telling the server what is already held (one
-// "have", the shallow boundary), into an in-memory store; no worktree, no
-// tags, no submodules, every read size-capped, and a symlink or other
-// non-regular file at the desired path is an error. Writing builds the
-// status commit from objects (blob, trees, commit), pushes it with the old
-// head as precondition, skips it when the bytes are unchanged, and on a
+// It speaks protocol v2 where the server does (git 2.18 and every large
+// host): a poll is one ls-refs for the one branch, so its cost does not grow
+// with the repository's refs; a read after a change fetches the commit with
+// its root tree (filter tree:1), then only the trees on the desired file's
+// path and its one blob, so its cost does not grow with the repository's
+// files. A server that answers in v0 is remembered and served by go-git:
+// one reference advertisement per poll, a depth-1 fetch with blob:limit
+// where the server filters. Either way packs are read object by object
+// into an in-memory store within caps on inflated bytes (blobs over the cap
+// are hashed as they stream past and dropped), the pack checksum is
+// verified, and there is no worktree, no tags, no submodules; a symlink or
+// other non-regular file at the desired path is an error. Writing builds
+// the status commit from objects (blob, trees, commit), pushes it with the
+// old head as precondition, skips it when the bytes are unchanged, and on a
 // rejected push re-fetches and re-applies on the new head, never forcing.
 // Optionally it verifies that the commit that set the desired file is signed
 // by a trusted OpenPGP or SSH key, and refuses history that no longer

@@ -3,22 +3,40 @@ package gitsource
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
-	"github.com/go-git/go-git/v5/plumbing/object"
+		"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
+// historyLimits keep no blob: history walks need commits and trees only.
+var historyLimits = limits{object: 16 << 20, blob: 0, total: 64 << 20}
+
 // history fetches up to HistoryDepth commits behind head into a scratch
-// store: commits only (filter tree:0) for ancestry, commits and trees
-// (blob:none) to find who changed a file. Without server-side filtering the
-// objects come in full, still bounded by the depth and the byte cap.
-func (s *Source) history(ctx context.Context, head plumbing.Hash, filter packp.Filter) (*memory.Storage, error) {
+// store: commits only (filter tree:0) for ancestry, commits and the trees
+// down to the desired file's folder (tree:<depth>) to find who changed it.
+// Without server-side filtering the objects come in full, blobs are hashed
+// and dropped, and the depth and the caps still bound it.
+func (s *Source) history(ctx context.Context, head plumbing.Hash, filter string) (*memory.Storage, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
+	st := memory.NewStorage()
+	r := &reader{s: s, ctx: ctx}
+	defer r.close()
+	c, err := r.open()
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		if _, err := fetchV2(ctx, c, fetchRequest{wants: []plumbing.Hash{head}, depth: s.cfg.HistoryDepth, filter: filter}, st, historyLimits); err != nil {
+			s.v2http = nil
+			return nil, s.readError(ctx, err, "fetch history from")
+		}
+		return st, nil
+	}
 	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
 	if err != nil {
 		return nil, s.classify(ctx, err, "connect to")
@@ -35,7 +53,7 @@ func (s *Source) history(ctx context.Context, head plumbing.Hash, filter packp.F
 		return nil, s.errorf(ReasonGitUnavailable, false, err, "shallow fetch from %s", s.remote.display)
 	}
 	if adv.Capabilities.Supports(capability.Filter) {
-		req.Filter = filter
+		req.Filter = packp.Filter(filter)
 		_ = req.Capabilities.Set(capability.Filter)
 	}
 	_ = req.Capabilities.Set(capability.NoProgress)
@@ -44,9 +62,8 @@ func (s *Source) history(ctx context.Context, head plumbing.Hash, filter packp.F
 		return nil, s.classify(ctx, err, "fetch history from")
 	}
 	defer resp.Close()
-	st := memory.NewStorage()
-	if err := packfile.UpdateObjectStorage(st, packReader(req.Capabilities, resp)); err != nil {
-		return nil, s.classify(ctx, err, "read the history pack from")
+	if _, err := unpack(packReader(req.Capabilities, resp), st, historyLimits); err != nil {
+		return nil, s.readError(ctx, err, "read the history pack from")
 	}
 	return st, nil
 }
@@ -70,7 +87,10 @@ func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, er
 	if h == a {
 		return true, nil
 	}
-	if err := s.fetch(ctx, h); err != nil {
+	r := &reader{s: s, ctx: ctx}
+	err = r.commit(h)
+	r.close()
+	if err != nil {
 		return false, err
 	}
 	if c, err := object.GetCommit(s.store, h); err == nil {
@@ -80,7 +100,7 @@ func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, er
 			}
 		}
 	}
-	st, err := s.history(ctx, h, packp.FilterTreeDepth(0))
+	st, err := s.history(ctx, h, "tree:0")
 	if err != nil {
 		return false, err
 	}
@@ -122,7 +142,7 @@ func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) 
 	if err != nil {
 		return "", s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
 	}
-	st, err := s.history(ctx, h, packp.FilterBlobNone())
+	st, err := s.history(ctx, h, fmt.Sprintf("tree:%d", strings.Count(p, "/")+1))
 	if err != nil {
 		return "", err
 	}

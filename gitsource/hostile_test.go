@@ -39,6 +39,26 @@ func TestHostileServers(t *testing.T) {
 			w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
 			_, _ = w.Write([]byte("zzzz this is not a pkt-line\n"))
 		}},
+		{"endless v2 ls-refs", func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				w.Header().Set("Content-Type", "application/x-git-upload-pack-advertisement")
+				_, _ = w.Write([]byte("000eversion 2\n000cls-refs\n0012fetch=shallow\n0000"))
+				return
+			}
+			line := []byte("003f" + strings.Repeat("a", 40) + " refs/heads/xxxxxxxxxxxxxxxxxx\n")
+			for r.Context().Err() == nil {
+				if _, err := w.Write(line); err != nil {
+					return
+				}
+			}
+		}},
+		{"v2 packet over the maximum length", func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				_, _ = w.Write([]byte("000eversion 2\n000cls-refs\n0012fetch=shallow\n0000"))
+				return
+			}
+			_, _ = w.Write([]byte("ffff" + strings.Repeat("z", 100)))
+		}},
 		{"headers never sent", func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 		}},

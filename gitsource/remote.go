@@ -72,6 +72,8 @@ func redacted(u *url.URL) string {
 
 // remote bundles the transport, endpoint and auth of the repository.
 type remote struct {
+	http      *http.Client // https only, for protocol v2
+	base      string       // https only: the repository URL
 	endpoint  *transport.Endpoint
 	transport transport.Transport
 	auth      transport.AuthMethod
@@ -138,6 +140,7 @@ func newRemote(u *url.URL, a Auth, cfg Config) (*remote, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 		r.transport = githttp.NewClient(client)
+		r.http, r.base = client, strings.TrimSuffix(u.String(), "/")
 		switch {
 		case a.BearerToken != "":
 			r.auth = &githttp.TokenAuth{Token: string(a.BearerToken)}

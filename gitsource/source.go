@@ -4,16 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -53,10 +49,14 @@ type Source struct {
 
 	mu      sync.Mutex
 	store   *memory.Storage
+	skipped map[plumbing.Hash]int64 // blobs seen but not kept (over the caps)
 	shallow []plumbing.Hash
-	have    plumbing.Hash // newest commit whose tree is in store
+	have    plumbing.Hash // newest commit whose tree is in store (v0)
 	caps    *capability.List
 	fetches int
+
+	protocol int     // 0 not yet known, 1 v0 only, 2 v2
+	v2http   *v2caps // the HTTP server's v2 capabilities, once probed
 }
 
 // compactEvery drops the in-memory store after that many fetches, so a
@@ -89,7 +89,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.PushRetries == 0 {
 		cfg.PushRetries = 5
 	}
-	s := &Source{cfg: cfg, scrubber: newScrubber(cfg.Auth.secrets()...), store: memory.NewStorage()}
+	s := &Source{cfg: cfg, scrubber: newScrubber(cfg.Auth.secrets()...), store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
 	for _, b := range []string{cfg.Branch, cfg.StatusBranch} {
 		if !plumbing.ReferenceName("refs/heads/"+b).IsBranch() || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || b == "" {
 			return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: fmt.Sprintf("branch %q is not a valid branch name", b)}
@@ -135,6 +135,19 @@ func (s *Source) Head(ctx context.Context) (Revision, error) {
 func (s *Source) head(ctx context.Context, branch string) (plumbing.Hash, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
+	c, err := s.v2(ctx)
+	switch {
+	case err == nil:
+		defer c.Close()
+		h, err := lsRefs(ctx, c, branch)
+		if err != nil {
+			s.v2http = nil
+			return plumbing.ZeroHash, s.classify(ctx, err, "list references of")
+		}
+		return h, nil
+	case !errors.Is(err, errV0):
+		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
+	}
 	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
 	if err != nil {
 		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
@@ -156,153 +169,6 @@ func refHash(adv *packp.AdvRefs, branch string) plumbing.Hash {
 		return h
 	}
 	return plumbing.ZeroHash
-}
-
-// fetch makes commit want (and its whole tree) present in the store: a
-// depth-1 upload-pack that sends the shallow boundary and the newest commit
-// already held, so the server sends only what changed.
-func (s *Source) fetch(ctx context.Context, want plumbing.Hash) error {
-	if s.hasTree(want) {
-		return nil // the commit and its tree are here already
-	}
-	if s.fetches >= compactEvery {
-		s.store, s.shallow, s.have, s.fetches = memory.NewStorage(), nil, plumbing.ZeroHash, 0
-	}
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
-	if err != nil {
-		return s.classify(ctx, err, "connect to")
-	}
-	defer sess.Close()
-	caps := s.caps
-	if caps == nil || s.remote.endpoint.Protocol == "ssh" {
-		// SSH streams the advertisement first on every session.
-		adv, err := sess.AdvertisedReferencesContext(ctx)
-		if err != nil {
-			return s.classify(ctx, err, "list references of")
-		}
-		caps = adv.Capabilities
-		s.caps = caps
-	}
-	req := packp.NewUploadPackRequestFromCapabilities(caps)
-	req.Wants = []plumbing.Hash{want}
-	req.Shallows = append([]plumbing.Hash(nil), s.shallow...)
-	req.Depth = packp.DepthCommits(1)
-	if err := req.Capabilities.Set(capability.Shallow); err != nil {
-		return s.errorf(ReasonGitUnavailable, false, err, "shallow fetch from %s", s.remote.display)
-	}
-	if !s.have.IsZero() && s.have != want {
-		req.Haves = []plumbing.Hash{s.have}
-	}
-	_ = req.Capabilities.Set(capability.NoProgress)
-	resp, err := sess.UploadPack(ctx, req)
-	if err != nil {
-		return s.classify(ctx, err, "fetch from")
-	}
-	defer resp.Close()
-	if err := packfile.UpdateObjectStorage(s.store, packReader(req.Capabilities, resp)); err != nil {
-		return s.classify(ctx, err, "read the pack from")
-	}
-	s.applyShallow(resp.ShallowUpdate)
-	s.have = want
-	s.fetches++
-	return nil
-}
-
-func (s *Source) applyShallow(u packp.ShallowUpdate) {
-	out := s.shallow[:0]
-	for _, h := range s.shallow {
-		unshallowed := false
-		for _, x := range u.Unshallows {
-			unshallowed = unshallowed || x == h
-		}
-		if !unshallowed {
-			out = append(out, h)
-		}
-	}
-	for _, h := range u.Shallows {
-		dup := false
-		for _, x := range out {
-			dup = dup || x == h
-		}
-		if !dup {
-			out = append(out, h)
-		}
-	}
-	s.shallow = out
-}
-
-func (s *Source) hasTree(commit plumbing.Hash) bool {
-	c, err := object.GetCommit(s.store, commit)
-	if err != nil {
-		return false
-	}
-	_, err = object.GetTree(s.store, c.TreeHash)
-	return err == nil
-}
-
-// ReadFile returns the file at path in rev, at most max bytes. The blob is
-// read from the object store, never from a checkout: a symlink, directory
-// or submodule at path is an error, and so is a path that does not exist.
-func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, max int64) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, err := rev.hash()
-	if err != nil {
-		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
-	}
-	p, err := cleanPath(filePath)
-	if err != nil {
-		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
-	}
-	if err := s.fetch(ctx, h); err != nil {
-		return nil, err
-	}
-	entry, err := s.entry(h, p)
-	if err != nil {
-		return nil, err
-	}
-	switch entry.Mode {
-	case filemode.Regular, filemode.Executable:
-	case filemode.Symlink:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is a symlink; kvgitops reads regular files only", p, s.cfg.Branch)
-	default:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is not a regular file (mode %s)", p, s.cfg.Branch, entry.Mode)
-	}
-	blob, err := object.GetBlob(s.store, entry.Hash)
-	if err != nil {
-		return nil, s.errorf(ReasonGitUnavailable, false, err, "read %s in %s", p, rev.Short())
-	}
-	if blob.Size > max {
-		return nil, s.errorf(ReasonTooLarge, true, nil, "%s on %s is %d bytes, over the %d-byte limit", p, s.cfg.Branch, blob.Size, max)
-	}
-	r, err := blob.Reader()
-	if err != nil {
-		return nil, s.errorf(ReasonGitUnavailable, false, err, "read %s in %s", p, rev.Short())
-	}
-	defer r.Close()
-	return io.ReadAll(io.LimitReader(r, max))
-}
-
-// entry finds path in the tree of commit.
-func (s *Source) entry(commit plumbing.Hash, p string) (*object.TreeEntry, error) {
-	c, err := object.GetCommit(s.store, commit)
-	if err != nil {
-		return nil, s.errorf(ReasonGitUnavailable, false, err, "read commit %s", commit)
-	}
-	tree, err := object.GetTree(s.store, c.TreeHash)
-	if err != nil {
-		return nil, s.errorf(ReasonGitUnavailable, false, err, "read the tree of %s", commit)
-	}
-	e, err := tree.FindEntry(p)
-	if errors.Is(err, object.ErrEntryNotFound) || errors.Is(err, object.ErrDirectoryNotFound) {
-		return nil, s.errorf(ReasonDesiredFileMissing, true, nil, "%s does not exist on branch %s", p, s.cfg.Branch)
-	}
-	if err != nil {
-		return nil, s.errorf(ReasonGitUnavailable, false, err, "find %s", p)
-	}
-	return e, nil
 }
 
 // cleanPath accepts a relative slash path inside the repository.

@@ -69,7 +69,7 @@ func TestUnchangedPollDownloadsNoPack(t *testing.T) {
 	if _, err := read(t, src, rev, "kubevirt.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	packs, refs := s.UploadPacks(), s.InfoRefs()
+	packs, refs := s.Fetches(), s.Polls()
 	for i := 0; i < 5; i++ {
 		if head(t, src) != rev {
 			t.Fatal("head moved")
@@ -78,11 +78,11 @@ func TestUnchangedPollDownloadsNoPack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if s.UploadPacks() != packs {
-		t.Errorf("5 unchanged polls and reads downloaded %d packs, want 0", s.UploadPacks()-packs)
+	if s.Fetches() != packs {
+		t.Errorf("5 unchanged polls and reads downloaded %d packs, want 0", s.Fetches()-packs)
 	}
-	if got := s.InfoRefs() - refs; got != 5 {
-		t.Errorf("5 polls made %d reference advertisements, want 5", got)
+	if got := s.Polls() - refs; got != 5 {
+		t.Errorf("5 polls made %d reference listings, want 5", got)
 	}
 }
 

@@ -48,7 +48,11 @@ func (s *Source) WriteFile(ctx context.Context, filePath string, data []byte, me
 			return "", err
 		}
 		if !head.IsZero() {
-			if err := s.fetch(ctx, head); err != nil {
+			parts := strings.Split(p, "/")
+			r := &reader{s: s, ctx: ctx}
+			err := r.trees(head, parts[:len(parts)-1])
+			r.close()
+			if err != nil {
 				return "", err
 			}
 		}

@@ -151,7 +151,7 @@ func TestAFastForwardIsCheckedWithoutWalkingHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit(t, u, "kubevirt.yaml", "v2\n")
-	packs := s.UploadPacks()
+	packs := s.Fetches()
 	rev := head(t, src)
 	if ok, err := src.Descends(ctx, rev, old); err != nil || !ok {
 		t.Fatalf("a one-commit fast-forward: %v %v", ok, err)
@@ -159,7 +159,7 @@ func TestAFastForwardIsCheckedWithoutWalkingHistory(t *testing.T) {
 	if got, err := read(t, src, rev, "kubevirt.yaml"); err != nil || got != "v2\n" {
 		t.Fatalf("read: %q %v", got, err)
 	}
-	if n := s.UploadPacks() - packs; n != 1 {
-		t.Errorf("ancestry check and read took %d upload-packs, want 1 (the read's own fetch, no history walk)", n)
+	if n := s.Fetches() - packs; n != 2 {
+		t.Errorf("ancestry check and read took %d fetches, want 2 (the commit with its root tree, then the changed blob; no history walk)", n)
 	}
 }

@@ -38,11 +38,11 @@ func (e *e2e) settleAndCountCommits(n int64) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	polls := e.st.Git.InfoRefs()
+	polls := e.st.Git.Polls()
 	deadline := time.Now().Add(60 * time.Second)
-	for e.st.Git.InfoRefs() < polls+n {
+	for e.st.Git.Polls() < polls+n {
 		if time.Now().After(deadline) {
-			e.t.Fatalf("the agent polled %d times in 60s, want %d", e.st.Git.InfoRefs()-polls, n)
+			e.t.Fatalf("the agent polled %d times in 60s, want %d", e.st.Git.Polls()-polls, n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package gitserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +25,13 @@ type Options struct {
 	Username, Password string // basic auth
 	Token              string // bearer token
 	Branch             string // default "main"
+	// V0Only makes the server speak protocol v0 alone, as servers before
+	// git 2.18 (and ones configured so) do: the Git-Protocol header (and,
+	// over SSH, GIT_PROTOCOL) is ignored.
+	V0Only bool
+	// NoFilter turns off partial-clone filters (uploadpack.allowFilter),
+	// git's own default.
+	NoFilter bool
 }
 
 // Server is a smart-HTTP git server over HTTPS on 127.0.0.1.
@@ -36,6 +45,9 @@ type Server struct {
 	uploadPacks  atomic.Int64
 	receivePacks atomic.Int64
 	infoRefs     atomic.Int64
+	lsRefs       atomic.Int64
+	fetches      atomic.Int64
+	polls        atomic.Int64
 	bytesOut     atomic.Int64
 
 	mu     sync.Mutex
@@ -75,6 +87,9 @@ func New(opts Options) (*Server, error) {
 		},
 	}
 	s.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if opts.V0Only {
+			r.Header.Del("Git-Protocol")
+		}
 		s.count(r)
 		s.mu.Lock()
 		filter := s.filter
@@ -105,7 +120,7 @@ func (s *Server) CreateRepo(name string) error {
 	if _, err := Git(ctx, s.Root, nil, "init", "--quiet", "--bare", "-b", s.Branch, dir); err != nil {
 		return err
 	}
-	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"uploadpack.allowFilter", "true"}} {
+	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"uploadpack.allowFilter", strconv.FormatBool(!s.opts.NoFilter)}} {
 		if _, err := Git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
 		}
@@ -151,14 +166,47 @@ func (s *Server) ReceivePacks() int64 { return s.receivePacks.Load() }
 func (s *Server) InfoRefs() int64     { return s.infoRefs.Load() }
 func (s *Server) BytesOut() int64     { return s.bytesOut.Load() }
 
+// LsRefs counts protocol v2 ls-refs commands.
+func (s *Server) LsRefs() int64 { return s.lsRefs.Load() }
+
+// Fetches counts requests that can send a pack: v0 upload-pack POSTs and
+// v2 fetch commands.
+func (s *Server) Fetches() int64 { return s.fetches.Load() }
+
+// Polls counts reference listings: a v0 upload-pack advertisement (which
+// lists every ref) or a v2 ls-refs.
+func (s *Server) Polls() int64 { return s.polls.Load() }
+
 func (s *Server) count(r *http.Request) {
+	v2 := strings.Contains(r.Header.Get("Git-Protocol"), "version=2")
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/git-upload-pack"):
 		s.uploadPacks.Add(1)
+		if !v2 {
+			s.fetches.Add(1)
+			return
+		}
+		// Peek at the command, then hand git the body untouched.
+		head := make([]byte, 32)
+		n, _ := io.ReadFull(r.Body, head)
+		r.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(head[:n]), r.Body), r.Body}
+		switch {
+		case bytes.Contains(head[:n], []byte("command=ls-refs")):
+			s.lsRefs.Add(1)
+			s.polls.Add(1)
+		case bytes.Contains(head[:n], []byte("command=fetch")):
+			s.fetches.Add(1)
+		}
 	case strings.HasSuffix(r.URL.Path, "/git-receive-pack"):
 		s.receivePacks.Add(1)
 	case strings.HasSuffix(r.URL.Path, "/info/refs"):
 		s.infoRefs.Add(1)
+		if !v2 && r.URL.Query().Get("service") == "git-upload-pack" {
+			s.polls.Add(1)
+		}
 	}
 }
 

@@ -60,6 +60,9 @@ func (s *Server) StartSSH() (*SSHServer, error) {
 		"PubkeyAuthentication yes", "PermitRootLogin prohibit-password", "LogLevel ERROR",
 		"SetEnv GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1",
 	}, "\n") + "\n"
+	if !s.opts.V0Only {
+		config += "AcceptEnv GIT_PROTOCOL\n"
+	}
 	cfgPath := filepath.Join(dir, "sshd_config")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
