@@ -209,7 +209,9 @@ func peakHeapGrowth(f func()) int64 {
 	return peak.Load()
 }
 
-func itoa(i int) string { return string(rune('0'+i/100%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10)) }
+func itoa(i int) string {
+	return string(rune('0'+i/100%10)) + string(rune('0'+i/10%10)) + string(rune('0'+i%10))
+}
 
 // randomText is incompressible-ish text, different per seed.
 func randomText(seed, n int) string {
