@@ -28,7 +28,7 @@ type Agent struct {
 	desiredKey    string // what the desired content is: its bytes, or why it cannot be read
 	desired       *planner.Desired
 	desiredErr    error
-	signer        string
+	from          Provenance
 	cat           *planner.Catalog
 	catAt         time.Time
 	active        *activePlan

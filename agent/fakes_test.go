@@ -52,19 +52,21 @@ func (r *fakeRepo) Head(_ context.Context, since string) (string, error) {
 	return r.rev(len(r.commits) - 1), nil
 }
 
-func (r *fakeRepo) Read(_ context.Context, rev, path string) ([]byte, string, error) {
+func (r *fakeRepo) Read(_ context.Context, rev, path string) ([]byte, agent.Provenance, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i := range r.commits {
 		if r.rev(i) == rev {
 			if b, ok := r.commits[i][path]; ok {
-				return b, "", nil
+				return b, agent.Provenance{}, nil
 			}
-			return nil, "", &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
+			return nil, agent.Provenance{}, &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
 		}
 	}
-	return nil, "", errors.New("no such revision")
+	return nil, agent.Provenance{}, errors.New("no such revision")
 }
+
+func (r *fakeRepo) Accepted(string) {}
 
 func (r *fakeRepo) Write(_ context.Context, path string, data []byte, msg string) error {
 	r.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
@@ -23,7 +24,16 @@ type GitRepo struct {
 	// status commits move the head without touching the desired file, and
 	// must not cost a history walk each.
 	verifiedSum [sha256.Size]byte
-	verifiedBy  string
+	verified    Provenance
+	// accepted is the commit that set the signed content last accepted.
+	accepted string
+}
+
+// Accepted sets the signed commit content must move forward from, once.
+func (g *GitRepo) Accepted(setBy string) {
+	if g.accepted == "" {
+		g.accepted = setBy
+	}
 }
 
 // Head polls the branch and checks ancestry against since.
@@ -45,26 +55,45 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 }
 
 // Read reads a file; when verification is configured and path is the
-// desired file, the commit that set it must be signed by a trusted key.
-func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, string, error) {
+// desired file, the commit that set it must be signed by a trusted key and
+// descend from the signed commit accepted before: an older signed file
+// brought back (a merge whose first parent is an old signed commit, a
+// stale mirror) is refused, whatever path through merges leads to it.
+func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenance, error) {
 	limit := int64(planner.MaxDesiredSize)
 	if path != g.DesiredPath {
 		limit = maxStatusSize
 	}
 	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, limit)
 	if err != nil || path != g.DesiredPath {
-		return data, "", err
+		return data, Provenance{}, err
 	}
 	sum := sha256.Sum256(data)
-	if g.verifiedBy != "" && sum == g.verifiedSum {
-		return data, g.verifiedBy, nil
+	if g.verified.Signer != "" && sum == g.verifiedSum {
+		return data, g.verified, nil
 	}
-	signer, err := g.Source.VerifyFile(ctx, gitsource.Revision(rev), path)
+	v, err := g.Source.VerifyFile(ctx, gitsource.Revision(rev), path)
 	if err != nil {
-		return nil, "", err
+		return nil, Provenance{}, err
 	}
-	g.verifiedSum, g.verifiedBy = sum, signer
-	return data, signer, nil
+	if v.Signer == "" {
+		return data, Provenance{}, nil // signatures are not verified
+	}
+	if g.accepted != "" && string(v.Commit) != g.accepted {
+		ok, err := g.Source.Descends(ctx, v.Commit, gitsource.Revision(g.accepted))
+		if err != nil {
+			return nil, Provenance{}, err
+		}
+		if !ok {
+			return nil, Provenance{}, &gitsource.Error{Reason: gitsource.ReasonStaleSignedContent, Terminal: true,
+				Message: fmt.Sprintf("%s was set by %s (signed by %s), which does not descend from %s, the signed commit accepted before: "+
+					"older signed content brought back (by a merge, or a stale server) is not applied; commit and sign the content again on top of the branch",
+					path, v.Commit.Short(), v.Signer, gitsource.Revision(g.accepted).Short())}
+		}
+	}
+	g.accepted = string(v.Commit)
+	g.verifiedSum, g.verified = sum, Provenance{Signer: v.Signer, SetBy: string(v.Commit)}
+	return data, g.verified, nil
 }
 
 // Write commits the status file; unchanged bytes are not an error.

@@ -50,7 +50,7 @@ func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, signer, err := repo.Read(ctx, rev, "kubevirt.yaml"); err != nil || !strings.HasPrefix(signer, "ssh:") {
+	if _, signer, err := repo.Read(ctx, rev, "kubevirt.yaml"); err != nil || !strings.HasPrefix(signer.Signer, "ssh:") {
 		t.Fatalf("first read: %q %v", signer, err)
 	}
 	for i := 0; i < 3; i++ {
@@ -63,12 +63,107 @@ func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, signer, err := repo.Read(ctx, next, "kubevirt.yaml")
-		if err != nil || !strings.HasPrefix(signer, "ssh:") {
+		if err != nil || !strings.HasPrefix(signer.Signer, "ssh:") {
 			t.Fatalf("read at a status commit: %q %v", signer, err)
 		}
 		if n := git.Fetches() - packs; n != 0 {
 			t.Errorf("status commit %d: poll and read took %d fetches, want 0", i+1, n)
 		}
 		rev = next
+	}
+}
+
+// TestOlderSignedContentCannotComeBack is the replay attack: a writer
+// without the signing key checks out an old signed commit, merges the
+// branch into it with "-s ours" and pushes. The push is a fast-forward and
+// the first-parent walk finds the old signed commit as the setter; the
+// agent must refuse it, in this process and after a restart, and accept
+// new signed content on top of the merge.
+func TestOlderSignedContentCannotComeBack(t *testing.T) {
+	git, err := gitserver.New(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	human, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "signing")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := human.Git(args...)
+		if err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	signed := func(version string) string {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(human.Dir(), "kubevirt.yaml"), []byte(header+"  version: "+version+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("add", "kubevirt.yaml")
+		run("-c", "gpg.format=ssh", "-c", "user.signingkey="+key, "commit", "-q", "-S", "-m", "signed "+version)
+		run("push", "-q", "origin", "HEAD:main")
+		return run("rev-parse", "HEAD")
+	}
+	newRepo := func() *agent.GitRepo {
+		src, err := gitsource.New(gitsource.Config{URL: git.URL(), Auth: gitsource.Auth{CA: git.CertPool()},
+			Verify: &gitsource.VerifyConfig{SSHKeys: []string{strings.TrimSpace(string(pub))}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}
+	}
+	ctx := context.Background()
+	repo := newRepo()
+	readAt := func(r *agent.GitRepo) (string, agent.Provenance, error) {
+		t.Helper()
+		head, err := r.Head(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, from, err := r.Read(ctx, head, "kubevirt.yaml")
+		return string(data), from, err
+	}
+
+	old := signed("v1.7.0")
+	if _, from, err := readAt(repo); err != nil || !strings.HasSuffix(from.SetBy, old) {
+		t.Fatalf("first signed content: %+v %v", from, err)
+	}
+	current := signed("v1.8.4")
+	if _, from, err := readAt(repo); err != nil || !strings.HasSuffix(from.SetBy, current) {
+		t.Fatalf("second signed content: %+v %v", from, err)
+	}
+
+	// The attack: an unsigned "ours" merge on top of the old signed commit.
+	run("checkout", "-q", old)
+	run("-c", "user.name=mallory", "-c", "user.email=m@example.com", "merge", "-q", "-s", "ours", "origin/main", "-m", "merge")
+	run("push", "-q", "origin", "HEAD:main")
+	data, _, err := readAt(repo)
+	if gitsource.ReasonOf(err) != gitsource.ReasonStaleSignedContent || !gitsource.IsTerminal(err) {
+		t.Fatalf("the replayed old content was read: %q %v", data, err)
+	}
+	if !strings.Contains(err.Error(), old[:7]) || !strings.Contains(err.Error(), current[:7]) {
+		t.Errorf("the refusal should name both commits: %v", err)
+	}
+	// After a restart the status file's setBy carries the same protection.
+	restarted := newRepo()
+	restarted.Accepted("main@sha1:" + current)
+	if _, _, err := readAt(restarted); gitsource.ReasonOf(err) != gitsource.ReasonStaleSignedContent {
+		t.Fatalf("after a restart: %v", err)
+	}
+
+	// New signed content on top of the merge moves forward again.
+	newest := signed("v1.8.4\n  method: ImageTag")
+	for _, r := range []*agent.GitRepo{repo, restarted} {
+		if got, from, err := readAt(r); err != nil || !strings.HasSuffix(from.SetBy, newest) || !strings.Contains(got, "ImageTag") {
+			t.Fatalf("new signed content after the merge: %q %+v %v", got, from, err)
+		}
 	}
 }

@@ -14,8 +14,12 @@ type Repo interface {
 	// history was rewritten.
 	Head(ctx context.Context, since string) (string, error)
 	// Read returns a file at a revision and, when signatures are verified,
-	// who signed the commit that set it.
-	Read(ctx context.Context, rev, path string) (data []byte, signer string, err error)
+	// who signed the commit that set it and which commit that was.
+	Read(ctx context.Context, rev, path string) (data []byte, from Provenance, err error)
+	// Accepted tells the repository which signed commit set the desired
+	// content last applied (from the status file, after a restart): signed
+	// content must only move forward from it.
+	Accepted(setBy string)
 	// Write commits a file when its bytes changed.
 	Write(ctx context.Context, path string, data []byte, message string) error
 }
@@ -30,3 +34,10 @@ type Cluster interface {
 
 // CatalogFunc returns the release catalog.
 type CatalogFunc func(ctx context.Context) (*planner.Catalog, error)
+
+// Provenance is where verified content came from: the signer and the
+// commit that set it. Empty when signatures are not verified.
+type Provenance struct {
+	Signer string
+	SetBy  string
+}

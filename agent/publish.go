@@ -34,7 +34,7 @@ func summarizeObserved(o *executor.Observation) ObservedSummary {
 
 func (a *Agent) desiredSummary(resolved string) *DesiredSummary {
 	d := a.desired
-	s := &DesiredSummary{State: string(d.State), Version: d.Version, Resolved: resolved, Signer: a.signer, Digest: a.desiredDigest}
+	s := &DesiredSummary{State: string(d.State), Version: d.Version, Resolved: resolved, Signer: a.from.Signer, SetBy: a.from.SetBy, Digest: a.desiredDigest}
 	if d.Method != planner.MethodAuto {
 		s.Method = string(d.Method)
 	}
@@ -144,7 +144,9 @@ func orDash(s string) string {
 }
 
 // loadPrevious reads the committed status once after start: its history and
-// conditions carry on, and its desired revision is kept when the desired
+// conditions carry on, the signed commit that set the content applied
+// before is where signed content must move forward from, and (see
+// adoptPreviousRevision) its desired revision is kept when the desired
 // bytes are the same. Everything else is only a hint, re-verified before use.
 func (a *Agent) loadPrevious(ctx context.Context, head string) {
 	a.loaded = true
@@ -168,6 +170,18 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 		a.finished = prev.Plan // keeps a restart in a steady state commit-free
 	}
 	a.lastWritten = data
+	if prev.Desired != nil && prev.Desired.SetBy != "" {
+		a.repo.Accepted(prev.Desired.SetBy)
+	}
+}
+
+// adoptPreviousRevision keeps the previous status's desired revision when
+// the desired content is the same as before the restart.
+func (a *Agent) adoptPreviousRevision() {
+	prev := a.prev
+	if prev == nil {
+		return
+	}
 	switch {
 	case prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "":
 		a.desiredRev = prev.DesiredRevision

@@ -42,11 +42,15 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		return false, a.publish(ctx, p)
 	}
 	a.lastSeen = head
+	first := !a.loaded
+	if first {
+		a.loadPrevious(ctx, head)
+	}
 	if err := a.readDesired(ctx, head); err != nil {
 		return false, err
 	}
-	if !a.loaded {
-		a.loadPrevious(ctx, head)
+	if first {
+		a.adoptPreviousRevision()
 	}
 	p.DesiredRevision = a.desiredRev
 
@@ -144,7 +148,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if head == a.readRev {
 		return nil
 	}
-	data, signer, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
+	data, from, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
 	a.cfg.Metrics.gitOp("read", err)
 	if err != nil && !gitsource.IsTerminal(err) {
 		return err
@@ -154,7 +158,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if err == nil {
 		sum := sha256.Sum256(data)
 		digest = hex.EncodeToString(sum[:])[:16]
-		key = "bytes:" + digest + ":" + signer
+		key = "bytes:" + digest + ":" + from.Signer
 	} else {
 		key = "error:" + err.Error()
 	}
@@ -162,7 +166,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 		return nil
 	}
 	a.desiredKey = key
-	a.desiredRev, a.desiredDigest, a.signer = head, digest, signer
+	a.desiredRev, a.desiredDigest, a.from = head, digest, from
 	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		a.desiredRev = ""
 	}

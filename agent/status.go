@@ -63,6 +63,8 @@ type DesiredSummary struct {
 	Method   string `yaml:"method,omitempty"`
 	Approval string `yaml:"approval,omitempty"`
 	Signer   string `yaml:"signer,omitempty"`
+	// SetBy is the signed commit that set the desired content.
+	SetBy  string `yaml:"setBy,omitempty"`
 	Digest   string `yaml:"digest"` // sha256 of the desired file, first 16 hex digits
 }
 

@@ -22,6 +22,7 @@ const (
 	ReasonRepoTooLarge         Reason = "RepoTooLarge"
 	ReasonSignatureInvalid     Reason = "SignatureInvalid"
 	ReasonHistoryRewritten     Reason = "HistoryRewritten"
+	ReasonStaleSignedContent   Reason = "StaleSignedContent"
 	ReasonStatusPushForbidden  Reason = "StatusPushForbidden"
 	ReasonStatusPushFailing    Reason = "StatusPushFailing"
 	ReasonInvalidConfig        Reason = "InvalidConfig"

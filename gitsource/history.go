@@ -125,38 +125,43 @@ func (s *Source) Descends(ctx context.Context, rev, ancestor Revision) (bool, er
 	return false, nil
 }
 
+// Verified is who signed the desired content and the commit that set it.
+type Verified struct {
+	Signer string
+	Commit Revision // the commit that last changed the file
+}
+
 // VerifyFile checks the signature of the commit that last changed path as of
-// rev (walking first parents): exactly one signature by a trusted key. It
-// returns the signer's identity.
-func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) (string, error) {
+// rev (walking first parents): exactly one signature by a trusted key.
+func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) (Verified, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.Verify == nil {
-		return "", nil
+		return Verified{}, nil
 	}
 	h, err := rev.hash()
 	if err != nil {
-		return "", s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+		return Verified{}, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
 	}
 	p, err := cleanPath(filePath)
 	if err != nil {
-		return "", s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+		return Verified{}, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
 	}
 	st, err := s.history(ctx, h, fmt.Sprintf("tree:%d", strings.Count(p, "/")+1))
 	if err != nil {
-		return "", err
+		return Verified{}, err
 	}
 	setter, err := lastChange(st, h, p, s.cfg.HistoryDepth)
 	if err != nil {
-		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
 	}
 	// The message names the commit that set the file, never the head: the
 	// agent's own status commits move the head and must not change it.
 	signer, err := s.cfg.Verify.verify(setter)
 	if err != nil {
-		return "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
 	}
-	return signer, nil
+	return Verified{Signer: signer, Commit: newRevision(s.cfg.Branch, setter.Hash)}, nil
 }
 
 // lastChange walks first parents from head to the newest commit whose

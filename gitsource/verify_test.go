@@ -70,7 +70,8 @@ func TestSSHSignatures(t *testing.T) {
 	if _, err := src.WriteFile(ctx, "status/c.yaml", []byte("x\n"), "status"); err != nil {
 		t.Fatal(err)
 	}
-	signer, err := src.VerifyFile(ctx, head(t, src), "kubevirt.yaml")
+	v, err := src.VerifyFile(ctx, head(t, src), "kubevirt.yaml")
+	signer := v.Signer
 	if err != nil || !strings.HasPrefix(signer, "ssh:SHA256:") {
 		t.Fatalf("signed by the trusted key: %q %v", signer, allErrors.add(err))
 	}
@@ -124,7 +125,8 @@ func TestOpenPGPSignatures(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			pushSignedObject(t, s, "kubevirt.yaml", tt.name+"\n", tt.sign)
-			signer, err := src.VerifyFile(ctx, head(t, src), "kubevirt.yaml")
+			v, err := src.VerifyFile(ctx, head(t, src), "kubevirt.yaml")
+	signer := v.Signer
 			allErrors.add(err)
 			if tt.ok {
 				if err != nil || !strings.Contains(signer, "Platform Team") {
