@@ -65,7 +65,7 @@ type DesiredSummary struct {
 	Signer   string `yaml:"signer,omitempty"`
 	// SetBy is the signed commit that set the desired content.
 	SetBy  string `yaml:"setBy,omitempty"`
-	Digest   string `yaml:"digest"` // sha256 of the desired file, first 16 hex digits
+	Digest string `yaml:"digest"` // sha256 of the desired file, first 16 hex digits
 }
 
 // ObservedSummary is what the cluster runs.

@@ -126,7 +126,7 @@ func TestOpenPGPSignatures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pushSignedObject(t, s, "kubevirt.yaml", tt.name+"\n", tt.sign)
 			v, err := src.VerifyFile(ctx, head(t, src), "kubevirt.yaml")
-	signer := v.Signer
+			signer := v.Signer
 			allErrors.add(err)
 			if tt.ok {
 				if err != nil || !strings.Contains(signer, "Platform Team") {
