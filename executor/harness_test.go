@@ -56,6 +56,7 @@ func start(t testing.TB, o harnessOptions) *harness {
 	if err := testenv.Apply(ctx, env.Config, rbac); err != nil {
 		t.Fatalf("apply deploy/ RBAC: %v", err)
 	}
+	applyAdmissionPolicy(t, env)
 	if o.rollout == 0 {
 		o.rollout = 100 * time.Millisecond
 	}

@@ -96,7 +96,7 @@ func TestDeployBase(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy"} {
+	for _, want := range []string{"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Deployment", "NetworkPolicy", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if !slices.Contains(kinds, want) {
 			t.Errorf("the base has no %s", want)
 		}

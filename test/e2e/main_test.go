@@ -46,7 +46,7 @@ func setup(t *testing.T, o stack.Options) *e2e {
 	t.Helper()
 	env := testenv.Get(t)
 	ctx := t.Context()
-	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml", "rbac-installer.yaml"} {
+	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml", "rbac-installer.yaml", "admission-policy.yaml"} {
 		data, err := os.ReadFile(filepath.Join("..", "..", "deploy", f))
 		if err != nil {
 			t.Fatal(err)

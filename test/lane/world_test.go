@@ -39,7 +39,7 @@ func setup(t *testing.T, instancetypes bool) *world {
 	ctx := t.Context()
 	env := lane.env
 	root, _ := moduleRoot()
-	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml", "rbac-installer.yaml"} {
+	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml", "rbac-installer.yaml", "admission-policy.yaml"} {
 		data, err := os.ReadFile(filepath.Join(root, "deploy", f))
 		if err != nil {
 			t.Fatal(err)
