@@ -47,7 +47,7 @@ operators: ## build KubeVirt's virt-operator for the lane's releases from the Go
 
 .PHONY: test
 test: deps testbin operators ## run every test: unit, real apiserver, real git server, real virt-operator, end-to-end (what CI runs)
-	$(GO) test -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -p 4 -timeout 25m ./...
 
 .PHONY: lane
 lane: deps testbin operators ## the real virt-operator lane alone
