@@ -71,18 +71,22 @@ func (a *Agent) Trigger() {
 
 // Run reconciles until ctx ends: on the interval (with jitter), on Trigger,
 // when a maintenance window opens, right after a step, and after failures
-// with exponential backoff. It returns when ctx is done, with nothing left
-// running.
+// with exponential backoff, which a Trigger does not cut short. It returns
+// when ctx is done, with nothing left running.
 func (a *Agent) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	failures := 0
+	var backingOff time.Time // end of the failure back-off
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
 		case <-a.trigger:
+			if time.Now().Before(backingOff) {
+				continue // a webhook storm must not undo the back-off
+			}
 			if !timer.Stop() {
 				select {
 				case <-timer.C:
@@ -99,6 +103,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case err != nil:
 			failures++
 			wait = a.backoff(failures, err)
+			backingOff = time.Now().Add(wait)
 			a.log.reconcileFailed(err, wait)
 		case again:
 			failures = 0

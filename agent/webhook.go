@@ -7,16 +7,51 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // maxWebhookBody caps a webhook request.
 const maxWebhookBody = 1 << 20
 
+// deliveryHeaders name a delivery the way Git hosts do: a repeated id (a
+// retry, or a captured request replayed) triggers nothing more.
+var deliveryHeaders = []string{"X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Gitea-Delivery", "X-Request-Id"}
+
+// deliveries remembers the last delivery ids seen, oldest first.
+type deliveries struct {
+	mu   sync.Mutex
+	seen map[string]bool
+	ring []string
+}
+
+const rememberDeliveries = 1024
+
+// first records id and reports whether it is new.
+func (d *deliveries) first(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.seen[id] {
+		return false
+	}
+	if d.seen == nil {
+		d.seen = map[string]bool{}
+	}
+	if len(d.ring) == rememberDeliveries {
+		delete(d.seen, d.ring[0])
+		d.ring = d.ring[1:]
+	}
+	d.seen[id] = true
+	d.ring = append(d.ring, id)
+	return true
+}
+
 // WebhookHandler triggers a poll when a request carries a valid HMAC-SHA256
 // of its body under secret: GitHub's X-Hub-Signature-256 or the generic
 // X-Signature, both "sha256=<hex>". It only triggers a poll: the payload is
-// never trusted for anything else.
+// never trusted for anything else. A delivery id seen before (GitHub's
+// X-GitHub-Delivery and its peers) is acknowledged and ignored.
 func (a *Agent) WebhookHandler(secret []byte) http.Handler {
+	var seen deliveries
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -38,6 +73,15 @@ func (a *Agent) WebhookHandler(secret []byte) http.Handler {
 		if !validSignature(secret, body, sig) {
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
+		}
+		for _, h := range deliveryHeaders {
+			if id := r.Header.Get(h); id != "" {
+				if !seen.first(h + ":" + id) {
+					w.WriteHeader(http.StatusOK) // a duplicate: nothing to do
+					return
+				}
+				break
+			}
 		}
 		a.Trigger()
 		w.WriteHeader(http.StatusAccepted)

@@ -72,7 +72,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("%s server: %w", name, err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		srv := newHTTPServer(h, serverTimeouts)
 		wg.Add(2)
 		go func() { defer wg.Done(); _ = srv.Serve(ln) }()
 		go func() {
@@ -217,4 +217,16 @@ func failpointHook(point string, log *slog.Logger) func(string) {
 			os.Exit(137)
 		}
 	}
+}
+
+// timeouts bound how long a client may hold a connection of the agent's
+// servers: a slow header, a slow body (a webhook trickled byte by byte), a
+// slow reader of the answer, an idle keep-alive.
+type timeouts struct{ header, read, write, idle time.Duration }
+
+var serverTimeouts = timeouts{header: 10 * time.Second, read: 30 * time.Second, write: 30 * time.Second, idle: 60 * time.Second}
+
+func newHTTPServer(h http.Handler, t timeouts) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: t.header, ReadTimeout: t.read, WriteTimeout: t.write,
+		IdleTimeout: t.idle, MaxHeaderBytes: 64 << 10}
 }
