@@ -84,7 +84,7 @@ func (h *hop) byImageTag() error {
 	if err := h.e.waitOperatorRollout(h.ctx, h.step.To, h.say); err != nil {
 		return err
 	}
-	return h.e.waitHopRBAC(h.ctx, h.apiVersion(), h.step.To, false, h.say)
+	return h.e.waitHopRBAC(h.ctx, h.apiVersion(), h.step.To, false, rbac.msg, h.say)
 }
 
 func (h *hop) applyOperator() error {

@@ -33,6 +33,7 @@ type KubeVirtState struct {
 	WorkloadUpdateMethods          []string
 	Target, TargetRegistry         string
 	Observed, ObservedRegistry     string
+	OperatorVersion                string // status.operatorVersion: a placeholder before v1.1
 	TargetID, ObservedID           string
 	OutdatedWorkloads              int64 // status.outdatedVirtualMachineInstanceWorkloads
 	Conditions                     []Condition
@@ -233,6 +234,7 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 		UninstallStrategy: s("spec", "uninstallStrategy"),
 		Target:            s("status", "targetKubeVirtVersion"), TargetRegistry: s("status", "targetKubeVirtRegistry"),
 		Observed: s("status", "observedKubeVirtVersion"), ObservedRegistry: s("status", "observedKubeVirtRegistry"),
+		OperatorVersion: s("status", "operatorVersion"),
 		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
 		Finalizers: u.GetFinalizers(),
 	}

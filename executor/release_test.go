@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -155,6 +156,15 @@ func TestHostileServers(t *testing.T) {
 		{"redirect to a metadata address", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://169.254.169.254/latest/meta-data/", http.StatusFound)
 		}, executor.ReasonHostNotAllowed},
+		{"redirect to shared address space (CGNAT)", func(*releases.Server) http.Handler {
+			return http.RedirectHandler("https://100.64.0.1/kubevirt-operator.yaml", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
+		{"redirect to a benchmarking address", func(*releases.Server) http.Handler {
+			return http.RedirectHandler("https://198.18.0.1/kubevirt-operator.yaml", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
+		{"redirect to the metadata address through NAT64", func(*releases.Server) http.Handler {
+			return http.RedirectHandler("https://[64:ff9b::a9fe:a9fe]/latest/meta-data/", http.StatusFound)
+		}, executor.ReasonHostNotAllowed},
 		{"unauthorized", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "secret-token-echo", http.StatusUnauthorized)
@@ -168,7 +178,7 @@ func TestHostileServers(t *testing.T) {
 			srv.Handle(tt.handler(srv))
 			start := time.Now()
 			_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
-				c.HTTP.AllowedHosts = []string{"169.254.169.254"}
+				c.HTTP.AllowedHosts = []string{"169.254.169.254", "100.64.0.1", "198.18.0.1", "64:ff9b::a9fe:a9fe"}
 			}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
 			wantReason(t, err, tt.reason)
 			if strings.Contains(err.Error(), "secret-token-echo") {
@@ -269,5 +279,26 @@ func TestReleaseConfigIsValidated(t *testing.T) {
 		if _, err := executor.NewReleaseClient(cfg); err == nil {
 			t.Errorf("NewReleaseClient(%+v) accepted", cfg)
 		}
+	}
+}
+
+// TestCatalogBytesAreCappedAcrossPages: pages each under the per-page cap
+// but endless in sum stop at the total cap.
+func TestCatalogBytesAreCappedAcrossPages(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	pages := 0
+	pad := strings.Repeat(" ", 6<<20)
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pages++
+		w.Header().Set("Link", fmt.Sprintf(`<https://%s%s?per_page=100&page=%d>; rel="next"`, r.Host, r.URL.Path, pages+1))
+		_, _ = io.WriteString(w, "["+pad+"]")
+	}))
+	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
+	if executor.ReasonOf(err) != executor.ReasonTooLarge || !strings.Contains(err.Error(), "across its pages") {
+		t.Fatalf("endless 6 MiB pages: %v", err)
+	}
+	if pages > 6 {
+		t.Errorf("fetched %d pages of 6 MiB, want at most 6 under the 32 MiB cap", pages)
 	}
 }

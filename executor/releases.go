@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -24,6 +25,8 @@ const (
 const (
 	MaxManifestSize = 8 << 20
 	maxCatalogPages = 20
+	// maxCatalogBytes caps the release list across all its pages.
+	maxCatalogBytes = 32 << 20
 )
 
 // ReleaseConfig says where releases come from. It is agent configuration,
@@ -43,11 +46,14 @@ type ReleaseConfig struct {
 	HTTP  HTTPConfig
 }
 
-// Secret is a credential that never prints.
+// Secret is a credential that never prints: not with fmt, not through
+// slog (text or JSON), not inside a struct marshalled as JSON or YAML.
 type Secret string
 
-func (Secret) String() string   { return "[redacted]" }
-func (Secret) GoString() string { return "[redacted]" }
+func (Secret) String() string               { return "[redacted]" }
+func (Secret) GoString() string             { return "[redacted]" }
+func (Secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // ReleaseClient fetches the release catalog and manifests.
 type ReleaseClient struct {
@@ -116,15 +122,23 @@ func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	next.RawQuery = "per_page=100"
 	seen := map[string]bool{}
 	var items []planner.GitHubRelease
+	left := int64(maxCatalogBytes)
 	for page := 0; ; page++ {
 		if page == maxCatalogPages {
 			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list has more than %d pages", maxCatalogPages)
 		}
+		if left <= 0 {
+			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
+		}
 		seen[next.String()] = true
-		data, header, err := c.http.get(ctx, &next, c.headerFor(&next), planner.MaxCatalogPageSize)
+		data, header, err := c.http.get(ctx, &next, c.headerFor(&next), min(planner.MaxCatalogPageSize, left))
+		if ReasonOf(err) == ReasonTooLarge && left < planner.MaxCatalogPageSize {
+			return nil, terminal(ReasonTooLarge, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
+		}
 		if err != nil {
 			return nil, err
 		}
+		left -= int64(len(data))
 		got, err := planner.ParseGitHubPage(data)
 		if err != nil {
 			return nil, terminal(ReasonMirrorUnavailable, err, "%s: %v", next.Hostname(), err)

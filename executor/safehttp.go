@@ -32,6 +32,20 @@ type HTTPConfig struct {
 	MaxRedirects    int            // default 5
 }
 
+// refusedNetworks are not on the public Internet, beyond what netip's
+// predicates know: shared address space (CGNAT, RFC 6598), benchmarking
+// (RFC 2544), NAT64 (RFC 6052, 6146: it reaches IPv4 addresses, private
+// ones included), "this network", IETF protocol assignments, reserved.
+var refusedNetworks = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
 // metadataAddrs are cloud metadata endpoints, refused unless listed.
 var metadataAddrs = []netip.Addr{
 	netip.MustParseAddr("169.254.169.254"),
@@ -127,6 +141,11 @@ func (s *safeClient) controlDial(network, address string, _ syscall.RawConn) err
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
 		return terminal(ReasonHostNotAllowed, nil, "refusing to dial the non-public address %s", ip)
+	}
+	for _, p := range refusedNetworks {
+		if p.Contains(ip) {
+			return terminal(ReasonHostNotAllowed, nil, "refusing to dial %s, in %s, which is not on the public Internet", ip, p)
+		}
 	}
 	return nil
 }

@@ -148,13 +148,14 @@ func orDash(s string) string {
 // DeploymentFailed fails it (after FailGrace); the RBAC escalation failure
 // returns *errRBAC at once so an ImageTag hop can update the operator first.
 func (e *Executor) waitHop(ctx context.Context, apiVersion, to string, say progress) error {
-	return e.waitHopRBAC(ctx, apiVersion, to, true, say)
+	return e.waitHopRBAC(ctx, apiVersion, to, true, "", say)
 }
 
 // waitHopRBAC is waitHop; with rbacAtOnce false the RBAC failure is waited
-// out like any other (after the operator update it lingers on the CR until
-// the new operator's first pass).
-func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacAtOnce bool, say progress) error {
+// out like any other. After the operator update the old operator's failure
+// (stale) lingers on the CR until the new operator's first pass: it does not
+// count until status.operatorVersion names the new operator.
+func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacAtOnce bool, stale string, say progress) error {
 	say.say("waiting for observedKubeVirtVersion %s", to)
 	var failingSince time.Time
 	last := "no KubeVirt CR"
@@ -169,7 +170,7 @@ func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacA
 			say.say("waiting for observedKubeVirtVersion %s: %s", to, last)
 			lastSaid = last
 		}
-		if msg := deploymentFailed(k); msg != "" && k.Target == to {
+		if msg := deploymentFailed(k); msg != "" && k.Target == to && (msg != stale || k.OperatorVersion == to) {
 			if rbacAtOnce && strings.Contains(msg, rbacMarker) {
 				return false, 0, &errRBAC{msg: msg}
 			}

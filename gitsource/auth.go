@@ -84,7 +84,12 @@ func LoadAuth(dir string) (Auth, error) {
 
 // secrets lists the credential values to scrub from messages.
 func (a Auth) secrets() []string {
-	return []string{string(a.Password), string(a.BearerToken), string(a.Identity)}
+	out := []string{string(a.Password), string(a.BearerToken), string(a.Identity)}
+	if a.Password != "" {
+		// Basic auth travels as base64("user:password"): scrub that form too.
+		out = append(out, a.Username+":"+string(a.Password))
+	}
+	return out
 }
 
 // variants are the forms a secret can be echoed in: as is, URL-encoded,

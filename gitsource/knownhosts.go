@@ -17,6 +17,7 @@ import (
 // hostKeys is a parsed known_hosts file.
 type hostKeys struct {
 	entries []hostKeyEntry
+	revoked []ssh.PublicKey // @revoked: refused for every host
 }
 
 type hostKeyEntry struct {
@@ -36,8 +37,12 @@ func parseKnownHosts(data []byte) (*hostKeys, error) {
 			return nil, fmt.Errorf("known_hosts: %w", err)
 		}
 		rest = next
-		if marker == "@revoked" {
+		switch marker {
+		case "revoked":
+			hk.revoked = append(hk.revoked, key)
 			continue
+		case "cert-authority":
+			continue // host certificates are not supported: the line vouches for no key
 		}
 		hk.entries = append(hk.entries, hostKeyEntry{patterns: hosts, key: key})
 	}
@@ -107,6 +112,11 @@ func wildcard(p, s string) bool {
 // host and fails closed, naming the host and the key algorithm offered.
 func (hk *hostKeys) callback() ssh.HostKeyCallback {
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		for _, r := range hk.revoked {
+			if bytes.Equal(r.Marshal(), key.Marshal()) {
+				return &hostKeyError{msg: fmt.Sprintf("host %s offered a %s key that known_hosts marks @revoked (SHA256 %s)", hostname, key.Type(), ssh.FingerprintSHA256(key))}
+			}
+		}
 		known := hk.keysFor(hostname)
 		for _, k := range known {
 			if bytes.Equal(k.Marshal(), key.Marshal()) {

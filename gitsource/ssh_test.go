@@ -58,6 +58,7 @@ func TestSSHWithKnownHosts(t *testing.T) {
 		{"several keys for the host, one matching", host + " " + otherKey(t) + "\n" + x.KnownHosts() + "\n", true, ""},
 		{"wrong key", host + " " + otherKey(t), false, "offered a ssh-ed25519 key that does not match known_hosts"},
 		{"no entry for the host", "[example.com]:22 " + otherKey(t), false, "is not in known_hosts (it offered a ssh-ed25519 key)"},
+		{"the key listed, and revoked", x.KnownHosts() + "\n@revoked * " + strings.SplitN(x.KnownHosts(), " ", 2)[1] + "\n", false, "marks @revoked"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -70,6 +70,10 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 	if err != nil {
 		return err
 	}
+	if len(hops) > MaxHops {
+		return refuse(ReasonNoUpgradePath, "the path from %s to %s has %d hops, more than the %d a plan may hold: KubeVirt's whole history from v0.17 is about 60; check the release catalog (a mirror listing fabricated releases?)",
+			cur.tag, t.tag, len(hops), MaxHops)
+	}
 	if d.Method == MethodImageTag && StrategyIgnoresImageTag(o.OperatorVersion) {
 		return refuse(ReasonImageTagStrategyBug, "virt-operator %s runs the install strategy with its own image whatever spec.imageTag says (kubevirt#16050, fixed in v1.7.0-rc.1 and v1.8.0): an ImageTag hop to %s would install %s's manifests with %s's images and report success; use method Operator or Auto",
 			o.OperatorVersion, hops[0].tag, o.OperatorVersion, hops[0].tag)

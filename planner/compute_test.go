@@ -2,6 +2,7 @@ package planner_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -379,5 +380,24 @@ func TestPlanContinues(t *testing.T) {
 	other, _ := planner.Compute(mustDesired(t, `  version: v1.9.0`), locked("v1.7.4"), cat)
 	if other.Continues(whole) {
 		t.Errorf("plan to %s must not continue a plan to %s", other.To, whole.To)
+	}
+}
+
+// TestAPlanHoldsAtMostMaxHops: a catalog that lists hundreds of patches of
+// one line (a hostile or broken mirror) cannot make a plan of hundreds of
+// hops; the refusal names the count.
+func TestAPlanHoldsAtMostMaxHops(t *testing.T) {
+	tags := []string{"v1.7.0"}
+	for i := 1; i <= planner.MaxHops+10; i++ {
+		tags = append(tags, fmt.Sprintf("v1.7.%d", i))
+	}
+	last := tags[len(tags)-1]
+	_, err := planner.Compute(mustDesired(t, "  version: "+last), locked("v1.7.0"), catalogOf(t, tags...))
+	if planner.ReasonOf(err) != planner.ReasonNoUpgradePath || !strings.Contains(err.Error(), fmt.Sprintf("%d hops", planner.MaxHops+10)) {
+		t.Fatalf("a %d-hop path: %v", planner.MaxHops+10, err)
+	}
+	// LatestPatch takes the same catalog in one hop.
+	if _, err := planner.Compute(mustDesired(t, "  version: "+last+"\n  pathPolicy: LatestPatch"), locked("v1.7.0"), catalogOf(t, tags...)); err != nil {
+		t.Fatalf("LatestPatch: %v", err)
 	}
 }

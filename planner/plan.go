@@ -8,6 +8,11 @@ import (
 	"slices"
 )
 
+// MaxHops bounds a plan: every KubeVirt line from v0.17 to today with each
+// patch of the installed line is well under it; more means a catalog that
+// is not KubeVirt's.
+const MaxHops = 100
+
 // Action is what a plan does as a whole.
 type Action string
 

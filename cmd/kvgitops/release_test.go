@@ -105,6 +105,10 @@ func TestRunValidatesFlagsFirst(t *testing.T) {
 		{[]string{"run", "--repo-url", "http://github.com/org/repo", "--cluster-name", "c"}, "use https://github.com/org/repo"},
 		{[]string{"run", "--repo-url", "https://github.com/org/repo", "--cluster-name", "c", "--interval", "5"}, `"5" needs a unit, e.g. 5s or 5m`},
 		{[]string{"run", "--repo-url", "https://github.com/org/repo", "--cluster-name", "c", "--git-timeout", "soon"}, `"soon" is not a duration`},
+		{[]string{"run", "--repo-url", "https://github.com/org/repo", "--cluster-name", "c", "--status-path", "./kubevirt.yaml"},
+			`--status-path "./kubevirt.yaml" must not be, or be inside, --desired-path "kubevirt.yaml"`},
+		{[]string{"run", "--repo-url", "https://github.com/org/repo", "--cluster-name", "c", "--desired-path", "clusters/a", "--status-path", "clusters/a/status.yaml"},
+			`must not be, or be inside, --desired-path "clusters/a"`},
 	}
 	for _, tt := range tests {
 		r := kvgitops(t, tt.args...)

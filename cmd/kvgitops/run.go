@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -93,6 +94,9 @@ func (c *runConfig) check() error {
 	if c.statusPath == "" {
 		c.statusPath = "status/" + c.clusterName + ".yaml"
 	}
+	if overlaps(c.statusPath, c.desiredPath) {
+		errs = append(errs, fmt.Errorf("--status-path %q must not be, or be inside, --desired-path %q: the agent would overwrite the file it reads", c.statusPath, c.desiredPath))
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,4 +178,11 @@ func newSource(c runConfig) (*gitsource.Source, error) {
 // catalogFunc reads the catalog from the releases API or a file.
 func catalogFunc(c runConfig) agent.CatalogFunc {
 	return func(ctx context.Context) (*planner.Catalog, error) { return loadCatalog(ctx, c.rel) }
+}
+
+// overlaps reports whether status is desired or lies inside it (or the
+// other way round), comparing cleaned slash paths.
+func overlaps(status, desired string) bool {
+	s, d := path.Clean(strings.TrimPrefix(status, "./")), path.Clean(strings.TrimPrefix(desired, "./"))
+	return s == d || strings.HasPrefix(s, d+"/") || strings.HasPrefix(d, s+"/")
 }

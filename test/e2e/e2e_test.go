@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -169,10 +171,18 @@ func TestTeardownWithLeftovers(t *testing.T) {
 	}
 }
 
+// TestInvalidDesiredFileThenValid also carries the secrets canary: the Git
+// password and the releases API token are canaries, and no form of either
+// may appear in any log line, Kubernetes Event or committed status file.
 func TestInvalidDesiredFileThenValid(t *testing.T) {
-	e := setup(t, stack.Options{})
+	e := setup(t, stack.Options{GitUser: "kvgitops", GitPassword: canaryPassword})
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte(canaryToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer e.noSecretsLeaked("kvgitops")
 	e.commit("  version: 1.10\n", "a typo")
-	e.agent(stack.AgentOptions{})
+	e.agent(stack.AgentOptions{Extra: []string{"--release-token-file", token}})
 	st := e.wait(stack.Phase(agent.PhaseInvalid, ""), "Invalid")
 	if !strings.Contains(st.Message, "spec.version") || st.Reason != "InvalidDesiredState" {
 		t.Errorf("invalid status %s %q", st.Reason, st.Message)

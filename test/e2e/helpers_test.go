@@ -2,19 +2,24 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"net/url"
 	"reflect"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/kvgitops/kvgitops/test/gitserver"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/testenv"
@@ -210,4 +215,55 @@ func number(v any) (float64, bool) {
 		return float64(n), true
 	}
 	return 0, false
+}
+
+// Canaries: secrets whose every form is searched for where a reviewer or
+// an operator could read it.
+const (
+	canaryPassword = "canary-Pa55/word+e2e"
+	canaryToken    = "canary-token-e2e-51d0"
+)
+
+// noSecretsLeaked searches every agent's log, every Event in the cluster
+// and every committed version of the status file for the canaries, raw,
+// URL-escaped and base64 (alone and as basic auth of user).
+func (e *e2e) noSecretsLeaked(user string) {
+	e.t.Helper()
+	var forms []string
+	for _, s := range []string{canaryPassword, canaryToken, user + ":" + canaryPassword} {
+		forms = append(forms, s, url.QueryEscape(s), url.PathEscape(s), base64.StdEncoding.EncodeToString([]byte(s)),
+			base64.RawStdEncoding.EncodeToString([]byte(s)), base64.URLEncoding.EncodeToString([]byte(s)))
+	}
+	texts := map[string]string{}
+	for _, a := range e.agents {
+		var b strings.Builder
+		for _, l := range a.Lines() {
+			fmt.Fprintln(&b, l)
+		}
+		texts["log of "+a.Name] = b.String()
+	}
+	events, err := kubernetes.NewForConfigOrDie(e.st.Admin).CoreV1().Events("").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var ev strings.Builder
+	for _, x := range events.Items {
+		fmt.Fprintln(&ev, x.Reason, x.Message, x.Annotations)
+	}
+	texts["Events"] = ev.String()
+	history, err := gitserver.Git(context.Background(), filepath.Join(e.st.Git.Root, "repo.git"), nil, "log", "-p", "--all")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	texts["the repository's history"] = history
+	if len(events.Items) == 0 || !strings.Contains(history, "status/") {
+		e.t.Errorf("nothing to search: %d Events, status history %t", len(events.Items), strings.Contains(history, "status/"))
+	}
+	for where, text := range texts {
+		for _, f := range forms {
+			if strings.Contains(text, f) {
+				e.t.Errorf("a secret (as %q) appears in %s", f, where)
+			}
+		}
+	}
 }
