@@ -140,7 +140,9 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		"versions":[{"name":"v1","served":true,"storage":true,"schema":{"openAPIV3Schema":{"type":"object"}}}]}}`), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = admin.Resource(crd).Delete(context.Background(), "leases.example.com", metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = admin.Resource(crd).Delete(context.Background(), "leases.example.com", metav1.DeleteOptions{})
+	})
 
 	// Without the policy, RBAC alone lets the agent do each of these.
 	vap := gvr("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings")

@@ -235,7 +235,7 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 		Target:            s("status", "targetKubeVirtVersion"), TargetRegistry: s("status", "targetKubeVirtRegistry"),
 		Observed: s("status", "observedKubeVirtVersion"), ObservedRegistry: s("status", "observedKubeVirtRegistry"),
 		OperatorVersion: s("status", "operatorVersion"),
-		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
+		TargetID:        s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
 		Finalizers: u.GetFinalizers(),
 	}
 	k.OutdatedWorkloads, _, _ = unstructured.NestedInt64(u.Object, "status", "outdatedVirtualMachineInstanceWorkloads")
