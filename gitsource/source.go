@@ -55,6 +55,8 @@ type Source struct {
 	caps    *capability.List
 	fetches int
 
+	pushGuard func(context.Context) error
+
 	protocol int     // 0 not yet known, 1 v0 only, 2 v2
 	v2http   *v2caps // the HTTP server's v2 capabilities, once probed
 }

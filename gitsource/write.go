@@ -63,6 +63,11 @@ func (s *Source) WriteFile(ctx context.Context, filePath string, data []byte, me
 		if err != nil {
 			return "", err
 		}
+		if s.pushGuard != nil {
+			if err := s.pushGuard(ctx); err != nil {
+				return "", s.errorf(ReasonStatusPushFailing, false, nil, "push status: %v", err)
+			}
+		}
 		err = s.push(ctx, branch, head, commit, created)
 		if err == nil {
 			s.have = commit
@@ -243,4 +248,12 @@ func truncate(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// SetPushGuard sets a check made right before every push attempt (the
+// agent's leader fence): a push it refuses is not sent.
+func (s *Source) SetPushGuard(f func(context.Context) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pushGuard = f
 }

@@ -70,7 +70,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	durationVar(fs, &c.retryPeriod, "leader-elect-retry-period", 2*time.Second, "retry period")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logEncoding, "log-encoding", "json", "json or console")
-	fs.StringVar(&c.failpoint, "failpoint", "", "testing only: exit at this executor point (e.g. applied-object-3)")
+	fs.StringVar(&c.failpoint, "failpoint", "", "testing only: exit at this executor point (e.g. applied-object-3), or stop there (applied-object-3:stop)")
 }
 
 // check validates every flag before anything is touched (the cluster, the

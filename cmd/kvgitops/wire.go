@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,14 +9,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
@@ -39,7 +35,20 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
-	exec, err := executor.New(restCfg, executor.Config{
+	var el *election
+	execCfg := restCfg
+	if c.leaderElect {
+		if el, err = newElection(c, restCfg); err != nil {
+			return err
+		}
+		// Every write to the cluster and every status push is made only
+		// while this replica's Lease renewal is fresh.
+		execCfg = rest.CopyConfig(restCfg)
+		execCfg.WrapTransport = el.guard.wrap
+		execCfg.UserAgent = "kvgitops/" + version + " (" + el.id + ")"
+		src.SetPushGuard(el.guard.held)
+	}
+	exec, err := executor.New(execCfg, executor.Config{
 		Namespace: c.kubevirtNamespace, Releases: rc, Logger: log, Hook: failpointHook(c.failpoint, log),
 	})
 	if err != nil {
@@ -50,12 +59,8 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
 	}
-	var el *election
-	if c.leaderElect {
-		if el, err = newElection(c, restCfg); err != nil {
-			return err
-		}
-		acfg.Fence = el.fence
+	if el != nil {
+		acfg.Fence = el.guard.held
 	}
 	a := agent.New(acfg, &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
@@ -110,87 +115,6 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	return el.run(ctx, c, log, health, a)
 }
 
-// election holds a Lease; the agent runs only while it leads.
-type election struct {
-	kube     kubernetes.Interface
-	ns, name string
-	id       string
-	lease    time.Duration
-}
-
-func newElection(c runConfig, restCfg *rest.Config) (*election, error) {
-	ns := c.leaseNamespace
-	if ns == "" {
-		ns = podNamespace()
-	}
-	host, _ := os.Hostname()
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, err
-	}
-	return &election{kube: kube, ns: ns, name: c.leaseName, id: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()), lease: c.leaseDuration}, nil
-}
-
-// fence reads the Lease from the API server: this replica may write only
-// while the Lease names it and has not expired. It closes the window in
-// which a paused leader wakes and acts before noticing it was replaced.
-func (e *election) fence(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	l, err := e.kube.CoordinationV1().Leases(e.ns).Get(ctx, e.name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("check the leader lease: %w", err)
-	}
-	holder := ""
-	if l.Spec.HolderIdentity != nil {
-		holder = *l.Spec.HolderIdentity
-	}
-	if holder != e.id {
-		return fmt.Errorf("the leader lease is held by %q, not by this replica", holder)
-	}
-	if l.Spec.RenewTime != nil && time.Since(l.Spec.RenewTime.Time) > e.lease {
-		return fmt.Errorf("the leader lease expired %s ago", (time.Since(l.Spec.RenewTime.Time) - e.lease).Round(time.Second))
-	}
-	return nil
-}
-
-// run runs the agent only while this replica holds the Lease. Losing it
-// ends the process (the kubelet restarts it as a standby).
-func (e *election) run(ctx context.Context, c runConfig, log *slog.Logger, health *agent.Health, a *agent.Agent) error {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: e.ns, Name: e.name},
-		Client:     e.kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: e.id},
-	}
-	var runErr error
-	lost := false
-	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, LeaseDuration: c.leaseDuration, RenewDeadline: c.renewDeadline, RetryPeriod: c.retryPeriod,
-		ReleaseOnCancel: true, Name: e.name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(ctx context.Context) {
-				log.Info("Leading", "lease", e.ns+"/"+e.name, "identity", e.id)
-				health.SetLeading(true)
-				runErr = a.Run(ctx)
-			},
-			OnStoppedLeading: func() {
-				health.SetLeading(false)
-				if ctx.Err() == nil {
-					lost = true
-				}
-			},
-		},
-	})
-	if err != nil {
-		return err
-	}
-	le.Run(ctx)
-	if lost {
-		return errors.New("lost the leader lease; exiting so a standby takes over")
-	}
-	return runErr
-}
-
 func podNamespace() string {
 	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
 		return strings.TrimSpace(string(b))
@@ -205,17 +129,26 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	return rest.InClusterConfig()
 }
 
-// failpointHook exits the process at a named executor point, as a SIGKILL
-// would (end-to-end fault tests only).
-func failpointHook(point string, log *slog.Logger) func(string) {
-	if point == "" {
+// failpointHook acts at a named executor point (end-to-end fault tests
+// only): "point" exits the process as a SIGKILL would; "point:stop" stops it
+// (SIGSTOP to itself) as a long pause would, until someone sends SIGCONT.
+func failpointHook(spec string, log *slog.Logger) func(string) {
+	if spec == "" {
 		return nil
 	}
+	point, action, _ := strings.Cut(spec, ":")
 	return func(p string) {
-		if p == point {
-			log.Warn("Failpoint reached, exiting", "failpoint", p)
-			os.Exit(137)
+		if p != point {
+			return
 		}
+		if action == "stop" {
+			log.Warn("Failpoint reached, stopping", "failpoint", p)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			log.Warn("Failpoint resumed", "failpoint", p)
+			return
+		}
+		log.Warn("Failpoint reached, exiting", "failpoint", p)
+		os.Exit(137)
 	}
 }
 

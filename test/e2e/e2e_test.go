@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/stack"
+	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
 func hops(pairs ...string) []simulator.Hop {
@@ -334,6 +336,87 @@ func TestSplitBrainStaleLeaderDoesNotAct(t *testing.T) {
 		}
 	}
 	if got, want := e.st.Sim.CompletedHops(), hops("v1.6.6", "v1.7.4"); !slices.Equal(got, want) {
+		t.Errorf("hops %v, want %v", got, want)
+	}
+}
+
+// TestAStaleLeaderPausedMidApplyWritesNothing is the fencing fault (F12): the
+// leader stops itself between two objects of a manifest apply, a standby
+// takes over and finishes that hop and the next, and the old leader is
+// resumed. The apiserver's audit log is the oracle: after it resumes, the
+// old leader makes no write at all (its guard refuses each before it is
+// sent), and it commits no status.
+func TestAStaleLeaderPausedMidApplyWritesNothing(t *testing.T) {
+	e := setup(t, stack.Options{RolloutDelay: 300 * time.Millisecond})
+	le := []string{"--leader-elect", "--leader-elect-namespace", "kvgitops",
+		"--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms", "--leader-elect-retry-period", "300ms"}
+	e.commit("  version: v1.6.6\n", "install")
+	first := e.agent(stack.AgentOptions{Name: "installer", Extra: le})
+	e.succeeded("v1.6.6")
+	first.Stop()
+
+	a := e.agent(stack.AgentOptions{Name: "a", Extra: append(le, "--failpoint", "applied-object-3:stop")})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	leading, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Leading" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := leading.Str("identity")
+	e.commit("  version: v1.7.4\n", "upgrade")
+	if _, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Failpoint reached, stopping" }); err != nil {
+		t.Fatal(err)
+	}
+	before, err := testenv.AuditLog(auditDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(before) == 0 {
+		t.Fatalf("no write by %s in the audit log before the pause: the oracle sees nothing", id)
+	}
+
+	b := e.agent(stack.AgentOptions{Name: "b", Extra: le})
+	if _, err := b.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Leading" }); err != nil {
+		t.Fatal(err)
+	}
+	e.succeeded("v1.7.4")
+	e.commit("  version: v1.8.4\n", "the next hop, while the old leader sleeps")
+	e.succeeded("v1.8.4")
+	statusCommits, _ := e.st.Git.Log("status/e2e.yaml")
+
+	resumed := time.Now()
+	lines := len(a.Lines())
+	if err := a.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stale leader kept running")
+	}
+	after, err := testenv.AuditLog(auditDir, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range after {
+		if ev.At.After(resumed) {
+			t.Errorf("the stale leader wrote after resuming: %s", ev)
+		}
+	}
+	refused := false
+	for _, l := range a.Lines()[lines:] {
+		refused = refused || strings.Contains(fmt.Sprint(l), "not leading")
+		if l.Msg() == "Status committed" {
+			t.Errorf("the stale leader committed a status after resuming: %v", l)
+		}
+	}
+	if !refused {
+		t.Errorf("the stale leader's log does not show a refused write: %v", a.Lines()[lines:])
+	}
+	if now, _ := e.st.Git.Log("status/e2e.yaml"); len(now) != len(statusCommits) {
+		t.Errorf("status commits went from %d to %d after the stale leader resumed", len(statusCommits), len(now))
+	}
+	if got, want := e.st.Sim.CompletedHops(), hops("v1.6.6", "v1.7.4", "v1.8.4"); !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v", got, want)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
-var binary string
+var (
+	binary   string
+	auditDir string // the apiserver's audit log of writes
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -28,7 +31,12 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
-	code := testenv.Main(m)
+	auditDir = dir
+	audit, err := testenv.Audit(dir)
+	if err != nil {
+		panic(err)
+	}
+	code := testenv.MainWith(m, audit)
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }

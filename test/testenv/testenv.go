@@ -100,12 +100,15 @@ var shared *Env
 // Main runs a test package's tests with one control plane shared by all of
 // them. Use it from TestMain: os.Exit(testenv.Main(m)). With -short the
 // control plane is not started and Get skips.
-func Main(m *testing.M) int {
+func Main(m *testing.M) int { return MainWith(m) }
+
+// MainWith is Main with more kube-apiserver flags (see Start).
+func MainWith(m *testing.M, args ...map[string]string) int {
 	flag.Parse()
 	if testing.Short() {
 		return m.Run()
 	}
-	env, err := Start()
+	env, err := Start(args...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv:", err)
 		return 1
