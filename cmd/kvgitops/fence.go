@@ -163,4 +163,3 @@ func (e *election) run(ctx context.Context, c runConfig, log *slog.Logger, healt
 	}
 	return runErr
 }
-
