@@ -42,6 +42,7 @@ type Agent struct {
 	lastWritten   []byte
 	wakeAt        time.Time // a maintenance window opening
 	lastDone      string    // plan id # step index of the step that just succeeded
+	journal       journal
 
 	mu       sync.Mutex
 	snapshot Status
@@ -58,7 +59,14 @@ type failure struct {
 // New builds an agent. It starts nothing.
 func New(cfg Config, repo Repo, cluster Cluster, catalog CatalogFunc) *Agent {
 	cfg.defaults()
-	return &Agent{cfg: cfg, repo: repo, cluster: cluster, catalog: catalog, log: logger{cfg.Logger}, trigger: make(chan struct{}, 1)}
+	return &Agent{cfg: cfg, repo: repo, cluster: cluster, catalog: catalog, log: logger{cfg.Logger}, trigger: make(chan struct{}, 1),
+		journal: journal{store: cfg.Journal}}
+}
+
+func (a *Agent) hook(point string) {
+	if a.cfg.Hook != nil {
+		a.cfg.Hook(point)
+	}
 }
 
 // Trigger asks for a reconcile now (webhook, tests). It never blocks.

@@ -25,6 +25,13 @@ type Config struct {
 	// status commit) and must fail unless this replica still leads: leader
 	// election alone lets a paused leader act once more when it wakes.
 	Fence func(ctx context.Context) error
+	// Journal, when set, keeps each step's intent and outcome durable in
+	// the cluster until a status commit holds them.
+	Journal JournalStore
+	// Identity names this replica in the journal (its leader identity).
+	Identity string
+	// Hook is called at named points of a step (fault tests only).
+	Hook func(point string)
 }
 
 func (c *Config) defaults() {

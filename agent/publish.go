@@ -89,6 +89,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	}
 	p.Workloads = a.workloads
 	p.History = a.history
+	p.Journal = a.journal.shown
 	p.Conditions = a.conditionsFor(p)
 	a.conditions = p.Conditions
 	a.mu.Lock()
@@ -100,7 +101,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 		return fmt.Errorf("render status: %w", err)
 	}
 	if bytes.Equal(data, a.lastWritten) {
-		return nil
+		return a.drain(ctx, p.Journal)
 	}
 	if err := a.fence(ctx); err != nil {
 		return err
@@ -114,6 +115,15 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	}
 	a.lastWritten = data
 	a.log.statusWritten(p.Phase, p.Reason)
+	return a.drain(ctx, p.Journal)
+}
+
+// drain empties the journal in the cluster of what the pushed status holds;
+// a failure is logged, the entries stay and are pushed again.
+func (a *Agent) drain(ctx context.Context, pushed []Entry) error {
+	if err := a.journal.drain(ctx, pushed); err != nil {
+		a.log.journalFailed(err)
+	}
 	return nil
 }
 
@@ -165,6 +175,7 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 		a.history = a.history[:maxHistory]
 	}
 	a.conditions = prev.Conditions
+	a.journal.adopt(prev.Journal)
 	a.workloads = prev.Workloads
 	if prev.Plan != nil && planDone(prev.Plan) {
 		a.finished = prev.Plan // keeps a restart in a steady state commit-free

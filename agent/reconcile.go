@@ -45,6 +45,10 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	first := !a.loaded
 	if first {
 		a.loadPrevious(ctx, head)
+		if err := a.journal.recover(ctx, NewTimestamp(a.cfg.Clock())); err != nil {
+			a.loaded = false // read the journal before anything else is done
+			return false, err
+		}
 	}
 	if err := a.readDesired(ctx, head); err != nil {
 		return false, err
@@ -249,6 +253,15 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		s.State, s.StartedAt = StepPending, nil
 		return false, err
 	}
+	// The intent is durable in the cluster before the cluster is touched.
+	now := a.cfg.Clock()
+	attempt := Entry{ID: entryID(act.plan.ID, i+1, now, a.cfg.Identity), PlanID: act.plan.ID, Step: i + 1, Of: len(act.steps),
+		Type: string(step.Type), From: step.From, To: step.To, State: StepRunning, StartedAt: NewTimestamp(now), By: a.cfg.Identity}
+	if err := a.journal.record(ctx, attempt); err != nil {
+		s.State, s.StartedAt = StepPending, nil
+		return false, fmt.Errorf("not starting %s: %w", where, err)
+	}
+	a.hook("intent-recorded")
 	a.log.stepStarted(i+1, len(act.steps), step)
 	a.cluster.Event(ctx, false, "StepStarted", where)
 
@@ -266,7 +279,15 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 			}
 		},
 	})
+	a.hook("step-finished")
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
+	defer a.hook("outcome-recorded")
+	outcome := func(state, message string) {
+		attempt.State, attempt.FinishedAt, attempt.Message = state, ts(a.cfg.Clock()), planner.Sanitize(message, 300)
+		if err := a.journal.record(ctx, attempt); err != nil {
+			a.log.journalFailed(err) // kept in memory and written with the next status
+		}
+	}
 	if r := executor.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
 		w := res.Workloads
 		a.workloads = workloadStatus(w)
@@ -279,6 +300,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	took := a.cfg.Clock().Sub(startedAt)
 	switch {
 	case err == nil:
+		outcome(StepSucceeded, "")
 		s.State, s.FinishedAt = StepSucceeded, ts(a.cfg.Clock())
 		if res.AlreadyDone {
 			s.Notes = append(s.Notes, "already done when checked")
@@ -289,10 +311,12 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		a.cluster.Event(ctx, false, "StepSucceeded", where)
 		return true, nil
 	case errors.Is(err, executor.ErrStalePlan):
+		outcome(EntryRetrying, err.Error())
 		s.State, s.StartedAt = StepPending, nil
 		a.log.stalePlan(err)
 		return true, nil
 	case executor.IsTerminal(err):
+		outcome(StepFailed, err.Error())
 		reason := string(executor.ReasonOf(err))
 		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
 		a.cfg.Metrics.hop(step, "Failed", took)
@@ -303,6 +327,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		a.finish("Failed", a.failed.message)
 		return false, a.publish(ctx, p)
 	default:
+		outcome(EntryRetrying, err.Error())
 		s.Message = err.Error()
 		p.set(PhaseProgressing, "Retrying", where+": "+err.Error())
 		p.Plan = a.planStatus()

@@ -53,6 +53,9 @@ type Status struct {
 	Workloads       *Workloads      `yaml:"workloads,omitempty"`
 	Conditions      []Condition     `yaml:"conditions"`
 	History         []Run           `yaml:"history,omitempty"`
+	// Journal is every attempt at a step, newest first: intent and outcome,
+	// recorded in the cluster before and after acting, so none is lost.
+	Journal []Entry `yaml:"journal,omitempty"`
 }
 
 // DesiredSummary echoes the desired file.

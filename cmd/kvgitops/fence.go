@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -112,17 +111,12 @@ type election struct {
 	guard    *leaseGuard
 }
 
-func newElection(c runConfig, restCfg *rest.Config) (*election, error) {
-	ns := c.leaseNamespace
-	if ns == "" {
-		ns = podNamespace()
-	}
-	host, _ := os.Hostname()
+func newElection(c runConfig, restCfg *rest.Config, identity string) (*election, error) {
 	kube, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
-	return &election{kube: kube, ns: ns, name: c.leaseName, id: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()),
+	return &election{kube: kube, ns: agentNamespace(c), name: c.leaseName, id: identity,
 		guard: &leaseGuard{deadline: c.renewDeadline}}, nil
 }
 

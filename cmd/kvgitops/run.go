@@ -63,7 +63,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.webhookAddr, "webhook-addr", ":9292", "address of the webhook receiver at /hook (only with --webhook-secret-file)")
 	fs.StringVar(&c.webhookSecretFile, "webhook-secret-file", "", "file with the HMAC secret of webhook requests")
 	fs.BoolVar(&c.leaderElect, "leader-elect", false, "elect a leader on a Lease; only the leader acts")
-	fs.StringVar(&c.leaseNamespace, "leader-elect-namespace", "", "namespace of the Lease (default: the pod's namespace)")
+	fs.StringVar(&c.leaseNamespace, "leader-elect-namespace", "", "namespace of the Lease and of the journal ConfigMap (default: the pod's namespace)")
 	fs.StringVar(&c.leaseName, "leader-elect-name", "kvgitops", "name of the Lease")
 	durationVar(fs, &c.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "lease duration")
 	durationVar(fs, &c.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "renew deadline")

@@ -36,16 +36,16 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	var el *election
-	execCfg := restCfg
+	execCfg := rest.CopyConfig(restCfg)
+	identity := replicaIdentity()
+	execCfg.UserAgent = "kvgitops/" + version + " (" + identity + ")"
 	if c.leaderElect {
-		if el, err = newElection(c, restCfg); err != nil {
+		if el, err = newElection(c, restCfg, identity); err != nil {
 			return err
 		}
 		// Every write to the cluster and every status push is made only
 		// while this replica's Lease renewal is fresh.
-		execCfg = rest.CopyConfig(restCfg)
 		execCfg.WrapTransport = el.guard.wrap
-		execCfg.UserAgent = "kvgitops/" + version + " (" + el.id + ")"
 		src.SetPushGuard(el.guard.held)
 	}
 	exec, err := executor.New(execCfg, executor.Config{
@@ -58,13 +58,14 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	acfg := agent.Config{
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
+		Journal: exec.Journal(agentNamespace(c), journalName), Identity: identity, Hook: failpointHook(c.failpoint, log),
 	}
 	if el != nil {
 		acfg.Fence = el.guard.held
 	}
 	a := agent.New(acfg, &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
-	log.Info("Agent starting", "version", version, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "leaderElect", c.leaderElect)
+	log.Info("Agent starting", "version", version, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "leaderElect", c.leaderElect)
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -113,6 +114,26 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		return a.Run(ctx)
 	}
 	return el.run(ctx, c, log, health, a)
+}
+
+// journalName is the ConfigMap that holds the agent's journal, in its own
+// namespace (deploy/rbac-agent.yaml grants it by this name).
+const journalName = "kvgitops-journal"
+
+// replicaIdentity names this process: in the Lease, the journal and the
+// user agent of every request (so the apiserver's audit log tells
+// replicas apart).
+func replicaIdentity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
+}
+
+// agentNamespace is where the agent keeps its Lease and journal.
+func agentNamespace(c runConfig) string {
+	if c.leaseNamespace != "" {
+		return c.leaseNamespace
+	}
+	return podNamespace()
 }
 
 func podNamespace() string {

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/stack"
@@ -418,5 +421,98 @@ func TestAStaleLeaderPausedMidApplyWritesNothing(t *testing.T) {
 	}
 	if got, want := e.st.Sim.CompletedHops(), hops("v1.6.6", "v1.7.4", "v1.8.4"); !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v", got, want)
+	}
+}
+
+// TestNothingIsLostWhenKilledAtAnyPoint kills the agent (exit 137, as a
+// SIGKILL) at each point between a step's intent, its action, its outcome
+// and the status push, then starts a fresh one. RELIABILITY.md's "nothing
+// lost" invariants are checked against the apiserver's audit log and the
+// status file in Git: every attempt is in the status file with an outcome
+// (Interrupted when the process died before recording one), none is
+// removed, and the killed process touched KubeVirt only after its intent
+// was durable in the journal ConfigMap.
+func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.4.0\n", "install")
+	installer := e.agent(stack.AgentOptions{Name: "installer"})
+	e.succeeded("v1.4.0")
+	installer.Stop()
+	type kill struct {
+		point, target, identity string
+		want                    string // the killed attempt's state in the status file
+	}
+	kills := []*kill{
+		{point: "intent-recorded", target: "v1.5.0", want: agent.EntryInterrupted},
+		{point: "applied-object-3", target: "v1.6.0", want: agent.EntryInterrupted},
+		{point: "step-finished", target: "v1.7.0", want: agent.EntryInterrupted},
+		{point: "outcome-recorded", target: "v1.8.0", want: agent.StepSucceeded},
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	for _, k := range kills {
+		a := e.agent(stack.AgentOptions{Name: "killed-at-" + k.point, Extra: []string{"--failpoint", k.point}})
+		start, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Agent starting" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.identity = start.Str("identity")
+		e.commit("  version: "+k.target+"\n  pathPolicy: LatestPatch\n", "upgrade, killed at "+k.point)
+		select {
+		case <-a.Done():
+		case <-ctx.Done():
+			t.Fatalf("the agent never reached %s", k.point)
+		}
+		fresh := e.agent(stack.AgentOptions{Name: "after-" + k.point})
+		e.succeeded(k.target)
+		fresh.Stop()
+	}
+
+	text, err := e.st.Git.Show("main", "status/e2e.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := agent.ParseStatus([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, en := range st.Journal {
+		t.Logf("journal: %s step %d/%d %s %s->%s %s by %s %s", en.ID, en.Step, en.Of, en.Type, en.From, en.To, en.State, en.By, en.Message)
+		if en.State == agent.StepRunning {
+			t.Errorf("an attempt without an outcome in the status file: %+v", en)
+		}
+	}
+	for _, k := range kills {
+		var mine []agent.Entry
+		for _, en := range st.Journal {
+			if en.By == k.identity {
+				mine = append(mine, en)
+			}
+		}
+		if len(mine) != 1 || mine[0].State != k.want {
+			t.Errorf("killed at %s: its attempts in the status file %+v, want one %s", k.point, mine, k.want)
+		}
+		writes, err := testenv.AuditLog(auditDir, k.identity)
+		if err != nil {
+			t.Fatal(err)
+		}
+		intent := false
+		for _, w := range writes {
+			switch {
+			case w.ObjectRef.Resource == "configmaps" && w.ObjectRef.Name == "kvgitops-journal":
+				intent = true
+			case w.ObjectRef.Resource == "events":
+			case !intent:
+				t.Errorf("killed at %s: %s before any intent was recorded", k.point, w)
+			}
+		}
+	}
+	// Drained: what the status file holds is no longer in the ConfigMap.
+	cm, err := kubernetes.NewForConfigOrDie(e.st.Admin).CoreV1().ConfigMaps("kvgitops").Get(t.Context(), "kvgitops-journal", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := cm.Data["journal.yaml"]; strings.Contains(j, "state:") {
+		t.Errorf("the journal still holds pushed entries:\n%s", j)
 	}
 }
