@@ -161,6 +161,12 @@ func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) 
 	if err != nil {
 		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
 	}
+	if s.cfg.Signer != nil && signer == s.cfg.Signer.identity {
+		// The agent's key signs status commits; it never vouches for what
+		// the cluster should run, even when it is also a trusted key.
+		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s was set by commit %s, signed with the agent's own status-signing key (%s), which signs status commits only",
+			p, s.cfg.Branch, short(setter.Hash), signer)
+	}
 	return Verified{Signer: signer, Commit: newRevision(s.cfg.Branch, setter.Hash)}, nil
 }
 

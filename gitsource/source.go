@@ -38,6 +38,8 @@ type Config struct {
 	// PushRetries bounds re-fetch-and-retry rounds of a rejected push.
 	// Default 5.
 	PushRetries int
+	// Signer, when set, signs every status commit.
+	Signer *CommitSigner
 }
 
 // Source is one Git repository and branch. It is safe for use by one

@@ -130,6 +130,11 @@ func (s *Source) buildCommit(parent plumbing.Hash, p string, data []byte, messag
 	if !parent.IsZero() {
 		c.ParentHashes = []plumbing.Hash{parent}
 	}
+	if s.cfg.Signer != nil {
+		if c.PGPSignature, err = s.cfg.Signer.sign(c); err != nil {
+			return plumbing.ZeroHash, nil, s.errorf(ReasonInvalidConfig, true, err, "sign the status commit")
+		}
+	}
 	h, err := put(c)
 	return h, created, err
 }

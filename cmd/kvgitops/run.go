@@ -29,6 +29,7 @@ type runConfig struct {
 	interval, gitTimeout, catalogRefresh                                time.Duration
 	followRewrites, leaderElect                                         bool
 	leaseNamespace, leaseName                                           string
+	statusSigning, signingSecretDir                                     string
 	leaseDuration, renewDeadline, retryPeriod                           time.Duration
 	rel                                                                 releaseFlags
 }
@@ -42,6 +43,8 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.clusterName, "cluster-name", "", "name of this cluster in the status file (required)")
 	durationVar(fs, &c.interval, "interval", time.Minute, "how often to poll Git")
 	fs.StringVar(&c.gitSecretDir, "git-secret-dir", "", "mounted Git Secret (Flux key names: username, password, bearerToken, identity, known_hosts, ca.crt)")
+	fs.StringVar(&c.statusSigning, "status-signing", "", "sign status commits: openpgp (git.asc, passphrase) or ssh (identity, password), for branches that require signed commits")
+	fs.StringVar(&c.signingSecretDir, "status-signing-secret-dir", "", "mounted Secret with the status-signing key (default --git-secret-dir)")
 	durationVar(fs, &c.gitTimeout, "git-timeout", 30*time.Second, "deadline of each Git operation")
 	fs.StringVar(&c.verifyPGP, "verify-pgp-keys", "", "armored OpenPGP public keys; when set, the commit that sets the desired file must be signed by one")
 	fs.StringVar(&c.verifySSH, "verify-ssh-keys", "", "authorized_keys file of trusted SSH signing keys; when set, the commit that sets the desired file must be signed by one")
@@ -93,6 +96,9 @@ func (c *runConfig) check() error {
 	}
 	if c.statusPath == "" {
 		c.statusPath = "status/" + c.clusterName + ".yaml"
+	}
+	if c.statusSigning != "" && c.statusSigning != "openpgp" && c.statusSigning != "ssh" {
+		errs = append(errs, fmt.Errorf("--status-signing must be openpgp or ssh, got %q", c.statusSigning))
 	}
 	if overlaps(c.statusPath, c.desiredPath) {
 		errs = append(errs, fmt.Errorf("--status-path %q must not be, or be inside, --desired-path %q: the agent would overwrite the file it reads", c.statusPath, c.desiredPath))
@@ -171,6 +177,15 @@ func newSource(c runConfig) (*gitsource.Source, error) {
 			}
 		}
 		cfg.Verify = v
+	}
+	if c.statusSigning != "" {
+		dir := c.signingSecretDir
+		if dir == "" {
+			dir = c.gitSecretDir
+		}
+		if cfg.Signer, err = gitsource.LoadCommitSigner(dir, c.statusSigning); err != nil {
+			return nil, err
+		}
 	}
 	return gitsource.New(cfg)
 }
