@@ -10,7 +10,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
-	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/memory"
 )
 
 // limits bound what one pack may put in memory, whatever the repository
@@ -36,10 +36,53 @@ type unpacked struct {
 
 var errPackOverLimit = errors.New("pack over the inflated-size limit")
 
+// objectStore is what reading a pack needs of a store.
+type objectStore interface {
+	SetEncodedObject(plumbing.EncodedObject) (plumbing.Hash, error)
+	EncodedObject(plumbing.ObjectType, plumbing.Hash) (plumbing.EncodedObject, error)
+}
+
+// unpackInto reads a pack into a scratch store and copies it into st only
+// when the whole pack was good: a pack cut short or corrupt leaves st as it
+// was (a half-read commit and tree must not pass for a complete read).
+func unpackInto(r io.Reader, st *memory.Storage, lim limits) (unpacked, error) {
+	scratch := &layered{top: memory.NewStorage(), base: st}
+	u, err := unpack(r, scratch, lim)
+	if err != nil {
+		return u, err
+	}
+	iter, err := scratch.top.IterEncodedObjects(plumbing.AnyObject)
+	if err != nil {
+		return u, err
+	}
+	return u, iter.ForEach(func(o plumbing.EncodedObject) error {
+		_, err := st.SetEncodedObject(o)
+		return err
+	})
+}
+
+// layered writes to top and reads from top, then base: thin packs find
+// their delta bases in the store the read adds to.
+type layered struct {
+	top  *memory.Storage
+	base objectStore
+}
+
+func (l *layered) SetEncodedObject(o plumbing.EncodedObject) (plumbing.Hash, error) {
+	return l.top.SetEncodedObject(o)
+}
+
+func (l *layered) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	if o, err := l.top.EncodedObject(t, h); err == nil {
+		return o, nil
+	}
+	return l.base.EncodedObject(t, h)
+}
+
 // unpack reads a pack stream into st within lim, verifying its trailing
 // checksum. Deltas are resolved against objects already read or already in
 // st (a thin pack); a delta whose base was skipped is skipped too.
-func unpack(r io.Reader, st storer.EncodedObjectStorer, lim limits) (unpacked, error) {
+func unpack(r io.Reader, st objectStore, lim limits) (unpacked, error) {
 	out := unpacked{skipped: map[plumbing.Hash]int64{}}
 	sum := newTrailer()
 	sc := packfile.NewScanner(io.TeeReader(r, sum))

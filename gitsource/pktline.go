@@ -38,7 +38,7 @@ func newPktReader(r io.Reader) *pktReader {
 func (p *pktReader) next() (pktKind, []byte, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) {
+		if err == io.EOF {
 			return 0, nil, io.ErrUnexpectedEOF
 		}
 		return 0, nil, err
@@ -59,7 +59,10 @@ func (p *pktReader) next() (pktKind, []byte, error) {
 	}
 	b := p.buf[:n-4]
 	if _, err := io.ReadFull(p.r, b); err != nil {
-		return 0, nil, io.ErrUnexpectedEOF
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
 	}
 	if len(b) > 4 && string(b[:4]) == "ERR " {
 		return 0, nil, &serverError{msg: strings.TrimSpace(string(b[4:]))}

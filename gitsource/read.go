@@ -281,7 +281,7 @@ func (s *Source) fetchV0(ctx context.Context, want plumbing.Hash) error {
 		return s.classify(ctx, err, "fetch from")
 	}
 	defer resp.Close()
-	u, err := unpack(packReader(req.Capabilities, resp), s.store, readLimits)
+	u, err := unpackInto(packReader(req.Capabilities, resp), s.store, readLimits)
 	for h, n := range u.skipped {
 		s.skipped[h] = n
 	}

@@ -177,7 +177,7 @@ func fetchV2(ctx context.Context, c v2conn, r fetchRequest, st *memory.Storage, 
 		switch {
 		case k == pktData && l == "packfile":
 			br := &bandReader{p: p}
-			u, err := unpack(br, st, lim)
+			u, err := unpackInto(br, st, lim)
 			if err == nil {
 				_, err = io.Copy(io.Discard, br) // to the flush: SSH reuses the stream
 			}

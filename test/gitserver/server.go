@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -52,6 +53,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	filter func(w http.ResponseWriter, r *http.Request) bool
+	mutate func(r *http.Request, body []byte) []byte
 }
 
 // New starts a server with one empty bare repository named "repo.git".
@@ -80,6 +82,7 @@ func New(opts Options) (*Server, error) {
 	backend := &cgi.Handler{
 		Path:   gitPath,
 		Stderr: io.Discard, // git's own messages (e.g. a lost ref race) are expected in tests
+		Logger: log.New(io.Discard, "", 0), // a client hanging up mid-answer is too
 		Args:   []string{"http-backend"},
 		Env: []string{
 			"GIT_PROJECT_ROOT=" + s.Root, "GIT_HTTP_EXPORT_ALL=1",
@@ -100,6 +103,19 @@ func New(opts Options) (*Server, error) {
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
 			http.Error(w, "authentication required", http.StatusUnauthorized)
+			return
+		}
+		s.mu.Lock()
+		mutate := s.mutate
+		s.mu.Unlock()
+		if mutate != nil {
+			rec := httptest.NewRecorder()
+			backend.ServeHTTP(rec, r)
+			for k, v := range rec.Header() {
+				w.Header()[k] = v
+			}
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(mutate(r, rec.Body.Bytes()))
 			return
 		}
 		backend.ServeHTTP(&countingWriter{ResponseWriter: w, n: &s.bytesOut}, r)
@@ -158,6 +174,14 @@ func (s *Server) Filter(f func(w http.ResponseWriter, r *http.Request) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.filter = f
+}
+
+// Mutate rewrites what git answers before it is sent (a corrupting proxy);
+// nil stops it.
+func (s *Server) Mutate(f func(r *http.Request, body []byte) []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mutate = f
 }
 
 // Counters of requests by kind, and response bytes served by git.
