@@ -81,7 +81,7 @@ func New(opts Options) (*Server, error) {
 	}
 	backend := &cgi.Handler{
 		Path:   gitPath,
-		Stderr: io.Discard, // git's own messages (e.g. a lost ref race) are expected in tests
+		Stderr: io.Discard,                 // git's own messages (e.g. a lost ref race) are expected in tests
 		Logger: log.New(io.Discard, "", 0), // a client hanging up mid-answer is too
 		Args:   []string{"http-backend"},
 		Env: []string{
