@@ -59,6 +59,7 @@ type journal struct {
 	pending []Entry // in the store: not yet pushed in a status commit
 	shown   []Entry // the status file's journal, newest first
 	dirty   bool    // pending changed since the store last accepted it
+	ready   bool    // what the store held after a restart was read
 }
 
 func entryID(planID string, step int, at time.Time, by string) string {
@@ -71,6 +72,7 @@ func entryID(planID string, step int, at time.Time, by string) string {
 // becomes Interrupted and the cluster is observed again.
 func (j *journal) recover(ctx context.Context, at Timestamp) error {
 	if j.store == nil {
+		j.ready = true
 		return nil
 	}
 	data, err := j.store.Load(ctx)
@@ -94,7 +96,11 @@ func (j *journal) recover(ctx context.Context, at Timestamp) error {
 		j.show(e)
 	}
 	j.dirty = len(stored) > 0
-	return j.flush(ctx)
+	if err := j.flush(ctx); err != nil {
+		return err
+	}
+	j.ready = true
+	return nil
 }
 
 // record adds or updates an entry, shows it, and writes the store: the

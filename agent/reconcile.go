@@ -45,9 +45,12 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	first := !a.loaded
 	if first {
 		a.loadPrevious(ctx, head)
+	}
+	if !a.journal.ready {
+		// Needed before any step; a cluster that cannot be read now is
+		// reported below, and the journal read again next time.
 		if err := a.journal.recover(ctx, NewTimestamp(a.cfg.Clock())); err != nil {
-			a.loaded = false // read the journal before anything else is done
-			return false, err
+			a.log.journalFailed(err)
 		}
 	}
 	if err := a.readDesired(ctx, head); err != nil {
@@ -254,6 +257,10 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		return false, err
 	}
 	// The intent is durable in the cluster before the cluster is touched.
+	if !a.journal.ready {
+		s.State, s.StartedAt = StepPending, nil
+		return false, fmt.Errorf("not starting %s: the journal in the cluster has not been read yet", where)
+	}
 	now := a.cfg.Clock()
 	attempt := Entry{ID: entryID(act.plan.ID, i+1, now, a.cfg.Identity), PlanID: act.plan.ID, Step: i + 1, Of: len(act.steps),
 		Type: string(step.Type), From: step.From, To: step.To, State: StepRunning, StartedAt: NewTimestamp(now), By: a.cfg.Identity}

@@ -42,6 +42,12 @@ func (h *hop) byOperator() error {
 			return err
 		}
 	}
+	// The new operator does the hop: one that never becomes available
+	// (a crash loop, a bad image) fails it with the Deployment's reason
+	// instead of a timeout an hour later.
+	if err := h.e.waitOperatorRollout(h.ctx, h.step.To, h.say); err != nil {
+		return err
+	}
 	return h.e.waitHop(h.ctx, h.apiVersion(), h.step.To, h.say)
 }
 
