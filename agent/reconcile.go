@@ -256,6 +256,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		s.State, s.StartedAt = StepPending, nil
 		return false, err
 	}
+	a.hook("planned")
 	// The intent is durable in the cluster before the cluster is touched.
 	if !a.journal.ready {
 		s.State, s.StartedAt = StepPending, nil
