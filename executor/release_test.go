@@ -302,3 +302,94 @@ func TestCatalogBytesAreCappedAcrossPages(t *testing.T) {
 		t.Errorf("fetched %d pages of 6 MiB, want at most 6 under the 32 MiB cap", pages)
 	}
 }
+
+// TestDNSRebindingIsCaughtAtDial (RELIABILITY B17): the release host first
+// resolves to an allowed address, then (on the next connection) to one that
+// is not: the second dial is refused, after DNS, before a byte is sent.
+func TestDNSRebindingIsCaughtAtDial(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	u, _ := url.Parse(srv.URL())
+	dns := newFakeDNS(t, func(name string, n int) (netip.Addr, bool) {
+		if name != "example.com" {
+			return netip.Addr{}, false
+		}
+		if n == 1 {
+			return netip.MustParseAddr("127.0.0.1"), true
+		}
+		return netip.MustParseAddr("127.0.0.2"), true // rebound
+	})
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close") // every request dials again
+		_, _ = w.Write([]byte("[]"))
+	}))
+	c, err := executor.NewReleaseClient(executor.ReleaseConfig{
+		ReleasesURL: "https://example.com:" + u.Port() + releases.ListPath, ManifestBaseURL: "https://example.com:" + u.Port() + releases.DownloadPath,
+		HTTP: executor.HTTPConfig{RootCAs: srv.CertPool(), Resolver: dns.resolver(), AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Catalog(t.Context()); err != nil {
+		t.Fatalf("the first resolution is allowed: %v", err)
+	}
+	before := srv.Requests()
+	_, err = c.OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+	wantReason(t, err, executor.ReasonHostNotAllowed)
+	if !strings.Contains(err.Error(), "127.0.0.2") || srv.Requests() != before {
+		t.Errorf("rebound: %v (requests %d → %d)", err, before, srv.Requests())
+	}
+}
+
+// TestLookalikeHostsAreNeverResolved (B18): redirects to typosquats,
+// suffix tricks and userinfo tricks are refused by name, before DNS.
+func TestLookalikeHostsAreNeverResolved(t *testing.T) {
+	dns := newFakeDNS(t, func(string, int) (netip.Addr, bool) { return netip.MustParseAddr("127.0.0.1"), true })
+	for _, target := range []string{"https://githvb.com/x", "https://github.com.evil.io/x", "https://github.com@evil.io/x", "https://objects.githubusercontent.com.evil.io/x"} {
+		srv := releases.NewServer(nil)
+		srv.Handle(http.RedirectHandler(target, http.StatusFound))
+		_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+			c.HTTP.Resolver = dns.resolver()
+			c.HTTP.AllowedHosts = []string{"github.com", "objects.githubusercontent.com"}
+		}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+		srv.Close()
+		wantReason(t, err, executor.ReasonHostNotAllowed)
+	}
+	for _, name := range []string{"githvb.com", "github.com.evil.io", "evil.io", "objects.githubusercontent.com.evil.io"} {
+		if n := dns.count(name); n != 0 {
+			t.Errorf("%s was resolved %d times", name, n)
+		}
+	}
+}
+
+// TestHeadersNeverSent (B27): a server that accepts and never answers is a
+// MirrorTimeout at the header deadline.
+func TestHeadersNeverSent(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	start := time.Now()
+	_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) { c.HTTP.HeaderTimeout = 500 * time.Millisecond }).Catalog(t.Context())
+	wantReason(t, err, executor.ReasonMirrorTimeout)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s past a 500 ms header deadline", d)
+	}
+}
+
+// TestAPageThatPointsToItself (B41): the release list's next link loops;
+// the client stops at the first repeat.
+func TestAPageThatPointsToItself(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", fmt.Sprintf(`<https://%s%s?%s>; rel="next"`, r.Host, r.URL.Path, r.URL.RawQuery))
+		_, _ = w.Write([]byte("[]"))
+	}))
+	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
+	if executor.ReasonOf(err) != executor.ReasonMirrorUnavailable || !strings.Contains(err.Error(), "loop") {
+		t.Fatalf("a self-referencing page: %v", err)
+	}
+	if n := srv.Requests(); n != 1 {
+		t.Errorf("%d requests for a page that points to itself, want 1", n)
+	}
+}

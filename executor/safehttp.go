@@ -30,6 +30,10 @@ type HTTPConfig struct {
 	Timeout         time.Duration  // whole request including the body; default 60s
 	IdleTimeout     time.Duration  // between two reads of the body; default 15s
 	MaxRedirects    int            // default 5
+	HeaderTimeout   time.Duration  // until the response headers; default 20s
+	// Resolver resolves host names; nil is the system's. Every address it
+	// returns is checked at dial time all the same.
+	Resolver *net.Resolver
 }
 
 // refusedNetworks are not on the public Internet, beyond what netip's
@@ -72,17 +76,20 @@ func newSafeClient(cfg HTTPConfig) *safeClient {
 	if cfg.MaxRedirects == 0 {
 		cfg.MaxRedirects = 5
 	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = 20 * time.Second
+	}
 	s := &safeClient{cfg: cfg, hosts: map[string]bool{}}
 	for _, h := range cfg.AllowedHosts {
 		s.hosts[strings.ToLower(h)] = true
 	}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.controlDial}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: s.controlDial, Resolver: cfg.Resolver}
 	transport := &http.Transport{
 		Proxy:                 nil, // a proxy would hide the address we check
 		DialContext:           dialer.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 20 * time.Second,
+		ResponseHeaderTimeout: cfg.HeaderTimeout,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   2,
 		ForceAttemptHTTP2:     true,
