@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -533,5 +534,82 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 				t.Errorf("killed at %s: %s before any intent was recorded", k.point, w)
 			}
 		}
+	}
+}
+
+// TestTheAgentNeedsNoWritableDisk (RELIABILITY F25): the agent runs with a
+// read-only root file system (a mount namespace of its own), as the
+// Deployment's readOnlyRootFilesystem asks: it installs and upgrades, so
+// no step needs a disk (Git objects live in memory).
+func TestTheAgentNeedsNoWritableDisk(t *testing.T) {
+	e := setup(t, stack.Options{})
+	readOnly := []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", `mount --bind -o ro / / && exec "$0" "$@"`}
+	if err := exec.Command(readOnly[0], append(readOnly[1:], "true")...).Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("cannot make a read-only mount namespace here: %v", err)
+		}
+		t.Skipf("cannot make a read-only mount namespace here: %v", err)
+	}
+	e.commit("  version: v1.7.4\n", "install")
+	a := e.agent(stack.AgentOptions{Wrap: readOnly})
+	e.succeeded("v1.7.4")
+	e.commit("  version: v1.8.4\n", "upgrade")
+	e.succeeded("v1.8.4")
+	for _, l := range a.Lines() {
+		if strings.Contains(fmt.Sprint(l), "read-only file system") {
+			t.Errorf("the agent tried to write to disk: %v", l)
+		}
+	}
+}
+
+// TestSIGTERMMidHopHandsOver (F21): a drained node stops the leader mid-hop
+// with SIGTERM: it exits promptly, releases the Lease (a standby does not
+// wait for it to expire), and the standby finishes the hop; the journal
+// shows the cut-short attempt.
+func TestSIGTERMMidHopHandsOver(t *testing.T) {
+	e := setup(t, stack.Options{RolloutDelay: 3 * time.Second})
+	le := []string{"--leader-elect", "--leader-elect-namespace", "kvgitops",
+		"--leader-elect-lease-duration", "15s", "--leader-elect-renew-deadline", "10s", "--leader-elect-retry-period", "1s"}
+	e.commit("  version: v1.7.4\n", "install")
+	a := e.agent(stack.AgentOptions{Name: "a", Extra: le})
+	e.succeeded("v1.7.4")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	e.commit("  version: v1.8.4\n", "upgrade")
+	if _, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == "v1.8.4" }); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	if err := a.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not exit within 10 s of SIGTERM")
+	}
+	lease, err := kubernetes.NewForConfigOrDie(e.st.Admin).CoordinationV1().Leases("kvgitops").Get(t.Context(), "kvgitops", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := lease.Spec.HolderIdentity; h != nil && *h != "" {
+		t.Errorf("the Lease is still held by %q after SIGTERM", *h)
+	}
+	b := e.agent(stack.AgentOptions{Name: "b", Extra: le})
+	if _, err := b.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Leading" }); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(stopped); d > 14*time.Second {
+		t.Errorf("the standby led %s after SIGTERM: it waited for the 15 s lease to expire", d)
+	}
+	st := e.succeeded("v1.8.4")
+	var states []string
+	for _, en := range st.Journal {
+		if en.To == "v1.8.4" {
+			states = append(states, en.State)
+		}
+	}
+	if !slices.Contains(states, agent.StepSucceeded) || len(states) < 2 {
+		t.Errorf("the journal of the hop %v: want the cut-short attempt and the one that finished: %+v", states, st.Journal)
 	}
 }

@@ -46,6 +46,10 @@ type AgentOptions struct {
 	Env         []string
 	Kubeconfig  string // default the stack's admin kubeconfig
 	Impersonate *rest.ImpersonationConfig
+	// Wrap runs the binary through a command (e.g. a mount namespace with a
+	// read-only root): Wrap[0] is run with Wrap[1:], then the binary and
+	// its arguments.
+	Wrap []string
 }
 
 // Args are the flags a user would give `kvgitops run` against this stack.
@@ -88,6 +92,9 @@ func (s *Stack) StartAgent(o AgentOptions) (*Agent, error) {
 		return nil, err
 	}
 	cmd := exec.Command(s.Binary, s.Args(o)...)
+	if len(o.Wrap) > 0 {
+		cmd = exec.Command(o.Wrap[0], append(append(o.Wrap[1:], s.Binary), s.Args(o)...)...)
+	}
 	cmd.Env = append(os.Environ(), o.Env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
