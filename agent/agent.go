@@ -43,6 +43,7 @@ type Agent struct {
 	wakeAt        time.Time // a maintenance window opening
 	lastDone      string    // plan id # step index of the step that just succeeded
 	journal       journal
+	pushFailure   string // the reason of the last failed status push, until one succeeds
 
 	mu       sync.Mutex
 	snapshot Status

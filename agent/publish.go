@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -111,8 +112,15 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	a.cfg.Metrics.gitOp("push", err)
 	if err != nil {
 		a.cfg.Metrics.statusPushFailed()
+		// The status is not on the critical path, so its failure must be
+		// visible elsewhere: one Warning Event per distinct reason.
+		if r := string(gitsource.ReasonOf(err)); r != "" && r != a.pushFailure {
+			a.pushFailure = r
+			a.cluster.Event(ctx, true, r, "the status file cannot be pushed to Git: "+err.Error())
+		}
 		return err
 	}
+	a.pushFailure = ""
 	a.lastWritten = data
 	a.log.statusWritten(p.Phase, p.Reason)
 	return a.drain(ctx, p.Journal)

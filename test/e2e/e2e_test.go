@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -611,5 +612,106 @@ func TestSIGTERMMidHopHandsOver(t *testing.T) {
 	}
 	if !slices.Contains(states, agent.StepSucceeded) || len(states) < 2 {
 		t.Errorf("the journal of the hop %v: want the cut-short attempt and the one that finished: %+v", states, st.Journal)
+	}
+}
+
+// TestAForbiddenPushDoesNotStopTheCluster (RELIABILITY F11): branch
+// protection refuses the agent's pushes. The cluster is still reconciled,
+// and the failure is visible where operators look: a Warning Event, once.
+func TestAForbiddenPushDoesNotStopTheCluster(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n", "install")
+	e.st.Git.Filter(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.Contains(r.URL.RawQuery, "git-receive-pack") || strings.HasSuffix(r.URL.Path, "git-receive-pack") {
+			http.Error(w, "protected branch", http.StatusForbidden)
+			return true
+		}
+		return false
+	})
+	e.agent(stack.AgentOptions{})
+	if err := e.st.Sim.WaitFor(t.Context(), simulator.Has(simulator.HopCompleted, "v1.7.4")); err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(e.st.Admin)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		evs, err := kube.CoreV1().Events("").List(t.Context(), metav1.ListOptions{FieldSelector: "reason=StatusPushForbidden"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs.Items) == 1 && evs.Items[0].Type == "Warning" {
+			break
+		}
+		if len(evs.Items) > 1 || time.Now().After(deadline) {
+			t.Fatalf("%d StatusPushForbidden Events, want exactly one Warning", len(evs.Items))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if log, _ := e.st.Git.Log("status/e2e.yaml"); len(log) != 0 {
+		t.Errorf("status commits got through a forbidden branch: %v", log)
+	}
+}
+
+// TestCredentialsInTheRepositoryAreIgnored (B43): a kubeconfig and Git
+// credentials committed beside the desired file are never read: the
+// cluster they name (a listener of this test) sees no connection.
+func TestCredentialsInTheRepositoryAreIgnored(t *testing.T) {
+	e := setup(t, stack.Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dialed atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			dialed.Add(1)
+			_ = c.Close()
+		}
+	}()
+	kubeconfig := "apiVersion: v1\nkind: Config\nclusters:\n- name: x\n  cluster: {server: https://" + ln.Addr().String() + "}\ncontexts:\n- name: x\n  context: {cluster: x, user: x}\ncurrent-context: x\nusers:\n- name: x\n  user: {token: stolen}\n"
+	if _, err := e.st.Human.CommitFiles("committed by mistake", map[string][]byte{
+		"kubeconfig": []byte(kubeconfig), ".kube/config": []byte(kubeconfig),
+		".git-credentials": []byte("https://user:pw@" + ln.Addr().String() + "\n"),
+		"kubevirt.yaml":    stack.DesiredFile("  version: v1.7.4\n"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	if n := dialed.Load(); n != 0 {
+		t.Errorf("the cluster of a kubeconfig in the repository was dialed %d times", n)
+	}
+}
+
+// TestARewoundBranchAppliesNothing (B30, F24): the server serves an older
+// head than the one applied (a force-push, a stale replica): the agent
+// stalls with HistoryRewritten and the cluster stays where it is: no
+// downgrade attempt, no plan.
+func TestARewoundBranchAppliesNothing(t *testing.T) {
+	e := setup(t, stack.Options{})
+	old := e.commit("  version: v1.7.4\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	e.commit("  version: v1.8.4\n", "upgrade")
+	e.succeeded("v1.8.4")
+	hops := e.st.Sim.CompletedHops()
+	if err := e.st.Git.ForcePush(old); err != nil {
+		t.Fatal(err)
+	}
+	st := e.wait(func(s agent.Status) bool { return s.Reason == "HistoryRewritten" }, "HistoryRewritten")
+	if st.Phase != agent.PhaseInvalid {
+		t.Errorf("phase %s", st.Phase)
+	}
+	time.Sleep(2 * time.Second) // two polls
+	if got := e.st.Sim.CompletedHops(); !slices.Equal(got, hops) {
+		t.Errorf("hops after the rewind %v, want %v", got, hops)
+	}
+	if len(e.st.Sim.Violations()) != 0 {
+		t.Errorf("violations: %v", e.st.Sim.Violations())
 	}
 }
