@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,8 +20,9 @@ const KubeVersion = "1.37.2"
 // Env is a running control plane.
 type Env struct {
 	// Config is the admin (system:masters) connection.
-	Config *rest.Config
-	env    *envtest.Environment
+	Config    *rest.Config
+	env       *envtest.Environment
+	restarted []*exec.Cmd // apiservers RestartAPIServer started
 }
 
 // AssetsDir finds the control-plane binaries: $KUBEBUILDER_ASSETS, else the
@@ -79,7 +81,13 @@ func Start(args ...map[string]string) (*Env, error) {
 }
 
 // Stop stops the control plane and removes its data.
-func (e *Env) Stop() error { return e.env.Stop() }
+func (e *Env) Stop() error {
+	for _, c := range e.restarted {
+		_ = c.Process.Kill()
+		_ = c.Wait()
+	}
+	return e.env.Stop()
+}
 
 // APIServerURL is the apiserver's address.
 func (e *Env) APIServerURL() string { return e.Config.Host }
