@@ -44,6 +44,8 @@ type Agent struct {
 	lastDone      string    // plan id # step index of the step that just succeeded
 	journal       journal
 	pushFailure   string // the reason of the last failed status push, until one succeeds
+	applied       *planner.Applied
+	driftSaid     string // the drift last announced by an Event
 
 	mu       sync.Mutex
 	snapshot Status

@@ -3,15 +3,19 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"path"
 	"time"
 )
 
 // Config configures an Agent. Zero values take the defaults.
 type Config struct {
 	ClusterName string
-	DesiredPath string        // default "kubevirt.yaml"
-	StatusPath  string        // default "status/<cluster>.yaml"
-	Interval    time.Duration // default 1m
+	DesiredPath string // default "kubevirt.yaml"
+	// RisksPath is the repository's own upgrade-risks file, optional.
+	// Default "kubevirt-risks.yaml" beside the desired file.
+	RisksPath  string
+	StatusPath string        // default "status/<cluster>.yaml"
+	Interval   time.Duration // default 1m
 	// Jitter spreads polls of many agents: each wait is Interval ± Jitter.
 	Jitter float64 // default 0.1
 	// CatalogRefresh is how long a fetched catalog is used. Default 15m.
@@ -40,6 +44,9 @@ func (c *Config) defaults() {
 	}
 	if c.DesiredPath == "" {
 		c.DesiredPath = "kubevirt.yaml"
+	}
+	if c.RisksPath == "" {
+		c.RisksPath = path.Join(path.Dir(c.DesiredPath), "kubevirt-risks.yaml")
 	}
 	if c.StatusPath == "" {
 		c.StatusPath = "status/" + c.ClusterName + ".yaml"

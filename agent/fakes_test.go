@@ -101,6 +101,8 @@ type fakeCluster struct {
 	underWay   string // a hop already moving the cluster to this version
 	noop       bool   // steps succeed without changing anything
 	settling   bool   // observed == target, not ready yet
+	imageTag   string // spec.imageTag, set by hand in drift tests
+	restored   int    // RestoreCR calls that wrote
 }
 
 func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
@@ -123,7 +125,8 @@ func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
 		if c.underWay != "" {
 			target = c.underWay
 		}
-		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, Phase: "Deployed", Conditions: []executor.Condition{
+		o.ImageTag = c.imageTag
+		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, ImageTag: c.imageTag, Phase: "Deployed", Conditions: []executor.Condition{
 			{Type: "Available", Status: "True"}, {Type: "Progressing", Status: "False"}, {Type: "Degraded", Status: "False"}}}
 		if c.settling {
 			o.KubeVirt.Conditions = []executor.Condition{{Type: "Available", Status: "False", Reason: "DeploymentInProgress"}, {Type: "Progressing", Status: "True"}, {Type: "Degraded", Status: "False"}}
@@ -157,6 +160,17 @@ func (c *fakeCluster) Event(_ context.Context, warning bool, reason, msg string)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, reason)
+}
+
+func (c *fakeCluster) RestoreCR(_ context.Context, version, imageTag, _ string) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.installed != version || c.underWay != "" || c.imageTag == imageTag {
+		return false, nil
+	}
+	c.imageTag = imageTag
+	c.restored++
+	return true, nil
 }
 
 func (c *fakeCluster) steps() []string {

@@ -30,6 +30,9 @@ type Cluster interface {
 	Run(ctx context.Context, step planner.Step, opts executor.StepOptions) (executor.StepResult, error)
 	// Event records a Kubernetes Event about KubeVirt; best effort.
 	Event(ctx context.Context, warning bool, reason, message string)
+	// RestoreCR puts spec.imageTag and spec.imageRegistry back while the
+	// operator still targets and runs version; it reports whether it wrote.
+	RestoreCR(ctx context.Context, version, imageTag, imageRegistry string) (bool, error)
 }
 
 // CatalogFunc returns the release catalog.

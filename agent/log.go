@@ -36,3 +36,6 @@ func (g logger) catalogStale(err error) {
 func (g logger) previousStatusIgnored(err error) {
 	g.l.Warn("Previous status file ignored", "error", err)
 }
+func (g logger) driftDetected(msg string) {
+	g.l.Warn("Drift detected", "message", planner.Sanitize(msg, planner.MaxMessage))
+}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ type Metrics struct {
 	phaseInfo      *prometheus.GaugeVec
 	pushFailures   prometheus.Counter
 	outdatedVMIs   prometheus.Gauge
+	checks         *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics on a registry of their own (plus the Go
@@ -45,8 +47,9 @@ func NewMetrics() *Metrics {
 	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_phase", Help: "The status phase (1 for the current one)."}, []string{"phase"})
 	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_status_push_failures_total", Help: "Status commits that could not be pushed."})
 	m.outdatedVMIs = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_outdated_vmis", Help: "VMIs running a virt-launcher older than the installed KubeVirt."})
+	m.checks = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_preflight_checks", Help: "Preflight checks of the current plan that warn or refuse, by check."}, []string{"check", "result"})
 	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
-		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs,
+		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs, m.checks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -79,7 +82,20 @@ func (m *Metrics) hop(s planner.Step, res string, d time.Duration) {
 	m.hopDuration.WithLabelValues(string(s.Type), res).Observe(d.Seconds())
 }
 
+// preflight counts the warnings and refusals of the current plan by check
+// (KnownRisk/KV-16386 counts as KnownRisk).
+func (m *Metrics) preflight(checks []planner.Check) {
+	m.checks.Reset()
+	for _, c := range checks {
+		if c.Result == planner.CheckWarn || c.Result == planner.CheckRefuse {
+			name, _, _ := strings.Cut(c.Name, "/")
+			m.checks.WithLabelValues(name, string(c.Result)).Inc()
+		}
+	}
+}
+
 func (m *Metrics) plan(p planner.Plan) {
+	m.preflight(p.Checks)
 	m.planHops.Set(float64(len(p.Steps)))
 	m.desiredVersion.Reset()
 	if p.To != "" {

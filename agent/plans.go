@@ -143,6 +143,7 @@ func (a *Agent) planStatus() *PlanStatus {
 			Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, Workloads: o.Workloads > 0, Strategy: o.UninstallStrategy,
 			Leftovers: o.Leftovers > 0,
 		},
-		Steps: append([]StepStatus(nil), act.steps...),
+		Steps:  append([]StepStatus(nil), act.steps...),
+		Checks: act.plan.Checks,
 	}
 }

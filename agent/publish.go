@@ -42,6 +42,16 @@ func (a *Agent) desiredSummary(resolved string) *DesiredSummary {
 	if d.Approval == planner.ApprovalManual {
 		s.Approval = string(d.Approval)
 	}
+	if d.Compatibility == planner.CompatibilityStrict {
+		s.Compatibility = string(d.Compatibility)
+	}
+	if d.Drift == planner.DriftCorrect {
+		s.Drift = string(d.Drift)
+	}
+	s.AcceptRisks = d.AcceptRisks
+	if len(d.ExtraRisks) > 0 {
+		s.Risks = a.cfg.RisksPath
+	}
 	return s
 }
 
@@ -91,6 +101,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	p.Workloads = a.workloads
 	p.History = a.history
 	p.Journal = a.journal.shown
+	p.Applied = a.applied
 	p.Conditions = a.conditionsFor(p)
 	a.conditions = p.Conditions
 	a.mu.Lock()
@@ -184,6 +195,7 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 	}
 	a.conditions = prev.Conditions
 	a.journal.adopt(prev.Journal)
+	a.applied = prev.Applied
 	a.workloads = prev.Workloads
 	if prev.Plan != nil && planDone(prev.Plan) {
 		a.finished = prev.Plan // keeps a restart in a steady state commit-free

@@ -92,6 +92,12 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 			a.lastDone = "" // the guard is for back-to-back passes only
 		}
 	}()
+	if stop, err := a.drifted(ctx, p, d, obs); stop {
+		if err != nil {
+			return false, err
+		}
+		return p.Reason == "DriftCorrected", a.publish(ctx, p)
+	}
 	plan, err := a.plan(ctx, d, obs)
 	if err != nil {
 		var re *planner.RefusalError
@@ -100,6 +106,8 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 			_ = a.publish(ctx, p)
 			return false, err
 		}
+		a.cfg.Metrics.preflight(re.Checks)
+		p.Preflight = re.Checks
 		a.supersede("refused: " + re.Message)
 		p.set(PhaseRefused, string(re.Reason), re.Message)
 		return false, a.publish(ctx, p)
@@ -123,6 +131,10 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		if obs.Settling() {
 			p.set(PhaseProgressing, "Settling", fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
 			return false, a.publish(ctx, p)
+		}
+		if len(p.Drift) == 0 {
+			applied := planner.AppliedFrom(a.desiredDigest, obs.Observed)
+			a.applied = &applied
 		}
 		p.set(phase, "UpToDate", msg)
 		return false, a.publish(ctx, p)
@@ -160,6 +172,10 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if err != nil && !gitsource.IsTerminal(err) {
 		return err
 	}
+	risks, rerr := a.readRisks(ctx, head)
+	if rerr != nil && !gitsource.IsTerminal(rerr) {
+		return rerr
+	}
 	a.readRev = head
 	digest, key := "", ""
 	if err == nil {
@@ -169,6 +185,12 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	} else {
 		key = "error:" + err.Error()
 	}
+	if rerr != nil {
+		key += "|risks-error:" + rerr.Error()
+	} else if risks != nil {
+		sum := sha256.Sum256(risks)
+		key += "|risks:" + hex.EncodeToString(sum[:])
+	}
 	if key == a.desiredKey {
 		return nil
 	}
@@ -177,17 +199,36 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		a.desiredRev = ""
 	}
+	if err == nil {
+		err = rerr
+	}
 	if err != nil {
 		a.desired, a.desiredErr = nil, err
 		return nil
 	}
 	d, perr := planner.ParseDesired(data)
+	if perr == nil && risks != nil {
+		d.ExtraRisks, perr = planner.ParseRisks(risks)
+		if perr != nil {
+			perr = fmt.Errorf("%s: %w", a.cfg.RisksPath, perr)
+		}
+	}
 	if perr != nil {
 		a.desired, a.desiredErr = nil, perr
 		return nil
 	}
 	a.desired, a.desiredErr = &d, nil
 	return nil
+}
+
+// readRisks reads the repository's risks file: nil when there is none.
+func (a *Agent) readRisks(ctx context.Context, head string) ([]byte, error) {
+	data, _, err := a.repo.Read(ctx, head, a.cfg.RisksPath)
+	a.cfg.Metrics.gitOp("read", err)
+	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+		return nil, nil
+	}
+	return data, err
 }
 
 // plan computes the plan, refreshing a stale catalog, and once more with a

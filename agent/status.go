@@ -56,6 +56,12 @@ type Status struct {
 	// Journal is every attempt at a step, newest first: intent and outcome,
 	// recorded in the cluster before and after acting, so none is lost.
 	Journal []Entry `yaml:"journal,omitempty"`
+	// Applied is what kvgitops left the cluster running for the current
+	// desired content; Drift what was changed outside kvgitops since.
+	Applied *planner.Applied     `yaml:"applied,omitempty"`
+	Drift   []planner.Difference `yaml:"drift,omitempty"`
+	// Preflight are the checks of a refused plan: why, per step.
+	Preflight []planner.Check `yaml:"preflight,omitempty"`
 }
 
 // DesiredSummary echoes the desired file.
@@ -65,7 +71,14 @@ type DesiredSummary struct {
 	Resolved string `yaml:"resolved,omitempty"`
 	Method   string `yaml:"method,omitempty"`
 	Approval string `yaml:"approval,omitempty"`
-	Signer   string `yaml:"signer,omitempty"`
+	// Compatibility, Drift and AcceptRisks echo the upgrade-safety
+	// settings (shown when not the default); Risks names the repository's
+	// risks file when it adds any.
+	Compatibility string   `yaml:"compatibility,omitempty"`
+	Drift         string   `yaml:"drift,omitempty"`
+	AcceptRisks   []string `yaml:"acceptRisks,omitempty"`
+	Risks         string   `yaml:"risks,omitempty"`
+	Signer        string   `yaml:"signer,omitempty"`
 	// SetBy is the signed commit that set the desired content.
 	SetBy  string `yaml:"setBy,omitempty"`
 	Digest string `yaml:"digest"` // sha256 of the desired file, first 16 hex digits
@@ -88,6 +101,8 @@ type PlanStatus struct {
 	To     string       `yaml:"to,omitempty"`
 	Origin *PlanOrigin  `yaml:"origin,omitempty"`
 	Steps  []StepStatus `yaml:"steps"`
+	// Checks are the preflight checks of every step and their outcomes.
+	Checks []planner.Check `yaml:"checks,omitempty"`
 }
 
 // PlanOrigin is the observed state the plan was computed from.

@@ -34,6 +34,8 @@ type KubeVirtState struct {
 	Target, TargetRegistry         string
 	Observed, ObservedRegistry     string
 	OperatorVersion                string // status.operatorVersion: a placeholder before v1.1
+	ImageRegistry                  string // spec.imageRegistry
+	FeatureGates                   []string
 	TargetID, ObservedID           string
 	OutdatedWorkloads              int64 // status.outdatedVirtualMachineInstanceWorkloads
 	Conditions                     []Condition
@@ -153,6 +155,7 @@ func (o *Observation) plannerView() planner.Observed {
 	}
 	if op := o.Operator; op != nil {
 		p.OperatorPresent = true
+		p.OperatorImage = op.Image
 		if planner.ValidTag(op.Version) {
 			p.OperatorVersion = op.Version
 		}
@@ -162,6 +165,7 @@ func (o *Observation) plannerView() planner.Observed {
 		p.Installed = kv.Observed
 		p.Terminating = kv.Deleting
 		p.UninstallStrategy = kv.UninstallStrategy
+		p.ImageTag, p.ImageRegistry, p.FeatureGates = kv.ImageTag, kv.ImageRegistry, kv.FeatureGates
 		if kv.ImageTag != "" {
 			p.Mode = planner.ModeImageTag
 		}
@@ -234,11 +238,12 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 		UninstallStrategy: s("spec", "uninstallStrategy"),
 		Target:            s("status", "targetKubeVirtVersion"), TargetRegistry: s("status", "targetKubeVirtRegistry"),
 		Observed: s("status", "observedKubeVirtVersion"), ObservedRegistry: s("status", "observedKubeVirtRegistry"),
-		OperatorVersion: s("status", "operatorVersion"),
-		TargetID:        s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
+		OperatorVersion: s("status", "operatorVersion"), ImageRegistry: s("spec", "imageRegistry"),
+		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
 		Finalizers: u.GetFinalizers(),
 	}
 	k.OutdatedWorkloads, _, _ = unstructured.NestedInt64(u.Object, "status", "outdatedVirtualMachineInstanceWorkloads")
+	k.FeatureGates, _, _ = unstructured.NestedStringSlice(u.Object, "spec", "configuration", "developerConfiguration", "featureGates")
 	if og, ok, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration"); ok {
 		k.ObservedGeneration, k.HasObservedGeneration = og, true
 	}

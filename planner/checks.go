@@ -3,6 +3,7 @@ package planner
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 )
 
@@ -20,11 +21,11 @@ const (
 // Check is one preflight check of one step, made before anything is applied
 // (docs/preflight.md). Step is the 1-based index of the step.
 type Check struct {
-	Step    int         `json:"step"`
-	Name    string      `json:"check"`
-	Result  CheckResult `json:"result"`
-	Reason  Reason      `json:"reason,omitempty"`
-	Message string      `json:"message,omitempty"`
+	Step    int         `json:"step" yaml:"step"`
+	Name    string      `json:"check" yaml:"check"`
+	Result  CheckResult `json:"result" yaml:"result"`
+	Reason  Reason      `json:"reason,omitempty" yaml:"reason,omitempty"`
+	Message string      `json:"message,omitempty" yaml:"message,omitempty"`
 }
 
 // Check names.
@@ -57,39 +58,52 @@ func appliesManifest(s Step) bool {
 
 // preflight runs the checks of every step; the first refusal (in step
 // order) refuses the plan, with every check's outcome attached.
-func (p *Plan) preflight(o Observed) error {
-	kube, known := parseKubeVersion(o.KubernetesVersion)
-	var refusal *RefusalError
+func (p *Plan) preflight(d Desired, o Observed) error {
 	for i, s := range p.Steps {
-		if !appliesManifest(s) {
+		if s.Type != StepInstall && s.Type != StepUpgrade {
 			continue
 		}
-		c := Check{Step: i + 1, Name: CheckClusterServesRelease, Result: CheckPass}
-		api, servedFrom, servedUntil := "apiextensions.k8s.io/v1", kubeVersion{1, 16}, kubeVersion{}
-		if !TagAtLeast(s.To, crdV1Since) {
-			api, servedFrom, servedUntil = "apiextensions.k8s.io/v1beta1", kubeVersion{}, kubeVersion{1, 22}
+		if appliesManifest(s) {
+			p.Checks = append(p.Checks, servesRelease(i+1, s, o))
 		}
-		switch {
-		case !known:
-			c.Result = CheckNotChecked
-			c.Message = fmt.Sprintf("not checked: the cluster's Kubernetes version is unknown (%s ships its KubeVirt CRD as %s)", s.To, api)
-		case kube.less(servedFrom) || servedUntil != (kubeVersion{}) && !kube.less(servedUntil):
-			c.Result, c.Reason = CheckRefuse, ReasonAPIVersionNotServed
-			c.Message = fmt.Sprintf("%s ships its KubeVirt CRD as %s, which Kubernetes %s does not serve: it cannot be applied on this cluster",
-				s.To, api, Sanitize(o.KubernetesVersion, 64))
-			if refusal == nil {
-				refusal = &RefusalError{Reason: c.Reason, Message: fmt.Sprintf("step %d/%d %s: %s", i+1, len(p.Steps), s, c.Message)}
-			}
-		default:
-			c.Message = fmt.Sprintf("Kubernetes %s serves %s, the API of %s's KubeVirt CRD", Sanitize(o.KubernetesVersion, 64), api, s.To)
+		p.Checks = append(p.Checks, kubernetesCheck(i+1, s, o, d.Compatibility))
+		p.Checks = append(p.Checks, riskChecks(i+1, s, d.ExtraRisks, d.AcceptRisks)...)
+		if s.Type == StepUpgrade {
+			p.Checks = append(p.Checks, gateChecks(i+1, s, o.FeatureGates, d.Compatibility, i == 0)...)
 		}
-		p.Checks = append(p.Checks, c)
 	}
-	if refusal != nil {
-		refusal.Checks = p.Checks
-		return refusal
+	slices.SortStableFunc(p.Checks, func(a, b Check) int { return a.Step - b.Step })
+	for _, c := range p.Checks {
+		if c.Result == CheckRefuse {
+			s := p.Steps[c.Step-1]
+			return &RefusalError{Reason: c.Reason, Checks: p.Checks,
+				Message: fmt.Sprintf("step %d/%d %s: %s", c.Step, len(p.Steps), s, c.Message)}
+		}
 	}
 	return nil
+}
+
+// servesRelease checks that the cluster serves the API of the release's
+// KubeVirt CRD.
+func servesRelease(i int, s Step, o Observed) Check {
+	kube, known := parseKubeVersion(o.KubernetesVersion)
+	c := Check{Step: i, Name: CheckClusterServesRelease, Result: CheckPass}
+	api, servedFrom, servedUntil := "apiextensions.k8s.io/v1", kubeVersion{1, 16}, kubeVersion{}
+	if !TagAtLeast(s.To, crdV1Since) {
+		api, servedFrom, servedUntil = "apiextensions.k8s.io/v1beta1", kubeVersion{}, kubeVersion{1, 22}
+	}
+	switch {
+	case !known:
+		c.Result = CheckNotChecked
+		c.Message = fmt.Sprintf("not checked: the cluster's Kubernetes version is unknown (%s ships its KubeVirt CRD as %s)", s.To, api)
+	case kube.less(servedFrom) || servedUntil != (kubeVersion{}) && !kube.less(servedUntil):
+		c.Result, c.Reason = CheckRefuse, ReasonAPIVersionNotServed
+		c.Message = fmt.Sprintf("%s ships its KubeVirt CRD as %s, which Kubernetes %s does not serve: it cannot be applied on this cluster",
+			s.To, api, Sanitize(o.KubernetesVersion, 64))
+	default:
+		c.Message = fmt.Sprintf("Kubernetes %s serves %s, the API of %s's KubeVirt CRD", Sanitize(o.KubernetesVersion, 64), api, s.To)
+	}
+	return c
 }
 
 type kubeVersion struct{ major, minor int }

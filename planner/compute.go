@@ -32,7 +32,7 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 	if p.Steps == nil {
 		p.Steps = []Step{}
 	}
-	if err := p.preflight(o); err != nil {
+	if err := p.preflight(d, o); err != nil {
 		return Plan{}, err
 	}
 	p.ID = planID(p)
@@ -70,6 +70,7 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 	if err != nil {
 		return err
 	}
+	hops, around := avoidBlocked(cur, hops, c, d.ExtraRisks, d.AcceptRisks)
 	if len(hops) > MaxHops {
 		return refuse(ReasonNoUpgradePath, "the path from %s to %s has %d hops, more than the %d a plan may hold: KubeVirt's whole history from v0.17 is about 60; check the release catalog (a mirror listing fabricated releases?)",
 			cur.tag, t.tag, len(hops), MaxHops)
@@ -93,6 +94,7 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 		p.Steps = append(p.Steps, Step{Type: StepUpgrade, From: from.tag, To: h.tag, Method: m})
 		from = h
 	}
+	p.Checks = append(p.Checks, around...)
 	return nil
 }
 

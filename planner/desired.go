@@ -1,7 +1,9 @@
 package planner
 
 import (
+	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,6 +107,17 @@ type Desired struct {
 	Window       *Window // nil: any time
 	Teardown     Teardown
 	Workloads    Workloads
+	// Compatibility Strict refuses a hop outside the target's Kubernetes
+	// range or onto a removed feature gate; Warn (default) warns.
+	Compatibility Compatibility
+	// AcceptRisks names known upgrade risks (by id) the plan may cross.
+	AcceptRisks []string
+	// Drift: Report (default) stops at changes made outside kvgitops;
+	// Correct plans from what the cluster runs.
+	Drift Drift
+	// ExtraRisks are the repository's own risks (its risks file, read by
+	// the caller with ParseRisks), checked with the built-in ones.
+	ExtraRisks []Risk
 
 	selector selector
 }
@@ -141,6 +154,9 @@ func ParseDesired(data []byte) (Desired, error) {
 		Approval:   ApprovalAutomatic,
 		HopTimeout: DefaultHopTimeout,
 		Workloads:  Workloads{Policy: WorkloadsAuto, Timeout: DefaultWorkloadTimeout},
+
+		Compatibility: CompatibilityWarn,
+		Drift:         DriftReport,
 	}
 	var spec *yaml.Node
 	top := fields{
@@ -197,6 +213,30 @@ func (d *Desired) decodeSpec(spec *yaml.Node) error {
 		},
 		"teardown":  func(n *yaml.Node) error { return d.decodeTeardown(n) },
 		"workloads": func(n *yaml.Node) error { return d.decodeWorkloads(n) },
+		"compatibility": func(n *yaml.Node) error {
+			return enum(n, "spec.compatibility", &d.Compatibility, CompatibilityWarn, CompatibilityStrict)
+		},
+		"drift": func(n *yaml.Node) error { return enum(n, "spec.drift", &d.Drift, DriftReport, DriftCorrect) },
+		"acceptRisks": func(n *yaml.Node) error {
+			if n.Kind != yaml.SequenceNode {
+				return &FieldError{Field: "spec.acceptRisks", Line: n.Line, Problem: "must be a list of risk ids, got " + kindName(n)}
+			}
+			for i, v := range n.Content {
+				field := fmt.Sprintf("spec.acceptRisks[%d]", i)
+				s, err := scalarString(v, field)
+				if err != nil {
+					return err
+				}
+				if !riskIDPattern.MatchString(s) {
+					return fieldErr(v, field, s, "not a risk id (letters, digits, '.', '_', '-')")
+				}
+				if slices.Contains(d.AcceptRisks, s) {
+					return fieldErr(v, field, s, "is listed twice")
+				}
+				d.AcceptRisks = append(d.AcceptRisks, s)
+			}
+			return nil
+		},
 	}
 	if err := f.decode("spec", spec); err != nil {
 		return err

@@ -89,6 +89,12 @@ type Observed struct {
 	// StuckCRDs counts KubeVirt CRDs stuck Terminating on the operator's
 	// finalizer with no operator to remove it.
 	StuckCRDs int
+	// FeatureGates are the KubeVirt CR's feature gates
+	// (spec.configuration.developerConfiguration.featureGates).
+	FeatureGates []string
+	// ImageTag and ImageRegistry are the CR's spec fields, OperatorImage
+	// the virt-operator Deployment's image: what drift is measured on.
+	ImageTag, ImageRegistry, OperatorImage string
 }
 
 // Step is one unit of execution. From and To are release tags.

@@ -88,8 +88,18 @@ func TestPlanTextGolden(t *testing.T) {
 		{"teardown", "  state: Absent\n", "v1.9.0", nil},
 		{"none", "  version: v1.8.4\n", "v1.8.4", nil},
 		{"pinned-into-the-bug", "  version: v1.7.4\n", "v1.5.3", []string{"--mode", "ImageTag", "--kubernetes-version", "v1.33.1"}},
+		// A path crossing a known risk (planned around), risky hops and a
+		// Kubernetes range boundary, with gates in every state.
+		{"risks-and-kubernetes", "  version: v1.8.4\n", "v1.5.2", []string{"--kubernetes-version", "1.31.4",
+			"--feature-gates", "Passt,DisableMDEVConfiguration,VMPersistentState", "--risks", "RISKS"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			for i, a := range tt.extra {
+				if a == "RISKS" {
+					tt.extra[i] = writeFile(t, "kubevirt-risks.yaml", "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtUpgradeRisks\nrisks:\n"+
+						"- id: ACME-7\n  to: {tags: [v1.6.6]}\n  severity: Blocks\n  summary: our CSI driver breaks on v1.6.6\n  url: https://wiki.example.com/acme-7\n")
+				}
+			}
 			r := kvgitops(t, append([]string{"plan", "--desired", desired(t, tt.spec), "--releases", catalogFile(t), "--installed", tt.installed}, tt.extra...)...)
 			if r.code != 0 {
 				t.Fatalf("exit %d: %s", r.code, r.stderr)

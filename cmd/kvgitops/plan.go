@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kvgitops/kvgitops/planner"
@@ -22,6 +24,7 @@ const (
 type planFlags struct {
 	desired, installed, mode, output, kubeconfig, namespace string
 	operatorVersion, kubernetesVersion                      string
+	risks, featureGates                                     string
 	rel                                                     releaseFlags
 }
 
@@ -38,6 +41,8 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&f.kubernetesVersion, "kubernetes-version", "", "with --installed: the cluster's Kubernetes version, for the preflight checks (e.g. 1.37.2)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "observe a live cluster through this kubeconfig instead of --installed")
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "with --kubeconfig: KubeVirt's namespace")
+	fs.StringVar(&f.risks, "risks", "", "the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired, when it exists)")
+	fs.StringVar(&f.featureGates, "feature-gates", "", "with --installed: comma-separated feature gates of the KubeVirt CR, for the preflight checks")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
 	quietFlags(fs, stderr, "kvgitops plan")
 	if err := parseFlags(fs, args, nil); err != nil {
@@ -82,8 +87,8 @@ func (f planFlags) check() string {
 		return fmt.Sprintf("--operator-version must be a release tag such as v1.8.4, got %q", f.operatorVersion)
 	case f.kubernetesVersion != "" && !planner.ValidKubernetesVersion(f.kubernetesVersion):
 		return fmt.Sprintf("--kubernetes-version must be a Kubernetes version such as 1.37.2, got %q", f.kubernetesVersion)
-	case f.kubeconfig != "" && (f.operatorVersion != "" || f.kubernetesVersion != ""):
-		return "--operator-version and --kubernetes-version go with --installed; --kubeconfig observes them"
+	case f.kubeconfig != "" && (f.operatorVersion != "" || f.kubernetesVersion != "" || f.featureGates != ""):
+		return "--operator-version, --kubernetes-version and --feature-gates go with --installed; --kubeconfig observes them"
 	}
 	return ""
 }
@@ -95,6 +100,9 @@ func (f planFlags) compute(ctx context.Context) (planner.Plan, string, error) {
 	}
 	d, err := planner.ParseDesired(data)
 	if err != nil {
+		return planner.Plan{}, string(planner.ReasonInvalidDesiredState), err
+	}
+	if d.ExtraRisks, err = f.readRisks(); err != nil {
 		return planner.Plan{}, string(planner.ReasonInvalidDesiredState), err
 	}
 	cat, err := loadCatalog(ctx, f.rel)
@@ -117,9 +125,33 @@ func (f planFlags) compute(ctx context.Context) (planner.Plan, string, error) {
 			o = planner.Observed{OperatorVersion: f.operatorVersion, OperatorPresent: true}
 		}
 		o.KubernetesVersion = f.kubernetesVersion
+		if f.featureGates != "" {
+			o.FeatureGates = strings.Split(f.featureGates, ",")
+		}
 	}
 	p, err := planner.Compute(d, o, cat)
 	return p, string(planner.ReasonOf(err)), err
+}
+
+// readRisks reads --risks, or kubevirt-risks.yaml beside --desired when
+// it exists, as the agent reads the repository's.
+func (f planFlags) readRisks() ([]planner.Risk, error) {
+	path := f.risks
+	if path == "" {
+		path = filepath.Join(filepath.Dir(f.desired), "kubevirt-risks.yaml")
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil
+		}
+	}
+	data, err := readCapped(path, planner.MaxRisksSize)
+	if err != nil {
+		return nil, err
+	}
+	risks, err := planner.ParseRisks(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return risks, nil
 }
 
 // readCapped reads a local file, refusing anything over limit bytes.

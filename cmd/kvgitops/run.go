@@ -22,6 +22,7 @@ import (
 // KVGITOPS_<FLAG> environment variables.
 type runConfig struct {
 	repoURL, branch, statusBranch, desiredPath, statusPath, clusterName string
+	risksPath                                                           string
 	gitSecretDir, verifyPGP, verifySSH, authorName, authorEmail         string
 	kubevirtNamespace, kubeconfig                                       string
 	metricsAddr, healthAddr, webhookAddr, webhookSecretFile             string
@@ -39,6 +40,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.branch, "branch", "main", "branch to read the desired file from")
 	fs.StringVar(&c.statusBranch, "status-branch", "", "branch to commit status to (default: --branch)")
 	fs.StringVar(&c.desiredPath, "desired-path", "kubevirt.yaml", "path of the desired file in the repository")
+	fs.StringVar(&c.risksPath, "risks-path", "", "path of the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired-path; optional)")
 	fs.StringVar(&c.statusPath, "status-path", "", "path of the status file (default status/<cluster-name>.yaml)")
 	fs.StringVar(&c.clusterName, "cluster-name", "", "name of this cluster in the status file (required)")
 	durationVar(fs, &c.interval, "interval", time.Minute, "how often to poll Git")
@@ -99,6 +101,9 @@ func (c *runConfig) check() error {
 	}
 	if c.statusSigning != "" && c.statusSigning != "openpgp" && c.statusSigning != "ssh" {
 		errs = append(errs, fmt.Errorf("--status-signing must be openpgp or ssh, got %q", c.statusSigning))
+	}
+	if c.risksPath != "" && (overlaps(c.statusPath, c.risksPath) || c.risksPath == c.desiredPath) {
+		errs = append(errs, fmt.Errorf("--risks-path %q must differ from --desired-path and lie outside --status-path %q", c.risksPath, c.statusPath))
 	}
 	if overlaps(c.statusPath, c.desiredPath) {
 		errs = append(errs, fmt.Errorf("--status-path %q must not be, or be inside, --desired-path %q: the agent would overwrite the file it reads", c.statusPath, c.desiredPath))

@@ -56,7 +56,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	}
 	metrics := agent.NewMetrics()
 	acfg := agent.Config{
-		ClusterName: c.clusterName, DesiredPath: c.desiredPath, StatusPath: c.statusPath,
+		ClusterName: c.clusterName, DesiredPath: c.desiredPath, RisksPath: c.risksPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
 		Journal: exec.Journal(agentNamespace(c), journalName), Identity: identity, Hook: failpointHook(c.failpoint, log),
 	}

@@ -1,47 +1,35 @@
 package lane
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"github.com/kvgitops/kvgitops/agent"
+	"k8s.io/apimachinery/pkg/types"
 )
 
-// TestRealOperatorCommonInstancetypes is the one scenario with KubeVirt's
-// common instancetypes on (the release's kubevirt-cr.yaml as published):
-// the agent installs the newest tag, the real operator deploys the
-// cluster-wide instancetypes and preferences it bundles, and state Absent
-// removes them with the rest.
-func TestRealOperatorCommonInstancetypes(t *testing.T) {
-	w := setup(t, true)
-	tag := lane.tags[len(lane.tags)-1]
-	ctx := t.Context()
-	w.commit("  version: "+tag+"\n", "install with common instancetypes")
-	w.agent()
-	w.succeeded(tag)
-	instancetypes := schema.GroupVersionResource{Group: "instancetype.kubevirt.io", Version: "v1beta1", Resource: "virtualmachineclusterinstancetypes"}
-	count := func() int {
-		l, err := w.dyn.Resource(instancetypes).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return 0
-		}
-		return len(l.Items)
-	}
-	w.eventually(2*time.Minute, "the operator deploys the common instancetypes", func() bool { return count() > 0 })
-	t.Logf("virt-operator %s deployed %d common instancetypes", tag, count())
+var clusterInstancetypes = schema.GroupVersionResource{Group: "instancetype.kubevirt.io", Version: "v1beta1", Resource: "virtualmachineclusterinstancetypes"}
 
-	w.commit("  state: Absent\n", "remove KubeVirt")
-	w.wait("KubeVirt absent", 4*time.Minute, func(s agent.Status) bool {
-		return s.Phase == agent.PhaseSucceeded && s.Desired != nil && s.Desired.State == "Absent"
-	})
-	if left := kubevirtObjects(context.Background(), w.dyn); len(left) != 0 {
-		t.Errorf("after the teardown: %v", left)
+// enableInstancetypes turns KubeVirt's common instancetypes on in the CR,
+// as the release's kubevirt-cr.yaml ships it, and waits for the real
+// operator to deploy the cluster-wide instancetypes it bundles.
+func enableInstancetypes(t *testing.T, w *world) {
+	t.Helper()
+	patch := []byte(`{"spec":{"configuration":{"commonInstancetypesDeployment":{"enabled":true}}}}`)
+	if _, err := w.dyn.Resource(kvGVR).Namespace("kubevirt").Patch(t.Context(), "kubevirt", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
 	}
-	if n := count(); n != 0 {
-		t.Errorf("%d common instancetypes left after the teardown", n)
+	w.eventually(2*time.Minute, "the operator deploys the common instancetypes", func() bool { return instancetypes(w) > 0 })
+	t.Logf("the real operator deployed %d common instancetypes", instancetypes(w))
+}
+
+// instancetypes counts the cluster-wide instancetypes; none when their
+// CRD is gone.
+func instancetypes(w *world) int {
+	l, err := w.dyn.Resource(clusterInstancetypes).List(w.t.Context(), metav1.ListOptions{})
+	if err != nil {
+		return 0
 	}
+	return len(l.Items)
 }

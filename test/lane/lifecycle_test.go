@@ -22,7 +22,7 @@ import (
 // webhook is down, and a teardown that leaves nothing. Then the simulator
 // runs the same hop and deletion, and the two are compared.
 func TestRealOperatorLifecycle(t *testing.T) {
-	w := setup(t, false)
+	w := setup(t)
 	from, to, last := lane.tags[0], lane.tags[1], lane.tags[2]
 	ctx := t.Context()
 	start := time.Now()
@@ -76,6 +76,12 @@ func TestRealOperatorLifecycle(t *testing.T) {
 		t.Errorf("observed %+v, want the CR pinned to %s", st.Observed, last)
 	}
 
+	// The one stretch with KubeVirt's common instancetypes on, as its
+	// kubevirt-cr.yaml ships: the operator deploys them, and they go with
+	// the rest below.
+	enableInstancetypes(t, w)
+	stage("common instancetypes deployed")
+
 	// The operator's own deletion, then what is left of KubeVirt, which
 	// state Absent removes.
 	if err := w.dyn.Resource(kvGVR).Namespace("kubevirt").Delete(ctx, "kubevirt", metav1.DeleteOptions{}); err != nil {
@@ -93,6 +99,9 @@ func TestRealOperatorLifecycle(t *testing.T) {
 	})
 	if left := kubevirtObjects(ctx, w.dyn); len(left) != 0 {
 		t.Errorf("after the teardown: %v", left)
+	}
+	if n := instancetypes(w); n != 0 {
+		t.Errorf("%d common instancetypes left after the teardown", n)
 	}
 	for _, a := range w.agents {
 		a.Stop()

@@ -31,9 +31,9 @@ type world struct {
 	dyn    dynamic.Interface
 }
 
-// setup starts a world. instancetypes enables KubeVirt's common
-// instancetypes (about 15 s more per step); off otherwise.
-func setup(t *testing.T, instancetypes bool) *world {
+// setup starts a world. KubeVirt's common instancetypes are off (about
+// 15 s more per step) until a test enables them.
+func setup(t *testing.T) *world {
 	t.Helper()
 	need(t)
 	ctx := t.Context()
@@ -53,11 +53,9 @@ func setup(t *testing.T, instancetypes bool) *world {
 	for _, tag := range lane.tags {
 		rendered := lane.rendered[tag]
 		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return rendered })
-		if !instancetypes {
-			rel.Mutate(tag+"/kubevirt-cr.yaml", func(b []byte) []byte {
-				return []byte(strings.Replace(string(b), "  configuration:\n", "  configuration:\n    commonInstancetypesDeployment:\n      enabled: false\n", 1))
-			})
-		}
+		rel.Mutate(tag+"/kubevirt-cr.yaml", func(b []byte) []byte {
+			return []byte(strings.Replace(string(b), "  configuration:\n", "  configuration:\n    commonInstancetypesDeployment:\n      enabled: false\n", 1))
+		})
 	}
 	dir := t.TempDir()
 	opKubeconfig := filepath.Join(dir, "operator.kubeconfig")

@@ -1,0 +1,143 @@
+package agent_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/planner"
+)
+
+// TestDriftIsReported: an imageTag set by hand after kvgitops finished is
+// named in the status (what differs from what kvgitops applied), once as
+// an Event, and nothing is planned while spec.drift is Report.
+func TestDriftIsReported(t *testing.T) {
+	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	if st, err := w.settle(); err != nil || st.Reason != "UpToDate" || st.Applied == nil || st.Applied.Version != "v1.8.4" {
+		t.Fatalf("settle: %v, status %+v", err, st)
+	}
+	w.cluster.imageTag = "v1.8.9-hotfix"
+	for range 3 {
+		w.clock.add(2 * 60e9)
+		if _, err := w.settle(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := w.status()
+	if st.Phase != agent.PhaseRefused || st.Reason != "DriftDetected" || !strings.Contains(st.Message, `spec.imageTag "v1.8.9-hotfix" (kvgitops left unset)`) {
+		t.Errorf("status %s %s %q", st.Phase, st.Reason, st.Message)
+	}
+	if len(st.Drift) != 1 || st.Drift[0].Field != "spec.imageTag" || st.Drift[0].Observed != "v1.8.9-hotfix" {
+		t.Errorf("drift %+v", st.Drift)
+	}
+	if n := count(w.cluster.events, "DriftDetected"); n != 1 {
+		t.Errorf("%d DriftDetected events, want one", n)
+	}
+	if w.cluster.restored != 0 || len(w.cluster.ran) != 0 {
+		t.Errorf("Report mode wrote: %d restores, steps %v", w.cluster.restored, w.cluster.steps())
+	}
+
+	// A new desired content is a new decision: the drift is not held
+	// against it.
+	w.desire("  version: v1.8.4\n  drift: Report\n")
+	if st, _ := w.settle(); st.Reason != "UpToDate" || len(st.Drift) != 0 {
+		t.Errorf("after a new commit: %s %s drift %+v", st.Phase, st.Reason, st.Drift)
+	}
+}
+
+// TestDriftIsCorrected: with spec.drift Correct a hand-set imageTag the
+// operator has not acted on is put back; one the operator already runs is
+// planned from, and a downgrade is never the correction.
+func TestDriftIsCorrected(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n  drift: Correct\n", "v1.7.4")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	w.cluster.imageTag = "v1.7.9"
+	st, err := w.settle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.cluster.restored != 1 || w.cluster.imageTag != "" || st.Reason != "UpToDate" {
+		t.Errorf("restored %d, imageTag %q, status %s %s", w.cluster.restored, w.cluster.imageTag, st.Phase, st.Reason)
+	}
+	if !slices.Contains(w.cluster.events, "DriftCorrected") {
+		t.Errorf("events %v", w.cluster.events)
+	}
+
+	// By hand to the next minor, already rolled out: kvgitops does not
+	// downgrade it back.
+	w.cluster.imageTag, w.cluster.installed, w.cluster.mode = "v1.8.4", "v1.8.4", "ImageTag"
+	st, err = w.settle()
+	if err == nil && st.Phase != agent.PhaseRefused {
+		t.Fatalf("status %s %s", st.Phase, st.Reason)
+	}
+	if st.Reason != "DowngradeNotSupported" || w.cluster.installed != "v1.8.4" || len(w.cluster.ran) != 0 {
+		t.Errorf("status %s %q; installed %s, steps %v", st.Reason, st.Message, w.cluster.installed, w.cluster.steps())
+	}
+	if len(st.Drift) == 0 {
+		t.Errorf("the refusal does not show the drift")
+	}
+}
+
+// TestTheRepositoryRisksFile: the risks file beside the desired file adds
+// risks; a blocking one refuses the hop before anything runs, naming it;
+// accepting it by id lets the hop run; a malformed file is Invalid naming
+// the file and field, and nothing is applied.
+func TestTheRepositoryRisksFile(t *testing.T) {
+	w := newWorld("  version: v1.7.4\n", "v1.7.4")
+	m := agent.NewMetrics()
+	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m}, w.repo, w.cluster, realCatalog)
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	risks := "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtUpgradeRisks\nrisks:\n- id: ACME-12\n  from: {min: v1.7.0}\n  to: {tags: [v1.8.4]}\n  severity: Blocks\n  summary: our CSI driver breaks on 1.8.4\n  url: https://wiki.example.com/acme-12\n"
+	w.repo.commit(map[string]string{"kubevirt.yaml": header + "  version: v1.8.4\n", "kubevirt-risks.yaml": risks})
+	st, _ := w.settle()
+	if st.Phase != agent.PhaseRefused || st.Reason != "KnownRisk" || !strings.Contains(st.Message, "ACME-12") || !strings.Contains(st.Message, "https://wiki.example.com/acme-12") {
+		t.Errorf("status %s %s %q", st.Phase, st.Reason, st.Message)
+	}
+	if !slices.ContainsFunc(st.Preflight, func(c planner.Check) bool { return c.Name == "KnownRisk/ACME-12" && c.Result == planner.CheckRefuse }) {
+		t.Errorf("preflight %+v", st.Preflight)
+	}
+	if len(w.cluster.ran) != 0 {
+		t.Fatalf("a refused hop ran: %v", w.cluster.steps())
+	}
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	for _, want := range []string{`kvgitops_preflight_checks{check="KnownRisk",result="Refuse"} 1`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	w.repo.commit(map[string]string{"kubevirt.yaml": header + "  version: v1.8.4\n  acceptRisks: [ACME-12]\n"})
+	st, err := w.settle()
+	if err != nil || st.Phase != agent.PhaseSucceeded || w.cluster.installed != "v1.8.4" {
+		t.Fatalf("accepted: %v %s %s %q", err, st.Phase, st.Reason, st.Message)
+	}
+	if st.Plan == nil || !slices.ContainsFunc(st.Plan.Checks, func(c planner.Check) bool {
+		return c.Name == "KnownRisk/ACME-12" && c.Result == planner.CheckPass && strings.Contains(c.Message, "accepted")
+	}) {
+		t.Errorf("the plan does not record the accepted risk: %+v", st.Plan)
+	}
+
+	w.repo.commit(map[string]string{"kubevirt-risks.yaml": strings.Replace(risks, "severity: Blocks", "severity: Bad", 1)})
+	st, _ = w.settle()
+	if st.Phase != agent.PhaseInvalid || !strings.Contains(st.Message, "kubevirt-risks.yaml") || !strings.Contains(st.Message, "risks[0].severity") || !strings.Contains(st.Message, "Bad") {
+		t.Errorf("status %s %s %q", st.Phase, st.Reason, st.Message)
+	}
+}
+
+func count(list []string, s string) int {
+	n := 0
+	for _, x := range list {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
