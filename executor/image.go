@@ -36,6 +36,24 @@ func (r ImageRef) Registry() string {
 	return ""
 }
 
+// canonicalRepository spells a repository the way the container runtime
+// resolves it: a first element that is no host (no '.' or ':', not
+// localhost) is Docker Hub's, so "slpcat/virt-operator" and
+// "docker.io/slpcat/virt-operator" are the same image, and
+// index.docker.io is docker.io.
+func canonicalRepository(repo string) string {
+	first, rest, found := strings.Cut(repo, "/")
+	switch {
+	case !found && !strings.ContainsAny(first, ".:") && first != "localhost":
+		return "docker.io/" + repo // a Docker Hub namespace (a configured mirror "slpcat")
+	case !found || first == "localhost" || strings.ContainsAny(first, ".:") && first != "index.docker.io":
+		return repo
+	case first == "index.docker.io":
+		return "docker.io/" + rest
+	}
+	return "docker.io/" + repo
+}
+
 // operatorImageEnv is where virt-operator finds its own image: the newer
 // variable first, then the one it replaced in v0.58.1.
 var operatorImageEnv = []string{"VIRT_OPERATOR_IMAGE", "OPERATOR_IMAGE"}

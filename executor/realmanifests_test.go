@@ -71,3 +71,58 @@ func readSums(t *testing.T, dir string) map[string]string {
 	}
 	return out
 }
+
+// TestAMirrorMatchesHoweverItIsSpelt: Docker Hub's implicit host: the
+// edited copy's "slpcat/virt-operator" is the image a mirror configured as
+// slpcat, docker.io/slpcat or index.docker.io/slpcat names; another
+// namespace is not.
+func TestAMirrorMatchesHoweverItIsSpelt(t *testing.T) {
+	files := realmanifests.Require(t)
+	var path string
+	for _, f := range files {
+		if f.Edited && f.Tag == "v0.52.0" {
+			path = f.Path
+		}
+	}
+	if path == "" {
+		t.Fatal("edited/v0.52.0.yaml is missing")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for mirror, want := range map[string]bool{"slpcat": true, "docker.io/slpcat": true, "index.docker.io/slpcat": true, "docker.io/slpcat/": true,
+		"docker.io/other": false, "quay.io/slpcat": false, "slpcat.example.com": false} {
+		v := executor.Vet(data, "v0.52.0", executor.VetOptions{Namespace: "kubevirt", Registries: []string{mirror}})
+		if v.Accepted() != want {
+			t.Errorf("mirror %q: accepted %t, want %t (%v)", mirror, v.Accepted(), want, v.Err())
+		}
+	}
+}
+
+// BenchmarkVetGenuine vets every genuine kubevirt-operator.yaml once per
+// iteration (the work `release check` and every hop do before applying).
+func BenchmarkVetGenuine(b *testing.B) {
+	files := realmanifests.Require(b)
+	var data [][]byte
+	var tags []string
+	for _, f := range files {
+		if f.Edited {
+			continue
+		}
+		d, err := os.ReadFile(f.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		data, tags = append(data, d), append(tags, f.Tag)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, d := range data {
+			if v := executor.Vet(d, tags[i], executor.VetOptions{Namespace: "kubevirt"}); !v.Accepted() {
+				b.Fatal(v.Err())
+			}
+		}
+	}
+	b.ReportMetric(float64(len(data)), "files/op")
+}

@@ -188,8 +188,9 @@ func (c *vetter) securityContext(obj, field string, sc map[string]any) {
 // of it; a configured entry may also name a whole repository.
 func (c *vetter) image(obj, field, image, repo string) {
 	ref := ParseImage(image)
+	ref.Repository = canonicalRepository(ref.Repository)
 	for _, r := range c.registries {
-		r = strings.TrimSuffix(r, "/")
+		r = canonicalRepository(strings.TrimSuffix(r, "/"))
 		if ref.Repository == r || repo == "" && ref.Registry() == r || repo != "" && ref.Repository == r+"/"+repo {
 			return
 		}
