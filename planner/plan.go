@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // MaxHops bounds a plan: every KubeVirt line from v0.17 to today with each
@@ -139,12 +141,14 @@ func planID(p Plan) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "kvgitops-plan-v1\ncatalog=%s\naction=%s\nfrom=%s\nto=%s\n", p.CatalogDigest, p.Action, p.From, p.To)
 	writeOrigin(h, p.Action, p.Origin)
+	var b strings.Builder // one write: a long plan has hundreds of lines
 	for _, s := range p.Steps {
-		fmt.Fprintf(h, "step=%s|%s|%s|%s\n", s.Type, s.From, s.To, s.Method)
+		b.WriteString("step=" + string(s.Type) + "|" + s.From + "|" + s.To + "|" + string(s.Method) + "\n")
 	}
 	for _, c := range p.Checks {
-		fmt.Fprintf(h, "check=%d|%s|%s|%s\n", c.Step, c.Name, c.Result, c.Reason)
+		b.WriteString("check=" + strconv.Itoa(c.Step) + "|" + c.Name + "|" + string(c.Result) + "|" + string(c.Reason) + "\n")
 	}
+	_, _ = io.WriteString(h, b.String())
 	return hex.EncodeToString(h.Sum(nil))[:8]
 }
 

@@ -30,14 +30,27 @@ type VersionRange struct {
 	Min   string   `json:"min,omitempty"`
 	Below string   `json:"below,omitempty"`
 	Tags  []string `json:"tags,omitempty"`
+
+	min, below version // Min and Below parsed once (compile)
 }
 
-func (r VersionRange) contains(tag string) bool {
+// compile parses the bounds, so matching a hop costs no parsing.
+func (r *VersionRange) compile() {
+	r.min, _ = parseTag(r.Min)
+	r.below, _ = parseTag(r.Below)
+}
+
+// has reports whether the release v (tag, parsed; zero when the tag does
+// not parse) is in the range.
+func (r VersionRange) has(tag string, v version) bool {
 	if len(r.Tags) > 0 {
 		return slices.Contains(r.Tags, tag)
 	}
-	return (r.Min == "" || TagAtLeast(tag, r.Min)) && (r.Below == "" || !TagAtLeast(tag, r.Below))
+	atLeast := func(b version) bool { return !v.isZero() && !b.isZero() && v.compare(b) >= 0 }
+	return (r.Min == "" || atLeast(r.min)) && (r.Below == "" || !atLeast(r.below))
 }
+
+func (r VersionRange) bounded() bool { return r.Min != "" || r.Below != "" || len(r.Tags) > 0 }
 
 func (r VersionRange) String() string {
 	switch {
@@ -71,15 +84,15 @@ type Risk struct {
 	Source string
 }
 
-func (r Risk) matches(s Step) bool {
+func (r Risk) matches(s Step, from, to version) bool {
 	switch {
 	case s.Type == StepInstall:
 		// An install meets the risks of its target that do not depend on
 		// where a hop starts.
-		if r.From.Min != "" || r.From.Below != "" || len(r.From.Tags) > 0 || !r.To.contains(s.To) {
+		if r.From.bounded() || !r.To.has(s.To, to) {
 			return false
 		}
-	case s.Type != StepUpgrade || !r.From.contains(s.From) || !r.To.contains(s.To):
+	case s.Type != StepUpgrade || !r.From.has(s.From, from) || !r.To.has(s.To, to):
 		return false
 	}
 	return len(r.Methods) == 0 || slices.Contains(r.Methods, s.Method) ||
@@ -218,15 +231,20 @@ func decodeRange(path string, n *yaml.Node, out *VersionRange) error {
 	if len(out.Tags) > 0 && (out.Min != "" || out.Below != "") {
 		return &FieldError{Field: path, Line: n.Line, Problem: "lists tags or gives min/below, not both"}
 	}
+	out.compile()
 	return nil
 }
 
 // risksFor lists the risks a step meets, built in and the repository's.
 func risksFor(s Step, extra []Risk) []Risk {
+	from, _ := parseTag(s.From)
+	to, _ := parseTag(s.To)
 	var out []Risk
-	for _, r := range append(slices.Clone(builtinRisks), extra...) {
-		if r.matches(s) {
-			out = append(out, r)
+	for _, list := range [][]Risk{builtinRisks, extra} {
+		for _, r := range list {
+			if r.matches(s, from, to) {
+				out = append(out, r)
+			}
 		}
 	}
 	return out

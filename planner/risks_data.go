@@ -79,5 +79,7 @@ var builtinRisks = []Risk{
 func init() {
 	for i := range builtinRisks {
 		builtinRisks[i].Source = "kvgitops"
+		builtinRisks[i].From.compile()
+		builtinRisks[i].To.compile()
 	}
 }

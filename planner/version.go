@@ -3,6 +3,8 @@ package planner
 import (
 	"fmt"
 	"regexp"
+	"sync"
+	"sync/atomic"
 
 	"github.com/Masterminds/semver/v3"
 )
@@ -19,6 +21,9 @@ type version struct {
 // parseTag accepts exactly the tag pattern and a strict semver pre-release
 // (no empty identifiers, no leading zeros in numeric ones).
 func parseTag(tag string) (version, error) {
+	if v, ok := parsedTags.Load(tag); ok {
+		return v.(version), nil
+	}
 	if len(tag) > 64 || !tagPattern.MatchString(tag) {
 		return version{}, fmt.Errorf("not a release tag of the form vMAJOR.MINOR.PATCH[-PRERELEASE]")
 	}
@@ -26,8 +31,22 @@ func parseTag(tag string) (version, error) {
 	if err != nil {
 		return version{}, fmt.Errorf("not a valid semantic version")
 	}
-	return version{tag: tag, sv: sv}, nil
+	v := version{tag: tag, sv: sv}
+	if parsedCount.Add(1) <= maxParsedTags {
+		parsedTags.Store(tag, v)
+	}
+	return v, nil
 }
+
+// parsedTags remembers valid tags already parsed (semver versions are
+// immutable), up to maxParsedTags: a plan's checks look at each hop's
+// releases many times; KubeVirt has a few hundred tags, and input that
+// invents more only stops being remembered.
+var (
+	parsedTags    sync.Map
+	parsedCount   atomic.Int64
+	maxParsedTags int64 = 4096
+)
 
 // ValidTag reports whether s is a release tag kvgitops accepts.
 func ValidTag(s string) bool {
