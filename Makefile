@@ -47,7 +47,7 @@ operators: ## build KubeVirt's virt-operator for the lane's releases from the Go
 
 .PHONY: test
 test: deps testbin operators ## run every test: unit, real apiserver, real git server, real virt-operator, end-to-end (what CI runs)
-	$(GO) test -count=1 -p 4 -timeout 25m ./...
+	@GO=$(GO) hack/test.sh
 
 .PHONY: lane
 lane: deps testbin operators ## the real virt-operator lane alone
@@ -70,7 +70,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 .PHONY: bench
 bench: deps testbin ## run the benchmarks and print the figures (about 5 minutes)
 	$(GO) test -run '^$$' -bench . -benchmem ./planner/...
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./executor/...
+	$(GO) test -run '^$$' -bench TenHopPlan -benchtime 1x -timeout 30m ./executor/...
+	$(GO) test -run '^$$' -bench VetGenuine -benchmem ./executor/...
 	$(GO) run ./test/bench -sizes $(BENCH_SIZES)
 
 .PHONY: demo

@@ -113,6 +113,22 @@ func benchAgent() error {
 			return err
 		}
 	}
+	// A Git writer commits 192 MiB of zeros beside the desired file (it
+	// compresses to almost nothing on the wire), then changes the desired
+	// file: the agent reads the new revision; its RSS must stay flat.
+	if _, err := st.Human.CommitFile("junk.bin", make([]byte, 192<<20), "192 MiB of zeros"); err != nil {
+		return err
+	}
+	done, peak := make(chan struct{}), make(chan int64)
+	go func() { peak <- sampleRSS(p.Pid(), done) }()
+	if _, err := st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: v1.9.0\n  approval: Manual\n"), "read me beside the junk"); err != nil {
+		return err
+	}
+	if _, err := st.WaitStatus(ctx, "bench", func(s agent.Status) bool { return s.Desired != nil && s.Desired.Approval == "Manual" }); err != nil {
+		return err
+	}
+	close(done)
+	junkRSS := <-peak
 	fmt.Printf("\n## agent (the kvgitops binary, as the deploy/ Deployment runs it)\n\n")
 	fmt.Println("| figure | value | goal |")
 	fmt.Println("|---|---|---|")
@@ -120,6 +136,7 @@ func benchAgent() error {
 	fmt.Printf("| RSS during hops (max, 3 hops) | %.1f MiB | |\n", float64(hopRSS)/1024)
 	fmt.Printf("| commit -> first action, webhook (3 hops) | %s | <= 1 s |\n", durations(hookLatency))
 	fmt.Printf("| commit -> first action, polling every 10 s (2 hops) | %s | one interval |\n", durations(pollLatency))
+	fmt.Printf("| RSS reading a revision with a 192 MiB junk file beside the desired file (max) | %.1f MiB | flat (idle) |\n", float64(junkRSS)/1024)
 	return nil
 }
 

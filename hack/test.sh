@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# make test: every package; the end-to-end package, the longest, runs in
+# SHARDS processes side by side (each with its own control plane, tests
+# split by name, every test in exactly one shard). Output of each shard is
+# printed when it ends; the exit status is the worst of all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+SHARDS=${E2E_SHARDS:-2}
+P=${TEST_PARALLEL:-3}
+e2e=./test/e2e
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+mapfile -t tests < <(grep -ho '^func Test[A-Za-z0-9_]*(t \*testing.T)' test/e2e/*_test.go | sed 's/^func //; s/(.*//' | sort)
+if [ "${#tests[@]}" -eq 0 ]; then
+  echo "test.sh: no tests found in $e2e" >&2
+  exit 1
+fi
+
+pids=()
+# shellcheck disable=SC2046
+$GO test -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v '/test/e2e$') >"$out/rest" 2>&1 &
+pids+=($!)
+for ((s = 0; s < SHARDS; s++)); do
+  names=()
+  for ((i = s; i < ${#tests[@]}; i += SHARDS)); do names+=("${tests[i]}"); done
+  regex="^($(IFS='|'; echo "${names[*]}"))\$"
+  $GO test -count=1 -timeout 25m -run "$regex" "$e2e" >"$out/e2e-$s" 2>&1 &
+  pids+=($!)
+done
+
+rc=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then rc=1; fi
+done
+cat "$out/rest"
+for ((s = 0; s < SHARDS; s++)); do
+  echo "# e2e shard $((s + 1))/$SHARDS"
+  cat "$out/e2e-$s"
+done
+exit $rc
