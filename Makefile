@@ -11,7 +11,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/kvgitops
 FUZZTIME  ?= 30s
-BENCH_SIZES ?= small,medium,large
+BENCH_SIZES ?= small,medium,large,refs100k
 KUBE_VERSION ?= 1.37.2
 TESTBIN_DIR  ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kvgitops/testbin/$(KUBE_VERSION)
 export KUBEBUILDER_ASSETS := $(TESTBIN_DIR)

@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"sync"
 	"time"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -143,11 +141,7 @@ func (a *Agent) backoff(n int, err error) time.Duration {
 	if d > a.cfg.MaxBackoff {
 		d = a.cfg.MaxBackoff
 	}
-	var e *executor.Error
-	if errors.As(err, &e) && e.RetryAfter > d {
-		d = e.RetryAfter
-	}
-	return d
+	return max(d, retryIn(err))
 }
 
 // Snapshot is the last status the agent computed (pushed or not).

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // drifted compares the cluster with what kvgitops applied for the current
@@ -66,5 +67,5 @@ func orUnset(s string) string {
 	if s == "" {
 		return "unset"
 	}
-	return planner.QuoteValue(s)
+	return redact.Quote(s)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
@@ -47,9 +46,9 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 		return "", err
 	}
 	if !ok {
-		return "", &gitsource.Error{Reason: gitsource.ReasonHistoryRewritten, Terminal: true,
-			Message: "the branch no longer descends from " + gitsource.Revision(since).Short() +
-				", which was already seen (force-push or stale server); nothing is applied until the history is restored or the agent is told to follow it"}
+		return "", gitsource.Stall(gitsource.ReasonHistoryRewritten,
+			"the branch no longer descends from %s, which was already seen (force-push or stale server); nothing is applied until the history is restored or the agent is told to follow it",
+			gitsource.Revision(since).Short())
 	}
 	return string(rev), nil
 }
@@ -85,10 +84,10 @@ func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenanc
 			return nil, Provenance{}, err
 		}
 		if !ok {
-			return nil, Provenance{}, &gitsource.Error{Reason: gitsource.ReasonStaleSignedContent, Terminal: true,
-				Message: fmt.Sprintf("%s was set by %s (signed by %s), which does not descend from %s, the signed commit accepted before: "+
+			return nil, Provenance{}, gitsource.Stall(gitsource.ReasonStaleSignedContent,
+				"%s was set by %s (signed by %s), which does not descend from %s, the signed commit accepted before: "+
 					"older signed content brought back (by a merge, or a stale server) is not applied; commit and sign the content again on top of the branch",
-					path, v.Commit.Short(), v.Signer, gitsource.Revision(g.accepted).Short())}
+				path, v.Commit.Short(), v.Signer, gitsource.Revision(g.accepted).Short())
 		}
 	}
 	g.accepted = string(v.Commit)

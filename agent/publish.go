@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/kvgitops/kvgitops/executor"
-	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // pass is the status being built by one reconcile.
@@ -125,7 +125,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 		a.cfg.Metrics.statusPushFailed()
 		// The status is not on the critical path, so its failure must be
 		// visible elsewhere: one Warning Event per distinct reason.
-		if r := string(gitsource.ReasonOf(err)); r != "" && r != a.pushFailure {
+		if r := why(err); r != "" && r != a.pushFailure {
 			a.pushFailure = r
 			a.cluster.Event(ctx, true, r, "the status file cannot be pushed to Git: "+err.Error())
 		}
@@ -153,23 +153,16 @@ func commitMessage(cluster string, p *pass) string {
 		subject += " " + p.Reason
 	}
 	if p.Message != "" {
-		subject += ": " + planner.Sanitize(p.Message, 120)
+		subject += ": " + redact.Text(p.Message, 120)
 	}
 	var body bytes.Buffer
 	if pl := p.Plan; pl != nil {
 		fmt.Fprintf(&body, "\n\nPlan %s: %s", pl.ID, pl.Action)
 		for i, s := range pl.Steps {
-			fmt.Fprintf(&body, "\n  %d/%d %s %s -> %s %s: %s", i+1, len(pl.Steps), s.Type, orDash(s.From), orDash(s.To), s.Method, s.State)
+			fmt.Fprintf(&body, "\n  %d/%d %s %s -> %s %s: %s", i+1, len(pl.Steps), s.Type, redact.OrDash(s.From), redact.OrDash(s.To), s.Method, s.State)
 		}
 	}
 	return subject + body.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // loadPrevious reads the committed status once after start: its history and
@@ -216,7 +209,7 @@ func (a *Agent) adoptPreviousRevision() {
 	switch {
 	case prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "":
 		a.desiredRev = prev.DesiredRevision
-	case prev.Phase == PhaseInvalid && a.desiredErr != nil && prev.Message == planner.Sanitize(a.desiredErr.Error(), planner.MaxMessage):
+	case prev.Phase == PhaseInvalid && a.desiredErr != nil && prev.Message == redact.Text(a.desiredErr.Error(), redact.MaxMessage):
 		a.desiredRev = prev.DesiredRevision // the same broken content as before the restart
 	}
 }

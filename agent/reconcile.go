@@ -11,6 +11,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Reconcile is one pass. It reports whether another pass should follow at
@@ -42,6 +43,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		return false, a.publish(ctx, p)
 	}
 	a.lastSeen = head
+	a.log = logger{a.cfg.Logger}.with("revision", gitsource.Revision(head).Short())
 	first := !a.loaded
 	if first {
 		a.loadPrevious(ctx, head)
@@ -169,11 +171,11 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	}
 	data, from, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
 	a.cfg.Metrics.gitOp("read", err)
-	if err != nil && !gitsource.IsTerminal(err) {
+	if err != nil && !stalls(err) {
 		return err
 	}
 	risks, rerr := a.readRisks(ctx, head)
-	if rerr != nil && !gitsource.IsTerminal(rerr) {
+	if rerr != nil && !stalls(rerr) {
 		return rerr
 	}
 	a.readRev = head
@@ -311,6 +313,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		return false, fmt.Errorf("not starting %s: %w", where, err)
 	}
 	a.hook("intent-recorded")
+	a.log = a.log.with("plan", act.plan.ID)
 	a.log.stepStarted(i+1, len(act.steps), step)
 	a.cluster.Event(ctx, false, "StepStarted", where)
 
@@ -332,7 +335,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
 	defer a.hook("outcome-recorded")
 	outcome := func(state, message string) {
-		attempt.State, attempt.FinishedAt, attempt.Message = state, ts(a.cfg.Clock()), planner.Sanitize(message, 300)
+		attempt.State, attempt.FinishedAt, attempt.Message = state, ts(a.cfg.Clock()), redact.Text(message, 300)
 		if err := a.journal.record(ctx, attempt); err != nil {
 			a.log.journalFailed(err) // kept in memory and written with the next status
 		}
@@ -364,9 +367,9 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		s.State, s.StartedAt = StepPending, nil
 		a.log.stalePlan(err)
 		return true, nil
-	case executor.IsTerminal(err):
+	case stalls(err):
 		outcome(StepFailed, err.Error())
-		reason := string(executor.ReasonOf(err))
+		reason := why(err)
 		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
 		a.cfg.Metrics.hop(step, "Failed", took)
 		a.failed = &failure{key: failureKey(a.desiredDigest, act.plan.ID), reason: reason, message: where + ": " + err.Error()}
@@ -389,8 +392,8 @@ func failureKey(digest, planID string) string { return digest + "/" + planID }
 
 // reasonOf names why the desired file cannot be used.
 func reasonOf(err error) string {
-	if r := gitsource.ReasonOf(err); r != "" {
-		return string(r)
+	if r := why(err); r != "" {
+		return r
 	}
 	return string(planner.ReasonInvalidDesiredState)
 }

@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Status file identity.
@@ -215,15 +216,15 @@ func (t Timestamp) IsZero() bool { return t.Time.IsZero() }
 // documents into it.
 func Render(s Status) ([]byte, error) {
 	s.APIVersion, s.Kind = StatusAPIVersion, StatusKind
-	s.Message = planner.Sanitize(s.Message, planner.MaxMessage)
+	s.Message = redact.Text(s.Message, redact.MaxMessage)
 	if s.Plan != nil {
 		p := *s.Plan
 		p.Steps = append([]StepStatus(nil), p.Steps...)
 		for i := range p.Steps {
-			p.Steps[i].Message = planner.Sanitize(p.Steps[i].Message, planner.MaxMessage)
+			p.Steps[i].Message = redact.Text(p.Steps[i].Message, redact.MaxMessage)
 			notes := make([]string, len(p.Steps[i].Notes))
 			for j, n := range p.Steps[i].Notes {
-				notes[j] = planner.Sanitize(n, planner.MaxMessage)
+				notes[j] = redact.Text(n, redact.MaxMessage)
 			}
 			p.Steps[i].Notes = notes
 		}
@@ -231,12 +232,12 @@ func Render(s Status) ([]byte, error) {
 	}
 	conds := append([]Condition(nil), s.Conditions...)
 	for i := range conds {
-		conds[i].Message = planner.Sanitize(conds[i].Message, planner.MaxMessage)
+		conds[i].Message = redact.Text(conds[i].Message, redact.MaxMessage)
 	}
 	s.Conditions = conds
 	hist := append([]Run(nil), s.History...)
 	for i := range hist {
-		hist[i].Message = planner.Sanitize(hist[i].Message, planner.MaxMessage)
+		hist[i].Message = redact.Text(hist[i].Message, redact.MaxMessage)
 	}
 	s.History = hist
 	if s.Workloads != nil {
@@ -244,7 +245,7 @@ func Render(s Status) ([]byte, error) {
 		if w.Disrupted == nil {
 			w.Disrupted = []string{}
 		}
-		w.Note = planner.Sanitize(w.Note, planner.MaxMessage)
+		w.Note = redact.Text(w.Note, redact.MaxMessage)
 		s.Workloads = &w
 	}
 	var b bytes.Buffer

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Reason classifies an executor failure for status files, events and
@@ -53,16 +53,22 @@ type Error struct {
 func (e *Error) Error() string { return string(e.Reason) + ": " + e.Message }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Why, Stalls and RetryIn are the vocabulary the agent consumes from Git
+// and the cluster alike.
+func (e *Error) Why() string            { return string(e.Reason) }
+func (e *Error) Stalls() bool           { return e.Terminal }
+func (e *Error) RetryIn() time.Duration { return e.RetryAfter }
+
 // ErrStalePlan is returned when the cluster no longer matches the state a
 // step was planned from. Re-plan.
 var ErrStalePlan = errors.New("stale plan")
 
 func terminal(r Reason, err error, format string, args ...any) *Error {
-	return &Error{Reason: r, Message: planner.Sanitize(fmt.Sprintf(format, args...), planner.MaxMessage), Terminal: true, Err: err}
+	return &Error{Reason: r, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage), Terminal: true, Err: err}
 }
 
 func transient(r Reason, err error, format string, args ...any) *Error {
-	return &Error{Reason: r, Message: planner.Sanitize(fmt.Sprintf(format, args...), planner.MaxMessage), Err: err}
+	return &Error{Reason: r, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage), Err: err}
 }
 
 // IsTerminal reports whether err should stall instead of being retried.

@@ -8,7 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Event records a Kubernetes Event about KubeVirt: on the KubeVirt CR when
@@ -35,7 +35,7 @@ func (e *Executor) Event(ctx context.Context, warning bool, reason, message stri
 		ObjectMeta:          metav1.ObjectMeta{GenerateName: "kvgitops-", Namespace: ns},
 		InvolvedObject:      ref,
 		Reason:              reason,
-		Message:             planner.Sanitize(message, 1024),
+		Message:             redact.Text(message, 1024),
 		Type:                typ,
 		Source:              corev1.EventSource{Component: e.cfg.FieldManager},
 		ReportingController: "kvgitops.dev/agent",

@@ -12,7 +12,7 @@ import (
 func FuzzManifest(f *testing.F) {
 	f.Add(releases.OperatorManifest("v1.8.4"))
 	f.Add(releases.OperatorManifest("v0.26.0"))
-	f.Add([]byte("---\napiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"))
+	f.Add([]byte("---\napiVersion: v1\nkind: redact.Secret\nmetadata: {name: x}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := executor.ParseOperatorManifest(data, "v1.8.4", executor.VetOptions{})
 		if err != nil {

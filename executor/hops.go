@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // hop carries one upgrade step through its method: one function per
@@ -80,7 +81,7 @@ func (h *hop) byImageTag() error {
 	}
 	h.say.say("the running virt-operator lacks RBAC that %s needs; updating the operator first", h.step.To)
 	h.res.OperatorFirst = true
-	h.res.Notes = append(h.res.Notes, "operator updated first: the running virt-operator was "+rbacMarker+" for "+h.step.To+": "+planner.Sanitize(rbac.msg, 300))
+	h.res.Notes = append(h.res.Notes, "operator updated first: the running virt-operator was "+rbacMarker+" for "+h.step.To+": "+redact.Text(rbac.msg, 300))
 	if h.e.cfg.Releases == nil {
 		return terminal(ReasonHopFailed, nil, "%s", rbac.msg)
 	}

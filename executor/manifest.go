@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Manifest is a vetted release manifest.
@@ -36,7 +36,7 @@ func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, terminal(ReasonManifestRejected, nil, "manifest is not valid YAML: %s", planner.Sanitize(err.Error(), 200))
+			return nil, terminal(ReasonManifestRejected, nil, "manifest is not valid YAML: %s", redact.Text(err.Error(), 200))
 		}
 		if len(m) == 0 {
 			continue
@@ -69,7 +69,7 @@ func ParseCRManifest(data []byte, tag, namespace string) (*Manifest, error) {
 	gvk := o.GroupVersionKind()
 	if gvk.Group != "kubevirt.io" || gvk.Kind != "KubeVirt" || o.GetName() != "kubevirt" || o.GetNamespace() != namespace {
 		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds %s %s/%s, want KubeVirt %s/kubevirt", tag,
-			planner.QuoteValue(gvk.Kind), planner.QuoteValue(o.GetNamespace()), planner.QuoteValue(o.GetName()), namespace)
+			redact.Quote(gvk.Kind), redact.Quote(o.GetNamespace()), redact.Quote(o.GetName()), namespace)
 	}
 	if v, ok, _ := unstructured.NestedString(o.Object, "spec", "imageTag"); ok && v != "" {
 		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s pins imageTag", tag)

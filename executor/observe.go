@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Condition is a KubeVirt CR condition.
@@ -301,7 +302,7 @@ func rolloutStatus(dep *appsv1.Deployment) (done bool, failed string) {
 	}
 	for _, c := range st.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
-			return false, planner.Sanitize("virt-operator rollout failed: "+c.Message, planner.MaxMessage)
+			return false, redact.Text("virt-operator rollout failed: "+c.Message, redact.MaxMessage)
 		}
 	}
 	want := int32(1)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/redact"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
 
@@ -245,8 +246,8 @@ func TestTokenIsNotForwardedAcrossHosts(t *testing.T) {
 	if len(leaked) > 0 {
 		t.Errorf("the token reached another host: %v", leaked)
 	}
-	if s := fmt.Sprint(executor.Secret("gh-canary-token")); strings.Contains(s, "canary") {
-		t.Errorf("a Secret prints as %q", s)
+	if s := fmt.Sprint(redact.Secret("gh-canary-token")); strings.Contains(s, "canary") {
+		t.Errorf("a redact.Secret prints as %q", s)
 	}
 }
 

@@ -5,12 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Defaults of where releases come from (DESIGN.md §4).
@@ -42,18 +42,9 @@ type ReleaseConfig struct {
 	Registries []string
 	// Token authenticates to the releases API (rate limits); it is sent to
 	// the API host only and never follows a redirect to another host.
-	Token Secret
+	Token redact.Secret
 	HTTP  HTTPConfig
 }
-
-// Secret is a credential that never prints: not with fmt, not through
-// slog (text or JSON), not inside a struct marshalled as JSON or YAML.
-type Secret string
-
-func (Secret) String() string               { return "[redacted]" }
-func (Secret) GoString() string             { return "[redacted]" }
-func (Secret) LogValue() slog.Value         { return slog.StringValue("[redacted]") }
-func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
 
 // ReleaseClient fetches the release catalog and manifests.
 type ReleaseClient struct {
@@ -88,7 +79,7 @@ func NewReleaseClient(cfg ReleaseConfig) (*ReleaseClient, error) {
 	cfg.HTTP.AllowedHosts = hosts
 	for tag, sum := range cfg.Pins {
 		if !planner.ValidTag(tag) || len(sum) != 64 {
-			return nil, terminal(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", planner.QuoteValue(tag))
+			return nil, terminal(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", redact.Quote(tag))
 		}
 	}
 	c := &ReleaseClient{cfg: cfg, http: newSafeClient(cfg.HTTP), list: list, dl: dl, apiHeader: http.Header{}}
@@ -105,7 +96,7 @@ func parseBaseURL(what, raw string) (*url.URL, error) {
 	case err != nil:
 		return nil, terminal(ReasonHostNotAllowed, nil, "%s is not a URL", what)
 	case u.Scheme != "https":
-		return nil, terminal(ReasonHostNotAllowed, nil, "%s must be https, got %s", what, planner.QuoteValue(u.Scheme))
+		return nil, terminal(ReasonHostNotAllowed, nil, "%s must be https, got %s", what, redact.Quote(u.Scheme))
 	case u.User != nil:
 		return nil, terminal(ReasonHostNotAllowed, nil, "%s must not carry credentials", what)
 	case u.RawQuery != "" || u.Fragment != "":
@@ -189,7 +180,7 @@ func nextLink(h string) string {
 // is validated, so no path can be smuggled in).
 func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, error) {
 	if !planner.ValidTag(tag) {
-		return nil, terminal(ReasonManifestRejected, nil, "%s is not a release tag", planner.QuoteValue(tag))
+		return nil, terminal(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
 	u := *c.dl
 	u.Path = c.dl.Path + "/" + tag + "/" + name

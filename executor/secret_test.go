@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // TestSecretsNeverPrint puts each secret-bearing type through every way a
@@ -20,13 +21,12 @@ import (
 func TestSecretsNeverPrint(t *testing.T) {
 	const canary = "canary-secret-7f3e"
 	type config struct {
-		Token executor.Secret
+		Token redact.Secret
 		Auth  gitsource.Auth
 		Rel   executor.ReleaseConfig
 	}
 	values := map[string]any{
-		"executor.Secret":  executor.Secret(canary),
-		"gitsource.Secret": gitsource.Secret(canary),
+		"redact.Secret": redact.Secret(canary),
 		"a struct of them": config{Token: canary, Auth: gitsource.Auth{Username: "u", Password: canary, BearerToken: canary, Identity: canary},
 			Rel: executor.ReleaseConfig{Token: canary}},
 	}

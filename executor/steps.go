@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // StepOptions tune one step.
@@ -66,14 +67,14 @@ func (e *Executor) Run(ctx context.Context, step planner.Step, opts StepOptions)
 	case planner.StepDeleteOperator:
 		err = e.deleteOperator(hopCtx, obs, step, say, &res)
 	default:
-		err = terminal(ReasonInvalidStep, nil, "unknown step type %s", planner.QuoteValue(string(step.Type)))
+		err = terminal(ReasonInvalidStep, nil, "unknown step type %s", redact.Quote(string(step.Type)))
 	}
 	res.FinishedAt = time.Now()
 	return res, err
 }
 
 func stale(format string, args ...any) error {
-	return &Error{Reason: ReasonStalePlan, Message: planner.Sanitize(fmt.Sprintf(format, args...), planner.MaxMessage), Err: ErrStalePlan}
+	return &Error{Reason: ReasonStalePlan, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage), Err: ErrStalePlan}
 }
 
 // settle waits until an install whose observed version already equals its
@@ -173,7 +174,7 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 	case kv.Observed == step.To && hopComplete(kv, step.To):
 		res.AlreadyDone = true
 	case kv.Observed != step.From:
-		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, orDash(kv.Observed))
+		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, redact.OrDash(kv.Observed))
 	}
 	baseline := opts.Baseline
 	if baseline == nil {
@@ -190,7 +191,7 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 		case planner.MethodImageTag:
 			err = h.byImageTag()
 		default:
-			err = terminal(ReasonInvalidStep, nil, "unknown method %s", planner.QuoteValue(string(step.Method)))
+			err = terminal(ReasonInvalidStep, nil, "unknown method %s", redact.Quote(string(step.Method)))
 		}
 		if err != nil {
 			return err

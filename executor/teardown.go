@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
@@ -46,7 +47,7 @@ func (e *Executor) deleteKubeVirt(ctx context.Context, obs *Observation, say pro
 		switch {
 		case err == nil || apierrors.IsNotFound(err):
 		case strings.Contains(err.Error(), "Rejecting the uninstall request"):
-			return terminal(ReasonUninstallBlocked, err, "virt-operator refused the uninstall (uninstallStrategy %s): %s", orDash(kv.UninstallStrategy), err.Error())
+			return terminal(ReasonUninstallBlocked, err, "virt-operator refused the uninstall (uninstallStrategy %s): %s", redact.OrDash(kv.UninstallStrategy), err.Error())
 		case isWebhookCallFailure(err) && obs.Operator == nil:
 			return terminal(ReasonWebhookUnavailable, err, "virt-operator is gone and its fail-closed virt-operator-validator rejects deleting the CR; restore the operator, or set spec.teardown.removeStuckFinalizers: true to let kvgitops delete the webhook and finish: %s", err.Error())
 		default:
@@ -72,7 +73,7 @@ func (e *Executor) waitGone(ctx context.Context, apiVersion string, operatorGone
 		if k.Deleting && len(k.Finalizers) > 0 && operatorGone() {
 			return false, 0, e.stuck(ctx, k)
 		}
-		last = fmt.Sprintf("phase %s, finalizers %v", orDash(k.Phase), k.Finalizers)
+		last = fmt.Sprintf("phase %s, finalizers %v", redact.OrDash(k.Phase), k.Finalizers)
 		if what := e.deletionProgress(ctx); what != "" {
 			last += "; " + what
 		}
@@ -311,7 +312,7 @@ func (e *Executor) deleteOperator(ctx context.Context, obs *Observation, step pl
 		case !IsTerminal(err):
 			return err
 		default:
-			res.Notes = append(res.Notes, "operator manifest of "+step.From+" unavailable ("+planner.Sanitize(err.Error(), 200)+"); deleting the known objects by name")
+			res.Notes = append(res.Notes, "operator manifest of "+step.From+" unavailable ("+redact.Text(err.Error(), 200)+"); deleting the known objects by name")
 		}
 	}
 	// Every allow-listed object present goes too, whichever release put it

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Violation is one way a manifest departs from what a KubeVirt release's
@@ -94,12 +95,12 @@ func Vet(data []byte, tag string, o VetOptions) *Vetting {
 	sum := sha256.Sum256(data)
 	v := &Vetting{Tag: tag, SHA256: hex.EncodeToString(sum[:])}
 	if !planner.ValidTag(tag) {
-		v.add("release", "tag", "%s is not a release tag", planner.QuoteValue(tag))
+		v.add("release", "tag", "%s is not a release tag", redact.Quote(tag))
 		return v
 	}
 	objs, err := decodeObjects(data)
 	if err != nil {
-		v.add("file", "", "%s", planner.Sanitize(err.Error(), 300))
+		v.add("file", "", "%s", redact.Text(err.Error(), 300))
 		return v
 	}
 	c := vetter{Vetting: v, opts: o, registries: o.Registries}
@@ -146,7 +147,7 @@ type vetter struct {
 }
 
 func (v *Vetting) add(object, field, format string, args ...any) {
-	v.Violations = append(v.Violations, Violation{Object: object, Field: field, Message: planner.Sanitize(fmt.Sprintf(format, args...), 300)})
+	v.Violations = append(v.Violations, Violation{Object: object, Field: field, Message: redact.Text(fmt.Sprintf(format, args...), 300)})
 }
 
 func objectName(o *unstructured.Unstructured) string {
@@ -210,16 +211,16 @@ func (c *vetter) allowed(i int, obj *unstructured.Unstructured) (allowedObject, 
 		ns := obj.GetNamespace()
 		switch {
 		case a.namespaced && ns != c.opts.Namespace:
-			c.add(objectName(obj), "metadata.namespace", "must be %s, got %s", c.opts.Namespace, planner.QuoteValue(ns))
+			c.add(objectName(obj), "metadata.namespace", "must be %s, got %s", c.opts.Namespace, redact.Quote(ns))
 			return a, false
 		case !a.namespaced && ns != "":
-			c.add(objectName(obj), "metadata.namespace", "is cluster-scoped, got namespace %s", planner.QuoteValue(ns))
+			c.add(objectName(obj), "metadata.namespace", "is cluster-scoped, got namespace %s", redact.Quote(ns))
 			return a, false
 		}
 		return a, true
 	}
 	c.add(objectName(obj), "kind", "%s %s (%s) is not part of a KubeVirt operator manifest",
-		planner.QuoteValue(gvk.Kind), planner.QuoteValue(name), planner.QuoteValue(gvk.GroupVersion().String()))
+		redact.Quote(gvk.Kind), redact.Quote(name), redact.Quote(gvk.GroupVersion().String()))
 	return allowedObject{}, false
 }
 
@@ -248,10 +249,10 @@ func (c *vetter) crd(o *unstructured.Unstructured) {
 	plural, _, _ := unstructured.NestedString(spec, "names", "plural")
 	if group != "kubevirt.io" || kind != "KubeVirt" || plural != "kubevirts" {
 		c.add(obj, "spec", "must define kubevirts.kubevirt.io (kind KubeVirt), got group %s kind %s plural %s",
-			planner.QuoteValue(group), planner.QuoteValue(kind), planner.QuoteValue(plural))
+			redact.Quote(group), redact.Quote(kind), redact.Quote(plural))
 	}
 	if s, _, _ := unstructured.NestedString(spec, "conversion", "strategy"); s != "" && s != "None" {
-		c.add(obj, "spec.conversion.strategy", "must be None, got %s: a conversion webhook would send every KubeVirt CR elsewhere", planner.QuoteValue(s))
+		c.add(obj, "spec.conversion.strategy", "must be None, got %s: a conversion webhook would send every KubeVirt CR elsewhere", redact.Quote(s))
 	}
 }
 
@@ -278,21 +279,21 @@ func (c *vetter) rules(o *unstructured.Unstructured) {
 		}
 		for _, v := range verbs {
 			if slices.Contains(dangerousVerbs, v) {
-				c.add(obj, field+".verbs", "must not grant %s", planner.QuoteValue(v))
+				c.add(obj, field+".verbs", "must not grant %s", redact.Quote(v))
 			}
 		}
 		wild := slices.Contains(resources, "*") || slices.Contains(verbs, "*")
 		if wild && !allFunc(groups, kubevirtGroup) {
-			c.add(obj, field, `grants "*" in %s; releases grant wildcards only in KubeVirt's own groups`, planner.QuoteValue(strings.Join(groups, ",")))
+			c.add(obj, field, `grants "*" in %s; releases grant wildcards only in KubeVirt's own groups`, redact.Quote(strings.Join(groups, ",")))
 		}
 		if urls := strs(m["nonResourceURLs"]); len(urls) > 0 {
 			if !slices.Equal(urls, []string{"/metrics"}) || !slices.Equal(verbs, []string{"get"}) {
 				c.add(obj, field+".nonResourceURLs", "only get on /metrics is allowed, got %s on %s",
-					planner.QuoteValue(strings.Join(verbs, ",")), planner.QuoteValue(strings.Join(urls, ",")))
+					redact.Quote(strings.Join(verbs, ",")), redact.Quote(strings.Join(urls, ",")))
 			}
 		}
 		if aggregate && !slices.Equal(groups, []string{"kubevirt.io"}) {
-			c.add(obj, field+".apiGroups", "this role is aggregated into every namespace admin: only kubevirt.io, got %s", planner.QuoteValue(strings.Join(groups, ",")))
+			c.add(obj, field+".apiGroups", "this role is aggregated into every namespace admin: only kubevirt.io, got %s", redact.Quote(strings.Join(groups, ",")))
 		}
 	}
 }
@@ -303,7 +304,7 @@ func (c *vetter) binding(o *unstructured.Unstructured) {
 	kind, _, _ := unstructured.NestedString(o.Object, "roleRef", "kind")
 	name, _, _ := unstructured.NestedString(o.Object, "roleRef", "name")
 	if kind != wantRole || name != "kubevirt-operator" {
-		c.add(obj, "roleRef", "must be %s kubevirt-operator, got %s %s", wantRole, planner.QuoteValue(kind), planner.QuoteValue(name))
+		c.add(obj, "roleRef", "must be %s kubevirt-operator, got %s %s", wantRole, redact.Quote(kind), redact.Quote(name))
 	}
 	subjects, _, _ := unstructured.NestedSlice(o.Object, "subjects")
 	if len(subjects) == 0 {
@@ -316,7 +317,7 @@ func (c *vetter) binding(o *unstructured.Unstructured) {
 		ns, _ := m["namespace"].(string)
 		if k != "ServiceAccount" || n != "kubevirt-operator" || ns != c.opts.Namespace {
 			c.add(obj, fmt.Sprintf("subjects[%d]", i), "must be ServiceAccount %s/kubevirt-operator, got %s %s/%s",
-				c.opts.Namespace, planner.QuoteValue(k), planner.QuoteValue(ns), planner.QuoteValue(n))
+				c.opts.Namespace, redact.Quote(k), redact.Quote(ns), redact.Quote(n))
 		}
 	}
 }

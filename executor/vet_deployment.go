@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // operatorEnv are the variables a release's virt-operator container may
@@ -18,7 +18,7 @@ import (
 var operatorEnv = regexp.MustCompile(`^(OPERATOR_IMAGE|VIRT_OPERATOR_IMAGE|KUBEVIRT_VERSION|WATCH_NAMESPACE|[A-Z_]+_SHASUM|[A-Z_]+_IMAGE)$`)
 
 // operatorVolumes are the volumes of a release's virt-operator pod: its
-// optional certificate Secret and, from v0.49, an emptyDir for profiles.
+// optional certificate redact.Secret and, from v0.49, an emptyDir for profiles.
 var operatorVolumes = map[string]func(map[string]any) bool{
 	"kubevirt-operator-certs": func(v map[string]any) bool {
 		name, _, _ := unstructured.NestedString(v, "secret", "secretName")
@@ -35,10 +35,10 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 	const podPath = "spec.template.spec"
 	pod, _, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
 	if sa := str(pod["serviceAccountName"]); sa != "kubevirt-operator" {
-		c.add(obj, podPath+".serviceAccountName", "must be kubevirt-operator, got %s", planner.QuoteValue(sa))
+		c.add(obj, podPath+".serviceAccountName", "must be kubevirt-operator, got %s", redact.Quote(sa))
 	}
 	if sa, ok := pod["serviceAccount"]; ok && str(sa) != "kubevirt-operator" {
-		c.add(obj, podPath+".serviceAccount", "must be kubevirt-operator, got %s", planner.QuoteValue(str(sa)))
+		c.add(obj, podPath+".serviceAccount", "must be kubevirt-operator, got %s", redact.Quote(str(sa)))
 	}
 	for _, f := range []string{"hostNetwork", "hostPID", "hostIPC"} {
 		if b, _ := pod[f].(bool); b {
@@ -51,10 +51,10 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 		}
 	}
 	if pc := str(pod["priorityClassName"]); pc != "" && pc != "kubevirt-cluster-critical" {
-		c.add(obj, podPath+".priorityClassName", "must be kubevirt-cluster-critical, got %s", planner.QuoteValue(pc))
+		c.add(obj, podPath+".priorityClassName", "must be kubevirt-cluster-critical, got %s", redact.Quote(pc))
 	}
 	if rc := str(pod["runtimeClassName"]); rc != "" {
-		c.add(obj, podPath+".runtimeClassName", "must not be set, got %s", planner.QuoteValue(rc))
+		c.add(obj, podPath+".runtimeClassName", "must not be set, got %s", redact.Quote(rc))
 	}
 	sc, _ := pod["securityContext"].(map[string]any)
 	c.securityContext(obj, podPath+".securityContext", sc)
@@ -70,7 +70,7 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 			if _, host := m["hostPath"]; host {
 				what = "a hostPath volume: host access"
 			}
-			c.add(obj, fmt.Sprintf("%s.volumes[%d]", podPath, i), "%s is %s", planner.QuoteValue(name), what)
+			c.add(obj, fmt.Sprintf("%s.volumes[%d]", podPath, i), "%s is %s", redact.Quote(name), what)
 		}
 	}
 	containers, _ := pod["containers"].([]any)
@@ -79,7 +79,7 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 		m, _ := ct.(map[string]any)
 		field := fmt.Sprintf("%s.containers[%d]", podPath, i)
 		if str(m["name"]) != "virt-operator" || found {
-			c.add(obj, field+".name", "only the virt-operator container is allowed, got %s", planner.QuoteValue(str(m["name"])))
+			c.add(obj, field+".name", "only the virt-operator container is allowed, got %s", redact.Quote(str(m["name"])))
 			continue
 		}
 		found = true
@@ -95,7 +95,7 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 	c.image(obj, field+".image", image, "virt-operator")
 	argv := append(strs(m["command"]), strs(m["args"])...)
 	if !operatorArgs.MatchString(strings.Join(argv, " ")) {
-		c.add(obj, field+".command", "must run virt-operator --port 8443 -v N as every release does, got %s", planner.QuoteValue(strings.Join(argv, " ")))
+		c.add(obj, field+".command", "must run virt-operator --port 8443 -v N as every release does, got %s", redact.Quote(strings.Join(argv, " ")))
 	}
 	env := map[string]string{}
 	list, _ := m["env"].([]any)
@@ -105,7 +105,7 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 		ef := fmt.Sprintf("%s.env[%d]", field, i)
 		switch {
 		case !operatorEnv.MatchString(name):
-			c.add(obj, ef, "%s is not a variable of a release", planner.QuoteValue(name))
+			c.add(obj, ef, "%s is not a variable of a release", redact.Quote(name))
 		case em["valueFrom"] != nil && name != "WATCH_NAMESPACE":
 			c.add(obj, ef+".valueFrom", "%s must have a literal value", name)
 		}
@@ -116,7 +116,7 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 	}
 	for _, k := range operatorImageEnv {
 		if v, ok := env[k]; ok && v != image {
-			c.add(obj, field+".env."+k, "must equal the container image %s, got %s", planner.QuoteValue(image), planner.QuoteValue(v))
+			c.add(obj, field+".env."+k, "must equal the container image %s, got %s", redact.Quote(image), redact.Quote(v))
 		}
 	}
 	for k, v := range env {
@@ -126,10 +126,10 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 	}
 	c.Version, _ = OperatorVersion(image, env)
 	if c.Version != c.Tag {
-		c.add(obj, field+".image", "runs version %s (as virt-operator reads %s), want %s", planner.QuoteValue(c.Version), planner.QuoteValue(image), c.Tag)
+		c.add(obj, field+".image", "runs version %s (as virt-operator reads %s), want %s", redact.Quote(c.Version), redact.Quote(image), c.Tag)
 	}
 	if v := env["KUBEVIRT_VERSION"]; v != "" && v != c.Tag {
-		c.add(obj, field+".env.KUBEVIRT_VERSION", "must be %s, got %s", c.Tag, planner.QuoteValue(v))
+		c.add(obj, field+".env.KUBEVIRT_VERSION", "must be %s, got %s", c.Tag, redact.Quote(v))
 	}
 	sc, _ := m["securityContext"].(map[string]any)
 	c.securityContext(obj, field+".securityContext", sc)
@@ -140,10 +140,10 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 		c.add(obj, field+".securityContext.allowPrivilegeEscalation", "must not be true")
 	}
 	if add := strs(mapAt(sc, "capabilities")["add"]); len(add) > 0 {
-		c.add(obj, field+".securityContext.capabilities.add", "must be empty, got %s", planner.QuoteValue(strings.Join(add, ",")))
+		c.add(obj, field+".securityContext.capabilities.add", "must be empty, got %s", redact.Quote(strings.Join(add, ",")))
 	}
 	if pm := str(sc["procMount"]); pm != "" && pm != "Default" {
-		c.add(obj, field+".securityContext.procMount", "must be Default, got %s", planner.QuoteValue(pm))
+		c.add(obj, field+".securityContext.procMount", "must be Default, got %s", redact.Quote(pm))
 	}
 	ports, _ := m["ports"].([]any)
 	for i, p := range ports {
@@ -196,7 +196,7 @@ func (c *vetter) image(obj, field, image, repo string) {
 		}
 	}
 	c.add(obj, field, "%s is not from %s (configure a mirror with --release-image-registry)",
-		planner.QuoteValue(image), strings.Join(c.registries, " or "))
+		redact.Quote(image), strings.Join(c.registries, " or "))
 }
 
 func str(v any) string {

@@ -164,7 +164,7 @@ func TestHostileVariantsOfGenuineManifestsAreRefused(t *testing.T) {
 			find(o, "Deployment", "virt-operator")["metadata"].(map[string]any)["namespace"] = "kube-system"
 			return o
 		}, "Deployment kube-system/virt-operator", "metadata.namespace", `got "kube-system"`},
-		{"a Secret", func(o objs) objs {
+		{"a redact.Secret", func(o objs) objs {
 			return append(o, map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "x", "namespace": "kubevirt"}})
 		}, "Secret kubevirt/x", "kind", "is not part of a KubeVirt operator manifest"},
 		{"a ClusterRoleBinding to cluster-admin", func(o objs) objs {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 var deploymentGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
@@ -125,7 +126,7 @@ func deploymentFailed(k *KubeVirtState) string {
 // summary describes the CR for progress and timeout messages.
 func summary(k *KubeVirtState) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "target %s, observed %s, phase %s", orDash(k.Target), orDash(k.Observed), orDash(k.Phase))
+	fmt.Fprintf(&b, "target %s, observed %s, phase %s", redact.OrDash(k.Target), redact.OrDash(k.Observed), redact.OrDash(k.Phase))
 	for _, typ := range []string{"Available", "Progressing", "Degraded", "Ready", "Updating", "Synchronized"} {
 		if c, ok := k.Condition(typ); ok {
 			fmt.Fprintf(&b, ", %s=%s", typ, c.Status)
@@ -135,13 +136,6 @@ func summary(k *KubeVirtState) string {
 		}
 	}
 	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // waitHop waits for the CR to complete the hop to version. A persisting
@@ -199,7 +193,7 @@ func (e *Executor) timeout(err error, format string, args ...any) error {
 // plannerTag checks a step's version before it reaches a URL or a patch.
 func plannerTag(tag string) error {
 	if !planner.ValidTag(tag) {
-		return terminal(ReasonManifestRejected, nil, "%s is not a release tag", planner.QuoteValue(tag))
+		return terminal(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
 	return nil
 }

@@ -2,38 +2,29 @@ package gitsource
 
 import (
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
-// Secret is a credential value. It never prints, not even through slog.
-type Secret string
-
-func (Secret) String() string                 { return "[redacted]" }
-func (Secret) GoString() string               { return "[redacted]" }
-func (Secret) LogValue() slog.Value           { return slog.StringValue("[redacted]") }
-func (s Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
-
-// Auth holds credentials, in the key names of a Flux Git Secret.
+// Auth holds credentials, in the key names of a Flux Git redact.Secret.
 type Auth struct {
 	Username    string
-	Password    Secret // basic auth password, or the SSH key's passphrase
-	BearerToken Secret
-	Identity    Secret // PEM private key for SSH
+	Password    redact.Secret // basic auth password, or the SSH key's passphrase
+	BearerToken redact.Secret
+	Identity    redact.Secret // PEM private key for SSH
 	KnownHosts  []byte
 	CA          *x509.CertPool // ca.crt
 }
 
-// Secret directory limits: a mounted Secret is small.
+// redact.Secret directory limits: a mounted redact.Secret is small.
 const maxSecretFile = 64 << 10
 
-// LoadAuth reads a mounted Secret directory with Flux's key names:
+// LoadAuth reads a mounted redact.Secret directory with Flux's key names:
 // username, password, bearerToken, identity, known_hosts, ca.crt. Missing
 // keys are fine; unreadable or oversized ones are not.
 func LoadAuth(dir string) (Auth, error) {
@@ -62,9 +53,9 @@ func LoadAuth(dir string) (Auth, error) {
 		return strings.TrimRight(string(b), "\r\n")
 	}
 	a.Username = str("username")
-	a.Password = Secret(str("password"))
-	a.BearerToken = Secret(str("bearerToken"))
-	a.Identity = Secret(str("identity"))
+	a.Password = redact.Secret(str("password"))
+	a.BearerToken = redact.Secret(str("bearerToken"))
+	a.Identity = redact.Secret(str("identity"))
 	kh, err := read("known_hosts")
 	errs = append(errs, err)
 	a.KnownHosts = kh
@@ -94,16 +85,3 @@ func (a Auth) secrets() []string {
 
 // variants are the forms a secret can be echoed in: as is, URL-encoded,
 // base64 (alone and as basic-auth), and the user:password pair.
-func variants(s string) []string {
-	out := []string{s, url.QueryEscape(s), url.PathEscape(s), base64.StdEncoding.EncodeToString([]byte(s)),
-		base64.RawStdEncoding.EncodeToString([]byte(s)), base64.URLEncoding.EncodeToString([]byte(s))}
-	seen := map[string]bool{}
-	var uniq []string
-	for _, v := range out {
-		if !seen[v] {
-			seen[v] = true
-			uniq = append(uniq, v)
-		}
-	}
-	return uniq
-}

@@ -3,9 +3,9 @@ package gitsource
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"time"
 
-	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Reason classifies a failure for the status file and metrics.
@@ -41,6 +41,18 @@ type Error struct {
 func (e *Error) Error() string { return string(e.Reason) + ": " + e.Message }
 func (e *Error) Unwrap() error { return e.err }
 
+// Why, Stalls and RetryIn are the vocabulary the agent consumes from Git
+// and the cluster alike.
+func (e *Error) Why() string            { return string(e.Reason) }
+func (e *Error) Stalls() bool           { return e.Terminal }
+func (e *Error) RetryIn() time.Duration { return 0 }
+
+// Stall is a terminal error for a reason found outside this package (the
+// agent's ancestry and signed-content checks); the message is sanitised.
+func Stall(r Reason, format string, args ...any) *Error {
+	return &Error{Reason: r, Terminal: true, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage)}
+}
+
 // ErrUnchanged is returned by WriteFile when the file already holds the
 // bytes: no commit was made.
 var ErrUnchanged = errors.New("status file unchanged")
@@ -66,28 +78,7 @@ func (s *Source) errorf(r Reason, terminal bool, err error, format string, args 
 	if err != nil {
 		msg += ": " + err.Error()
 	}
-	return &Error{Reason: r, Terminal: terminal, Message: planner.Sanitize(s.scrub(msg), planner.MaxMessage), err: err}
+	return &Error{Reason: r, Terminal: terminal, Message: redact.Text(s.scrub(msg), redact.MaxMessage), err: err}
 }
 
-// scrubber removes secrets, in every form they could be echoed, from text.
-type scrubber []string
-
-func newScrubber(secrets ...string) scrubber {
-	var out scrubber
-	for _, s := range secrets {
-		if len(s) < 4 {
-			continue
-		}
-		out = append(out, variants(s)...)
-	}
-	return out
-}
-
-func (sc scrubber) scrub(msg string) string {
-	for _, v := range sc {
-		msg = strings.ReplaceAll(msg, v, "[redacted]")
-	}
-	return msg
-}
-
-func (s *Source) scrub(msg string) string { return s.scrubber.scrub(msg) }
+func (s *Source) scrub(msg string) string { return s.scrubber.Scrub(msg) }

@@ -5,7 +5,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -31,7 +33,7 @@ func parseKnownHosts(data []byte) (*hostKeys, error) {
 	for len(bytes.TrimSpace(rest)) > 0 {
 		marker, hosts, key, _, next, err := ssh.ParseKnownHosts(rest)
 		if err != nil {
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			return nil, fmt.Errorf("known_hosts: %w", err)

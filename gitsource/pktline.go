@@ -7,6 +7,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Git's pkt-line framing, with the three special packets protocol v2 adds
@@ -84,7 +86,7 @@ func (p *pktReader) line() (string, pktKind, error) {
 // side-band 3.
 type serverError struct{ msg string }
 
-func (e *serverError) Error() string { return "the server said: " + truncate(e.msg, 200) }
+func (e *serverError) Error() string { return "the server said: " + redact.Truncate(e.msg, 200) }
 
 // pktWriter builds a request.
 type pktWriter struct{ b strings.Builder }

@@ -14,6 +14,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Config configures a Source.
@@ -47,7 +49,7 @@ type Config struct {
 type Source struct {
 	cfg      Config
 	remote   *remote
-	scrubber scrubber
+	scrubber redact.Scrubber
 
 	mu      sync.Mutex
 	store   *memory.Storage
@@ -93,7 +95,7 @@ func New(cfg Config) (*Source, error) {
 	if cfg.PushRetries == 0 {
 		cfg.PushRetries = 5
 	}
-	s := &Source{cfg: cfg, scrubber: newScrubber(cfg.Auth.secrets()...), store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
+	s := &Source{cfg: cfg, scrubber: redact.NewScrubber(cfg.Auth.secrets()...), store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
 	for _, b := range []string{cfg.Branch, cfg.StatusBranch} {
 		if !plumbing.ReferenceName("refs/heads/"+b).IsBranch() || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || b == "" {
 			return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: fmt.Sprintf("branch %q is not a valid branch name", b)}

@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // WriteFile commits data at path on the status branch with message and
@@ -225,34 +227,53 @@ func (s *Source) push(ctx context.Context, branch string, old, new plumbing.Hash
 	req.Commands = []*packp.Command{{Name: plumbing.NewBranchReferenceName(branch), Old: old, New: new}}
 	req.Packfile = io.NopCloser(&pack)
 	report, err := sess.ReceivePack(ctx, req)
-	if err == nil && report != nil {
-		err = report.Error()
+	switch {
+	case report != nil: // the server answered (go-git also returns the report's error)
+		return s.reported(report)
+	case err != nil:
+		return s.pushError(ctx, err)
 	}
-	if err == nil {
-		return nil
-	}
-	return s.pushError(ctx, err)
+	return nil
 }
 
-// pushError tells a branch that moved (retry) from a refusal (terminal).
+// pushError classifies a push the transport failed: refused for
+// permissions (HTTP 403) is terminal; the rest as any Git error.
 func (s *Source) pushError(ctx context.Context, err error) error {
-	msg := err.Error()
-	switch {
-	case errors.Is(err, transport.ErrAuthorizationFailed), strings.Contains(msg, "403"), strings.Contains(msg, "forbidden"),
-		strings.Contains(msg, "protected branch"), strings.Contains(msg, "hook declined"), strings.Contains(msg, "permission"):
-		return s.errorf(ReasonStatusPushForbidden, true, nil, "push status to %s was refused: %s", s.remote.display, s.scrub(truncate(msg, 200)))
-	case strings.Contains(msg, "non-fast-forward"), strings.Contains(msg, "fetch first"), strings.Contains(msg, "stale info"),
-		strings.Contains(msg, "failed to update ref"), strings.Contains(msg, "failed to lock"), strings.Contains(msg, "cannot lock ref"):
-		return &pushConflict{msg: truncate(msg, 200)}
+	if errors.Is(err, transport.ErrAuthorizationFailed) {
+		return s.errorf(ReasonStatusPushForbidden, true, nil, "push status to %s was refused: %s", s.remote.display, s.scrub(redact.Truncate(err.Error(), 200)))
 	}
 	return s.classify(ctx, err, "push to")
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
+// reported reads the server's report of a push: a ref that moved under the
+// push (retried on the new tip) or a refusal (a hook, branch protection:
+// terminal), from the status the protocol gives each command.
+func (s *Source) reported(report *packp.ReportStatus) error {
+	if report.UnpackStatus != "ok" {
+		return s.errorf(ReasonStatusPushFailing, false, nil, "push status to %s: the server could not unpack: %s", s.remote.display, s.scrub(redact.Truncate(report.UnpackStatus, 200)))
 	}
-	return s
+	for _, c := range report.CommandStatuses {
+		switch {
+		case c.Status == "ok":
+		case refMoved(c.Status):
+			return &pushConflict{msg: redact.Truncate(c.Status, 200)}
+		default:
+			return s.errorf(ReasonStatusPushForbidden, true, nil, "push status to %s was refused: %s", s.remote.display, s.scrub(redact.Truncate(c.Status, 200)))
+		}
+	}
+	return nil
+}
+
+// refMoved reports whether a command status says the branch moved or was
+// locked by a concurrent push (git's receive-pack wording), so the push can
+// be retried on the new tip.
+func refMoved(status string) bool {
+	for _, p := range []string{"non-fast-forward", "fetch first", "stale info", "failed to update ref", "failed to lock", "cannot lock ref"} {
+		if strings.HasPrefix(status, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetPushGuard sets a check made right before every push attempt (the

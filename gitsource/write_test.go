@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +108,25 @@ func TestPushForbiddenIsTerminal(t *testing.T) {
 	wantReason(t, err, gitsource.ReasonStatusPushForbidden)
 	if !gitsource.IsTerminal(err) {
 		t.Error("a forbidden push should be terminal")
+	}
+}
+
+// TestAHookThatDeclinesIsTerminal: a push the server answers with a
+// refusal in its report (a pre-receive hook, as branch protection is
+// implemented) is StatusPushForbidden, read from the command's status, not
+// from the error text.
+func TestAHookThatDeclinesIsTerminal(t *testing.T) {
+	s := server(t, gitserver.Options{})
+	commit(t, user(t, s), "kubevirt.yaml", "desired\n")
+	hook := filepath.Join(s.Root, "repo.git", "hooks", "pre-receive")
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'protected: status commits need review' >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := source(t, s, nil).WriteFile(context.Background(), "status/c.yaml", []byte("x\n"), "status")
+	allErrors.add(err)
+	wantReason(t, err, gitsource.ReasonStatusPushForbidden)
+	if !gitsource.IsTerminal(err) || !strings.Contains(err.Error(), "hook declined") {
+		t.Errorf("a declined push: %v, want terminal and the server's status", err)
 	}
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make test: every package; the end-to-end package, the longest, runs in
-# SHARDS processes side by side (each with its own control plane, tests
-# split by name, every test in exactly one shard). Output of each shard is
-# printed when it ends; the exit status is the worst of all.
+# make test: every package. The two longest start first, side by side: the
+# real virt-operator lane in its own process, and the end-to-end package in
+# SHARDS processes (each with its own control plane, tests split by name,
+# every test in exactly one shard); the other packages run P at a time
+# beside them. Output is printed per process when all have ended; the exit
+# status is the worst of all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -19,8 +21,7 @@ if [ "${#tests[@]}" -eq 0 ]; then
 fi
 
 pids=()
-# shellcheck disable=SC2046
-$GO test -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v '/test/e2e$') >"$out/rest" 2>&1 &
+$GO test -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 for ((s = 0; s < SHARDS; s++)); do
   names=()
@@ -30,11 +31,15 @@ for ((s = 0; s < SHARDS; s++)); do
   pids+=($!)
 done
 
+# shellcheck disable=SC2046
+$GO test -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
+pids+=($!)
+
 rc=0
 for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then rc=1; fi
 done
-cat "$out/rest"
+cat "$out/rest" "$out/lane"
 for ((s = 0; s < SHARDS; s++)); do
   echo "# e2e shard $((s + 1))/$SHARDS"
   cat "$out/e2e-$s"

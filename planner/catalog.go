@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Size caps of catalog sources.
@@ -46,7 +48,7 @@ func NewCatalog(rs []Release) (*Catalog, error) {
 	for _, r := range rs {
 		v, err := parseTag(r.Tag)
 		if err != nil {
-			return nil, fmt.Errorf("%w: tag %s: %v", ErrInvalidCatalog, QuoteValue(r.Tag), err)
+			return nil, fmt.Errorf("%w: tag %s: %v", ErrInvalidCatalog, redact.Quote(r.Tag), err)
 		}
 		pre := r.Prerelease || v.prerelease()
 		if old, ok := byTag[r.Tag]; ok {
@@ -81,7 +83,7 @@ func ParseCatalogText(data []byte) (*Catalog, error) {
 			continue
 		}
 		if !ValidTag(s) {
-			return nil, fmt.Errorf("%w: line %d: %s is not a release tag", ErrInvalidCatalog, n, QuoteValue(s))
+			return nil, fmt.Errorf("%w: line %d: %s is not a release tag", ErrInvalidCatalog, n, redact.Quote(s))
 		}
 		rs = append(rs, Release{Tag: s})
 	}

@@ -5,6 +5,8 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // CheckResult is the outcome of one preflight check of one step.
@@ -99,9 +101,9 @@ func servesRelease(i int, s Step, o Observed) Check {
 	case kube.less(servedFrom) || servedUntil != (kubeVersion{}) && !kube.less(servedUntil):
 		c.Result, c.Reason = CheckRefuse, ReasonAPIVersionNotServed
 		c.Message = fmt.Sprintf("%s ships its KubeVirt CRD as %s, which Kubernetes %s does not serve: it cannot be applied on this cluster",
-			s.To, api, Sanitize(o.KubernetesVersion, 64))
+			s.To, api, redact.Text(o.KubernetesVersion, 64))
 	default:
-		c.Message = fmt.Sprintf("Kubernetes %s serves %s, the API of %s's KubeVirt CRD", Sanitize(o.KubernetesVersion, 64), api, s.To)
+		c.Message = fmt.Sprintf("Kubernetes %s serves %s, the API of %s's KubeVirt CRD", redact.Text(o.KubernetesVersion, 64), api, s.To)
 	}
 	return c
 }

@@ -1,6 +1,10 @@
 package planner
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kvgitops/kvgitops/redact"
+)
 
 // Compute plans how to get from the observed cluster to the desired state
 // over the catalog's releases (DESIGN.md §5). A plan that the rules forbid is
@@ -53,7 +57,7 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 	}
 	cur, err := parseTag(o.Installed)
 	if err != nil {
-		return refuse(ReasonUnsupportedSourceVersion, "installed version %s is not a release tag", QuoteValue(o.Installed))
+		return refuse(ReasonUnsupportedSourceVersion, "installed version %s is not a release tag", redact.Quote(o.Installed))
 	}
 	p.From = cur.tag
 	if cur.line().less(firstRollingLine) {
@@ -112,7 +116,7 @@ func quoteList(l []string) string {
 		if i > 0 {
 			out += ", "
 		}
-		out += QuoteValue(s)
+		out += redact.Quote(s)
 	}
 	return out
 }
@@ -154,7 +158,7 @@ func (p *Plan) absent(d Desired, o Observed) error {
 			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and teardown deletes every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
 		}
 		if o.UninstallStrategy != "" && o.UninstallStrategy != "RemoveWorkloads" {
-			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and the KubeVirt CR's uninstallStrategy %s blocks its deletion; remove the workloads or change the strategy", o.Workloads, QuoteValue(o.UninstallStrategy))
+			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and the KubeVirt CR's uninstallStrategy %s blocks its deletion; remove the workloads or change the strategy", o.Workloads, redact.Quote(o.UninstallStrategy))
 		}
 	}
 	from := o.Installed
@@ -214,7 +218,7 @@ func resolve(s selector, c *Catalog) (version, error) {
 				return st[i], nil
 			}
 		}
-		return version{}, refuse(ReasonUnknownVersion, "no stable release in the catalog matches %s", QuoteValue(s.constraint.String()))
+		return version{}, refuse(ReasonUnknownVersion, "no stable release in the catalog matches %s", redact.Quote(s.constraint.String()))
 	}
 	return version{}, refuse(ReasonInvalidDesiredState, "spec.version is not set")
 }

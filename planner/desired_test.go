@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 const header = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\n"
@@ -194,7 +195,7 @@ func TestFieldErrorNamesValueAndLine(t *testing.T) {
 }
 
 func TestQuoteValueTruncates(t *testing.T) {
-	got := planner.QuoteValue(strings.Repeat("é", 100))
+	got := redact.Quote(strings.Repeat("é", 100))
 	if len(got) > 80 || !strings.HasSuffix(got, "…") {
 		t.Errorf("QuoteValue of 100 runes = %q (%d bytes), want a truncated quote", got, len(got))
 	}

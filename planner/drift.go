@@ -1,6 +1,10 @@
 package planner
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/kvgitops/kvgitops/redact"
+)
 
 // Applied is what kvgitops last left the cluster running, as observed right
 // after its plan finished: the fields drift is measured on. It is recorded
@@ -33,7 +37,7 @@ func quotedOrUnset(s string) string {
 	if s == "" {
 		return "unset"
 	}
-	return QuoteValue(s)
+	return redact.Quote(s)
 }
 
 // DriftFrom lists what differs in o from what kvgitops applied.

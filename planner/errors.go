@@ -3,8 +3,9 @@ package planner
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Reason is a machine-readable refusal reason. The values are a contract:
@@ -60,7 +61,7 @@ func (e *FieldError) Error() string {
 	b.WriteString(": ")
 	b.WriteString(e.Problem)
 	if e.Value != "" {
-		fmt.Fprintf(&b, ", got %s", QuoteValue(e.Value))
+		fmt.Fprintf(&b, ", got %s", redact.Quote(e.Value))
 	}
 	return b.String()
 }
@@ -96,22 +97,3 @@ func ReasonOf(err error) Reason {
 	}
 	return ""
 }
-
-// maxValueLen bounds how much of an offending value an error echoes.
-const maxValueLen = 64
-
-// QuoteValue renders untrusted text for an error message or a status file:
-// Go-quoted (so newlines, escapes and control characters are visible and
-// inert) and truncated.
-func QuoteValue(s string) string {
-	if len(s) > maxValueLen {
-		cut := maxValueLen
-		for cut > 0 && !isRuneStart(s[cut]) {
-			cut--
-		}
-		return strconv.Quote(s[:cut]) + "…"
-	}
-	return strconv.Quote(s)
-}
-
-func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Severity says what a known upgrade risk does to a hop that crosses it.
@@ -190,7 +192,7 @@ func decodeRisk(path string, n *yaml.Node) (Risk, error) {
 			return r, fieldErr(n, path+".url", r.URL, "must be an https URL")
 		}
 	}
-	r.Summary, r.When = Sanitize(r.Summary, 1000), Sanitize(r.When, 500)
+	r.Summary, r.When = redact.Text(r.Summary, 1000), redact.Text(r.When, 500)
 	return r, nil
 }
 

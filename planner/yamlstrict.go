@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // decodeSingleDocument checks the encoding and returns the one top-level
@@ -158,7 +160,7 @@ func kindName(n *yaml.Node) string {
 		if n.Tag == "!!null" {
 			return "null"
 		}
-		return strings.TrimPrefix(n.Tag, "!!") + " " + QuoteValue(n.Value)
+		return strings.TrimPrefix(n.Tag, "!!") + " " + redact.Quote(n.Value)
 	}
 	return "something else"
 }

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Reasons `plan` reports beyond the planner's own, for inputs it cannot read.
@@ -204,16 +205,16 @@ func writePlanText(w io.Writer, p planner.Plan) {
 		fmt.Fprintln(w)
 		return
 	case planner.ActionTeardown:
-		fmt.Fprintf(w, "Plan %s: Teardown of %s, %s\n\n", p.ID, orDash(p.From), steps(len(p.Steps)))
+		fmt.Fprintf(w, "Plan %s: Teardown of %s, %s\n\n", p.ID, redact.OrDash(p.From), steps(len(p.Steps)))
 	case planner.ActionInstall:
 		fmt.Fprintf(w, "Plan %s: Install %s, %s\n\n", p.ID, p.To, steps(len(p.Steps)))
 	default:
-		fmt.Fprintf(w, "Plan %s: %s %s -> %s, %s (policy %s)\n\n", p.ID, p.Action, orDash(p.From), p.To, steps(len(p.Steps)), p.Policy)
+		fmt.Fprintf(w, "Plan %s: %s %s -> %s, %s (policy %s)\n\n", p.ID, p.Action, redact.OrDash(p.From), p.To, steps(len(p.Steps)), p.Policy)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  STEP\tTYPE\tFROM\tTO\tMETHOD")
 	for i, s := range p.Steps {
-		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%s\t%s\n", i+1, len(p.Steps), s.Type, orDash(s.From), orDash(s.To), orDash(string(s.Method)))
+		fmt.Fprintf(tw, "  %d/%d\t%s\t%s\t%s\t%s\n", i+1, len(p.Steps), s.Type, redact.OrDash(s.From), redact.OrDash(s.To), redact.OrDash(string(s.Method)))
 	}
 	_ = tw.Flush()
 	writeChecks(w, p.Checks, len(p.Steps))
@@ -241,11 +242,4 @@ func steps(n int) string {
 		return "1 step"
 	}
 	return fmt.Sprintf("%d steps", n)
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }

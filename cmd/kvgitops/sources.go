@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // releaseFlags say where releases come from (agent configuration, never the
@@ -54,7 +55,7 @@ func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("release token file: %w", err)
 		}
-		cfg.Token = executor.Secret(strings.TrimSpace(string(tok)))
+		cfg.Token = redact.Secret(strings.TrimSpace(string(tok)))
 	}
 	return executor.NewReleaseClient(cfg)
 }

@@ -21,7 +21,8 @@ import (
 type result struct {
 	ms     float64
 	rssKB  int64
-	baseKB int64 // the process's RSS before the measured work
+	baseKB int64   // the process's RSS before the measured work
+	bytes  float64 // bytes the server sent per run (median run's share: total / runs)
 }
 
 func benchGit(names []string, runs int) error {
@@ -40,8 +41,8 @@ func benchGit(names []string, runs int) error {
 		return err
 	}
 	fmt.Printf("\n## gitsource vs git CLI (loopback smart HTTP over TLS, median of %d runs)\n\n", runs)
-	fmt.Println("| repo | commits/files/refs | operation | gitsource | git CLI | ratio | gitsource peak RSS | git peak RSS |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| repo | commits/files/refs | operation | gitsource | git CLI | ratio | gitsource bytes | git bytes | gitsource peak RSS | git peak RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, n := range names {
 		sz, ok := sizes[n]
 		if !ok {
@@ -60,14 +61,47 @@ func benchGit(names []string, runs int) error {
 		}
 		refs := 1 + sz.tags
 		for _, r := range rows {
-			fmt.Printf("| %s | %d/%d/%d | %s | %.1f ms | %.1f ms | %.2f× | %s (+%s over start) | %s |\n", sz.name, sz.commits, sz.files, refs, r.op,
-				r.ours.ms, r.cli.ms, r.ours.ms/r.cli.ms, mib(r.ours.rssKB), mib(r.ours.rssKB-r.ours.baseKB), mib(r.cli.rssKB))
+			fmt.Printf("| %s | %d/%d/%d | %s | %.1f ms | %.1f ms | %.2f× | %s | %s | %s (+%s over start) | %s |\n", sz.name, sz.commits, sz.files, refs, r.op,
+				r.ours.ms, r.cli.ms, r.ours.ms/r.cli.ms, byteSize(r.ours.bytes), byteSize(r.cli.bytes), mib(r.ours.rssKB), mib(r.ours.rssKB-r.ours.baseKB), mib(r.cli.rssKB))
 		}
+		limit, err := physicalLimit(srv, sz)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s: the objects a read needs (commit, trees on the path, the blob) are %s uncompressed\n", sz.name, byteSize(limit))
 	}
 	return nil
 }
 
 func mib(kb int64) string { return fmt.Sprintf("%.1f MiB", float64(kb)/1024) }
+
+func byteSize(b float64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	}
+	return fmt.Sprintf("%.0f B", b)
+}
+
+// physicalLimit is what a read after a change must transfer at least: the
+// tip commit, its root tree (the desired file is at the root) and the blob,
+// uncompressed.
+func physicalLimit(srv *gitserver.Server, sz size) (float64, error) {
+	dir := filepath.Join(srv.Root, sz.name+".git")
+	var total float64
+	for _, obj := range []string{"main", "main^{tree}", "main:kubevirt.yaml"} {
+		out, err := gitserver.Git(context.Background(), dir, nil, "cat-file", "-s", obj)
+		if err != nil {
+			return 0, err
+		}
+		var n float64
+		fmt.Sscan(strings.TrimSpace(out), &n)
+		total += n
+	}
+	return total, nil
+}
 
 type row struct {
 	op        string
@@ -81,14 +115,20 @@ func measureRepo(srv *gitserver.Server, sz size, url string, cliEnv []string, wo
 	if _, err := gitserver.Git(ctx, work, cliEnv, "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags", url, clone); err != nil {
 		return nil, err
 	}
+	// The CLI's cheapest read: a shallow partial clone without blobs; the
+	// one blob comes on demand from the promisor remote.
+	partial := filepath.Join(work, sz.name+"-partial")
+	if _, err := gitserver.Git(ctx, work, cliEnv, "clone", "--quiet", "--depth", "1", "--filter=blob:none", "--no-checkout", "--single-branch", "--no-tags", url, partial); err != nil {
+		return nil, err
+	}
 	var rows []row
 	// 1. Unchanged poll.
-	ours, err := child(runs, "poll", repoURL, string(srv.CAPEM()))
+	ours, err := child(srv, runs, "poll", repoURL, string(srv.CAPEM()))
 	if err != nil {
 		return nil, err
 	}
-	cli, err := cliRuns(runs, func() []cliStep {
-		return []cliStep{{dir: work, args: []string{"ls-remote", url, "refs/heads/main"}}}
+	cli, err := cliRuns(srv, runs, func() []cliStep {
+		return []cliStep{{dir: work, args: []string{"-c", "protocol.version=2", "ls-remote", "--heads", url, "main"}}}
 	}, cliEnv, nil)
 	if err != nil {
 		return nil, err
@@ -105,14 +145,14 @@ func measureRepo(srv *gitserver.Server, sz size, url string, cliEnv []string, wo
 		_, err := committer.CommitFile("kubevirt.yaml", []byte(fmt.Sprintf("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  version: v1.8.%d\n", n%5)), "bump")
 		return err
 	}
-	ours, err = childWithBump(runs, "read-after-commit", bump, repoURL, string(srv.CAPEM()))
+	ours, err = childWithBump(srv, runs, "read-after-commit", bump, repoURL, string(srv.CAPEM()))
 	if err != nil {
 		return nil, err
 	}
-	cli, err = cliRuns(runs, func() []cliStep {
+	cli, err = cliRuns(srv, runs, func() []cliStep {
 		return []cliStep{
-			{dir: clone, args: []string{"fetch", "--quiet", "--depth", "1", "origin", "main"}},
-			{dir: clone, args: []string{"show", "FETCH_HEAD:kubevirt.yaml"}},
+			{dir: partial, args: []string{"fetch", "--quiet", "--depth", "1", "--filter=blob:none", "origin", "main"}},
+			{dir: partial, args: []string{"show", "FETCH_HEAD:kubevirt.yaml"}},
 		}
 	}, cliEnv, bump)
 	if err != nil {
@@ -120,12 +160,12 @@ func measureRepo(srv *gitserver.Server, sz size, url string, cliEnv []string, wo
 	}
 	rows = append(rows, row{"read desired file after 1 new commit", ours, cli})
 	// 3. Commit and push the status file.
-	ours, err = child(runs, "write-status", repoURL, string(srv.CAPEM()))
+	ours, err = child(srv, runs, "write-status", repoURL, string(srv.CAPEM()))
 	if err != nil {
 		return nil, err
 	}
 	i := 0
-	cli, err = cliRuns(runs, func() []cliStep {
+	cli, err = cliRuns(srv, runs, func() []cliStep {
 		i++
 		return []cliStep{
 			{dir: clone, write: fmt.Sprintf("status/bench.yaml=phase: Idle\nrun: cli-%d\n", i), args: []string{"add", "status/bench.yaml"}},
@@ -155,9 +195,9 @@ type cliStep struct {
 
 // cliRuns times the git CLI steps of each run (after prep, untimed) and
 // keeps the median time and the peak RSS of any one git process.
-func cliRuns(runs int, steps func() []cliStep, env []string, prep func() error) (result, error) {
+func cliRuns(srv *gitserver.Server, runs int, steps func() []cliStep, env []string, prep func() error) (result, error) {
 	var times []float64
-	var peak int64
+	var peak, sent int64
 	for r := 0; r < runs; r++ {
 		if prep != nil {
 			if err := prep(); err != nil {
@@ -177,19 +217,21 @@ func cliRuns(runs int, steps func() []cliStep, env []string, prep func() error) 
 			cmd := exec.Command("git", s.args...)
 			cmd.Dir = s.dir
 			cmd.Env = append(gitserver.GitEnv(s.dir), env...)
+			b0 := srv.BytesOut()
 			start := time.Now()
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				return result{}, fmt.Errorf("git %v: %v: %s", s.args, err, out)
 			}
 			total += time.Since(start)
+			sent += srv.BytesOut() - b0
 			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss > peak {
 				peak = ru.Maxrss
 			}
 		}
 		times = append(times, float64(total.Microseconds())/1000)
 	}
-	return result{ms: median(times), rssKB: peak}, nil
+	return result{ms: median(times), rssKB: peak, bytes: float64(sent) / float64(runs)}, nil
 }
 
 func median(xs []float64) float64 {
@@ -199,13 +241,15 @@ func median(xs []float64) float64 {
 
 // child runs the gitsource operation in a child process (so its peak RSS is
 // its own), which reports the median of runs.
-func child(runs int, op string, args ...string) (result, error) {
-	return childWithBump(runs, op, nil, args...)
+func child(srv *gitserver.Server, runs int, op string, args ...string) (result, error) {
+	return childWithBump(srv, runs, op, nil, args...)
 }
 
 // childWithBump also makes a commit before each timed run; the child waits
-// for a line on stdin that says the commit is in.
-func childWithBump(runs int, op string, bump func() error, args ...string) (result, error) {
+// for a line on stdin that says the commit is in. The bytes the server sent
+// are counted from the first run on (not the child's warm-up), without the
+// bumps' own pushes.
+func childWithBump(srv *gitserver.Server, runs int, op string, bump func() error, args ...string) (result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return result{}, err
@@ -219,14 +263,20 @@ func childWithBump(runs int, op string, bump func() error, args ...string) (resu
 	}
 	sc := bufio.NewScanner(stdout)
 	var res struct{ Ms, BaseKB float64 }
+	var first, excluded int64 = -1, 0
 	for sc.Scan() {
 		line := sc.Text()
 		if line == "ready" {
+			if first < 0 {
+				first = srv.BytesOut()
+			}
 			if bump != nil {
+				b0 := srv.BytesOut()
 				if err := bump(); err != nil {
 					_ = cmd.Process.Kill()
 					return result{}, err
 				}
+				excluded += srv.BytesOut() - b0
 			}
 			fmt.Fprintln(stdin, "go")
 			continue
@@ -235,12 +285,13 @@ func childWithBump(runs int, op string, bump func() error, args ...string) (resu
 			break
 		}
 	}
+	sent := srv.BytesOut() - first - excluded
 	_ = stdin.Close()
 	if err := cmd.Wait(); err != nil {
 		return result{}, fmt.Errorf("child %s: %w", op, err)
 	}
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return result{ms: res.Ms, rssKB: ru.Maxrss, baseKB: int64(res.BaseKB)}, nil
+	return result{ms: res.Ms, rssKB: ru.Maxrss, baseKB: int64(res.BaseKB), bytes: float64(sent) / float64(runs)}, nil
 }
 
 // runChild is the child side: a long-lived Source, warmed up, then runs
@@ -268,10 +319,8 @@ func runChild(op string, args []string) int {
 	in := bufio.NewScanner(os.Stdin)
 	var times []float64
 	for r := 0; r < runs; r++ {
-		if op == "read-after-commit" {
-			fmt.Println("ready")
-			in.Scan()
-		}
+		fmt.Println("ready") // the parent counts bytes from here, and may commit first
+		in.Scan()
 		start := time.Now()
 		switch op {
 		case "poll":

@@ -23,6 +23,9 @@ var sizes = map[string]size{
 	"small":  {"small", 50, 100, 0},
 	"medium": {"medium", 5000, 5000, 0},
 	"large":  {"large", 50000, 20000, 1000},
+	// refs100k: a small history with 100,000 tags, as a repository that
+	// tags every build has.
+	"refs100k": {"refs100k", 10, 10, 100000},
 }
 
 // generate writes a bare repository with git fast-import: one commit with
@@ -89,6 +92,9 @@ func generate(srv *gitserver.Server, sz size) (time.Duration, error) {
 	if err := cmd.Wait(); err != nil {
 		return 0, fmt.Errorf("fast-import: %w", err)
 	}
-	_, err = gitserver.Git(context.Background(), dir, nil, "repack", "-adq")
+	if _, err = gitserver.Git(context.Background(), dir, nil, "repack", "-adq"); err != nil {
+		return 0, err
+	}
+	_, err = gitserver.Git(context.Background(), dir, nil, "pack-refs", "--all") // as a hosted repository keeps them
 	return time.Since(start), err
 }

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 var (
@@ -87,15 +89,8 @@ func state(kv *unstructured.Unstructured, from, to string) string {
 	if t := str("status", "targetDeploymentID"); t != "" && t == str("status", "observedDeploymentID") {
 		ids = "ids-match"
 	}
-	return fmt.Sprintf("phase=%s target=%s observed=%s %s finalizers=%v [%s]", orDash(str("status", "phase")),
+	return fmt.Sprintf("phase=%s target=%s observed=%s %s finalizers=%v [%s]", redact.OrDash(str("status", "phase")),
 		ver(str("status", "targetKubeVirtVersion")), ver(str("status", "observedKubeVirtVersion")), ids, kv.GetFinalizers(), strings.Join(cs, " "))
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // kubevirtObjects lists what of KubeVirt is in the cluster: the operator
