@@ -13,7 +13,7 @@ import (
 )
 
 func TestInstallThenUpgradeHopByHop(t *testing.T) {
-	w := newWorld("  version: v1.6.6\n", "")
+	w := newWorld(t, "  version: v1.6.6\n", "")
 	st, err := w.settle()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestInstallThenUpgradeHopByHop(t *testing.T) {
 }
 
 func TestSteadyStateMakesNoCommits(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestSteadyStateMakesNoCommits(t *testing.T) {
 }
 
 func TestInvalidDesiredFileAppliesNothing(t *testing.T) {
-	w := newWorld("  version: v1.6.6\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.6.6\n", "v1.6.6")
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestInvalidDesiredFileAppliesNothing(t *testing.T) {
 }
 
 func TestMissingDesiredFileIsNotUninstall(t *testing.T) {
-	w := newWorld("  version: v1.6.6\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.6.6\n", "v1.6.6")
 	w.repo.commits[0] = map[string][]byte{"README.md": []byte("x")}
 	st, _ := w.settle()
 	if st.Phase != agent.PhaseInvalid || st.Reason != "DesiredFileMissing" || len(w.cluster.ran) != 0 {
@@ -113,7 +113,7 @@ func TestMissingDesiredFileIsNotUninstall(t *testing.T) {
 }
 
 func TestSuspend(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n  suspend: true\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.8.4\n  suspend: true\n", "v1.6.6")
 	st, _ := w.settle()
 	if st.Phase != agent.PhaseSuspended || len(w.cluster.ran) != 0 {
 		t.Fatalf("suspended: %s, steps %v", st.Phase, w.cluster.steps())
@@ -125,7 +125,7 @@ func TestSuspend(t *testing.T) {
 }
 
 func TestManualApproval(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
 	st, _ := w.settle()
 	if st.Phase != agent.PhaseAwaitingApproval || st.Plan == nil || len(w.cluster.ran) != 0 {
 		t.Fatalf("awaiting approval: %s, plan %v, steps %v", st.Phase, st.Plan, w.cluster.steps())
@@ -148,7 +148,7 @@ func TestManualApproval(t *testing.T) {
 }
 
 func TestApprovedPlanSurvivesARestartMidPlan(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.8.4\n  approval: Manual\n", "v1.6.6")
 	st, _ := w.settle()
 	w.desire("  version: v1.8.4\n  approval: Manual\n  approvedPlan: \"" + st.Plan.ID + "\"\n")
 	// The first hop fails transiently; the agent restarts between hops.
@@ -170,7 +170,7 @@ func TestApprovedPlanSurvivesARestartMidPlan(t *testing.T) {
 
 func TestMaintenanceWindow(t *testing.T) {
 	// Saturday 02:00 for 4h; now is Friday 01:00 UTC.
-	w := newWorld("  version: v1.7.4\n  hopTimeout: 1h\n  maintenanceWindow: {schedule: \"0 2 * * 6\", duration: 4h, timeZone: UTC}\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n  hopTimeout: 1h\n  maintenanceWindow: {schedule: \"0 2 * * 6\", duration: 4h, timeZone: UTC}\n", "v1.6.6")
 	w.clock.t = time.Date(2026, 11, 27, 1, 0, 0, 0, time.UTC)
 	st, _ := w.settle()
 	if st.Phase != agent.PhaseWaitingForWindow || len(w.cluster.ran) != 0 || !strings.Contains(st.Message, "2026-11-28T02:00:00Z") {
@@ -199,7 +199,7 @@ func TestMaintenanceWindow(t *testing.T) {
 }
 
 func TestRefusal(t *testing.T) {
-	w := newWorld("  version: v1.6.6\n", "v1.8.4")
+	w := newWorld(t, "  version: v1.6.6\n", "v1.8.4")
 	st, _ := w.settle()
 	if st.Phase != agent.PhaseRefused || st.Reason != "DowngradeNotSupported" || len(w.cluster.ran) != 0 {
 		t.Errorf("downgrade: %s %s", st.Phase, st.Reason)
@@ -207,7 +207,7 @@ func TestRefusal(t *testing.T) {
 }
 
 func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.cluster.failNext = &executor.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0 (restarted)]", Terminal: true}
 	st, err := w.settle()
 	if err != nil {
@@ -236,7 +236,7 @@ func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
 }
 
 func TestTransientFailureRetriesWithBackoff(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "connection refused"}
 	_, err := w.agent.Reconcile(context.Background())
 	if err == nil || w.agent.Snapshot().Phase != agent.PhaseProgressing {
@@ -248,7 +248,7 @@ func TestTransientFailureRetriesWithBackoff(t *testing.T) {
 }
 
 func TestGitDownAppliesNothingAndKeepsState(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.repo.headErr = &gitsource.Error{Reason: gitsource.ReasonGitUnavailable, Message: "dial tcp: connection refused"}
 	_, err := w.agent.Reconcile(context.Background())
 	if gitsource.ReasonOf(err) != gitsource.ReasonGitUnavailable || len(w.cluster.ran) != 0 {
@@ -257,7 +257,7 @@ func TestGitDownAppliesNothingAndKeepsState(t *testing.T) {
 }
 
 func TestHistoryRewrittenStalls(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.7.4")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.7.4")
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestHistoryRewrittenStalls(t *testing.T) {
 }
 
 func TestTeardown(t *testing.T) {
-	w := newWorld("  state: Absent\n", "v1.9.0")
+	w := newWorld(t, "  state: Absent\n", "v1.9.0")
 	st, _ := w.settle()
 	var types []string
 	for _, s := range w.cluster.ran {
@@ -288,7 +288,7 @@ func TestTeardown(t *testing.T) {
 }
 
 func TestWebhookTriggersOnlyWithAValidSignature(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
 	h := w.agent.WebhookHandler([]byte("s3cret"))
 	for _, tt := range []struct {
 		name, header, sig string
@@ -319,7 +319,7 @@ func cond(s agent.Status, typ string) agent.Condition {
 }
 
 func TestAStepThatChangesNothingIsNotRepeated(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.cluster.noop = true
 	st, err := w.settle()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 )
 
 func TestMetricsAfterAnUpgrade(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.6.6")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	m := agent.NewMetrics()
 	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m}, w.repo, w.cluster, realCatalog)
 	if _, err := w.settle(); err != nil {
@@ -38,7 +38,7 @@ func TestMetricsAfterAnUpgrade(t *testing.T) {
 }
 
 func TestHealthEndpoints(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.7.4")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.7.4")
 	h := agent.NewHealth(w.agent).Handler()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		rec := httptest.NewRecorder()

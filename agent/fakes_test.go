@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
@@ -111,7 +112,7 @@ func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
 	if c.observeErr != nil {
 		return nil, c.observeErr
 	}
-	o := &executor.Observation{ServerVersion: "v1.37.2"}
+	o := &executor.Observation{ServerVersion: "v1.34.2"}
 	if c.operator != "" {
 		o.OperatorVersion, o.OperatorPresent, o.Mode = c.operator, true, planner.ModeLocked
 		o.Operator = &executor.OperatorState{Version: c.operator, RolledOut: true}
@@ -126,6 +127,7 @@ func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
 			target = c.underWay
 		}
 		o.ImageTag = c.imageTag
+		o.KubernetesVersion, o.FeatureGates = "v1.34.2", []string{"Passt"} // they feed the checks, so the plan id
 		o.KubeVirt = &executor.KubeVirtState{Observed: c.installed, Target: target, ImageTag: c.imageTag, Phase: "Deployed", Conditions: []executor.Condition{
 			{Type: "Available", Status: "True"}, {Type: "Progressing", Status: "False"}, {Type: "Degraded", Status: "False"}}}
 		if c.settling {
@@ -203,14 +205,15 @@ func realCatalog(context.Context) (*planner.Catalog, error) {
 const header = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n"
 
 type world struct {
+	t       testing.TB
 	repo    *fakeRepo
 	cluster *fakeCluster
 	clock   *clock
 	agent   *agent.Agent
 }
 
-func newWorld(spec string, installed string) *world {
-	w := &world{repo: &fakeRepo{}, cluster: &fakeCluster{installed: installed, operator: installed}, clock: &clock{t: time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)}}
+func newWorld(t testing.TB, spec string, installed string) *world {
+	w := &world{t: t, repo: &fakeRepo{}, cluster: &fakeCluster{installed: installed, operator: installed}, clock: &clock{t: time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)}}
 	w.repo.commit(map[string]string{"kubevirt.yaml": header + spec})
 	w.agent = w.newAgent()
 	return w
@@ -232,9 +235,10 @@ func (w *world) settle() (agent.Status, error) {
 }
 
 func (w *world) status() agent.Status {
+	w.t.Helper()
 	s, err := agent.ParseStatus([]byte(w.repo.file("status/prod-east.yaml")))
 	if err != nil {
-		panic(err)
+		w.t.Fatalf("the status file does not parse: %v", err)
 	}
 	return s
 }

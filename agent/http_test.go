@@ -35,7 +35,7 @@ func post(h http.Handler, body, header, sig string) int {
 // TestWebhookDeliveriesAreDeduplicated: a retried or replayed delivery,
 // validly signed, triggers once.
 func TestWebhookDeliveriesAreDeduplicated(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
 	h := w.agent.WebhookHandler([]byte("s3cret"))
 	body := `{"ref":"refs/heads/main"}`
 	send := func(id string) int {

@@ -24,7 +24,7 @@ type JournalStore interface {
 // Entry is one attempt at one step: its intent is recorded durably before
 // the cluster is touched, its outcome after, and it stays in the cluster
 // until a status commit that holds it was pushed (the transactional outbox
-// of RELIABILITY.md, "nothing lost").
+// of docs/reliability.md, "nothing lost").
 type Entry struct {
 	ID         string     `yaml:"id"`
 	PlanID     string     `yaml:"planID"`

@@ -23,10 +23,11 @@ func newActive(p planner.Plan, now Timestamp) *activePlan {
 	return act
 }
 
-// index is where p's first step sits in the active plan. The steps before
-// it are behind: one that ran succeeded; one that never started was not
-// needed any more (e.g. no leftovers to clean).
-func (act *activePlan) index(p planner.Plan) int {
+// advanceTo moves the active plan to where p's first step sits and
+// returns that index. The steps before it are behind: one that ran
+// succeeded; one that never started was not needed any more (e.g. no
+// leftovers to clean).
+func (act *activePlan) advanceTo(p planner.Plan) int {
 	i := len(act.steps) - len(p.Steps)
 	for j := 0; j < i; j++ {
 		switch act.steps[j].State {
@@ -66,18 +67,7 @@ func (a *Agent) adopt(p planner.Plan) *activePlan {
 	if prev == nil || prev.Plan == nil || prev.Plan.Origin == nil || a.desired == nil || a.cat == nil {
 		return nil
 	}
-	o := prev.Plan.Origin
-	origin := planner.Observed{
-		Installed: o.Installed, Mode: planner.Mode(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
-		Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, UninstallStrategy: o.Strategy,
-	}
-	if o.Workloads {
-		origin.Workloads = 1
-	}
-	if o.Leftovers {
-		origin.Leftovers = 1
-	}
-	whole, err := planner.Compute(*a.desired, origin, a.cat)
+	whole, err := planner.Compute(*a.desired, prev.Plan.Origin.observed(), a.cat)
 	if err != nil || whole.ID != prev.Plan.ID || (whole.ID != p.ID && !p.Continues(whole)) || len(whole.Steps) != len(prev.Plan.Steps) {
 		return nil
 	}
@@ -135,15 +125,38 @@ func (a *Agent) planStatus() *PlanStatus {
 	if act == nil {
 		return a.finished
 	}
-	o := act.plan.Origin
 	return &PlanStatus{
 		ID: act.plan.ID, Action: string(act.plan.Action), From: act.plan.From, To: act.plan.To,
-		Origin: &PlanOrigin{
-			Installed: o.Installed, Mode: string(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
-			Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, Workloads: o.Workloads > 0, Strategy: o.UninstallStrategy,
-			Leftovers: o.Leftovers > 0,
-		},
+		Origin: originOf(act.plan.Origin),
 		Steps:  append([]StepStatus(nil), act.steps...),
 		Checks: act.plan.Checks,
 	}
+}
+
+// originOf records what a plan was computed from, and observed gives it
+// back: the one mapping between the observation and the status file. A
+// restart recomputes the plan from it and adopts it only when the id is
+// the same, so it holds everything the id depends on (the checks read the
+// Kubernetes version and the feature gates).
+func originOf(o planner.Observed) *PlanOrigin {
+	return &PlanOrigin{
+		Installed: o.Installed, Mode: string(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
+		Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, Workloads: o.Workloads > 0, Strategy: o.UninstallStrategy,
+		Leftovers: o.Leftovers > 0, Kubernetes: o.KubernetesVersion, FeatureGates: o.FeatureGates,
+	}
+}
+
+func (o *PlanOrigin) observed() planner.Observed {
+	out := planner.Observed{
+		Installed: o.Installed, Mode: planner.Mode(o.Mode), OperatorVersion: o.OperatorVersion, KubeVirt: o.KubeVirt,
+		Terminating: o.Terminating, OperatorPresent: o.OperatorPresent, UninstallStrategy: o.Strategy,
+		KubernetesVersion: o.Kubernetes, FeatureGates: o.FeatureGates,
+	}
+	if o.Workloads {
+		out.Workloads = 1
+	}
+	if o.Leftovers {
+		out.Leftovers = 1
+	}
+	return out
 }

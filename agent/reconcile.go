@@ -267,7 +267,7 @@ func (a *Agent) refreshCatalog(ctx context.Context, maxAge time.Duration) error 
 // step runs the next step of the plan and records how it went.
 func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) (bool, error) {
 	act := a.active
-	i := act.index(plan)
+	i := act.advanceTo(plan)
 	s := &act.steps[i]
 	step := plan.Steps[0]
 	key := act.plan.ID + "#" + fmt.Sprint(i)

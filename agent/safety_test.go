@@ -15,7 +15,7 @@ import (
 // named in the status (what differs from what kvgitops applied), once as
 // an Event, and nothing is planned while spec.drift is Report.
 func TestDriftIsReported(t *testing.T) {
-	w := newWorld("  version: v1.8.4\n", "v1.8.4")
+	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
 	if st, err := w.settle(); err != nil || st.Reason != "UpToDate" || st.Applied == nil || st.Applied.Version != "v1.8.4" {
 		t.Fatalf("settle: %v, status %+v", err, st)
 	}
@@ -52,7 +52,7 @@ func TestDriftIsReported(t *testing.T) {
 // operator has not acted on is put back; one the operator already runs is
 // planned from, and a downgrade is never the correction.
 func TestDriftIsCorrected(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n  drift: Correct\n", "v1.7.4")
+	w := newWorld(t, "  version: v1.7.4\n  drift: Correct\n", "v1.7.4")
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestDriftIsCorrected(t *testing.T) {
 // accepting it by id lets the hop run; a malformed file is Invalid naming
 // the file and field, and nothing is applied.
 func TestTheRepositoryRisksFile(t *testing.T) {
-	w := newWorld("  version: v1.7.4\n", "v1.7.4")
+	w := newWorld(t, "  version: v1.7.4\n", "v1.7.4")
 	m := agent.NewMetrics()
 	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m}, w.repo, w.cluster, realCatalog)
 	if _, err := w.settle(); err != nil {

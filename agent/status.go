@@ -22,7 +22,7 @@ const (
 // Phase is the one-word state of the status file.
 type Phase string
 
-// Phases (DESIGN.md §7).
+// Phases (the README, "The status file").
 const (
 	PhaseIdle             Phase = "Idle"
 	PhaseProgressing      Phase = "Progressing"
@@ -117,6 +117,9 @@ type PlanOrigin struct {
 	Workloads       bool   `yaml:"workloads,omitempty"`
 	Strategy        string `yaml:"uninstallStrategy,omitempty"`
 	Leftovers       bool   `yaml:"leftovers,omitempty"`
+	// Kubernetes and FeatureGates feed the preflight checks, so the plan id.
+	Kubernetes   string   `yaml:"kubernetes,omitempty"`
+	FeatureGates []string `yaml:"featureGates,omitempty"`
 }
 
 // Step states.

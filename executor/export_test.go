@@ -6,3 +6,6 @@ import "context"
 func (e *Executor) ApplyManifest(ctx context.Context, m *Manifest) error {
 	return e.applyManifest(ctx, m)
 }
+
+// ParseOperatorManifest exposes manifest parsing to the fuzz target.
+var ParseOperatorManifest = parseOperatorManifest

@@ -68,7 +68,7 @@ func (h *hop) byOperatorThenImageTag() error {
 }
 
 // byImageTag moves spec.imageTag under the running operator. When that
-// operator lacks RBAC the target needs (FACTS.md §5), the target's operator
+// operator lacks RBAC the target needs (docs/kubevirt.md, "Update methods"), the target's operator
 // is applied first and the hop proceeds.
 func (h *hop) byImageTag() error {
 	err := h.setTag()

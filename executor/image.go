@@ -12,9 +12,9 @@ type ImageRef struct {
 	Digest     string // sha256:…, "" when the image is not by digest
 }
 
-// ParseImage splits an image reference. A colon after the last slash starts
+// parseImage splits an image reference. A colon after the last slash starts
 // the tag; an @ starts the digest.
-func ParseImage(image string) ImageRef {
+func parseImage(image string) ImageRef {
 	var r ImageRef
 	name := image
 	if at := strings.Index(name, "@"); at >= 0 {
@@ -73,7 +73,7 @@ func OperatorVersion(containerImage string, env map[string]string) (version, reg
 			break
 		}
 	}
-	ref := ParseImage(image)
+	ref := parseImage(image)
 	switch {
 	case ref.Repository == "" || strings.ContainsAny(image, " \t\n"):
 		return orLatest(env["KUBEVIRT_VERSION"]), ref.Registry()

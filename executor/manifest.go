@@ -48,16 +48,16 @@ func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// ParseOperatorManifest vets kubevirt-operator.yaml of tag (see [Vet]):
+// parseOperatorManifest vets kubevirt-operator.yaml of tag (see [Vet]):
 // the manifest when accepted, else a ManifestRejected listing every
 // violation.
-func ParseOperatorManifest(data []byte, tag string, o VetOptions) (*Manifest, error) {
+func parseOperatorManifest(data []byte, tag string, o VetOptions) (*Manifest, error) {
 	return Vet(data, tag, o).Manifest()
 }
 
-// ParseCRManifest vets kubevirt-cr.yaml: exactly one KubeVirt named
+// parseCRManifest vets kubevirt-cr.yaml: exactly one KubeVirt named
 // "kubevirt" in the namespace.
-func ParseCRManifest(data []byte, tag, namespace string) (*Manifest, error) {
+func parseCRManifest(data []byte, tag, namespace string) (*Manifest, error) {
 	objs, err := decodeObjects(data)
 	if err != nil {
 		return nil, err

@@ -83,7 +83,7 @@ type Observation struct {
 	KubeVirtVersion string
 }
 
-// leftoverObjects are what an unclean uninstall leaves (FACTS.md §6).
+// leftoverObjects are what an unclean uninstall leaves (docs/teardown.md).
 var leftoverObjects = []struct {
 	gvr  schema.GroupVersionResource
 	kind string

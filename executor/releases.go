@@ -13,7 +13,7 @@ import (
 	"github.com/kvgitops/kvgitops/redact"
 )
 
-// Defaults of where releases come from (DESIGN.md §4).
+// Defaults of where releases come from (docs/architecture.md, "Releases").
 const (
 	DefaultReleasesURL     = "https://api.github.com/repos/kubevirt/kubevirt/releases"
 	DefaultManifestBaseURL = "https://github.com/kubevirt/kubevirt/releases/download"
@@ -252,5 +252,5 @@ func (c *ReleaseClient) CRManifest(ctx context.Context, tag, namespace string) (
 	if err != nil {
 		return nil, err
 	}
-	return ParseCRManifest(data, tag, namespace)
+	return parseCRManifest(data, tag, namespace)
 }

@@ -132,7 +132,7 @@ func (e *Executor) stuck(ctx context.Context, k *KubeVirtState) error {
 		"%s: virt-operator is gone, so nothing will remove them; set spec.teardown.removeStuckFinalizers: true to let kvgitops remove them (it deletes virt-operator-validator first)", what)
 }
 
-// removeStuckFinalizers is the documented remediation (FACTS.md §2.4),
+// removeStuckFinalizers is the documented remediation (docs/teardown.md),
 // only when virt-operator is really gone: delete virt-operator-validator,
 // then JSON-patch the CR's finalizers away, then release the KubeVirt CRDs
 // the operator left Terminating on its own finalizer.

@@ -105,7 +105,7 @@ func Vet(data []byte, tag string, o VetOptions) *Vetting {
 	}
 	c := vetter{Vetting: v, opts: o, registries: o.Registries}
 	if len(c.registries) == 0 {
-		c.registries = ReleaseRegistries(tag)
+		c.registries = releaseRegistries(tag)
 	}
 	seen := map[string]bool{}
 	for i, obj := range objs {
@@ -131,9 +131,9 @@ func Vet(data []byte, tag string, o VetOptions) *Vetting {
 	return v
 }
 
-// ReleaseRegistries are where a release's own images live: quay.io from
+// releaseRegistries are where a release's own images live: quay.io from
 // v0.37.0, Docker Hub before (docs/kubevirt.md, "Release manifests").
-func ReleaseRegistries(tag string) []string {
+func releaseRegistries(tag string) []string {
 	if planner.TagAtLeast(tag, "v0.37.0-rc.0") {
 		return []string{"quay.io/kubevirt"}
 	}

@@ -18,7 +18,7 @@ import (
 
 var deploymentGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 
-// rbacMarker is the apiserver's escalation-prevention message (FACTS.md §5).
+// rbacMarker is the apiserver's escalation-prevention message (docs/kubevirt.md, "Update methods").
 const rbacMarker = "attempting to grant RBAC permissions not currently held"
 
 // errRBAC is a hop blocked by the RBAC the running operator lacks.
@@ -87,7 +87,7 @@ func (e *Executor) waitEstablished(ctx context.Context) error {
 	return e.timeout(err, "the KubeVirt CRD never became established")
 }
 
-// hopComplete is FACTS.md §1.6: the operator targets to and has observed it
+// hopComplete is docs/kubevirt.md, "What done means": the operator targets to and has observed it
 // with the same registry and deployment id, the conditions say done, and
 // (v0.52+) the generation is observed.
 func hopComplete(k *KubeVirtState, to string) bool {

@@ -21,11 +21,11 @@ type VMI struct {
 }
 
 // OutdatedLabel is what virt-controller puts on a VMI whose virt-launcher is
-// older than the install (FACTS.md §1.6 item 8).
+// older than the install (docs/kubevirt.md, "Workload updates").
 const OutdatedLabel = "kubevirt.io/outdatedLauncherImage"
 
 // Key is namespace/name.
-func (v VMI) Key() string { return v.Namespace + "/" + v.Name }
+func (v VMI) key() string { return v.Namespace + "/" + v.Name }
 
 // WorkloadReport compares the VMIs running before a hop with now, and says
 // how many still run an older virt-launcher.
@@ -52,7 +52,7 @@ func (e *Executor) observeWorkloads(ctx context.Context) ([]VMI, int, error) {
 		vmis = append(vmis, VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: phase,
 			Outdated: outdated, Launcher: launcher, Deleting: u.GetDeletionTimestamp() != nil})
 	}
-	sort.Slice(vmis, func(i, j int) bool { return vmis[i].Key() < vmis[j].Key() })
+	sort.Slice(vmis, func(i, j int) bool { return vmis[i].key() < vmis[j].key() })
 	vms, err := e.listKubeVirtResource(ctx, "virtualmachines")
 	return vmis, len(vms), err
 }
@@ -78,7 +78,7 @@ func compareWorkloads(before, now []VMI, methods []string) WorkloadReport {
 	r := WorkloadReport{}
 	byKey := map[string]VMI{}
 	for _, v := range now {
-		byKey[v.Key()] = v
+		byKey[v.key()] = v
 		if v.Phase == "Running" {
 			r.RunningNow++
 		}
@@ -89,15 +89,15 @@ func compareWorkloads(before, now []VMI, methods []string) WorkloadReport {
 			continue
 		}
 		r.RunningBefore++
-		n, ok := byKey[b.Key()]
+		n, ok := byKey[b.key()]
 		switch {
 		case evict:
 		case !ok:
-			r.Disrupted = append(r.Disrupted, b.Key()+" (gone)")
+			r.Disrupted = append(r.Disrupted, b.key()+" (gone)")
 		case n.UID != b.UID:
-			r.Disrupted = append(r.Disrupted, b.Key()+" (restarted)")
+			r.Disrupted = append(r.Disrupted, b.key()+" (restarted)")
 		case n.Phase != "Running":
-			r.Disrupted = append(r.Disrupted, fmt.Sprintf("%s (%s)", b.Key(), n.Phase))
+			r.Disrupted = append(r.Disrupted, fmt.Sprintf("%s (%s)", b.key(), n.Phase))
 		}
 	}
 	return r

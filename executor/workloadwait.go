@@ -23,9 +23,9 @@ func outdated(vmis []VMI, to string) []string {
 		if v.Deleting {
 			continue
 		}
-		ref := ParseImage(v.Launcher)
+		ref := parseImage(v.Launcher)
 		if v.Outdated || v.Launcher != "" && ref.Digest == "" && ref.Tag != to {
-			out = append(out, v.Key())
+			out = append(out, v.key())
 		}
 	}
 	return out

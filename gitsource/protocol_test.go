@@ -128,7 +128,9 @@ func TestJunkBesideTheDesiredFile(t *testing.T) {
 			s := server(t, tt.opts)
 			u := user(t, s)
 			commit(t, u, "kubevirt.yaml", "one\n")
-			src := source(t, s, nil)
+			// The test is about memory: a loaded machine may take long to
+			// serve 192 MiB.
+			src := source(t, s, nil, func(c *gitsource.Config) { c.Timeout = 2 * time.Minute })
 			if _, err := read(t, src, head(t, src), "kubevirt.yaml"); err != nil {
 				t.Fatal(err)
 			}

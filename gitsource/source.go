@@ -119,9 +119,6 @@ func New(cfg Config) (*Source, error) {
 // URL is the repository URL without credentials.
 func (s *Source) URL() string { return s.remote.display }
 
-// Branch is the branch the desired file is read from.
-func (s *Source) Branch() string { return s.cfg.Branch }
-
 func (s *Source) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.Timeout)
 }

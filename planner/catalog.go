@@ -174,15 +174,6 @@ func (c *Catalog) Digest() string { return c.digest }
 // Len is the number of releases.
 func (c *Catalog) Len() int { return len(c.releases) }
 
-// Releases lists the catalog in ascending order.
-func (c *Catalog) Releases() []Release {
-	out := make([]Release, len(c.releases))
-	for i, r := range c.releases {
-		out[i] = Release{Tag: r.v.tag, Prerelease: r.prerelease}
-	}
-	return out
-}
-
 // Has reports whether tag is in the catalog.
 func (c *Catalog) Has(tag string) bool {
 	_, ok := c.find(tag)

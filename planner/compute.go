@@ -7,7 +7,7 @@ import (
 )
 
 // Compute plans how to get from the observed cluster to the desired state
-// over the catalog's releases (DESIGN.md §5). A plan that the rules forbid is
+// over the catalog's releases (docs/architecture.md, "Planning rules"). A plan that the rules forbid is
 // a *RefusalError carrying one of the Reason constants.
 func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 	p := Plan{
@@ -230,7 +230,7 @@ func orNone(s string) string {
 	return s
 }
 
-// path lists the hops from cur to t (DESIGN.md §5): within cur's line every
+// path lists the hops from cur to t (docs/architecture.md, "Planning rules"): within cur's line every
 // later stable release (Strict) or its latest (LatestPatch), then the latest
 // stable release of every line in between, then t. Consecutive lines must be
 // adjacent, or the catalog lacks a line and there is no supported path.

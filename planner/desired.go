@@ -93,7 +93,7 @@ const (
 	ApprovalManual    Approval = "Manual"
 )
 
-// Desired is a validated desired file (DESIGN.md §3). Build it with
+// Desired is a validated desired file (the README, "The desired file"). Build it with
 // [ParseDesired]; every field holds its default when the file leaves it out.
 type Desired struct {
 	State        State

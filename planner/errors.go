@@ -12,7 +12,7 @@ import (
 // they appear in the status file and in `kvgitops plan -o json`.
 type Reason string
 
-// The refusal reasons of DESIGN.md §5.
+// The refusal reasons of docs/architecture.md, "Planning rules".
 const (
 	ReasonInvalidDesiredState      Reason = "InvalidDesiredState"
 	ReasonUnknownVersion           Reason = "UnknownVersion"

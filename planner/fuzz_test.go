@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/kvgitops/kvgitops/planner"
-	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/tags"
 )
 
 // FuzzParseDesired: untrusted bytes never panic, and whatever is accepted
@@ -37,7 +37,7 @@ func FuzzParseDesired(f *testing.F) {
 // FuzzCatalog: both catalog formats never panic; an accepted catalog is
 // sorted, valid, and keeps its digest when re-rendered as text.
 func FuzzCatalog(f *testing.F) {
-	f.Add(releases.Text)
+	f.Add(tags.Text)
 	f.Add([]byte(`[{"tag_name":"v1.0.0","assets":[{"name":"kubevirt-operator.yaml"}]},{"tag_name":"v1.1.0-rc.0","prerelease":true,"assets":[{"name":"kubevirt-operator.yaml"}]}]`))
 	f.Add([]byte("v1.0.0\n# comment\nv1.0.1\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -72,7 +72,7 @@ func FuzzCatalog(f *testing.F) {
 // LatestPatch's.
 func FuzzCompute(f *testing.F) {
 	cat := realCatalog(f)
-	tags := releases.Tags()
+	tags := tags.Tags()
 	f.Add(uint16(2), uint16(255), false)
 	f.Add(uint16(13), uint16(23), true)
 	f.Add(uint16(170), uint16(180), false)

@@ -4,13 +4,13 @@ import (
 	"testing"
 
 	"github.com/kvgitops/kvgitops/planner"
-	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/tags"
 )
 
 // realCatalog is the real list of KubeVirt releases.
 func realCatalog(tb testing.TB) *planner.Catalog {
 	tb.Helper()
-	c, err := planner.ParseCatalogText(releases.Text)
+	c, err := planner.ParseCatalogText(tags.Text)
 	if err != nil {
 		tb.Fatalf("parse real catalog: %v", err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 )
 
-// tagPattern is the exact shape of a KubeVirt release tag (DESIGN.md §4).
+// tagPattern is the exact shape of a KubeVirt release tag (docs/architecture.md, "Releases").
 var tagPattern = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.]+)?$`)
 
 // version is a parsed release tag. The zero value is "no version".

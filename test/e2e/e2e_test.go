@@ -82,7 +82,7 @@ func TestSuspendAndResume(t *testing.T) {
 	e.commit("  version: v1.7.4\n  suspend: true\n", "suspended install")
 	e.agent(stack.AgentOptions{})
 	e.wait(stack.Phase(agent.PhaseSuspended, ""), "Suspended")
-	time.Sleep(time.Second) // a few polls
+	e.polls(3)
 	if n := len(e.st.Sim.Transitions()); n != 0 {
 		t.Fatalf("a suspended agent changed the cluster: %v", e.st.Sim.Transitions())
 	}
@@ -194,7 +194,7 @@ func TestInvalidDesiredFileThenValid(t *testing.T) {
 	if !strings.Contains(st.Message, "spec.version") || st.Reason != "InvalidDesiredState" {
 		t.Errorf("invalid status %s %q", st.Reason, st.Message)
 	}
-	time.Sleep(time.Second)
+	e.polls(3)
 	if len(e.st.Sim.Transitions()) != 0 {
 		t.Fatal("an invalid desired file changed the cluster")
 	}
@@ -428,7 +428,7 @@ func TestAStaleLeaderPausedMidApplyWritesNothing(t *testing.T) {
 
 // TestNothingIsLostWhenKilledAtAnyPoint kills the agent (exit 137, as a
 // SIGKILL) at each point between a step's intent, its action, its outcome
-// and the status push, then starts a fresh one. RELIABILITY.md's "nothing
+// and the status push, then starts a fresh one. docs/reliability.md's "nothing
 // lost" invariants are checked against the apiserver's audit log and the
 // status file in Git: every attempt is in the status file with an outcome
 // (Interrupted when the process died before recording one), none is
@@ -517,8 +517,17 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 			t.Fatal(err)
 		}
 		if k.want == "" {
-			if len(mine) != 0 || len(writes) != 0 {
-				t.Errorf("killed at %s: attempts %+v, writes %v, want none", k.point, mine, writes)
+			// Before any intent the agent may only have drained the journal
+			// of entries a pushed status already held: no attempt of its
+			// own, nothing else written.
+			var other []testenv.AuditEvent
+			for _, w := range writes {
+				if w.ObjectRef.Resource != "configmaps" || w.ObjectRef.Name != "kvgitops-journal" {
+					other = append(other, w)
+				}
+			}
+			if len(mine) != 0 || len(other) != 0 {
+				t.Errorf("killed at %s: attempts %+v, writes %v, want none", k.point, mine, other)
 			}
 			continue
 		}
@@ -707,7 +716,7 @@ func TestARewoundBranchAppliesNothing(t *testing.T) {
 	if st.Phase != agent.PhaseInvalid {
 		t.Errorf("phase %s", st.Phase)
 	}
-	time.Sleep(2 * time.Second) // two polls
+	e.polls(3)
 	if got := e.st.Sim.CompletedHops(); !slices.Equal(got, hops) {
 		t.Errorf("hops after the rewind %v, want %v", got, hops)
 	}

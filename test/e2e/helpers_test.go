@@ -43,20 +43,27 @@ func (e *e2e) settleAndCountCommits(n int64) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	polls := e.st.Git.Polls()
-	deadline := time.Now().Add(60 * time.Second)
-	for e.st.Git.Polls() < polls+n {
-		if time.Now().After(deadline) {
-			e.t.Fatalf("the agent polled %d times in 60s, want %d", e.st.Git.Polls()-polls, n)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	e.polls(n)
 	after, err := e.st.Git.Log("status/e2e.yaml")
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	if len(after) != len(before) {
 		e.t.Errorf("%d status commits in %d polls of a steady state, want none: %v", len(after)-len(before), n, after[:len(after)-len(before)])
+	}
+}
+
+// polls waits until the agents have polled the repository n more times, so
+// an assertion that nothing changed has seen that many reconciles.
+func (e *e2e) polls(n int64) {
+	e.t.Helper()
+	start := e.st.Git.Polls()
+	deadline := time.Now().Add(60 * time.Second)
+	for e.st.Git.Polls() < start+n {
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the agent polled %d times in 60s, want %d", e.st.Git.Polls()-start, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

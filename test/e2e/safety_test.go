@@ -39,7 +39,7 @@ func TestARefusedHopAndDrift(t *testing.T) {
 	if !slices.ContainsFunc(st.Preflight, func(c planner.Check) bool { return c.Name == "KnownRisk/ACME-12" && c.Result == planner.CheckRefuse }) {
 		t.Errorf("preflight %+v", st.Preflight)
 	}
-	time.Sleep(2 * time.Second) // a few polls
+	e.polls(3)
 	after := e.kv()
 	if n := e.st.Sim.Count(simulator.HopStarted); n != 0 || after.GetGeneration() != before.GetGeneration() {
 		t.Errorf("a refused hop touched the cluster: %d hops, generation %d -> %d", n, before.GetGeneration(), after.GetGeneration())
@@ -68,7 +68,7 @@ func TestARefusedHopAndDrift(t *testing.T) {
 	if !strings.Contains(st.Message, `spec.imageRegistry "mirror.example.com/kubevirt" (kvgitops left unset)`) || len(st.Drift) == 0 {
 		t.Errorf("drift %q %+v", st.Message, st.Drift)
 	}
-	time.Sleep(2 * time.Second)
+	e.polls(3)
 	if r := e.registry(); r != "mirror.example.com/kubevirt" {
 		t.Errorf("under Report the registry became %q", r)
 	}

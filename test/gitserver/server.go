@@ -136,7 +136,10 @@ func (s *Server) CreateRepo(name string) error {
 	if _, err := Git(ctx, s.Root, nil, "init", "--quiet", "--bare", "-b", s.Branch, dir); err != nil {
 		return err
 	}
-	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"uploadpack.allowFilter", strconv.FormatBool(!s.opts.NoFilter)}} {
+	// Pushed packs stay packs, as a hosted repository keeps them, so a fetch
+	// reuses their compressed objects instead of deflating loose ones again.
+	for _, kv := range [][2]string{{"http.receivepack", "true"}, {"uploadpack.allowFilter", strconv.FormatBool(!s.opts.NoFilter)},
+		{"receive.unpackLimit", "1"}} {
 		if _, err := Git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
 		}

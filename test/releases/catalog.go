@@ -1,15 +1,10 @@
 package releases
 
-import (
-	_ "embed"
-	"strings"
-)
+import "github.com/kvgitops/kvgitops/test/tags"
 
-// Text is the real list of KubeVirt release tags (../shared/kubevirt/releases.txt
-// at the time of copying), one per line, oldest first.
-//
-//go:embed releases.txt
-var Text []byte
+// Text is the real list of KubeVirt release tags, one per line, oldest
+// first (test/tags).
+var Text = tags.Text
 
 // Tags returns the tags of Text in order.
-func Tags() []string { return strings.Fields(string(Text)) }
+func Tags() []string { return tags.Tags() }

@@ -8,7 +8,7 @@ import (
 // OperatorDeployment is the virt-operator Deployment of a release, in the
 // shape of its era. Where two genuine assets bracket a change and no
 // source names the release that made it, the change is placed at the first
-// genuine asset that shows it. How the version is carried (FACTS.md §3.2):
+// genuine asset that shows it. How the version is carried (docs/kubevirt.md, "How the operator reads its version"):
 //   - v0.17–v0.19: tagged image, OPERATOR_IMAGE;
 //   - v0.20–v0.39: image by digest, KUBEVIRT_VERSION and VIRT_*_SHASUM;
 //   - v0.40–v0.58.0: tagged image, OPERATOR_IMAGE, no KUBEVIRT_VERSION;

@@ -44,7 +44,7 @@ func Synthesized(tag string) []byte {
 	return render(objs)
 }
 
-// CRManifest renders kubevirt-cr.yaml for tag (FACTS.md §3.3).
+// CRManifest renders kubevirt-cr.yaml for tag (docs/kubevirt.md, "Release manifests").
 func CRManifest(tag string) []byte {
 	spec := map[string]any{"imagePullPolicy": "IfNotPresent"}
 	if AtLeast(tag, "v0.30.0-rc.0") {
@@ -106,7 +106,7 @@ func namespace(tag string) map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": meta(Namespace, "", labels)}
 }
 
-// kubeVirtCRD follows FACTS.md §1.2: apiextensions v1beta1 before v0.40;
+// kubeVirtCRD follows docs/kubevirt.md, "Release manifests": apiextensions v1beta1 before v0.40;
 // v1alpha3 only until v0.36, v1 served from v0.37, v1 the storage version
 // from v1.0.0-beta.0; a status subresource from v0.33. The schema is
 // reduced to what the tests need.

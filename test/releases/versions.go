@@ -19,7 +19,7 @@ func AtLeast(tag, min string) bool {
 }
 
 // Registry is where a release's images live: Docker Hub through v0.36.x,
-// quay.io from v0.37.0-rc.0 (FACTS.md §3.2).
+// quay.io from v0.37.0-rc.0 (docs/kubevirt.md, "How the operator reads its version").
 func Registry(tag string) string {
 	if AtLeast(tag, "v0.37.0-rc.0") {
 		return "quay.io/kubevirt"

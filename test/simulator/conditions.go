@@ -26,7 +26,7 @@ type condInput struct {
 }
 
 // conditionsFor computes the conditions of a pass from scratch, as the
-// operator does (FACTS.md §1.5).
+// operator does (docs/kubevirt.md, "What done means").
 func conditionsFor(s situation, in condInput) []cond {
 	if !atLeast(in.op, "v0.20.0-alpha.0") {
 		return legacyConditions(s, in)

@@ -13,10 +13,10 @@ import (
 	"github.com/kvgitops/kvgitops/test/releases"
 )
 
-// syncDeletion follows FACTS.md §2.3: Deleting, the workload CRDs first
+// syncDeletion follows docs/kubevirt.md, "Deletion": Deleting, the workload CRDs first
 // (cascading to every VM), then the components, then phase Deleted and only
 // then the finalizer. Operators up to v0.26.0 leave virt-api's APIService
-// and webhooks behind (§6).
+// and webhooks behind (docs/teardown.md).
 func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructured, op runningOperator) error {
 	obj := kv.DeepCopy()
 	status, _, _ := unstructured.NestedMap(obj.Object, "status")
@@ -85,7 +85,7 @@ func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructu
 }
 
 // CRDFinalizer is what the operator puts on the CRDs it deletes, from
-// v0.50, and removes once their instances are gone (FACTS.md §2.3).
+// v0.50, and removes once their instances are gone (docs/kubevirt.md, "Deletion").
 const CRDFinalizer = "kubevirt.io/virtOperatorFinalizer"
 
 // managedCRDs are the CRDs of the install strategy the simulator creates.

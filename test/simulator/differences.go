@@ -12,7 +12,7 @@ import (
 var RealOperatorDifferences = []struct{ Match, Reason string }{
 	{
 		Match: "only simulator: phase=Deployed target=TO observed=TO ids-match finalizers=[foregroundDeleteKubeVirt] [Available=False/DeploymentInProgress",
-		Reason: "up to v1.8.x the operator copies observed* before its readiness check (kubevirt.go@v1.8.0; FACTS.md §1.6 item 7): on a cluster the window lasts while pods become ready; " +
+		Reason: "up to v1.8.x the operator copies observed* before its readiness check (kubevirt.go@v1.8.0; docs/kubevirt.md, What done means): on a cluster the window lasts while pods become ready; " +
 			"the lane's stand-in marks pods ready at once, so the real operator passes its readiness check in the same pass, while the simulator keeps the window (ReadyLag) for the agent's tests",
 	},
 }

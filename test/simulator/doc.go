@@ -3,7 +3,7 @@
 // runtime), so tests of the agent and executor meet this instead, and its
 // fidelity is how they catch mistakes.
 //
-// It behaves as ../shared/kubevirt/FACTS.md describes, version by version:
+// It behaves as ../shared/kubevirt/docs/kubevirt.md describes, version by version:
 // the running operator's version comes from the virt-operator Deployment
 // (image tag, or KUBEVIRT_VERSION for a digest), and only once that
 // Deployment's rollout is ready; the KubeVirt CR gets the real status fields,

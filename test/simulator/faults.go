@@ -65,7 +65,7 @@ func (s *Simulator) SlowHops(extra time.Duration) {
 }
 
 // StallHop makes the hop to version hang: the update stays in progress with
-// no error, as with an unpullable imageTag (FACTS.md §1.7).
+// no error, as with an unpullable imageTag (docs/kubevirt.md, "What done means").
 func (s *Simulator) StallHop(version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

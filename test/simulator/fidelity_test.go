@@ -215,7 +215,7 @@ func TestDeletionCascade(t *testing.T) {
 }
 
 // TestASecondCRFreezesEveryCR: with more than one KubeVirt CR in the
-// cluster the operator ignores all of them (FACTS.md §1.1).
+// cluster the operator ignores all of them (docs/kubevirt.md, "The KubeVirt CR").
 func TestASecondCRFreezesEveryCR(t *testing.T) {
 	h := start(t)
 	h.applyOperator(t, "v1.8.4")

@@ -30,7 +30,7 @@ type hop struct {
 	done       bool
 }
 
-// stringSpecFields feed the deployment id (FACTS.md §1.3).
+// stringSpecFields feed the deployment id (docs/kubevirt.md, "The KubeVirt CR").
 var stringSpecFields = []string{"imagePullPolicy", "uninstallStrategy", "productName", "productVersion", "productComponent", "monitorNamespace", "serviceMonitorNamespace", "monitorAccount"}
 
 func deploymentID(target, registry string, spec map[string]any) (string, string) {

@@ -44,7 +44,7 @@ type Options struct {
 	// finalizer is added after it. Default 50ms.
 	StrategyDelay time.Duration
 	// ReadyLag is how long an operator up to v1.8.x shows observed == target
-	// before its readiness check passes (FACTS.md §1.6 item 7). Default 50ms.
+	// before its readiness check passes (docs/kubevirt.md, "What done means"). Default 50ms.
 	ReadyLag time.Duration
 	// RetryBase is the operator's first retry after a failed pass; it
 	// doubles up to RetryMax. Default 5s and 1000s, as the real operator.
@@ -295,7 +295,7 @@ func (s *Simulator) reconcile(ctx context.Context) error {
 		return nil // no running operator: nothing acts on the CR
 	}
 	// checkForActiveInstall: with more than one CR anywhere, or the one CR
-	// outside the operator's namespace, every CR is ignored (FACTS.md §1.1).
+	// outside the operator's namespace, every CR is ignored (docs/kubevirt.md, "The KubeVirt CR").
 	if len(kvs.Items) > 1 || kvs.Items[0].GetNamespace() != s.opts.Namespace {
 		for i := range kvs.Items {
 			if err := s.markExisting(ctx, &kvs.Items[i]); err != nil {

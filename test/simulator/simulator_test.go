@@ -175,7 +175,7 @@ func TestRBACFailureAndRecoveryByUpdatingTheOperatorFirst(t *testing.T) {
 	h.noViolations(t)
 }
 
-// TestTheV19OperatorReplacesTheBareFinalizer (FACTS.md §2.1).
+// TestTheV19OperatorReplacesTheBareFinalizer (docs/kubevirt.md, "Deletion").
 func TestTheV19OperatorReplacesTheBareFinalizer(t *testing.T) {
 	h := start(t)
 	h.install(t, "v1.8.4", nil)
@@ -188,7 +188,7 @@ func TestTheV19OperatorReplacesTheBareFinalizer(t *testing.T) {
 }
 
 // TestExecutesSkippedMinorAndDowngradeAndRecordsThem: the real operator
-// refuses none of these (FACTS.md §8); the simulator executes them and
+// refuses none of these (docs/kubevirt.md, "Supported update path"); the simulator executes them and
 // records a violation, so a test of the agent can assert there is none.
 func TestExecutesSkippedMinorAndDowngradeAndRecordsThem(t *testing.T) {
 	for _, tt := range []struct{ from, to, says string }{

@@ -38,7 +38,7 @@ func (s *Simulator) countResource(ctx context.Context, gvr schema.GroupVersionRe
 }
 
 // markExisting sets Synchronized=False ExistingDeployment on a CR the
-// operator ignores (FACTS.md §1.1).
+// operator ignores (docs/kubevirt.md, "The KubeVirt CR").
 func (s *Simulator) markExisting(ctx context.Context, kv *unstructured.Unstructured) error {
 	obj := kv.DeepCopy()
 	status, _, _ := unstructured.NestedMap(obj.Object, "status")

@@ -11,7 +11,7 @@ import (
 
 var atLeast = releases.AtLeast
 
-// finalizerFor is the CR finalizer of an operator version (FACTS.md §2.1).
+// finalizerFor is the CR finalizer of an operator version (docs/kubevirt.md, "Deletion").
 func finalizerFor(op string) string {
 	if atLeast(op, "v1.9.0-alpha.0") {
 		return "kubevirt.io/foregroundDeleteKubeVirt"
@@ -22,7 +22,7 @@ func finalizerFor(op string) string {
 const bareFinalizer = "foregroundDeleteKubeVirt"
 
 // operatorVersionField is what status.operatorVersion says: before v1.1.0
-// the build stamp was missing (FACTS.md §1.4, PR #9590).
+// the build stamp was missing (docs/kubevirt.md, "The KubeVirt CR", PR #9590).
 func operatorVersionField(op string) string {
 	if atLeast(op, "v1.1.0-alpha.0") {
 		return op
@@ -33,7 +33,7 @@ func operatorVersionField(op string) string {
 // strategyVersion is the release whose install strategy (its manifests and
 // component RBAC) a hop to target writes. From v0.58.1 through v1.6.x and
 // v1.7.0-rc.0 the strategy Job ran the running operator's image, whatever
-// spec.imageTag said (FACTS.md §4.1, kubevirt#16050): the result is the
+// spec.imageTag said (docs/kubevirt.md, "The imageTag strategy bug", kubevirt#16050): the result is the
 // operator's manifests with the target's images.
 func strategyVersion(op, target string) string {
 	if atLeast(op, "v0.58.1") && !atLeast(op, "v1.7.0-rc.1") {
@@ -44,16 +44,16 @@ func strategyVersion(op, target string) string {
 
 // readyBeforeObserved: from v1.9.0 the operator copies observed* only once
 // its readiness check passes; up to v1.8.x it copies them first, so for a
-// while observed == target with DeploymentInProgress (FACTS.md §1.6).
+// while observed == target with DeploymentInProgress (docs/kubevirt.md, "What done means").
 func readyBeforeObserved(op string) bool { return atLeast(op, "v1.9.0-alpha.0") }
 
 // removesOnlyOwnFinalizer: up to v1.8.x the operator sets the CR's
 // finalizers to nil when deletion completes, taking any other finalizer
-// with it; v1.9 removes only its own (FACTS.md §2.1).
+// with it; v1.9 removes only its own (docs/kubevirt.md, "Deletion").
 func removesOnlyOwnFinalizer(op string) bool { return atLeast(op, "v1.9.0-alpha.0") }
 
 // crdFinalizerDance: from v0.50 the operator puts its finalizer on the CRDs
-// it deletes and waits for their instances to be gone (FACTS.md §2.3).
+// it deletes and waits for their instances to be gone (docs/kubevirt.md, "Deletion").
 func crdFinalizerDance(op string) bool { return atLeast(op, "v0.50.0-alpha.0") }
 
 // hasWorkloadUpdates: the workload updater and
@@ -61,12 +61,12 @@ func crdFinalizerDance(op string) bool { return atLeast(op, "v0.50.0-alpha.0") }
 func hasWorkloadUpdates(op string) bool { return atLeast(op, "v0.39.0-alpha.0") }
 
 // leavesLeftovers: operators up to v0.26.0 neither tracked nor deleted the
-// APIService and webhooks virt-api created (FACTS.md §6).
+// APIService and webhooks virt-api created (docs/teardown.md).
 func leavesLeftovers(op string) bool { return !atLeast(op, "v0.26.1") }
 
 // pathRules knows KubeVirt's supported update path: only N-1 → N, from the
 // latest patch of N-1, never down. The real operator enforces none of it
-// (FACTS.md §8: a lower version takes the create/rollback path, a skipped
+// (docs/kubevirt.md, "Supported update path": a lower version takes the create/rollback path, a skipped
 // minor just rolls out), so the simulator executes every hop and records
 // what breaks the rules as a violation for tests to assert on.
 type pathRules struct {
@@ -137,8 +137,8 @@ func (r pathRules) nextLine(l [2]uint64) ([2]uint64, bool) {
 func lineLess(a, b [2]uint64) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
 // operatorVersionOf reads the version a virt-operator container runs, the
-// way virt-operator reads its own (util/config.go getConfig, FACTS.md §1.4
-// and §3.2), written here independently of the product's reading: the image
+// way virt-operator reads its own (util/config.go getConfig; docs/kubevirt.md,
+// "How the operator reads its version"), written here independently of the product's reading: the image
 // comes from VIRT_OPERATOR_IMAGE, else OPERATOR_IMAGE; a tag is the version;
 // a digest, or an image that does not split, takes KUBEVIRT_VERSION
 // ("latest" without it); no tag at all is "latest".

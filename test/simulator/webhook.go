@@ -115,7 +115,7 @@ func dropConnection(rw http.ResponseWriter) {
 	}
 }
 
-// validateDelete is the uninstallStrategy check of FACTS.md §2.2.
+// validateDelete is the uninstallStrategy check of docs/kubevirt.md, "Deletion".
 func (w *webhookServer) validateDelete(ctx context.Context, req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	var kv unstructured.Unstructured
 	if err := kv.UnmarshalJSON(req.OldObject.Raw); err != nil {
@@ -156,7 +156,7 @@ func (w *webhookServer) validateCreate(ctx context.Context, _ *admissionv1.Admis
 func allowResp() *admissionv1.AdmissionResponse { return &admissionv1.AdmissionResponse{Allowed: true} }
 
 // configurations are the webhook configurations of an install, version by
-// version (FACTS.md §3.4): virt-operator-validator from v0.26 (delete),
+// version (docs/kubevirt.md, "Release manifests"): virt-operator-validator from v0.26 (delete),
 // with update from v0.37 and create from v1.1; virt-api's validator and
 // mutator throughout.
 func (w *webhookServer) configurations(in install) []map[string]any {

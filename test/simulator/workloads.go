@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// What virt-controller puts on VMIs (FACTS.md §1.6 item 8).
+// What virt-controller puts on VMIs (docs/kubevirt.md, "Workload updates").
 const (
 	// OutdatedLabel marks a VMI whose virt-launcher is older than the
 	// install.
