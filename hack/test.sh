@@ -11,6 +11,9 @@ GO=${GO:-go}
 SHARDS=${E2E_SHARDS:-2}
 P=${TEST_PARALLEL:-3}
 e2e=./test/e2e
+# TEST_CPU=1 prints each test binary's CPU time (with the servers it ran).
+exec_flag=()
+if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -f cpu:%Uu+%Ss,wall:%es"); fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
@@ -21,18 +24,18 @@ if [ "${#tests[@]}" -eq 0 ]; then
 fi
 
 pids=()
-$GO test -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
+$GO test "${exec_flag[@]}" -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 for ((s = 0; s < SHARDS; s++)); do
   names=()
   for ((i = s; i < ${#tests[@]}; i += SHARDS)); do names+=("${tests[i]}"); done
   regex="^($(IFS='|'; echo "${names[*]}"))\$"
-  $GO test -count=1 -timeout 25m -run "$regex" "$e2e" >"$out/e2e-$s" 2>&1 &
+  $GO test "${exec_flag[@]}" -count=1 -timeout 25m -run "$regex" "$e2e" >"$out/e2e-$s" 2>&1 &
   pids+=($!)
 done
 
 # shellcheck disable=SC2046
-$GO test -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
+$GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
