@@ -54,7 +54,7 @@ lane: deps testbin operators ## the real virt-operator lane alone
 	$(GO) test -count=1 -timeout 15m -v ./test/lane/...
 
 .PHONY: test-unit
-test-unit: ## fast tests only (no servers)
+test-unit: ## fast tests only (-short: no control plane, no lane, no end-to-end)
 	$(GO) test -short ./...
 
 .PHONY: e2e

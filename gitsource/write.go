@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"time"
@@ -38,10 +39,13 @@ func (s *Source) WriteFile(ctx context.Context, filePath string, data []byte, me
 	var last error
 	for attempt := 0; attempt <= s.cfg.PushRetries; attempt++ {
 		if attempt > 0 {
+			// Jittered: writers that collided must not collide again in step
+			// (a fleet pushes to one branch).
+			wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff)))
 			select {
 			case <-ctx.Done():
 				return "", s.errorf(ReasonGitUnavailable, false, ctx.Err(), "push status")
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 			backoff = min(backoff*2, 5*time.Second)
 		}

@@ -3,7 +3,7 @@
 // peak RSS, side by side), and the agent's memory and reaction latency as a
 // user runs it.
 //
-//	go run ./test/bench [-sizes small,medium,large] [-runs 7] [-skip-agent]
+//	go run ./test/bench [-sizes small,medium,large,refs100k] [-runs 7] [-skip-git] [-skip-fleet] [-skip-agent]
 package main
 
 import (
@@ -19,12 +19,19 @@ func main() {
 	runs := flag.Int("runs", 7, "runs per measurement (the median is reported)")
 	skipGit := flag.Bool("skip-git", false, "skip the gitsource benchmark")
 	skipAgent := flag.Bool("skip-agent", false, "skip the agent figures")
+	skipFleet := flag.Bool("skip-fleet", false, "skip the fleet's status writers")
 	flag.Parse()
 	if *child != "" {
 		os.Exit(runChild(*child, flag.Args()))
 	}
 	if !*skipGit {
 		if err := benchGit(strings.Split(*sizes, ","), *runs); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if !*skipFleet {
+		if err := benchFleet([]int{10, 50, 100}, 3); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}

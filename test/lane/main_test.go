@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/stack"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -131,7 +132,7 @@ func inside(m *testing.M) int {
 // findOperators reads the pinned tags and renders their manifests with
 // their own resource-generator.
 func findOperators() error {
-	root, err := moduleRoot()
+	root, err := root.Module()
 	if err != nil {
 		return err
 	}
@@ -204,21 +205,4 @@ func writeCA(dir string) (string, error) {
 	}
 	p := filepath.Join(dir, "front-proxy-ca.crt")
 	return p, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found")
-		}
-		dir = parent
-	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/stack"
 	"github.com/kvgitops/kvgitops/test/standin"
 	"github.com/kvgitops/kvgitops/test/testenv"
@@ -38,7 +39,7 @@ func setup(t *testing.T) *world {
 	need(t)
 	ctx := t.Context()
 	env := lane.env
-	root, _ := moduleRoot()
+	root, _ := root.Module()
 	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml", "rbac-installer.yaml", "admission-policy.yaml"} {
 		data, err := os.ReadFile(filepath.Join(root, "deploy", f))
 		if err != nil {
@@ -77,8 +78,9 @@ func setup(t *testing.T) *world {
 	w := &world{t: t, st: st, si: si, rel: rel, dyn: dynamic.NewForConfigOrDie(env.Config)}
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, f := range []string{"virt-operator-1.log", "virt-operator-2.log", "virt-operator-3.log"} {
-				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil {
+			logs, _ := filepath.Glob(filepath.Join(dir, "virt-operator-*.log"))
+			for _, f := range logs {
+				if b, err := os.ReadFile(f); err == nil {
 					lines := strings.Split(string(b), "\n")
 					t.Logf("%s (last lines):\n%s", f, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 				}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/kvgitops/kvgitops/test/root"
 )
 
 // EnvDir names the folder; the default is ../shared/real-manifests next to
@@ -26,7 +28,7 @@ type File struct {
 func Dir() (string, error) {
 	dir := os.Getenv(EnvDir)
 	if dir == "" {
-		root, err := moduleRoot()
+		root, err := root.Module()
 		if err != nil {
 			return "", err
 		}
@@ -105,21 +107,4 @@ func Require(t testing.TB) []File {
 	}
 	t.Skipf("skipping %s, which needs genuine release manifests: %v", t.Name(), err)
 	return nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above %s", dir)
-		}
-		dir = parent
-	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/test/gitserver"
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
 
@@ -131,7 +132,7 @@ func (s *Stack) Close() {
 
 // Build compiles cmd/kvgitops into dir (once per stack).
 func Build(ctx context.Context, dir string) (string, error) {
-	root, err := moduleRoot()
+	root, err := root.Module()
 	if err != nil {
 		return "", err
 	}
@@ -142,23 +143,6 @@ func Build(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("build kvgitops: %v\n%s", err, out)
 	}
 	return bin, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func writeFiles(dir string, files map[string][]byte) error {
