@@ -12,7 +12,7 @@ import (
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
 
-// BenchmarkTenHopPlan runs the 10-hop Strict plan v0.20.1 -> v0.23.0 against
+// BenchmarkTenHopPlan runs the 10-hop Strict plan v0.45.0 -> v0.54.0 (CRDs as apiextensions v1, which the test apiserver serves) against
 // the simulator with a fixed 2 s per hop (1 s operator rollout + 1 s
 // component rollout). It reports wall time over the simulator's own hop
 // time (goal <= 1.05) and the latency from the simulator completing a hop to
@@ -22,14 +22,14 @@ func BenchmarkTenHopPlan(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d, err := planner.ParseDesired([]byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  version: v0.23.0\n"))
+	d, err := planner.ParseDesired([]byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  version: v0.54.0\n"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
 		b.StopTimer()
 		h := start(b, harnessOptions{rollout: time.Second, strategy: time.Millisecond})
-		h.install(b, "v0.20.1", planner.MethodOperator)
+		h.install(b, "v0.45.0", planner.MethodOperator)
 		plan, err := planner.Compute(d, h.observe(b).Observed, cat)
 		if err != nil || len(plan.Steps) != 10 {
 			b.Fatalf("plan: %v, %d steps", err, len(plan.Steps))

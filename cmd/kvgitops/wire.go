@@ -109,6 +109,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		}
 	}
 
+	go trimMemory(ctx, time.Minute)
 	if !c.leaderElect {
 		health.SetLeading(true)
 		return a.Run(ctx)

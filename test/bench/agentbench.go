@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/stack"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -30,6 +31,18 @@ func benchAgent() error {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
+	// The agent's own namespace holds its journal, as deploy/ makes it.
+	dir, err := root.Module()
+	if err != nil {
+		return err
+	}
+	ns, err := os.ReadFile(filepath.Join(dir, "deploy", "namespace.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := testenv.Apply(ctx, env.Config, ns); err != nil {
+		return err
+	}
 	st, err := stack.Start(ctx, env.Config, stack.Options{RolloutDelay: time.Second})
 	if err != nil {
 		return err
@@ -61,7 +74,9 @@ func benchAgent() error {
 	if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, "v1.4.1")); err != nil {
 		return err
 	}
-	time.Sleep(5 * time.Second)
+	// Idle: a minute and more after the install, once the agent has handed
+	// back what the install left on its heap.
+	time.Sleep(65 * time.Second)
 	idle := maxRSS(a.Pid(), 5*time.Second)
 
 	var hookLatency []time.Duration
@@ -132,7 +147,7 @@ func benchAgent() error {
 	fmt.Printf("\n## agent (the kvgitops binary, as the deploy/ Deployment runs it)\n\n")
 	fmt.Println("| figure | value | goal |")
 	fmt.Println("|---|---|---|")
-	fmt.Printf("| idle RSS (max over 5 s, after an install) | %.1f MiB | <= 40 MiB |\n", float64(idle)/1024)
+	fmt.Printf("| idle RSS (max over 5 s, a minute after an install) | %.1f MiB | <= 30 MiB |\n", float64(idle)/1024)
 	fmt.Printf("| RSS during hops (max, 3 hops) | %.1f MiB | |\n", float64(hopRSS)/1024)
 	fmt.Printf("| commit -> first action, webhook (3 hops) | %s | <= 1 s |\n", durations(hookLatency))
 	fmt.Printf("| commit -> first action, polling every 10 s (2 hops) | %s | one interval |\n", durations(pollLatency))
