@@ -60,7 +60,7 @@ func writers(t testing.TB, s *gitserver.Server, n, updates int) (latencies []tim
 // every cluster is in the history (none overwritten, none lost), and a
 // write needs few attempts.
 func TestManyWritersOneBranch(t *testing.T) {
-	const n, updates = 50, 3
+	const n, updates = 50, 2
 	s := server(t, gitserver.Options{})
 	commit(t, user(t, s), "kubevirt.yaml", "desired\n")
 	lat, again := writers(t, s, n, updates)

@@ -1,6 +1,7 @@
 package simulator_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -234,14 +235,25 @@ func TestASecondCRFreezesEveryCR(t *testing.T) {
 	if _, err := h.dyn.Resource(gvr).Namespace("kubevirt").Create(h.ctx(t), main[0], metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, func() bool { return h.sim.Count(simulator.ExistingDeployment) == 2 }, "both CRs marked ExistingDeployment")
-	for _, ns := range []string{"default", "kubevirt"} {
+	// Each CR is marked as it is seen (the events can count one CR twice
+	// before the other's status is written): wait for both statuses.
+	ignored := func(ns string) (string, bool) {
 		kv, err := h.dyn.Resource(kvGVR).Namespace(ns).Get(h.ctx(t), "kubevirt", metav1.GetOptions{})
 		if err != nil {
-			t.Fatal(err)
+			return err.Error(), false
 		}
-		if st, reason, _, _ := condition(kv, "Synchronized"); st != "False" || reason != "ExistingDeployment" || len(kv.GetFinalizers()) != 0 {
-			t.Errorf("%s: Synchronized %s/%s finalizers %v, want an ignored CR", ns, st, reason, kv.GetFinalizers())
+		st, reason, _, _ := condition(kv, "Synchronized")
+		return fmt.Sprintf("Synchronized %s/%s finalizers %v", st, reason, kv.GetFinalizers()),
+			st == "False" && reason == "ExistingDeployment" && len(kv.GetFinalizers()) == 0
+	}
+	eventually(t, func() bool {
+		_, a := ignored("default")
+		_, b := ignored("kubevirt")
+		return a && b
+	}, "both CRs marked ExistingDeployment")
+	for _, ns := range []string{"default", "kubevirt"} {
+		if got, ok := ignored(ns); !ok {
+			t.Errorf("%s: %s, want an ignored CR (Synchronized False/ExistingDeployment, no finalizers)", ns, got)
 		}
 	}
 	if h.sim.Count(simulator.InstallStarted) != 0 {
