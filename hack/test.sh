@@ -23,6 +23,10 @@ if [ "${#tests[@]}" -eq 0 ]; then
   exit 1
 fi
 
+# One kvgitops binary for every package that runs it.
+$GO build -o "$out/kvgitops" ./cmd/kvgitops
+export KVGITOPS_TEST_BINARY="$out/kvgitops"
+
 pids=()
 $GO test "${exec_flag[@]}" -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "kvgitops")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	if bin := os.Getenv("KVGITOPS_TEST_BINARY"); bin != "" { // built once by hack/test.sh
+		binary = bin
+	} else if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build kvgitops: %v\n%s", err, out)
 		os.Exit(1)
 	}

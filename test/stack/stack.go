@@ -130,8 +130,19 @@ func (s *Stack) Close() {
 	_ = os.RemoveAll(s.Dir)
 }
 
-// Build compiles cmd/kvgitops into dir (once per stack).
+// BinaryEnv names a kvgitops binary built once for every test package
+// (hack/test.sh sets it); Build uses it instead of building its own.
+const BinaryEnv = "KVGITOPS_TEST_BINARY"
+
+// Build compiles cmd/kvgitops into dir (once per stack), unless BinaryEnv
+// names one already built.
 func Build(ctx context.Context, dir string) (string, error) {
+	if bin := os.Getenv(BinaryEnv); bin != "" {
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("%s: %w", BinaryEnv, err)
+		}
+		return bin, nil
+	}
 	root, err := root.Module()
 	if err != nil {
 		return "", err
