@@ -251,7 +251,7 @@ func stepStates(s agent.Status) string {
 	}
 	var out []string
 	for _, st := range s.Plan.Steps {
-		out = append(out, st.To+":"+st.State)
+		out = append(out, st.To+":"+string(st.State))
 	}
 	return strings.Join(out, " ")
 }

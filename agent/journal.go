@@ -33,7 +33,7 @@ type Entry struct {
 	Type       string     `yaml:"type"`
 	From       string     `yaml:"from,omitempty"`
 	To         string     `yaml:"to,omitempty"`
-	State      string     `yaml:"state"` // Running, Succeeded, Failed, Retrying, Interrupted
+	State      StepState  `yaml:"state"` // Running, Succeeded, Failed, Retrying, Interrupted
 	StartedAt  Timestamp  `yaml:"startedAt"`
 	FinishedAt *Timestamp `yaml:"finishedAt,omitempty"`
 	Message    string     `yaml:"message,omitempty"`
@@ -44,8 +44,8 @@ type Entry struct {
 
 // Entry states beyond the step states.
 const (
-	EntryRetrying    = "Retrying"
-	EntryInterrupted = "Interrupted"
+	EntryRetrying    StepState = "Retrying"
+	EntryInterrupted StepState = "Interrupted"
 )
 
 // maxJournal bounds the journal kept in the status file (Git keeps every

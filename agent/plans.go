@@ -88,7 +88,7 @@ func (a *Agent) adopt(p planner.Plan) *activePlan {
 // finish closes the active plan into the history when it ran; the plan
 // itself stays in the status file (with each step's notes) until another
 // plan starts.
-func (a *Agent) finish(result, message string) {
+func (a *Agent) finish(result RunResult, message string) {
 	act := a.active
 	if act != nil && act.ran {
 		a.finished = a.planStatus()
@@ -115,7 +115,7 @@ func (a *Agent) finish(result, message string) {
 // supersede closes an unfinished active plan.
 func (a *Agent) supersede(why string) {
 	if a.active != nil {
-		a.finish("Superseded", why)
+		a.finish(RunSuperseded, why)
 	}
 }
 

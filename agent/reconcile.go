@@ -118,10 +118,10 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	a.cfg.Metrics.plan(plan)
 
 	if plan.Action == planner.ActionNone {
-		a.finish("Succeeded", "")
+		a.finish(RunSucceeded, "")
 		a.failed = nil
 		phase, msg := PhaseIdle, "nothing to do"
-		if len(a.history) > 0 && a.history[0].Result == "Succeeded" {
+		if len(a.history) > 0 && a.history[0].Result == RunSucceeded {
 			phase = PhaseSucceeded
 		}
 		switch {
@@ -280,7 +280,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		s.State, s.Message = StepFailed, a.failed.message
 		p.set(PhaseFailed, a.failed.reason, a.failed.message)
 		p.Plan = a.planStatus()
-		a.finish("Failed", a.failed.message)
+		a.finish(RunFailed, a.failed.message)
 		return false, a.publish(ctx, p)
 	}
 	startedAt := a.cfg.Clock()
@@ -334,7 +334,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	a.hook("step-finished")
 	s.Notes, s.OperatorFirst = res.Notes, res.OperatorFirst
 	defer a.hook("outcome-recorded")
-	outcome := func(state, message string) {
+	outcome := func(state StepState, message string) {
 		attempt.State, attempt.FinishedAt, attempt.Message = state, ts(a.cfg.Clock()), redact.Text(message, 300)
 		if err := a.journal.record(ctx, attempt); err != nil {
 			a.log.journalFailed(err) // kept in memory and written with the next status
@@ -376,7 +376,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		a.cluster.Event(ctx, true, "StepFailed", where+": "+err.Error())
 		p.set(PhaseFailed, reason, a.failed.message)
 		p.Plan = a.planStatus()
-		a.finish("Failed", a.failed.message)
+		a.finish(RunFailed, a.failed.message)
 		return false, a.publish(ctx, p)
 	default:
 		outcome(EntryRetrying, err.Error())

@@ -122,13 +122,26 @@ type PlanOrigin struct {
 	FeatureGates []string `yaml:"featureGates,omitempty"`
 }
 
+// StepState is where a step, or an attempt at one in the journal, stands.
+type StepState string
+
 // Step states.
 const (
-	StepPending   = "Pending"
-	StepRunning   = "Running"
-	StepSucceeded = "Succeeded"
-	StepFailed    = "Failed"
-	StepSkipped   = "Skipped" // no longer needed when its turn came
+	StepPending   StepState = "Pending"
+	StepRunning   StepState = "Running"
+	StepSucceeded StepState = "Succeeded"
+	StepFailed    StepState = "Failed"
+	StepSkipped   StepState = "Skipped" // no longer needed when its turn came
+)
+
+// RunResult is how a plan ended, in the history.
+type RunResult string
+
+// Run results.
+const (
+	RunSucceeded  RunResult = "Succeeded"
+	RunFailed     RunResult = "Failed"
+	RunSuperseded RunResult = "Superseded" // another plan replaced it before it ended
 )
 
 // StepStatus is one step with how it went.
@@ -137,7 +150,7 @@ type StepStatus struct {
 	From          string     `yaml:"from,omitempty"`
 	To            string     `yaml:"to,omitempty"`
 	Method        string     `yaml:"method,omitempty"`
-	State         string     `yaml:"state"`
+	State         StepState  `yaml:"state"`
 	StartedAt     *Timestamp `yaml:"startedAt,omitempty"`
 	FinishedAt    *Timestamp `yaml:"finishedAt,omitempty"`
 	OperatorFirst bool       `yaml:"operatorFirst,omitempty"`
@@ -171,7 +184,7 @@ type Run struct {
 	Action     string    `yaml:"action"`
 	From       string    `yaml:"from,omitempty"`
 	To         string    `yaml:"to,omitempty"`
-	Result     string    `yaml:"result"`
+	Result     RunResult `yaml:"result"`
 	Steps      int       `yaml:"steps"`
 	StartedAt  Timestamp `yaml:"startedAt"`
 	FinishedAt Timestamp `yaml:"finishedAt"`

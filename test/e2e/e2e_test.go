@@ -442,7 +442,7 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 	installer.Stop()
 	type kill struct {
 		point, target, identity string
-		want                    string // the killed attempt's state in the status file
+		want                    agent.StepState // the killed attempt's state in the status file
 	}
 	kills := []*kill{
 		{point: "planned", target: "v1.5.0", want: ""}, // F1: nothing recorded, nothing applied
@@ -613,7 +613,7 @@ func TestSIGTERMMidHopHandsOver(t *testing.T) {
 		t.Errorf("the standby led %s after SIGTERM: it waited for the 15 s lease to expire", d)
 	}
 	st := e.succeeded("v1.8.4")
-	var states []string
+	var states []agent.StepState
 	for _, en := range st.Journal {
 		if en.To == "v1.8.4" {
 			states = append(states, en.State)

@@ -37,7 +37,7 @@ func TestTheAPIServerDiesMidHop(t *testing.T) {
 	if got, want := w.st.Sim.CompletedHops(), []simulator.Hop{{To: "v1.7.4"}, {From: "v1.7.4", To: "v1.8.4"}}; !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v", got, want)
 	}
-	var states []string
+	var states []agent.StepState
 	for _, e := range st.Journal {
 		if e.To == "v1.8.4" {
 			states = append(states, e.State)
