@@ -28,53 +28,13 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 			a.mu.Unlock()
 		}
 	}()
-
-	head, err := a.repo.Head(ctx, a.lastSeen)
-	a.cfg.Metrics.gitOp("poll", err)
-	if err != nil {
-		if gitsource.ReasonOf(err) == gitsource.ReasonHistoryRewritten {
-			p.set(PhaseInvalid, string(gitsource.ReasonHistoryRewritten), err.Error())
-			return false, a.publish(ctx, p)
-		}
-		return false, err // Git is down: nothing to publish to either
-	}
-	if head == "" {
-		p.set(PhaseInvalid, string(gitsource.ReasonDesiredFileMissing), "the branch has no commits yet; commit "+a.cfg.DesiredPath)
-		return false, a.publish(ctx, p)
-	}
-	a.lastSeen = head
-	a.log = logger{a.cfg.Logger}.with("revision", gitsource.Revision(head).Short())
-	first := !a.loaded
-	if first {
-		a.loadPrevious(ctx, head)
-	}
-	if !a.journal.ready {
-		// Needed before any step; a cluster that cannot be read now is
-		// reported below, and the journal read again next time.
-		if err := a.journal.recover(ctx, NewTimestamp(a.cfg.Clock())); err != nil {
-			a.log.journalFailed(err)
-		}
-	}
-	if err := a.readDesired(ctx, head); err != nil {
+	if stop, err := a.readRepo(ctx, p); stop {
 		return false, err
 	}
-	if first {
-		a.adoptPreviousRevision()
-	}
-	p.DesiredRevision = a.desiredRev
-
-	obs, err := a.cluster.Observe(ctx)
+	obs, err := a.observe(ctx, p)
 	if err != nil {
-		p.set(PhaseUnknown, "ClusterUnavailable", "cannot read the cluster: "+err.Error())
-		if a.desired != nil {
-			p.Desired = a.desiredSummary("")
-		}
-		_ = a.publish(ctx, p)
 		return false, err
 	}
-	p.Observed = summarizeObserved(obs)
-	a.cfg.Metrics.observed(obs)
-
 	if a.desiredErr != nil {
 		p.set(PhaseInvalid, reasonOf(a.desiredErr), a.desiredErr.Error())
 		a.cfg.Metrics.setSuspended(false)
@@ -102,44 +62,12 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	}
 	plan, err := a.plan(ctx, d, obs)
 	if err != nil {
-		var re *planner.RefusalError
-		if !errors.As(err, &re) {
-			p.set(PhaseUnknown, "CatalogUnavailable", err.Error())
-			_ = a.publish(ctx, p)
-			return false, err
-		}
-		a.cfg.Metrics.preflight(re.Checks)
-		p.Preflight = re.Checks
-		a.supersede("refused: " + re.Message)
-		p.set(PhaseRefused, string(re.Reason), re.Message)
-		return false, a.publish(ctx, p)
+		return false, a.refused(ctx, p, err)
 	}
 	p.Desired = a.desiredSummary(plan.To)
 	a.cfg.Metrics.plan(plan)
-
 	if plan.Action == planner.ActionNone {
-		a.finish(RunSucceeded, "")
-		a.failed = nil
-		phase, msg := PhaseIdle, "nothing to do"
-		if len(a.history) > 0 && a.history[0].Result == RunSucceeded {
-			phase = PhaseSucceeded
-		}
-		switch {
-		case d.State == planner.StateAbsent:
-			msg = "KubeVirt is absent, as desired"
-		case plan.To != "":
-			msg = plan.To + " is installed, as desired"
-		}
-		if obs.Settling() {
-			p.set(PhaseProgressing, "Settling", fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
-			return false, a.publish(ctx, p)
-		}
-		if len(p.Drift) == 0 {
-			applied := planner.AppliedFrom(a.desiredDigest, obs.Observed)
-			a.applied = &applied
-		}
-		p.set(phase, "UpToDate", msg)
-		return false, a.publish(ctx, p)
+		return false, a.upToDate(ctx, p, d, plan, obs)
 	}
 
 	a.track(plan, obs)
@@ -157,6 +85,105 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		return false, a.publish(ctx, p)
 	}
 	return a.step(ctx, p, d, plan, obs)
+}
+
+// readRepo polls the branch and reads the desired content when it moved.
+// It reports whether the pass stops here (after publishing what it can).
+func (a *Agent) readRepo(ctx context.Context, p *pass) (bool, error) {
+	head, err := a.repo.Head(ctx, a.lastSeen)
+	a.cfg.Metrics.gitOp("poll", err)
+	if err != nil {
+		if gitsource.ReasonOf(err) == gitsource.ReasonHistoryRewritten {
+			p.set(PhaseInvalid, string(gitsource.ReasonHistoryRewritten), err.Error())
+			return true, a.publish(ctx, p)
+		}
+		return true, err // Git is down: nothing to publish to either
+	}
+	if head == "" {
+		p.set(PhaseInvalid, string(gitsource.ReasonDesiredFileMissing), "the branch has no commits yet; commit "+a.cfg.DesiredPath)
+		return true, a.publish(ctx, p)
+	}
+	a.lastSeen = head
+	a.log = logger{a.cfg.Logger}.with("revision", gitsource.Revision(head).Short())
+	first := !a.loaded
+	if first {
+		a.loadPrevious(ctx, head)
+	}
+	if !a.journal.ready {
+		// Needed before any step; a cluster that cannot be read now is
+		// reported below, and the journal read again next time.
+		if err := a.journal.recover(ctx, NewTimestamp(a.cfg.Clock())); err != nil {
+			a.log.journalFailed(err)
+		}
+	}
+	if err := a.readDesired(ctx, head); err != nil {
+		return true, err
+	}
+	if first {
+		a.adoptPreviousRevision()
+	}
+	p.DesiredRevision = a.desiredRev
+	return false, nil
+}
+
+// observe reads the cluster; a cluster it cannot read is published as
+// Unknown and returned as the pass's error (retried with back-off).
+func (a *Agent) observe(ctx context.Context, p *pass) (*executor.Observation, error) {
+	obs, err := a.cluster.Observe(ctx)
+	if err != nil {
+		p.set(PhaseUnknown, "ClusterUnavailable", "cannot read the cluster: "+err.Error())
+		if a.desired != nil {
+			p.Desired = a.desiredSummary("")
+		}
+		_ = a.publish(ctx, p)
+		return nil, err
+	}
+	p.Observed = summarizeObserved(obs)
+	a.cfg.Metrics.observed(obs)
+	return obs, nil
+}
+
+// refused publishes a plan the planner refused, with its checks; any other
+// planning error is the catalog's (Unknown, retried).
+func (a *Agent) refused(ctx context.Context, p *pass, err error) error {
+	var re *planner.RefusalError
+	if !errors.As(err, &re) {
+		p.set(PhaseUnknown, "CatalogUnavailable", err.Error())
+		_ = a.publish(ctx, p)
+		return err
+	}
+	a.cfg.Metrics.preflight(re.Checks)
+	p.Preflight = re.Checks
+	a.supersede("refused: " + re.Message)
+	p.set(PhaseRefused, string(re.Reason), re.Message)
+	return a.publish(ctx, p)
+}
+
+// upToDate closes the active plan when the cluster is as desired, and
+// records what kvgitops left running (drift is measured against it).
+func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) error {
+	a.finish(RunSucceeded, "")
+	a.failed = nil
+	phase, msg := PhaseIdle, "nothing to do"
+	if len(a.history) > 0 && a.history[0].Result == RunSucceeded {
+		phase = PhaseSucceeded
+	}
+	switch {
+	case d.State == planner.StateAbsent:
+		msg = "KubeVirt is absent, as desired"
+	case plan.To != "":
+		msg = plan.To + " is installed, as desired"
+	}
+	if obs.Settling() {
+		p.set(PhaseProgressing, "Settling", fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
+		return a.publish(ctx, p)
+	}
+	if len(p.Drift) == 0 {
+		applied := planner.AppliedFrom(a.desiredDigest, obs.Observed)
+		a.applied = &applied
+	}
+	p.set(phase, "UpToDate", msg)
+	return a.publish(ctx, p)
 }
 
 // readDesired reads and parses the desired file when the head moved. What
