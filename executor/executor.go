@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kvgitops/kvgitops/planner"
@@ -40,7 +39,7 @@ type Config struct {
 // Executor acts on one cluster.
 type Executor struct {
 	cfg  Config
-	kube kubernetes.Interface
+	kube clients
 	dyn  dynamic.Interface
 	log  *slog.Logger
 }
@@ -84,7 +83,7 @@ func New(restCfg *rest.Config, cfg Config) (*Executor, error) {
 		// reads) for seconds; the agent is one small client.
 		rc.QPS, rc.Burst = 50, 100
 	}
-	kube, err := kubernetes.NewForConfig(rc)
+	kube, err := newClients(rc)
 	if err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+	coordinationv1 "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -105,18 +105,18 @@ func (l *guardedLock) Update(ctx context.Context, r resourcelock.LeaderElectionR
 
 // election holds a Lease; the agent runs only while it leads.
 type election struct {
-	kube     kubernetes.Interface
+	leases   coordinationv1.CoordinationV1Interface
 	ns, name string
 	id       string
 	guard    *leaseGuard
 }
 
 func newElection(c runConfig, restCfg *rest.Config, identity string) (*election, error) {
-	kube, err := kubernetes.NewForConfig(restCfg)
+	leases, err := coordinationv1.NewForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
-	return &election{kube: kube, ns: agentNamespace(c), name: c.leaseName, id: identity,
+	return &election{leases: leases, ns: agentNamespace(c), name: c.leaseName, id: identity,
 		guard: &leaseGuard{deadline: c.renewDeadline}}, nil
 }
 
@@ -125,7 +125,7 @@ func newElection(c runConfig, restCfg *rest.Config, identity string) (*election,
 func (e *election) run(ctx context.Context, c runConfig, log *slog.Logger, health *agent.Health, a *agent.Agent) error {
 	lock := &guardedLock{Interface: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: e.ns, Name: e.name},
-		Client:     e.kube.CoordinationV1(),
+		Client:     e.leases,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: e.id},
 	}, guard: e.guard}
 	var runErr error
