@@ -12,9 +12,9 @@ SHARDS=${E2E_SHARDS:-2}
 P=${TEST_PARALLEL:-3}
 e2e=./test/e2e
 # TEST_CPU=1 prints each test binary's CPU time (with the servers it ran).
-exec_flag=()
-if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -f cpu:%Uu+%Ss,wall:%es"); fi
 out=$(mktemp -d)
+exec_flag=()
+if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -f %C:%U:%S:%e"); fi
 trap 'rm -rf "$out"' EXIT
 
 mapfile -t tests < <(grep -ho '^func Test[A-Za-z0-9_]*(t \*testing.T)' test/e2e/*_test.go | sed 's/^func //; s/(.*//' | sort)
@@ -47,6 +47,10 @@ for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then rc=1; fi
 done
 cat "$out/rest" "$out/lane"
+if [ -f "$out/cpu" ]; then
+  echo "# CPU seconds per test binary (user+sys, wall)"
+  awk -F: '{n=split($1,p,"/"); split(p[n],b," "); printf "%-22s %7.1f %7.1f\n", b[1], $2+$3, $4}' "$out/cpu" | sort -k2 -n -r
+fi
 for ((s = 0; s < SHARDS; s++)); do
   echo "# e2e shard $((s + 1))/$SHARDS"
   cat "$out/e2e-$s"
