@@ -19,35 +19,51 @@ type Agent struct {
 	trigger chan struct{}
 
 	// Loop state: touched only by the goroutine running Run/Reconcile.
-	lastSeen      string // newest head known to descend from what was applied
-	readRev       string // head the desired file was last read at
-	desiredRev    string // head at which the current desired bytes first appeared
-	desiredDigest string
-	desiredKey    string // what the desired content is: its bytes, or why it cannot be read
-	desired       *planner.Desired
-	desiredErr    error
-	from          Provenance
-	cat           *planner.Catalog
-	catAt         time.Time
-	active        *activePlan
-	finished      *PlanStatus // the last plan that ran, shown until another starts
-	history       []Run
-	conditions    []Condition
-	workloads     *Workloads
-	failed        *failure
-	prev          *Status // the committed status, read once after start
-	loaded        bool
-	lastWritten   []byte
-	wakeAt        time.Time // a maintenance window opening
-	lastDone      string    // plan id # step index of the step that just succeeded
-	journal       journal
-	pushFailure   string // the reason of the last failed status push, until one succeeds
-	applied       *planner.Applied
-	driftSaid     string // the drift last announced by an Event
+	lastSeen    string // newest head known to descend from what was applied
+	src         desiredSource
+	releases    catalogCache
+	plans       planTracker
+	conditions  []Condition
+	workloads   *Workloads
+	prev        *Status // the committed status, read once after start
+	loaded      bool
+	lastWritten []byte
+	wakeAt      time.Time // a maintenance window opening
+	journal     journal
+	pushFailure string // the reason of the last failed status push, until one succeeds
+	applied     *planner.Applied
+	driftSaid   string // the drift last announced by an Event
 
 	mu       sync.Mutex
 	snapshot Status
 	lastOK   time.Time
+}
+
+// desiredSource is what the repository says is desired, read when the
+// head moves and kept while the content stays the same.
+type desiredSource struct {
+	readRev string // head the desired file was last read at
+	rev     string // head at which the current desired bytes first appeared
+	digest  string // sha256 of the desired bytes, 16 hex digits
+	key     string // what the desired content is: its bytes, or why it cannot be read
+	desired *planner.Desired
+	err     error // why the desired content cannot be used
+	from    Provenance
+}
+
+// planTracker follows plans from start to history.
+type planTracker struct {
+	active   *activePlan
+	finished *PlanStatus // the last plan that ran, shown until another starts
+	history  []Run       // finished runs, newest first
+	failed   *failure    // a terminal failure, stalled until its key changes
+	lastDone string      // plan id # step index of the step that just succeeded
+}
+
+// catalogCache is the last good release catalog and when it was fetched.
+type catalogCache struct {
+	cat *planner.Catalog
+	at  time.Time
 }
 
 // failure is a terminal step failure, stalled until its key changes.

@@ -21,7 +21,7 @@ import (
 // whether the pass stops here, and returns an error only from a write.
 func (a *Agent) drifted(ctx context.Context, p *pass, d planner.Desired, obs *executor.Observation) (bool, error) {
 	ap := a.applied
-	if ap == nil || ap.Digest != a.desiredDigest || a.active != nil {
+	if ap == nil || ap.Digest != a.src.digest || a.plans.active != nil {
 		return false, nil
 	}
 	p.Drift = ap.DriftFrom(obs.Observed)

@@ -20,10 +20,10 @@ type gateResult struct {
 func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observation) *gateResult {
 	a.wakeAt = time.Time{}
 	if d.Approval == planner.ApprovalManual && !a.approved(d, p) {
-		msg := fmt.Sprintf("plan %s (%s %s, %d steps) awaits approval: set spec.approvedPlan: %q in %s", a.active.plan.ID,
-			p.Action, describe(p), len(a.active.steps), a.active.plan.ID, a.cfg.DesiredPath)
+		msg := fmt.Sprintf("plan %s (%s %s, %d steps) awaits approval: set spec.approvedPlan: %q in %s", a.plans.active.plan.ID,
+			p.Action, describe(p), len(a.plans.active.steps), a.plans.active.plan.ID, a.cfg.DesiredPath)
 		if d.ApprovedPlan != "" {
-			msg = fmt.Sprintf("spec.approvedPlan %s does not match the current plan %s (the cluster or the catalog changed); ", d.ApprovedPlan, a.active.plan.ID) + msg
+			msg = fmt.Sprintf("spec.approvedPlan %s does not match the current plan %s (the cluster or the catalog changed); ", d.ApprovedPlan, a.plans.active.plan.ID) + msg
 		}
 		return &gateResult{PhaseAwaitingApproval, "AwaitingApproval", msg}
 	}
@@ -51,7 +51,7 @@ func (a *Agent) approved(d planner.Desired, p planner.Plan) bool {
 	if d.ApprovedPlan == "" {
 		return false
 	}
-	return d.ApprovedPlan == p.ID || a.active != nil && d.ApprovedPlan == a.active.plan.ID && (a.active.plan.ID == p.ID || p.Continues(a.active.plan))
+	return d.ApprovedPlan == p.ID || a.plans.active != nil && d.ApprovedPlan == a.plans.active.plan.ID && (a.plans.active.plan.ID == p.ID || p.Continues(a.plans.active.plan))
 }
 
 // hopUnderWay reports whether the cluster is already moving to the next

@@ -46,28 +46,28 @@ func (act *activePlan) advanceTo(p planner.Plan) int {
 // gives the same id and p continues it.
 func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
 	now := NewTimestamp(a.cfg.Clock())
-	if act := a.active; act != nil && (act.plan.ID == p.ID || p.Continues(act.plan)) {
+	if act := a.plans.active; act != nil && (act.plan.ID == p.ID || p.Continues(act.plan)) {
 		return
 	}
-	if a.active == nil {
+	if a.plans.active == nil {
 		if act := a.adopt(p); act != nil {
-			a.active = act
+			a.plans.active = act
 			return
 		}
 	}
 	a.supersede("superseded by plan " + p.ID)
-	a.active = newActive(p, now)
-	a.finished = nil
+	a.plans.active = newActive(p, now)
+	a.plans.finished = nil
 }
 
 // adopt rebuilds the active plan from the last committed status, verified by
 // recomputation.
 func (a *Agent) adopt(p planner.Plan) *activePlan {
 	prev := a.prev
-	if prev == nil || prev.Plan == nil || prev.Plan.Origin == nil || a.desired == nil || a.cat == nil {
+	if prev == nil || prev.Plan == nil || prev.Plan.Origin == nil || a.src.desired == nil || a.releases.cat == nil {
 		return nil
 	}
-	whole, err := planner.Compute(*a.desired, prev.Plan.Origin.observed(), a.cat)
+	whole, err := planner.Compute(*a.src.desired, prev.Plan.Origin.observed(), a.releases.cat)
 	if err != nil || whole.ID != prev.Plan.ID || (whole.ID != p.ID && !p.Continues(whole)) || len(whole.Steps) != len(prev.Plan.Steps) {
 		return nil
 	}
@@ -79,8 +79,8 @@ func (a *Agent) adopt(p planner.Plan) *activePlan {
 			act.ran = act.ran || s.State != StepPending
 		}
 	}
-	if prev.Phase == PhaseFailed && prev.Desired != nil && prev.Desired.Digest == a.desiredDigest {
-		a.failed = &failure{key: failureKey(a.desiredDigest, whole.ID), reason: prev.Reason, message: prev.Message}
+	if prev.Phase == PhaseFailed && prev.Desired != nil && prev.Desired.Digest == a.src.digest {
+		a.plans.failed = &failure{key: failureKey(a.src.digest, whole.ID), reason: prev.Reason, message: prev.Message}
 	}
 	return act
 }
@@ -89,11 +89,11 @@ func (a *Agent) adopt(p planner.Plan) *activePlan {
 // itself stays in the status file (with each step's notes) until another
 // plan starts.
 func (a *Agent) finish(result RunResult, message string) {
-	act := a.active
+	act := a.plans.active
 	if act != nil && act.ran {
-		a.finished = a.planStatus()
+		a.plans.finished = a.planStatus()
 	}
-	a.active = nil
+	a.plans.active = nil
 	if act == nil || !act.ran {
 		return
 	}
@@ -106,24 +106,24 @@ func (a *Agent) finish(result RunResult, message string) {
 			run.StartedAt = *s.StartedAt
 		}
 	}
-	a.history = append([]Run{run}, a.history...)
-	if len(a.history) > maxHistory {
-		a.history = a.history[:maxHistory]
+	a.plans.history = append([]Run{run}, a.plans.history...)
+	if len(a.plans.history) > maxHistory {
+		a.plans.history = a.plans.history[:maxHistory]
 	}
 }
 
 // supersede closes an unfinished active plan.
 func (a *Agent) supersede(why string) {
-	if a.active != nil {
+	if a.plans.active != nil {
 		a.finish(RunSuperseded, why)
 	}
 }
 
 // planStatus renders the active plan, or the last one that finished.
 func (a *Agent) planStatus() *PlanStatus {
-	act := a.active
+	act := a.plans.active
 	if act == nil {
-		return a.finished
+		return a.plans.finished
 	}
 	return &PlanStatus{
 		ID: act.plan.ID, Action: string(act.plan.Action), From: act.plan.From, To: act.plan.To,

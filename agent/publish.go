@@ -34,8 +34,8 @@ func summarizeObserved(o *executor.Observation) ObservedSummary {
 }
 
 func (a *Agent) desiredSummary(resolved string) *DesiredSummary {
-	d := a.desired
-	s := &DesiredSummary{State: string(d.State), Version: d.Version, Resolved: resolved, Signer: a.from.Signer, SetBy: a.from.SetBy, Digest: a.desiredDigest}
+	d := a.src.desired
+	s := &DesiredSummary{State: string(d.State), Version: d.Version, Resolved: resolved, Signer: a.src.from.Signer, SetBy: a.src.from.SetBy, Digest: a.src.digest}
 	if d.Method != planner.MethodAuto {
 		s.Method = string(d.Method)
 	}
@@ -99,7 +99,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 		p.Plan = a.planStatus()
 	}
 	p.Workloads = a.workloads
-	p.History = a.history
+	p.History = a.plans.history
 	p.Journal = a.journal.shown
 	p.Applied = a.applied
 	p.Conditions = a.conditionsFor(p)
@@ -182,16 +182,16 @@ func (a *Agent) loadPrevious(ctx context.Context, head string) {
 		return
 	}
 	a.prev = &prev
-	a.history = prev.History
-	if len(a.history) > maxHistory {
-		a.history = a.history[:maxHistory]
+	a.plans.history = prev.History
+	if len(a.plans.history) > maxHistory {
+		a.plans.history = a.plans.history[:maxHistory]
 	}
 	a.conditions = prev.Conditions
 	a.journal.adopt(prev.Journal)
 	a.applied = prev.Applied
 	a.workloads = prev.Workloads
 	if prev.Plan != nil && planDone(prev.Plan) {
-		a.finished = prev.Plan // keeps a restart in a steady state commit-free
+		a.plans.finished = prev.Plan // keeps a restart in a steady state commit-free
 	}
 	a.lastWritten = data
 	if prev.Desired != nil && prev.Desired.SetBy != "" {
@@ -207,10 +207,10 @@ func (a *Agent) adoptPreviousRevision() {
 		return
 	}
 	switch {
-	case prev.Desired != nil && prev.Desired.Digest == a.desiredDigest && prev.DesiredRevision != "":
-		a.desiredRev = prev.DesiredRevision
-	case prev.Phase == PhaseInvalid && a.desiredErr != nil && prev.Message == redact.Text(a.desiredErr.Error(), redact.MaxMessage):
-		a.desiredRev = prev.DesiredRevision // the same broken content as before the restart
+	case prev.Desired != nil && prev.Desired.Digest == a.src.digest && prev.DesiredRevision != "":
+		a.src.rev = prev.DesiredRevision
+	case prev.Phase == PhaseInvalid && a.src.err != nil && prev.Message == redact.Text(a.src.err.Error(), redact.MaxMessage):
+		a.src.rev = prev.DesiredRevision // the same broken content as before the restart
 	}
 }
 

@@ -35,12 +35,12 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if a.desiredErr != nil {
-		p.set(PhaseInvalid, reasonOf(a.desiredErr), a.desiredErr.Error())
+	if a.src.err != nil {
+		p.set(PhaseInvalid, reasonOf(a.src.err), a.src.err.Error())
 		a.cfg.Metrics.setSuspended(false)
 		return false, a.publish(ctx, p)
 	}
-	d := *a.desired
+	d := *a.src.desired
 	p.Desired = a.desiredSummary("")
 	a.cfg.Metrics.setSuspended(d.Suspend)
 	if d.Suspend {
@@ -51,7 +51,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 
 	defer func() {
 		if !again {
-			a.lastDone = "" // the guard is for back-to-back passes only
+			a.plans.lastDone = "" // the guard is for back-to-back passes only
 		}
 	}()
 	if stop, err := a.drifted(ctx, p, d, obs); stop {
@@ -71,13 +71,13 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	}
 
 	a.track(plan, obs)
-	if f := a.failed; f != nil {
-		if f.key == failureKey(a.desiredDigest, a.active.plan.ID) {
+	if f := a.plans.failed; f != nil {
+		if f.key == failureKey(a.src.digest, a.plans.active.plan.ID) {
 			p.set(PhaseFailed, f.reason, f.message)
 			p.Plan = a.planStatus()
 			return false, a.publish(ctx, p)
 		}
-		a.failed = nil // the desired file or the cluster changed: try again
+		a.plans.failed = nil // the desired file or the cluster changed: try again
 	}
 	if g := a.gate(d, plan, obs); g != nil {
 		p.set(g.phase, g.reason, g.message)
@@ -122,7 +122,7 @@ func (a *Agent) readRepo(ctx context.Context, p *pass) (bool, error) {
 	if first {
 		a.adoptPreviousRevision()
 	}
-	p.DesiredRevision = a.desiredRev
+	p.DesiredRevision = a.src.rev
 	return false, nil
 }
 
@@ -132,7 +132,7 @@ func (a *Agent) observe(ctx context.Context, p *pass) (*executor.Observation, er
 	obs, err := a.cluster.Observe(ctx)
 	if err != nil {
 		p.set(PhaseUnknown, "ClusterUnavailable", "cannot read the cluster: "+err.Error())
-		if a.desired != nil {
+		if a.src.desired != nil {
 			p.Desired = a.desiredSummary("")
 		}
 		_ = a.publish(ctx, p)
@@ -163,9 +163,9 @@ func (a *Agent) refused(ctx context.Context, p *pass, err error) error {
 // records what kvgitops left running (drift is measured against it).
 func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) error {
 	a.finish(RunSucceeded, "")
-	a.failed = nil
+	a.plans.failed = nil
 	phase, msg := PhaseIdle, "nothing to do"
-	if len(a.history) > 0 && a.history[0].Result == RunSucceeded {
+	if len(a.plans.history) > 0 && a.plans.history[0].Result == RunSucceeded {
 		phase = PhaseSucceeded
 	}
 	switch {
@@ -179,7 +179,7 @@ func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan p
 		return a.publish(ctx, p)
 	}
 	if len(p.Drift) == 0 {
-		applied := planner.AppliedFrom(a.desiredDigest, obs.Observed)
+		applied := planner.AppliedFrom(a.src.digest, obs.Observed)
 		a.applied = &applied
 	}
 	p.set(phase, "UpToDate", msg)
@@ -193,7 +193,7 @@ func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan p
 // and a steady state, healthy or broken, makes no commits. A missing file
 // has no revision at all.
 func (a *Agent) readDesired(ctx context.Context, head string) error {
-	if head == a.readRev {
+	if head == a.src.readRev {
 		return nil
 	}
 	data, from, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
@@ -205,7 +205,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if rerr != nil && !stalls(rerr) {
 		return rerr
 	}
-	a.readRev = head
+	a.src.readRev = head
 	digest, key := "", ""
 	if err == nil {
 		sum := sha256.Sum256(data)
@@ -220,19 +220,19 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 		sum := sha256.Sum256(risks)
 		key += "|risks:" + hex.EncodeToString(sum[:])
 	}
-	if key == a.desiredKey {
+	if key == a.src.key {
 		return nil
 	}
-	a.desiredKey = key
-	a.desiredRev, a.desiredDigest, a.from = head, digest, from
+	a.src.key = key
+	a.src.rev, a.src.digest, a.src.from = head, digest, from
 	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
-		a.desiredRev = ""
+		a.src.rev = ""
 	}
 	if err == nil {
 		err = rerr
 	}
 	if err != nil {
-		a.desired, a.desiredErr = nil, err
+		a.src.desired, a.src.err = nil, err
 		return nil
 	}
 	d, perr := planner.ParseDesired(data)
@@ -243,10 +243,10 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 		}
 	}
 	if perr != nil {
-		a.desired, a.desiredErr = nil, perr
+		a.src.desired, a.src.err = nil, perr
 		return nil
 	}
-	a.desired, a.desiredErr = &d, nil
+	a.src.desired, a.src.err = &d, nil
 	return nil
 }
 
@@ -266,48 +266,48 @@ func (a *Agent) plan(ctx context.Context, d planner.Desired, obs *executor.Obser
 	if err := a.refreshCatalog(ctx, a.cfg.CatalogRefresh); err != nil {
 		return planner.Plan{}, err
 	}
-	plan, err := planner.Compute(d, obs.Observed, a.cat)
-	if planner.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.catAt) > time.Minute {
+	plan, err := planner.Compute(d, obs.Observed, a.releases.cat)
+	if planner.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.releases.at) > time.Minute {
 		if rerr := a.refreshCatalog(ctx, 0); rerr == nil {
-			plan, err = planner.Compute(d, obs.Observed, a.cat)
+			plan, err = planner.Compute(d, obs.Observed, a.releases.cat)
 		}
 	}
 	return plan, err
 }
 
 func (a *Agent) refreshCatalog(ctx context.Context, maxAge time.Duration) error {
-	if a.cat != nil && maxAge > 0 && a.cfg.Clock().Sub(a.catAt) < maxAge {
+	if a.releases.cat != nil && maxAge > 0 && a.cfg.Clock().Sub(a.releases.at) < maxAge {
 		return nil
 	}
 	cat, err := a.catalog(ctx)
 	if err != nil {
-		if a.cat != nil {
+		if a.releases.cat != nil {
 			a.log.catalogStale(err)
 			return nil // keep planning on the last good catalog
 		}
 		return fmt.Errorf("release catalog: %w", err)
 	}
-	a.cat, a.catAt = cat, a.cfg.Clock()
+	a.releases.cat, a.releases.at = cat, a.cfg.Clock()
 	return nil
 }
 
 // step runs the next step of the plan and records how it went.
 func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) (bool, error) {
-	act := a.active
+	act := a.plans.active
 	i := act.advanceTo(plan)
 	s := &act.steps[i]
 	step := plan.Steps[0]
 	key := act.plan.ID + "#" + fmt.Sprint(i)
-	if a.lastDone == key {
+	if a.plans.lastDone == key {
 		// The step succeeded, yet the cluster still needs it: running it
 		// again would loop. Stall and say so.
-		a.lastDone = ""
-		a.failed = &failure{key: failureKey(a.desiredDigest, act.plan.ID), reason: "NoProgress",
+		a.plans.lastDone = ""
+		a.plans.failed = &failure{key: failureKey(a.src.digest, act.plan.ID), reason: "NoProgress",
 			message: fmt.Sprintf("step %d/%d %s reported success but the cluster did not change; not repeating it", i+1, len(act.steps), step)}
-		s.State, s.Message = StepFailed, a.failed.message
-		p.set(PhaseFailed, a.failed.reason, a.failed.message)
+		s.State, s.Message = StepFailed, a.plans.failed.message
+		p.set(PhaseFailed, a.plans.failed.reason, a.plans.failed.message)
 		p.Plan = a.planStatus()
-		a.finish(RunFailed, a.failed.message)
+		a.finish(RunFailed, a.plans.failed.message)
 		return false, a.publish(ctx, p)
 	}
 	startedAt := a.cfg.Clock()
@@ -384,7 +384,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		if res.AlreadyDone {
 			s.Notes = append(s.Notes, "already done when checked")
 		}
-		a.lastDone = key
+		a.plans.lastDone = key
 		a.cfg.Metrics.hop(step, "Succeeded", took)
 		a.log.stepSucceeded(i+1, len(act.steps), step, took)
 		a.cluster.Event(ctx, false, "StepSucceeded", where)
@@ -399,11 +399,11 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		reason := why(err)
 		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
 		a.cfg.Metrics.hop(step, "Failed", took)
-		a.failed = &failure{key: failureKey(a.desiredDigest, act.plan.ID), reason: reason, message: where + ": " + err.Error()}
+		a.plans.failed = &failure{key: failureKey(a.src.digest, act.plan.ID), reason: reason, message: where + ": " + err.Error()}
 		a.cluster.Event(ctx, true, "StepFailed", where+": "+err.Error())
-		p.set(PhaseFailed, reason, a.failed.message)
+		p.set(PhaseFailed, reason, a.plans.failed.message)
 		p.Plan = a.planStatus()
-		a.finish(RunFailed, a.failed.message)
+		a.finish(RunFailed, a.plans.failed.message)
 		return false, a.publish(ctx, p)
 	default:
 		outcome(EntryRetrying, err.Error())
