@@ -117,6 +117,19 @@ func (j *journal) record(ctx context.Context, e Entry) error {
 	return j.flush(ctx)
 }
 
+// intend records the intent of an attempt. Unlike an outcome, an intent
+// that cannot be made durable is dropped: the attempt never starts, so it
+// must not appear anywhere.
+func (j *journal) intend(ctx context.Context, e Entry) error {
+	err := j.record(ctx, e)
+	if err != nil {
+		drop := func(x Entry) bool { return x.ID == e.ID }
+		j.pending = slices.DeleteFunc(j.pending, drop)
+		j.shown = slices.DeleteFunc(j.shown, drop)
+	}
+	return err
+}
+
 // show puts e in the status file's journal, newest first.
 func (j *journal) show(e Entry) {
 	if i := slices.IndexFunc(j.shown, func(s Entry) bool { return s.ID == e.ID }); i >= 0 {

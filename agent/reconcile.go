@@ -317,29 +317,37 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	s.State, s.StartedAt, s.FinishedAt, s.Message = StepRunning, ts(startedAt), nil, ""
 	act.ran = true
 	where := fmt.Sprintf("step %d/%d %s", i+1, len(act.steps), step)
-	p.set(PhaseProgressing, "HopInProgress", where+": starting")
-	p.Plan = a.planStatus()
-	if err := a.publish(ctx, p); err != nil {
-		a.log.statusPushFailed(err) // status is not on the critical path
-	}
 	if err := a.fence(ctx); err != nil {
 		s.State, s.StartedAt = StepPending, nil
 		return false, err
 	}
 	a.hook("planned")
 	// The intent is durable in the cluster before the cluster is touched.
-	if !a.journal.ready {
+	// Without it nothing starts, and the status says why in the same bytes
+	// every retry (no commit per back-off).
+	notStarting := func(err error) (bool, error) {
 		s.State, s.StartedAt = StepPending, nil
-		return false, fmt.Errorf("not starting %s: the journal in the cluster has not been read yet", where)
+		err = fmt.Errorf("not starting %s: %w", where, err)
+		p.set(PhaseProgressing, "JournalUnavailable", err.Error())
+		p.Plan = a.planStatus()
+		_ = a.publish(ctx, p)
+		return false, err
+	}
+	if !a.journal.ready {
+		return notStarting(errors.New("the journal in the cluster has not been read yet"))
 	}
 	now := a.cfg.Clock()
 	attempt := Entry{ID: entryID(act.plan.ID, i+1, now, a.cfg.Identity), PlanID: act.plan.ID, Step: i + 1, Of: len(act.steps),
 		Type: string(step.Type), From: step.From, To: step.To, State: StepRunning, StartedAt: NewTimestamp(now), By: a.cfg.Identity}
-	if err := a.journal.record(ctx, attempt); err != nil {
-		s.State, s.StartedAt = StepPending, nil
-		return false, fmt.Errorf("not starting %s: %w", where, err)
+	if err := a.journal.intend(ctx, attempt); err != nil {
+		return notStarting(err)
 	}
 	a.hook("intent-recorded")
+	p.set(PhaseProgressing, "HopInProgress", where+": starting")
+	p.Plan = a.planStatus()
+	if err := a.publish(ctx, p); err != nil {
+		a.log.statusPushFailed(err) // status is not on the critical path
+	}
 	a.log = a.log.with("plan", act.plan.ID)
 	a.log.stepStarted(i+1, len(act.steps), step)
 	a.cluster.Event(ctx, false, "StepStarted", where)

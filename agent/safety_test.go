@@ -1,11 +1,14 @@
 package agent_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/planner"
@@ -140,4 +143,37 @@ func count(list []string, s string) int {
 		}
 	}
 	return n
+}
+
+// brokenJournal reads as empty and refuses every write, as when the agent's
+// namespace is missing.
+type brokenJournal struct{}
+
+func (brokenJournal) Load(context.Context) ([]byte, error) { return nil, nil }
+func (brokenJournal) Save(context.Context, []byte) error {
+	return errors.New(`namespaces "kvgitops" not found`)
+}
+
+// TestNoStepWithoutTheJournal: a step whose intent cannot be recorded does
+// not start; the status says why, in the same bytes on every retry (one
+// commit, not one per back-off).
+func TestNoStepWithoutTheJournal(t *testing.T) {
+	w := newWorld(t, "  version: v1.8.4\n", "v1.7.4")
+	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Journal: brokenJournal{}}, w.repo, w.cluster, realCatalog)
+	for range 4 {
+		if _, err := w.agent.Reconcile(context.Background()); err == nil {
+			t.Fatal("a step started without its intent recorded")
+		}
+		w.clock.add(time.Minute)
+	}
+	st := w.status()
+	if st.Reason != "JournalUnavailable" || !strings.Contains(st.Message, "not found") {
+		t.Errorf("status %s %q", st.Reason, st.Message)
+	}
+	if len(w.cluster.ran) != 0 {
+		t.Errorf("steps ran: %v", w.cluster.steps())
+	}
+	if n := len(w.repo.writes); n != 1 {
+		t.Errorf("%d status commits over 4 failed passes, want 1: %v", n, w.repo.writes)
+	}
 }
