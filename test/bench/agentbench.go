@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
-	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/stack"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -31,18 +30,6 @@ func benchAgent() error {
 		return err
 	}
 	defer func() { _ = env.Stop() }()
-	// The agent's own namespace holds its journal, as deploy/ makes it.
-	dir, err := root.Module()
-	if err != nil {
-		return err
-	}
-	ns, err := os.ReadFile(filepath.Join(dir, "deploy", "namespace.yaml"))
-	if err != nil {
-		return err
-	}
-	if err := testenv.Apply(ctx, env.Config, ns); err != nil {
-		return err
-	}
 	st, err := stack.Start(ctx, env.Config, stack.Options{RolloutDelay: time.Second})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/root"
 	"github.com/kvgitops/kvgitops/test/simulator"
+	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
 // Options tune the stack.
@@ -68,6 +69,11 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 	fail := func(err error) (*Stack, error) {
 		s.Close()
 		return nil, err
+	}
+	// The agent keeps its journal in its own namespace, which deploy/
+	// creates: so does the stack.
+	if err := applyDeploy(ctx, admin, "namespace.yaml"); err != nil {
+		return fail(err)
 	}
 	if !o.NoSimulator {
 		if err := simulator.Wipe(ctx, admin); err != nil {
@@ -128,6 +134,24 @@ func (s *Stack) Close() {
 		s.Git.Close()
 	}
 	_ = os.RemoveAll(s.Dir)
+}
+
+// applyDeploy applies files of deploy/ as an administrator would.
+func applyDeploy(ctx context.Context, admin *rest.Config, files ...string) error {
+	dir, err := root.Module()
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join(dir, "deploy", f))
+		if err != nil {
+			return err
+		}
+		if err := testenv.Apply(ctx, admin, data); err != nil {
+			return fmt.Errorf("apply deploy/%s: %w", f, err)
+		}
+	}
+	return nil
 }
 
 // BinaryEnv names a kvgitops binary built once for every test package
