@@ -98,19 +98,8 @@ func (e *e2e) agent(o stack.AgentOptions) *stack.Agent {
 	if o.Interval == "" {
 		o.Interval = "1s"
 	}
-	a, err := e.st.StartAgent(o)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	a := e.st.StartAgentFor(e.t, o)
 	e.agents = append(e.agents, a)
-	e.t.Cleanup(func() {
-		a.Stop()
-		if e.t.Failed() {
-			for _, l := range a.Lines() {
-				e.t.Logf("%s: %v", a.Name, l)
-			}
-		}
-	})
 	return a
 }
 

@@ -68,19 +68,7 @@ func setup(t *testing.T, o stack.Options) *world {
 
 func (w *world) agent() *stack.Agent {
 	w.t.Helper()
-	a, err := w.st.StartAgent(stack.AgentOptions{ClusterName: "faults", Interval: "1s"})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	w.t.Cleanup(func() {
-		a.Stop()
-		if w.t.Failed() {
-			for _, l := range a.Lines() {
-				w.t.Logf("agent: %v", l)
-			}
-		}
-	})
-	return a
+	return w.st.StartAgentFor(w.t, stack.AgentOptions{ClusterName: "faults", Interval: "1s"})
 }
 
 func (w *world) commit(spec string) {

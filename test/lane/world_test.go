@@ -102,19 +102,8 @@ func (w *world) commit(spec, msg string) {
 
 func (w *world) agent() *stack.Agent {
 	w.t.Helper()
-	a, err := w.st.StartAgent(stack.AgentOptions{ClusterName: "lane", Interval: "1s"})
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	a := w.st.StartAgentFor(w.t, stack.AgentOptions{ClusterName: "lane", Interval: "1s"})
 	w.agents = append(w.agents, a)
-	w.t.Cleanup(func() {
-		a.Stop()
-		if w.t.Failed() {
-			for _, l := range a.Lines() {
-				w.t.Logf("agent: %v", l)
-			}
-		}
-	})
 	return a
 }
 

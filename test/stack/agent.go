@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -216,4 +217,23 @@ func (a *Agent) WaitLine(ctx context.Context, match func(Line) bool) (Line, erro
 			}
 		}
 	}
+}
+
+// StartAgentFor starts an agent for t: it fails t if the agent cannot
+// start, stops it when t ends, and logs every line it wrote when t failed.
+func (s *Stack) StartAgentFor(t testing.TB, o AgentOptions) *Agent {
+	t.Helper()
+	a, err := s.StartAgent(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a.Stop()
+		if t.Failed() {
+			for _, l := range a.Lines() {
+				t.Logf("%s: %v", a.Name, l)
+			}
+		}
+	})
+	return a
 }
