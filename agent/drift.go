@@ -57,15 +57,8 @@ func (a *Agent) drifted(ctx context.Context, p *pass, d planner.Desired, obs *ex
 		return false, nil // the operator started on the hand-set value: planned from it
 	}
 	fixed := fmt.Sprintf("spec.imageTag %s and spec.imageRegistry %s put back (spec.drift: Correct) after %s",
-		orUnset(ap.ImageTag), orUnset(ap.ImageRegistry), msg)
+		redact.QuoteOrUnset(ap.ImageTag), redact.QuoteOrUnset(ap.ImageRegistry), msg)
 	a.cluster.Event(ctx, false, "DriftCorrected", fixed)
 	p.set(PhaseProgressing, "DriftCorrected", fixed)
 	return true, nil
-}
-
-func orUnset(s string) string {
-	if s == "" {
-		return "unset"
-	}
-	return redact.Quote(s)
 }

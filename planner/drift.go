@@ -30,14 +30,7 @@ type Difference struct {
 }
 
 func (d Difference) String() string {
-	return fmt.Sprintf("%s %s (kvgitops left %s)", d.Field, quotedOrUnset(d.Observed), quotedOrUnset(d.Applied))
-}
-
-func quotedOrUnset(s string) string {
-	if s == "" {
-		return "unset"
-	}
-	return redact.Quote(s)
+	return fmt.Sprintf("%s %s (kvgitops left %s)", d.Field, redact.QuoteOrUnset(d.Observed), redact.QuoteOrUnset(d.Applied))
 }
 
 // DriftFrom lists what differs in o from what kvgitops applied.

@@ -31,6 +31,12 @@ func TestQuote(t *testing.T) {
 	if got := redact.Quote("a\nb"); got != `"a\nb"` {
 		t.Errorf("Quote = %s, want %s", got, `"a\nb"`)
 	}
+	if got := redact.QuoteOrUnset(""); got != "unset" {
+		t.Errorf("QuoteOrUnset of nothing = %s, want unset", got)
+	}
+	if got := redact.QuoteOrUnset("v1"); got != `"v1"` {
+		t.Errorf("QuoteOrUnset = %s, want %s", got, `"v1"`)
+	}
 	if got := redact.Quote(strings.Repeat("x", 100)); got != `"`+strings.Repeat("x", 64)+`"…` {
 		t.Errorf("Quote of 100 bytes = %s, want 64 and an ellipsis", got)
 	}

@@ -68,3 +68,12 @@ func OrDash(s string) string {
 	}
 	return s
 }
+
+// QuoteOrUnset is Quote(s), or "unset" for an empty value (a field a
+// message reports as changed may have been empty on either side).
+func QuoteOrUnset(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	return Quote(s)
+}
