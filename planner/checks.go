@@ -61,14 +61,15 @@ func appliesManifest(s Step) bool {
 // preflight runs the checks of every step; the first refusal (in step
 // order) refuses the plan, with every check's outcome attached.
 func (p *Plan) preflight(d Desired, o Observed) error {
+	kube, known := parseKubeVersion(o.KubernetesVersion) // once: the same for every step
 	for i, s := range p.Steps {
 		if s.Type != StepInstall && s.Type != StepUpgrade {
 			continue
 		}
 		if appliesManifest(s) {
-			p.Checks = append(p.Checks, servesRelease(i+1, s, o))
+			p.Checks = append(p.Checks, servesRelease(i+1, s, o, kube, known))
 		}
-		p.Checks = append(p.Checks, kubernetesCheck(i+1, s, o, d.Compatibility))
+		p.Checks = append(p.Checks, kubernetesCheck(i+1, s, kube, known, d.Compatibility))
 		p.Checks = append(p.Checks, riskChecks(i+1, s, d.ExtraRisks, d.AcceptRisks)...)
 		if s.Type == StepUpgrade {
 			p.Checks = append(p.Checks, gateChecks(i+1, s, o.FeatureGates, d.Compatibility, i == 0)...)
@@ -87,8 +88,7 @@ func (p *Plan) preflight(d Desired, o Observed) error {
 
 // servesRelease checks that the cluster serves the API of the release's
 // KubeVirt CRD.
-func servesRelease(i int, s Step, o Observed) Check {
-	kube, known := parseKubeVersion(o.KubernetesVersion)
+func servesRelease(i int, s Step, o Observed, kube kubeVersion, known bool) Check {
 	c := Check{Step: i, Name: CheckClusterServesRelease, Result: CheckPass}
 	api, servedFrom, servedUntil := "apiextensions.k8s.io/v1", kubeVersion{1, 16}, kubeVersion{}
 	if !TagAtLeast(s.To, crdV1Since) {

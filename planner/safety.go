@@ -67,11 +67,10 @@ func (k kubeVersion) String() string { return fmt.Sprintf("%d.%d", k.major, k.mi
 
 // kubernetesCheck compares the cluster's Kubernetes with the range of the
 // step's target release.
-func kubernetesCheck(i int, s Step, o Observed, mode Compatibility) Check {
+func kubernetesCheck(i int, s Step, kube kubeVersion, known bool, mode Compatibility) Check {
 	c := Check{Step: i, Name: CheckKubernetesCompatible, Result: CheckPass}
 	t, _ := parseTag(s.To)
-	r, ok := kubernetesRanges[fmt.Sprintf("v%d.%d", t.sv.Major(), t.sv.Minor())]
-	kube, known := parseKubeVersion(o.KubernetesVersion)
+	r, ok := kubernetesRanges[t.line().String()]
 	switch {
 	case !ok:
 		c.Result, c.Message = CheckNotChecked, fmt.Sprintf("no Kubernetes range is known for %s", s.To)
