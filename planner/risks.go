@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -53,20 +52,6 @@ func (r VersionRange) has(tag string, v version) bool {
 }
 
 func (r VersionRange) bounded() bool { return r.Min != "" || r.Below != "" || len(r.Tags) > 0 }
-
-func (r VersionRange) String() string {
-	switch {
-	case len(r.Tags) > 0:
-		return strings.Join(r.Tags, ", ")
-	case r.Min != "" && r.Below != "":
-		return r.Min + " up to " + r.Below
-	case r.Min != "":
-		return r.Min + " and later"
-	case r.Below != "":
-		return "before " + r.Below
-	}
-	return "any release"
-}
 
 // Risk is a known upgrade risk: a hop from a release in From to one in To
 // (made by one of Methods, when set) meets it.
