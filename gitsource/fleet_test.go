@@ -19,10 +19,10 @@ import (
 // each pushing updates status updates of its own file, every failed write
 // tried again as the agent does on its next pass. It returns what each
 // write took, and how many writes failed and were tried again.
-func writers(t testing.TB, s *gitserver.Server, n, updates int) (latencies []time.Duration, again int64) {
+func writers(t *testing.T, s *gitserver.Server, n, updates int) (latencies []time.Duration, again int64) {
 	srcs := make([]*gitsource.Source, n)
 	for i := range srcs {
-		srcs[i] = source(t.(*testing.T), s, nil, func(c *gitsource.Config) { c.Timeout = time.Minute })
+		srcs[i] = source(t, s, nil, func(c *gitsource.Config) { c.Timeout = time.Minute })
 	}
 	var mu sync.Mutex
 	var retried atomic.Int64

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -56,27 +54,14 @@ func fleetRun(n, updates int, perCluster bool) (fleetResult, error) {
 	if _, err := u.CommitFile("kubevirt.yaml", []byte("desired\n"), "desired"); err != nil {
 		return fleetResult{}, err
 	}
-	dir, err := os.MkdirTemp("", "kvgitops-fleetbench-")
-	if err != nil {
-		return fleetResult{}, err
-	}
-	defer os.RemoveAll(dir)
-	for k, v := range map[string]string{"username": "bench", "password": "bench-pw", "ca.crt": string(srv.CAPEM())} {
-		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
-			return fleetResult{}, err
-		}
-	}
-	auth, err := gitsource.LoadAuth(dir)
-	if err != nil {
-		return fleetResult{}, err
-	}
 	srcs := make([]*gitsource.Source, n)
 	for i := range srcs {
-		cfg := gitsource.Config{URL: srv.URL(), Auth: auth, Timeout: time.Minute}
-		if perCluster {
-			cfg.StatusBranch = fmt.Sprintf("status/c%03d", i)
-		}
-		if srcs[i], err = gitsource.New(cfg); err != nil {
+		if srcs[i], err = benchSource(srv.URL(), string(srv.CAPEM()), func(c *gitsource.Config) {
+			c.Timeout = time.Minute
+			if perCluster {
+				c.StatusBranch = fmt.Sprintf("status/c%03d", i)
+			}
+		}); err != nil {
 			return fleetResult{}, err
 		}
 	}

@@ -345,6 +345,12 @@ func runChild(op string, args []string) int {
 }
 
 func newChildSource(url, caPEM string) (*gitsource.Source, error) {
+	return benchSource(url, caPEM, nil)
+}
+
+// benchSource is a Source with the bench server's credentials; mod, when
+// set, adjusts its configuration.
+func benchSource(url, caPEM string, mod func(*gitsource.Config)) (*gitsource.Source, error) {
 	dir, err := os.MkdirTemp("", "kvgitops-bench-secret-")
 	if err != nil {
 		return nil, err
@@ -359,7 +365,11 @@ func newChildSource(url, caPEM string) (*gitsource.Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gitsource.New(gitsource.Config{URL: url, Auth: auth, Timeout: 5 * time.Minute, MaxPackSize: 2 << 30})
+	cfg := gitsource.Config{URL: url, Auth: auth, Timeout: 5 * time.Minute, MaxPackSize: 2 << 30}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return gitsource.New(cfg)
 }
 
 // selfRSS is this process's resident set in KiB.
