@@ -312,13 +312,20 @@ func TestSplitBrainStaleLeaderDoesNotAct(t *testing.T) {
 		"--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms", "--leader-elect-retry-period", "300ms"}
 	a := e.agent(stack.AgentOptions{Name: "a", Extra: le})
 	e.succeeded("v1.6.6")
+	// The push is seen in Git a moment before the leader logs it; pausing
+	// in between would let that line appear after waking.
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if _, err := a.WaitLine(ctx, func(l stack.Line) bool {
+		return l.Msg() == "Status committed" && l.Str("phase") == string(agent.PhaseSucceeded)
+	}); err != nil {
+		t.Fatal(err)
+	}
 	// Pause the leader past its lease; a second agent takes over.
 	if err := a.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	b := e.agent(stack.AgentOptions{Name: "b", Extra: le})
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
 	if _, err := b.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Leading" }); err != nil {
 		t.Fatal(err)
 	}
