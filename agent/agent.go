@@ -33,6 +33,9 @@ type Agent struct {
 	pushFailure string // the reason of the last failed status push, until one succeeds
 	applied     *planner.Applied
 	driftSaid   string // the drift last announced by an Event
+	// peersMissing is when each fleet peer was first found without a
+	// status file.
+	peersMissing map[string]time.Time
 
 	mu       sync.Mutex
 	snapshot Status
@@ -49,6 +52,10 @@ type desiredSource struct {
 	desired *planner.Desired
 	err     error // why the desired content cannot be used
 	from    Provenance
+	// fleet is the parsed fleet file and this cluster's place in it (fleet
+	// mode only).
+	fleet  *planner.Fleet
+	member planner.Membership
 }
 
 // planTracker follows plans from start to history.

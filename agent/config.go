@@ -34,6 +34,12 @@ type Config struct {
 	Journal JournalStore
 	// Identity names this replica in the journal (its leader identity).
 	Identity string
+	// Fleet: DesiredPath is a fleet file (planner.ParseFleet), this
+	// cluster's desired state is its share of it, and a plan starts only
+	// when the ring gate, fed by Peers, opens.
+	Fleet bool
+	// Peers reads the other clusters' committed status files (fleets).
+	Peers PeerReader
 	// Hook is called at named points of a step (fault tests only).
 	Hook func(point string)
 }

@@ -103,3 +103,25 @@ func (g *GitRepo) Write(ctx context.Context, path string, data []byte, message s
 	}
 	return err
 }
+
+// PeerStatus reads another cluster's committed status file,
+// status/<cluster>.yaml: from its own branch status/<cluster> when there
+// is one (the recommended layout), else from the desired file's branch.
+// A cluster with no status file yet is an error with reason
+// DesiredFileMissing.
+func (g *GitRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error) {
+	rev, err := g.Source.HeadOf(ctx, "status/"+cluster)
+	if err == nil && rev == "" {
+		rev, err = g.Source.Head(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rev == "" {
+		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "the repository has no commits")
+	}
+	return g.Source.ReadFile(ctx, rev, PeerStatusPath(cluster), maxStatusSize)
+}
+
+// PeerStatusPath is where a fleet's cluster commits its status.
+func PeerStatusPath(cluster string) string { return "status/" + cluster + ".yaml" }

@@ -44,3 +44,9 @@ type Provenance struct {
 	Signer string
 	SetBy  string
 }
+
+// PeerReader reads another cluster's committed status file; a cluster
+// without one is an error whose reason is DesiredFileMissing.
+type PeerReader interface {
+	PeerStatus(ctx context.Context, cluster string) ([]byte, error)
+}

@@ -49,6 +49,9 @@ func (a *Agent) desiredSummary(resolved string) *DesiredSummary {
 		s.Drift = string(d.Drift)
 	}
 	s.AcceptRisks = d.AcceptRisks
+	if f := a.src.fleet; f != nil {
+		s.Ring = f.Rings[a.src.member.Ring].Name
+	}
 	if len(d.ExtraRisks) > 0 {
 		s.Risks = a.cfg.RisksPath
 	}
@@ -63,7 +66,7 @@ func (a *Agent) conditionsFor(p *pass) []Condition {
 	switch p.Phase {
 	case PhaseSucceeded, PhaseIdle:
 		ready = "True"
-	case PhaseProgressing, PhaseAwaitingApproval, PhaseWaitingForWindow:
+	case PhaseProgressing, PhaseAwaitingApproval, PhaseWaitingForWindow, PhaseWaitingForRing:
 		reconciling = "True"
 	case PhaseFailed, PhaseInvalid, PhaseRefused:
 		stalled = "True"

@@ -36,7 +36,11 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		return false, err
 	}
 	if a.src.err != nil {
-		p.set(PhaseInvalid, reasonOf(a.src.err), a.src.err.Error())
+		phase := PhaseInvalid
+		if planner.ReasonOf(a.src.err) == planner.ReasonNotInFleet {
+			phase = PhaseRefused
+		}
+		p.set(phase, reasonOf(a.src.err), a.src.err.Error())
 		a.cfg.Metrics.setSuspended(false)
 		return false, a.publish(ctx, p)
 	}
@@ -79,7 +83,14 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		}
 		a.plans.failed = nil // the desired file or the cluster changed: try again
 	}
-	if g := a.gate(d, plan, obs); g != nil {
+	g, err := a.ringGate(ctx, plan, obs)
+	if err != nil {
+		return false, err
+	}
+	if g == nil {
+		g = a.gate(d, plan, obs)
+	}
+	if g != nil {
 		p.set(g.phase, g.reason, g.message)
 		p.Plan = a.planStatus()
 		return false, a.publish(ctx, p)
@@ -235,7 +246,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 		a.src.desired, a.src.err = nil, err
 		return nil
 	}
-	d, perr := planner.ParseDesired(data)
+	d, perr := a.parseDesired(data)
 	if perr == nil && risks != nil {
 		d.ExtraRisks, perr = planner.ParseRisks(risks)
 		if perr != nil {
@@ -429,6 +440,9 @@ func failureKey(digest, planID string) string { return digest + "/" + planID }
 func reasonOf(err error) string {
 	if r := why(err); r != "" {
 		return r
+	}
+	if r := planner.ReasonOf(err); r != "" {
+		return string(r)
 	}
 	return string(planner.ReasonInvalidDesiredState)
 }

@@ -32,7 +32,11 @@ const (
 	PhaseRefused          Phase = "Refused"
 	PhaseAwaitingApproval Phase = "AwaitingApproval"
 	PhaseWaitingForWindow Phase = "WaitingForWindow"
-	PhaseSuspended        Phase = "Suspended"
+	// PhaseWaitingForRing: a fleet's earlier rings have not run the version
+	// for their soak yet (reason WaitingForRing), or one of them failed
+	// (reason RolloutHalted).
+	PhaseWaitingForRing Phase = "WaitingForRing"
+	PhaseSuspended      Phase = "Suspended"
 	// PhaseUnknown: the agent cannot see the cluster or the release catalog,
 	// so it cannot tell (reason ClusterUnavailable or CatalogUnavailable).
 	PhaseUnknown Phase = "Unknown"
@@ -67,7 +71,9 @@ type Status struct {
 
 // DesiredSummary echoes the desired file.
 type DesiredSummary struct {
-	State    string `yaml:"state"`
+	State string `yaml:"state"`
+	// Ring is this cluster's ring of the fleet file (fleet mode).
+	Ring     string `yaml:"ring,omitempty"`
 	Version  string `yaml:"version,omitempty"`
 	Resolved string `yaml:"resolved,omitempty"`
 	Method   string `yaml:"method,omitempty"`

@@ -97,8 +97,8 @@ func New(cfg Config) (*Source, error) {
 	}
 	s := &Source{cfg: cfg, scrubber: redact.NewScrubber(cfg.Auth.secrets()...), store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
 	for _, b := range []string{cfg.Branch, cfg.StatusBranch} {
-		if !plumbing.ReferenceName("refs/heads/"+b).IsBranch() || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || b == "" {
-			return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: fmt.Sprintf("branch %q is not a valid branch name", b)}
+		if err := checkBranch(b); err != nil {
+			return nil, err
 		}
 	}
 	u, err := checkURL(cfg.URL)
@@ -133,6 +133,28 @@ func (s *Source) Head(ctx context.Context) (Revision, error) {
 		return "", err
 	}
 	return newRevision(s.cfg.Branch, h), nil
+}
+
+// HeadOf is Head for another branch of the same repository (a fleet's
+// agents read each other's status branches). A missing branch is "".
+func (s *Source) HeadOf(ctx context.Context, branch string) (Revision, error) {
+	if err := checkBranch(branch); err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := s.head(ctx, branch)
+	if err != nil || h.IsZero() {
+		return "", err
+	}
+	return newRevision(branch, h), nil
+}
+
+func checkBranch(b string) error {
+	if !plumbing.ReferenceName("refs/heads/"+b).IsBranch() || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || b == "" {
+		return &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: fmt.Sprintf("branch %q is not a valid branch name", b)}
+	}
+	return nil
 }
 
 func (s *Source) head(ctx context.Context, branch string) (plumbing.Hash, error) {

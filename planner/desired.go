@@ -147,17 +147,7 @@ func ParseDesired(data []byte) (Desired, error) {
 	if err != nil {
 		return Desired{}, err
 	}
-	d := Desired{
-		State:      StatePresent,
-		Method:     MethodAuto,
-		PathPolicy: PolicyStrict,
-		Approval:   ApprovalAutomatic,
-		HopTimeout: DefaultHopTimeout,
-		Workloads:  Workloads{Policy: WorkloadsAuto, Timeout: DefaultWorkloadTimeout},
-
-		Compatibility: CompatibilityWarn,
-		Drift:         DriftReport,
-	}
+	d := defaultDesired()
 	var spec *yaml.Node
 	top := fields{
 		"apiVersion": func(n *yaml.Node) error { return expectConst(n, "apiVersion", DesiredAPIVersion) },
@@ -171,6 +161,21 @@ func ParseDesired(data []byte) (Desired, error) {
 		return Desired{}, err
 	}
 	return d, nil
+}
+
+// defaultDesired holds every default of a desired spec.
+func defaultDesired() Desired {
+	return Desired{
+		State:      StatePresent,
+		Method:     MethodAuto,
+		PathPolicy: PolicyStrict,
+		Approval:   ApprovalAutomatic,
+		HopTimeout: DefaultHopTimeout,
+		Workloads:  Workloads{Policy: WorkloadsAuto, Timeout: DefaultWorkloadTimeout},
+
+		Compatibility: CompatibilityWarn,
+		Drift:         DriftReport,
+	}
 }
 
 func (d *Desired) decodeSpec(spec *yaml.Node) error {

@@ -30,6 +30,8 @@ const (
 	// ReasonMultipleKubeVirts: more than one KubeVirt CR exists (or the only
 	// one is outside KubeVirt's namespace): virt-operator ignores them all.
 	ReasonMultipleKubeVirts Reason = "MultipleKubeVirts"
+	// ReasonNotInFleet: the fleet file has no ring naming this cluster.
+	ReasonNotInFleet Reason = "NotInFleet"
 )
 
 // ErrInvalidDesired matches every error returned by [ParseDesired].

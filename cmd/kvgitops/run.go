@@ -22,7 +22,7 @@ import (
 // KVGITOPS_<FLAG> environment variables.
 type runConfig struct {
 	repoURL, branch, statusBranch, desiredPath, statusPath, clusterName string
-	risksPath                                                           string
+	risksPath, fleetPath                                                string
 	gitSecretDir, verifyPGP, verifySSH, authorName, authorEmail         string
 	kubevirtNamespace, kubeconfig                                       string
 	metricsAddr, healthAddr, webhookAddr, webhookSecretFile             string
@@ -40,6 +40,7 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.StringVar(&c.branch, "branch", "main", "branch to read the desired file from")
 	fs.StringVar(&c.statusBranch, "status-branch", "", "branch to commit status to (default: --branch)")
 	fs.StringVar(&c.desiredPath, "desired-path", "kubevirt.yaml", "path of the desired file in the repository")
+	fs.StringVar(&c.fleetPath, "fleet-path", "", "path of a fleet file: this cluster follows its ring instead of --desired-path (status then goes to branch status/<cluster-name> unless --status-branch)")
 	fs.StringVar(&c.risksPath, "risks-path", "", "path of the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired-path; optional)")
 	fs.StringVar(&c.statusPath, "status-path", "", "path of the status file (default status/<cluster-name>.yaml)")
 	fs.StringVar(&c.clusterName, "cluster-name", "", "name of this cluster in the status file (required)")
@@ -96,8 +97,19 @@ func (c *runConfig) check() error {
 	if c.logEncoding != "json" && c.logEncoding != "console" {
 		errs = append(errs, fmt.Errorf("--log-encoding must be json or console, got %q", c.logEncoding))
 	}
+	if c.fleetPath != "" {
+		// A fleet reads its peers at status/<cluster>.yaml on their own
+		// branches (the recommended layout) or the desired branch.
+		if c.statusPath != "" && c.statusPath != agent.PeerStatusPath(c.clusterName) {
+			errs = append(errs, fmt.Errorf("--status-path %q: with --fleet-path the status file is %s, where the other clusters read it", c.statusPath, agent.PeerStatusPath(c.clusterName)))
+		}
+		if c.statusBranch == "" {
+			c.statusBranch = "status/" + c.clusterName
+		}
+		c.desiredPath = c.fleetPath
+	}
 	if c.statusPath == "" {
-		c.statusPath = "status/" + c.clusterName + ".yaml"
+		c.statusPath = agent.PeerStatusPath(c.clusterName)
 	}
 	if c.statusSigning != "" && c.statusSigning != "openpgp" && c.statusSigning != "ssh" {
 		errs = append(errs, fmt.Errorf("--status-signing must be openpgp or ssh, got %q", c.statusSigning))

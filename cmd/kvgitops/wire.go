@@ -63,9 +63,13 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	if el != nil {
 		acfg.Fence = el.guard.held
 	}
-	a := agent.New(acfg, &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}, exec, catalogFunc(c))
+	repo := &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}
+	if c.fleetPath != "" {
+		acfg.Fleet, acfg.Peers = true, repo
+	}
+	a := agent.New(acfg, repo, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
-	log.Info("Agent starting", "version", version, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "leaderElect", c.leaderElect)
+	log.Info("Agent starting", "version", version, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -1,0 +1,110 @@
+package agent_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+)
+
+// PeerStatus reads a cluster's status from the newest commit, as one
+// shared branch would hold it.
+func (r *fakeRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error) {
+	n := len(r.commits) - 1
+	data, _, err := r.Read(ctx, r.rev(n), agent.PeerStatusPath(cluster))
+	return data, err
+}
+
+const fleetFile = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtFleet\nspec:\n  kubevirt: {version: %s}\n" +
+	"  rings:\n  - {name: canary, clusters: [lab-1], soak: 1h}\n  - {name: staging, clusters: [eu-2]}\n"
+
+// member is one cluster of a fleet sharing a repository and a clock.
+type member struct {
+	cluster *fakeCluster
+	agent   *agent.Agent
+	name    string
+	repo    *fakeRepo
+	t       *testing.T
+}
+
+func fleetMember(t *testing.T, repo *fakeRepo, c *clock, name string) *member {
+	m := &member{cluster: &fakeCluster{installed: "v1.6.6", operator: "v1.6.6"}, name: name, repo: repo, t: t}
+	m.agent = agent.New(agent.Config{ClusterName: name, DesiredPath: "fleet.yaml", Fleet: true, Peers: repo, Clock: c.now}, repo, m.cluster, realCatalog)
+	return m
+}
+
+func (m *member) settle() agent.Status {
+	m.t.Helper()
+	for i := 0; i < 100; i++ {
+		again, err := m.agent.Reconcile(context.Background())
+		if err != nil {
+			m.t.Fatalf("%s: %v", m.name, err)
+		}
+		if !again {
+			break
+		}
+	}
+	st, err := agent.ParseStatus([]byte(m.repo.file(agent.PeerStatusPath(m.name))))
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	return st
+}
+
+func TestFleetRingsGateOnTheCanarysStatusAndSoak(t *testing.T) {
+	repo, c := &fakeRepo{}, &clock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
+	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.7.4", 1)})
+	canary, staging := fleetMember(t, repo, c, "lab-1"), fleetMember(t, repo, c, "eu-2")
+
+	st := staging.settle()
+	if st.Phase != agent.PhaseWaitingForRing || st.Message != "waiting for ring canary: lab-1 has no status file yet" || len(staging.cluster.ran) != 0 {
+		t.Fatalf("staging before the canary: %s %q, ran %v", st.Phase, st.Message, staging.cluster.steps())
+	}
+	if st.Desired == nil || st.Desired.Ring != "staging" {
+		t.Errorf("the status names the ring: %+v", st.Desired)
+	}
+	if st := canary.settle(); st.Phase != agent.PhaseSucceeded || canary.cluster.installed != "v1.7.4" {
+		t.Fatalf("the canary: %s %q", st.Phase, st.Message)
+	}
+	c.add(20 * time.Minute)
+	if st := staging.settle(); st.Message != "waiting for ring canary: lab-1 on v1.7.4 for 20m of 1h" || len(staging.cluster.ran) != 0 {
+		t.Fatalf("staging while the canary soaks: %s %q", st.Phase, st.Message)
+	}
+	c.add(40 * time.Minute)
+	if st := staging.settle(); st.Phase != agent.PhaseSucceeded || staging.cluster.installed != "v1.7.4" {
+		t.Fatalf("staging after the soak: %s %q", st.Phase, st.Message)
+	}
+
+	// The next version fails on the canary: staging is halted, and
+	// resumes once the canary succeeds.
+	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.8.4", 1)})
+	canary.cluster.failNext = &executor.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0]", Terminal: true}
+	if st := canary.settle(); st.Phase != agent.PhaseFailed {
+		t.Fatalf("the canary should fail: %s %q", st.Phase, st.Message)
+	}
+	st = staging.settle()
+	if st.Phase != agent.PhaseWaitingForRing || st.Reason != "RolloutHalted" || !strings.Contains(st.Message, "lab-1 (ring canary) is Failed WorkloadDisrupted") {
+		t.Fatalf("staging after the canary failed: %s %s %q", st.Phase, st.Reason, st.Message)
+	}
+	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.8.4", 1) + "  halt: {statusMissingAfter: 2h}\n"})
+	if st := canary.settle(); st.Phase != agent.PhaseSucceeded || canary.cluster.installed != "v1.8.4" {
+		t.Fatalf("the canary after the fix: %s %q", st.Phase, st.Message)
+	}
+	c.add(time.Hour)
+	if st := staging.settle(); st.Phase != agent.PhaseSucceeded || staging.cluster.installed != "v1.8.4" {
+		t.Fatalf("staging after the canary's fix and soak: %s %q", st.Phase, st.Message)
+	}
+}
+
+func TestAClusterInNoRingRefusesToAct(t *testing.T) {
+	repo, c := &fakeRepo{}, &clock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
+	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.7.4", 1)})
+	m := fleetMember(t, repo, c, "mars-1")
+	st := m.settle()
+	if st.Phase != agent.PhaseRefused || st.Reason != "NotInFleet" || !strings.Contains(st.Message, `cluster "mars-1" is in no ring`) || len(m.cluster.ran) != 0 {
+		t.Fatalf("%s %s %q, ran %v", st.Phase, st.Reason, st.Message, m.cluster.steps())
+	}
+}

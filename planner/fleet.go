@@ -1,0 +1,264 @@
+package planner
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// The fleet file's identity.
+const FleetKind = "KubeVirtFleet"
+
+// Bounds of the fleet file.
+const (
+	DefaultStatusMissingAfter = time.Hour
+	maxSoak                   = 90 * 24 * time.Hour
+	maxRings                  = 20
+	maxFleetClusters          = 2000
+)
+
+// Fleet is a validated fleet file (the README, "Fleets"): one desired
+// KubeVirt state for many clusters, rolled out ring by ring. Build it with
+// [ParseFleet].
+type Fleet struct {
+	// KubeVirt is spec.kubevirt: the desired file's spec, for every cluster.
+	KubeVirt Desired
+	Rings    []Ring
+	// StatusMissingAfter: a cluster of an earlier ring without a status
+	// file for this long halts the later rings.
+	StatusMissingAfter time.Duration
+	Overrides          map[string]Override
+}
+
+// Ring is one step of a rollout: its clusters start only when every
+// cluster of every earlier ring has run the fleet's version for the
+// earlier rings' soak.
+type Ring struct {
+	Name     string
+	Clusters []string
+	Soak     time.Duration
+}
+
+// Override holds one cluster back: pinned to its own version, or suspended.
+// An overridden cluster does not gate the rings after its own.
+type Override struct {
+	Version string
+	Suspend bool
+}
+
+// Membership is where a cluster stands in a fleet.
+type Membership struct {
+	Ring     int // index into Fleet.Rings
+	Override *Override
+}
+
+var fleetName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
+
+// ParseFleet validates and decodes a fleet file, with the same strictness
+// as ParseDesired; spec.kubevirt is a desired file's spec.
+func ParseFleet(data []byte) (Fleet, error) {
+	root, err := decodeSingleDocument(data, MaxDesiredSize)
+	if err != nil {
+		return Fleet{}, err
+	}
+	f := Fleet{StatusMissingAfter: DefaultStatusMissingAfter, KubeVirt: defaultDesired()}
+	var spec *yaml.Node
+	top := fields{
+		"apiVersion": func(n *yaml.Node) error { return expectConst(n, "apiVersion", DesiredAPIVersion) },
+		"kind":       func(n *yaml.Node) error { return expectConst(n, "kind", FleetKind) },
+		"spec":       func(n *yaml.Node) error { spec = n; return nil },
+	}
+	if err := top.decode("", root, "apiVersion", "kind", "spec"); err != nil {
+		return Fleet{}, err
+	}
+	var overrides *yaml.Node
+	sf := fields{
+		"kubevirt": func(n *yaml.Node) error {
+			return rebase(f.KubeVirt.decodeSpec(n), "spec.", "spec.kubevirt.")
+		},
+		"rings": f.decodeRings,
+		"halt": func(n *yaml.Node) error {
+			h := fields{"statusMissingAfter": func(v *yaml.Node) error {
+				return duration(v, "spec.halt.statusMissingAfter", maxSoak, &f.StatusMissingAfter)
+			}}
+			return h.decode("spec.halt", n)
+		},
+		"overrides": func(n *yaml.Node) error { overrides = n; return nil },
+	}
+	if err := sf.decode("spec", spec, "kubevirt", "rings"); err != nil {
+		return Fleet{}, err
+	}
+	if overrides != nil { // after the rings, which they must name
+		if err := f.decodeOverrides(overrides); err != nil {
+			return Fleet{}, err
+		}
+	}
+	return f, nil
+}
+
+func (f *Fleet) decodeRings(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return &FieldError{Field: "spec.rings", Line: n.Line, Problem: "must be a non-empty list of rings, got " + kindName(n)}
+	}
+	if len(n.Content) > maxRings {
+		return &FieldError{Field: "spec.rings", Line: n.Line, Problem: fmt.Sprintf("has %d rings, at most %d are allowed", len(n.Content), maxRings)}
+	}
+	ringOf := map[string]string{}
+	for i, rn := range n.Content {
+		path := fmt.Sprintf("spec.rings[%d]", i)
+		var r Ring
+		var clusters *yaml.Node
+		rf := fields{
+			"name": func(v *yaml.Node) error { return name(v, path+".name", &r.Name) },
+			"clusters": func(v *yaml.Node) error {
+				clusters = v
+				return nil
+			},
+			"soak": func(v *yaml.Node) error { return duration(v, path+".soak", maxSoak, &r.Soak) },
+		}
+		if err := rf.decode(path, rn, "name", "clusters"); err != nil {
+			return err
+		}
+		for _, o := range f.Rings {
+			if o.Name == r.Name {
+				return fieldErr(rn, path+".name", r.Name, "names another ring too")
+			}
+		}
+		if clusters.Kind != yaml.SequenceNode || len(clusters.Content) == 0 {
+			return &FieldError{Field: path + ".clusters", Line: clusters.Line, Problem: "must be a non-empty list of cluster names, got " + kindName(clusters)}
+		}
+		for j, cn := range clusters.Content {
+			var c string
+			if err := name(cn, fmt.Sprintf("%s.clusters[%d]", path, j), &c); err != nil {
+				return err
+			}
+			if other, ok := ringOf[c]; ok {
+				return fieldErr(cn, fmt.Sprintf("%s.clusters[%d]", path, j), c, "is already in ring "+other+": a cluster is in one ring")
+			}
+			ringOf[c] = r.Name
+			r.Clusters = append(r.Clusters, c)
+		}
+		if len(ringOf) > maxFleetClusters {
+			return &FieldError{Field: path + ".clusters", Line: clusters.Line, Problem: fmt.Sprintf("the fleet has more than %d clusters", maxFleetClusters)}
+		}
+		f.Rings = append(f.Rings, r)
+	}
+	return nil
+}
+
+func (f *Fleet) decodeOverrides(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &FieldError{Field: "spec.overrides", Line: n.Line, Problem: "must be a mapping of cluster name to override, got " + kindName(n)}
+	}
+	f.Overrides = map[string]Override{}
+	dec := fields{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		cluster := k.Value
+		path := "spec.overrides." + cluster
+		dec[cluster] = func(v *yaml.Node) error {
+			if _, _, ok := f.find(cluster); !ok {
+				return fieldErr(k, "spec.overrides", cluster, "names a cluster that is in no ring")
+			}
+			var o Override
+			var version *yaml.Node
+			of := fields{
+				"version": func(x *yaml.Node) error {
+					version = x
+					return scalarStringInto(x, path+".version", &o.Version)
+				},
+				"suspend": func(x *yaml.Node) error { return scalarBool(x, path+".suspend", &o.Suspend) },
+			}
+			if err := of.decode(path, v); err != nil {
+				return err
+			}
+			if version != nil {
+				if f.KubeVirt.State == StateAbsent {
+					return fieldErr(version, path+".version", o.Version, "cannot pin a version while spec.kubevirt.state is Absent")
+				}
+				if _, err := parseSelector(o.Version); err != nil {
+					return fieldErr(version, path+".version", o.Version, err.Error())
+				}
+			}
+			if version == nil && !o.Suspend {
+				return &FieldError{Field: path, Line: v.Line, Problem: "sets nothing: give version or suspend: true"}
+			}
+			f.Overrides[cluster] = o
+			return nil
+		}
+	}
+	return dec.decode("spec.overrides", n)
+}
+
+// find returns the ring of a cluster.
+func (f *Fleet) find(cluster string) (int, Ring, bool) {
+	for i, r := range f.Rings {
+		for _, c := range r.Clusters {
+			if c == cluster {
+				return i, r, true
+			}
+		}
+	}
+	return 0, Ring{}, false
+}
+
+// DesiredFor is the desired state of one cluster: the fleet's, with the
+// cluster's override applied. A cluster in no ring is refused with
+// ReasonNotInFleet.
+func (f *Fleet) DesiredFor(cluster string) (Desired, Membership, error) {
+	i, _, ok := f.find(cluster)
+	if !ok {
+		names := make([]string, len(f.Rings))
+		for j, r := range f.Rings {
+			names[j] = r.Name
+		}
+		return Desired{}, Membership{}, refuse(ReasonNotInFleet, "cluster %q is in no ring of the fleet file (rings: %s); it acts only once a ring names it",
+			cluster, strings.Join(names, ", "))
+	}
+	d, m := f.KubeVirt, Membership{Ring: i}
+	if o, ok := f.Overrides[cluster]; ok {
+		m.Override = &o
+		if o.Version != "" {
+			d.Version = o.Version
+			d.selector, _ = parseSelector(o.Version) // checked by ParseFleet
+		}
+		d.Suspend = d.Suspend || o.Suspend
+	}
+	return d, m, nil
+}
+
+// rebase renames the fields of a FieldError found in a nested spec.
+func rebase(err error, from, to string) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	c := *fe
+	switch {
+	case strings.HasPrefix(fe.Field, from):
+		c.Field = to + strings.TrimPrefix(fe.Field, from)
+	case fe.Field+"." == from:
+		c.Field = strings.TrimSuffix(to, ".")
+	}
+	return &c
+}
+
+func name(n *yaml.Node, field string, out *string) error {
+	if err := scalarStringInto(n, field, out); err != nil {
+		return err
+	}
+	if !fleetName.MatchString(*out) {
+		return fieldErr(n, field, *out, "not a name (lower-case letters, digits, '-' and '.', at most 63)")
+	}
+	return nil
+}
+
+func scalarStringInto(n *yaml.Node, field string, out *string) error {
+	s, err := scalarString(n, field)
+	*out = s
+	return err
+}

@@ -1,0 +1,125 @@
+package planner
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Peer is what the ring gate needs from another cluster's committed status.
+type Peer struct {
+	Found bool
+	// MissingSince is when the caller first found no status (Found false).
+	MissingSince time.Time
+	Phase        string // the status file's phase
+	Reason       string
+	Message      string
+	Version      string    // observed.version
+	ReadySince   time.Time // Ready=True since; zero when not Ready
+}
+
+// Phases of a peer that halt a rollout.
+const (
+	peerFailed  = "Failed"
+	peerRefused = "Refused"
+	peerOK      = "Succeeded"
+)
+
+// RingGate is the ring gate's verdict for one cluster.
+type RingGate struct {
+	Open    bool
+	Halted  bool   // an earlier ring failed: nothing moves until it is fixed
+	Reason  string // WaitingForRing, RolloutHalted
+	Message string
+	// RecheckAt is when a soak ends (zero when only a peer's change can
+	// open the gate).
+	RecheckAt time.Time
+}
+
+// Gate decides whether cluster may start towards version: it may when every
+// cluster of every earlier ring (overridden ones aside) reports version
+// Succeeded for its ring's soak. An earlier cluster Failed or Refused, or
+// without a status for StatusMissingAfter, halts it. peers holds the
+// earlier rings' clusters by name.
+func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Time) RingGate {
+	ring, _, ok := f.find(cluster)
+	if !ok {
+		return RingGate{Halted: true, Reason: "NotInFleet", Message: fmt.Sprintf("cluster %q is in no ring", cluster)}
+	}
+	var halts []string
+	var waiting RingGate // the first earlier ring not done yet
+	for _, r := range f.Rings[:ring] {
+		var waits []string
+		var recheck time.Time
+		for _, c := range r.Clusters {
+			if _, held := f.Overrides[c]; held {
+				continue
+			}
+			p := peers[c]
+			switch {
+			case !p.Found:
+				gone := now.Sub(p.MissingSince)
+				if gone >= f.StatusMissingAfter {
+					halts = append(halts, fmt.Sprintf("%s (ring %s) has had no status file for %s (spec.halt.statusMissingAfter %s)", c, r.Name, Human(gone), Human(f.StatusMissingAfter)))
+				} else {
+					waits = append(waits, fmt.Sprintf("%s has no status file yet", c))
+				}
+			case p.Phase == peerFailed || p.Phase == peerRefused:
+				halts = append(halts, fmt.Sprintf("%s (ring %s) is %s %s: %s", c, r.Name, p.Phase, p.Reason, p.Message))
+			case p.Phase != peerOK || p.Version != version || p.ReadySince.IsZero():
+				at := p.Version
+				if at == "" {
+					at = "no version"
+				}
+				waits = append(waits, fmt.Sprintf("%s is %s at %s, not yet Succeeded on %s", c, p.Phase, at, version))
+			case now.Sub(p.ReadySince) < r.Soak:
+				waits = append(waits, fmt.Sprintf("%s on %s for %s of %s", c, version, Human(now.Sub(p.ReadySince)), Human(r.Soak)))
+				if end := p.ReadySince.Add(r.Soak); recheck.IsZero() || end.Before(recheck) {
+					recheck = end
+				}
+			}
+		}
+		if len(waits) > 0 && waiting.Reason == "" {
+			waiting = RingGate{Reason: "WaitingForRing", Message: "waiting for ring " + r.Name + ": " + strings.Join(waits, "; "), RecheckAt: recheck}
+		}
+	}
+	switch {
+	case len(halts) > 0:
+		return RingGate{Halted: true, Reason: "RolloutHalted", Message: "rollout halted: " + strings.Join(halts, "; ")}
+	case waiting.Reason != "":
+		return waiting
+	}
+	return RingGate{Open: true}
+}
+
+// EarlierClusters are the clusters whose status gates cluster.
+func (f *Fleet) EarlierClusters(cluster string) []string {
+	ring, _, ok := f.find(cluster)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, r := range f.Rings[:ring] {
+		for _, c := range r.Clusters {
+			if _, held := f.Overrides[c]; !held {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// Human writes a duration the way people say it: 3h, 1h30m, 45s.
+func Human(d time.Duration) string {
+	d = d.Round(time.Second)
+	if d < time.Second {
+		return "0s"
+	}
+	s := d.String()
+	for _, z := range []string{"h0m0s", "m0s"} {
+		if strings.HasSuffix(s, z) {
+			return strings.TrimSuffix(s, z) + z[:1]
+		}
+	}
+	return s
+}
