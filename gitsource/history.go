@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
@@ -168,6 +169,31 @@ func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) 
 			p, s.cfg.Branch, short(setter.Hash), signer)
 	}
 	return Verified{Signer: signer, Commit: newRevision(s.cfg.Branch, setter.Hash)}, nil
+}
+
+// FileChanged returns the commit that last changed path as of rev
+// (walking first parents) and when it was committed: how long a fleet file
+// has been in force.
+func (s *Source) FileChanged(ctx context.Context, rev Revision, filePath string) (Revision, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, err := rev.hash()
+	if err != nil {
+		return "", time.Time{}, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	p, err := cleanPath(filePath)
+	if err != nil {
+		return "", time.Time{}, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
+	}
+	st, err := s.history(ctx, h, fmt.Sprintf("tree:%d", strings.Count(p, "/")+1))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	c, err := lastChange(st, h, p, s.cfg.HistoryDepth)
+	if err != nil {
+		return "", time.Time{}, s.errorf(ReasonDesiredFileMissing, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+	}
+	return newRevision(s.cfg.Branch, c.Hash), c.Committer.When, nil
 }
 
 // lastChange walks first parents from head to the newest commit whose

@@ -42,6 +42,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return planCommand(ctx, args[1:], stdout, stderr)
 	case "release":
 		return releaseCommand(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		return fleetCommand(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "kvgitops", version)
 		return exitOK
@@ -61,6 +63,7 @@ Commands:
   run      run the agent: poll Git, plan, execute, commit status
   plan     compute a plan offline (or against a live cluster) and print it
   release  check a kubevirt-operator.yaml as the agent would vet it
+  fleet    fleet status: every cluster of a fleet file, ring by ring
   version  print the version
 
 Run 'kvgitops <command> --help' for the flags of a command.
