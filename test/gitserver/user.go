@@ -120,7 +120,12 @@ func (s *Server) Show(rev, path string, repo ...string) (string, error) {
 
 // Log lists the one-line log of the branch, for path when given.
 func (s *Server) Log(path string, repo ...string) ([]string, error) {
-	args := []string{"log", "--format=%H %an: %s", s.Branch}
+	return s.LogOf(s.Branch, path, repo...)
+}
+
+// LogOf is Log for another branch.
+func (s *Server) LogOf(branch, path string, repo ...string) ([]string, error) {
+	args := []string{"log", "--format=%H %an: %s", branch}
 	if path != "" {
 		args = append(args, "--", path)
 	}

@@ -9,10 +9,14 @@ import (
 
 // Status reads the committed status file of cluster from the git server,
 // as a reviewer would.
+// A fleet's agent commits to its own branch, status/<cluster>, read first.
 func (s *Stack) Status(cluster string) (agent.Status, bool) {
-	text, err := s.Git.Show(s.Git.Branch, "status/"+cluster+".yaml")
+	path := agent.PeerStatusPath(cluster)
+	text, err := s.Git.Show("status/"+cluster, path)
 	if err != nil {
-		return agent.Status{}, false
+		if text, err = s.Git.Show(s.Git.Branch, path); err != nil {
+			return agent.Status{}, false
+		}
 	}
 	st, err := agent.ParseStatus([]byte(text + "\n"))
 	return st, err == nil
