@@ -55,8 +55,8 @@ func fleetCheckout(t *testing.T) string {
 	since := time.Now().Add(-2 * time.Hour).UTC()
 	status := func(cluster string, phase agent.Phase, reason, observed string) []byte {
 		st := agent.Status{APIVersion: agent.StatusAPIVersion, Kind: agent.StatusKind, Cluster: cluster, Phase: phase, Reason: reason,
-			Desired:  &agent.DesiredSummary{State: "Present", Version: "v1.8.4", Digest: digest},
-			Observed: agent.ObservedSummary{Version: observed, Available: true},
+			Desired:    &agent.DesiredSummary{State: "Present", Version: "v1.8.4", Digest: digest},
+			Observed:   agent.ObservedSummary{Version: observed, Available: true},
 			Conditions: []agent.Condition{{Type: "Ready", Status: "True", Reason: reason, LastTransitionTime: agent.NewTimestamp(since.Add(time.Hour))}}}
 		data, err := agent.Render(st)
 		if err != nil {
