@@ -4,8 +4,9 @@
 # SHARDS processes (each with its own control plane, tests split by name,
 # every test in exactly one shard); the other packages run P at a time
 # beside them. The machine is CPU-bound and the lane is the longest chain,
-# so everything else runs at a lower CPU priority (nice) and fills the gaps. Output is printed per process when all have ended; the exit
-# status is the worst of all.
+# so everything else runs at a lower CPU priority (nice) and fills the gaps.
+# Output is printed per process when all have ended; the exit status is the
+# worst of all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
