@@ -101,8 +101,11 @@ func TestReportOnlyWithoutUpdateMethods(t *testing.T) {
 // target before the readiness check passes; a step started in that window
 // (an agent restarted there) waits for it.
 func TestANextStepWaitsForTheInstallToBeReady(t *testing.T) {
-	h := start(t, harnessOptions{readyLag: 2 * time.Second})
+	h := start(t, harnessOptions{})
 	h.install(t, "v1.8.3", planner.MethodOperator)
+	// The window must outlast a loaded machine's pause between seeing it
+	// and the step's first observation (2 s did not, once, under make test).
+	h.sim.SlowReadiness(5 * time.Second)
 	h.patchCR(t, `{"spec":{"imageTag":"v1.8.4"}}`)
 	eventually(t, func() bool {
 		o := h.observe(t)

@@ -34,7 +34,6 @@ type harness struct {
 type harnessOptions struct {
 	rollout   time.Duration
 	strategy  time.Duration
-	readyLag  time.Duration
 	failGrace time.Duration
 	admin     bool // run the executor as admin instead of the deploy/ ServiceAccount
 }
@@ -63,7 +62,7 @@ func start(t testing.TB, o harnessOptions) *harness {
 	if o.strategy == 0 {
 		o.strategy = 20 * time.Millisecond
 	}
-	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: o.rollout, StrategyDelay: o.strategy, ReadyLag: o.readyLag, VMIShutdownDelay: 10 * time.Millisecond})
+	sim, err := simulator.New(env.Config, simulator.Options{RolloutDelay: o.rollout, StrategyDelay: o.strategy, VMIShutdownDelay: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import "time"
 
 type faults struct {
 	slow      time.Duration
+	slowReady time.Duration   // extra readiness lag
 	stall     map[string]bool // hop targets that never complete
 	crashLoop map[string]bool // operator versions that never become ready
 	disrupt   []string        // "ns/name" of VMIs to restart during the next hop
@@ -62,6 +63,14 @@ func (s *Simulator) SlowHops(extra time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults.slow = extra
+}
+
+// SlowReadiness makes every following readiness check of an operator up
+// to v1.8.x pass extra later than ReadyLag: a window a test can count on.
+func (s *Simulator) SlowReadiness(extra time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults.slowReady = extra
 }
 
 // StallHop makes the hop to version hang: the update stays in progress with

@@ -187,10 +187,11 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 			completed = h
 			if !readyBeforeObserved(op.version) && s.opts.ReadyLag > 0 {
 				s.mu.Lock()
-				h.readyAt = now.Add(s.opts.ReadyLag)
+				lag := s.opts.ReadyLag + s.faults.slowReady
+				h.readyAt = now.Add(lag)
 				s.mu.Unlock()
 				situation, completed = installing, nil
-				s.pokeAfter(s.opts.ReadyLag)
+				s.pokeAfter(lag)
 			}
 		}
 	}
