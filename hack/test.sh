@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# make test: every package. The two longest start first, side by side: the
-# real virt-operator lane in its own process, and the end-to-end package in
-# SHARDS processes (each with its own control plane, tests split by name,
-# every test in exactly one shard); the other packages run P at a time
-# beside them. The machine is CPU-bound and the lane is the longest chain,
-# so everything else runs at a lower CPU priority (nice) and fills the gaps.
+# make test: every package. The longest start first, side by side: the real
+# virt-operator lane in its own process, the end-to-end package in SHARDS
+# processes and the executor's in EXECUTOR_SHARDS (each with its own control
+# plane, tests split by name, every test in exactly one shard); the other
+# packages run P at a time beside them. The machine is CPU-bound and the lane
+# is the longest chain, so everything else runs at a lower CPU priority
+# (nice) and fills the gaps.
 # Output is printed per process when all have ended; the exit status is the
 # worst of all.
 set -euo pipefail
@@ -12,18 +13,11 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 SHARDS=${E2E_SHARDS:-2}
 P=${TEST_PARALLEL:-3}
-e2e=./test/e2e
 # TEST_CPU=1 prints each test binary's CPU time (with the servers it ran).
 out=$(mktemp -d)
 exec_flag=()
 if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -f %C:%U:%S:%e"); fi
 trap 'rm -rf "$out"' EXIT
-
-mapfile -t tests < <(grep -ho '^func Test[A-Za-z0-9_]*(t \*testing.T)' test/e2e/*_test.go | sed 's/^func //; s/(.*//' | sort)
-if [ "${#tests[@]}" -eq 0 ]; then
-  echo "test.sh: no tests found in $e2e" >&2
-  exit 1
-fi
 
 # One kvgitops binary for every package that runs it.
 $GO build -o "$out/kvgitops" ./cmd/kvgitops
@@ -33,16 +27,29 @@ pids=()
 low=(nice -n "${TEST_NICE:-10}")
 $GO test "${exec_flag[@]}" -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
-for ((s = 0; s < SHARDS; s++)); do
-  names=()
-  for ((i = s; i < ${#tests[@]}; i += SHARDS)); do names+=("${tests[i]}"); done
-  regex="^($(IFS='|'; echo "${names[*]}"))\$"
-  "${low[@]}" $GO test "${exec_flag[@]}" -count=1 -timeout 25m -run "$regex" "$e2e" >"$out/e2e-$s" 2>&1 &
-  pids+=($!)
-done
+
+# shard DIR N: the package in DIR in N processes, its tests split by name
+# (every test in exactly one shard), each process with its own servers.
+shard() {
+  local dir=$1 n=$2 s i names regex tests
+  mapfile -t tests < <(grep -ho '^func Test[A-Za-z0-9_]*(t \*testing.T)' "$dir"/*_test.go | sed 's/^func //; s/(.*//' | sort)
+  if [ "${#tests[@]}" -eq 0 ]; then
+    echo "test.sh: no tests found in $dir" >&2
+    exit 1
+  fi
+  for ((s = 0; s < n; s++)); do
+    names=()
+    for ((i = s; i < ${#tests[@]}; i += n)); do names+=("${tests[i]}"); done
+    regex="^($(IFS='|'; echo "${names[*]}"))\$"
+    "${low[@]}" $GO test "${exec_flag[@]}" -count=1 -timeout 25m -run "$regex" "./$dir" >"$out/${dir//\//-}-$s" 2>&1 &
+    pids+=($!)
+  done
+}
+shard test/e2e "$SHARDS"
+shard executor "${EXECUTOR_SHARDS:-2}"
 
 # shellcheck disable=SC2046
-"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
+"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/executor$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
@@ -54,8 +61,8 @@ if [ -f "$out/cpu" ]; then
   echo "# CPU seconds per test binary (user+sys, wall)"
   awk -F: '{n=split($1,p,"/"); split(p[n],b," "); printf "%-22s %7.1f %7.1f\n", b[1], $2+$3, $4}' "$out/cpu" | sort -k2 -n -r
 fi
-for ((s = 0; s < SHARDS; s++)); do
-  echo "# e2e shard $((s + 1))/$SHARDS"
-  cat "$out/e2e-$s"
+for f in "$out"/test-e2e-* "$out"/executor-*; do
+  echo "# shard ${f##*/}"
+  cat "$f"
 done
 exit $rc
