@@ -28,11 +28,13 @@ low=(nice -n "${TEST_NICE:-10}")
 $GO test "${exec_flag[@]}" -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 
-# shard DIR N: the package in DIR in N processes, its tests split by name
-# (every test in exactly one shard), each process with its own servers.
+# shard DIR N: the package in DIR in N processes, its tests (fuzz seeds and
+# examples too) split by name, every one in exactly one shard, each process
+# with its own servers.
 shard() {
   local dir=$1 n=$2 s i names regex tests
-  mapfile -t tests < <(grep -ho '^func Test[A-Za-z0-9_]*(t \*testing.T)' "$dir"/*_test.go | sed 's/^func //; s/(.*//' | sort)
+  mapfile -t tests < <(grep -hoE '^func (Test[A-Za-z0-9_]*\(t \*testing\.T\)|Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)|Example[A-Za-z0-9_]*\(\))' "$dir"/*_test.go |
+    sed 's/^func //; s/(.*//' | sort)
   if [ "${#tests[@]}" -eq 0 ]; then
     echo "test.sh: no tests found in $dir" >&2
     exit 1
