@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # make test: every package. The longest start first, side by side: the real
 # virt-operator lane in its own process, the end-to-end package in SHARDS
-# processes and the executor's in EXECUTOR_SHARDS (each with its own control
-# plane, tests split by name, every test in exactly one shard); the other
-# packages run P at a time beside them. The machine is CPU-bound and the lane
+# processes (each with its own control plane, tests split by name, every
+# test in exactly one shard); the other packages run P at a time beside
+# them. (Sharding the executor's package too was measured slower: more
+# processes on two cores, more CPU in total.) The machine is CPU-bound and the lane
 # is the longest chain, so everything else runs at a lower CPU priority
 # (nice) and fills the gaps.
 # Output is printed per process when all have ended; the exit status is the
@@ -48,10 +49,9 @@ shard() {
   done
 }
 shard test/e2e "$SHARDS"
-shard executor "${EXECUTOR_SHARDS:-2}"
 
 # shellcheck disable=SC2046
-"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/executor$') >"$out/rest" 2>&1 &
+"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
@@ -63,7 +63,7 @@ if [ -f "$out/cpu" ]; then
   echo "# CPU seconds per test binary (user+sys, wall)"
   awk -F: '{n=split($1,p,"/"); split(p[n],b," "); printf "%-22s %7.1f %7.1f\n", b[1], $2+$3, $4}' "$out/cpu" | sort -k2 -n -r
 fi
-for f in "$out"/test-e2e-* "$out"/executor-*; do
+for f in "$out"/test-e2e-*; do
   echo "# shard ${f##*/}"
   cat "$f"
 done

@@ -19,9 +19,10 @@ import (
 )
 
 // Wipe removes everything a KubeVirt install and its operator manifest
-// create, except the namespace (a bare apiserver cannot finish deleting
-// one), so the next test starts from a cluster without KubeVirt. It strips
-// finalizers and deletes the webhooks first, like an administrator would.
+// create, the namespace included (finalized as kube-controller-manager
+// would, which a bare apiserver lacks), so the next test starts from a
+// cluster without KubeVirt whatever ran before it. It strips finalizers and
+// deletes the webhooks first, like an administrator would.
 func Wipe(ctx context.Context, admin *rest.Config) error {
 	cfg := rest.CopyConfig(admin)
 	cfg.WarningHandler = rest.NoWarnings{}
@@ -93,6 +94,9 @@ func Wipe(ctx context.Context, admin *rest.Config) error {
 	for _, c := range crds {
 		errs = append(errs, del(crdGVR, "", c))
 	}
+	// The namespace goes too: a test must not find one left by another
+	// (finalized below, as kube-controller-manager would).
+	errs = append(errs, del(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, "", ns))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
