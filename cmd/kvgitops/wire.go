@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,7 +170,14 @@ func failpointHook(spec string, log *slog.Logger) func(string) {
 		}
 		if action == "stop" {
 			log.Warn("Failpoint reached, stopping", "failpoint", p)
+			// SIGSTOP reaches the process's threads one by one: this one
+			// may run on for a moment, into the next write. It waits for
+			// the SIGCONT that ends the stop instead.
+			cont := make(chan os.Signal, 1)
+			signal.Notify(cont, syscall.SIGCONT)
 			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
+			<-cont
+			signal.Stop(cont)
 			log.Warn("Failpoint resumed", "failpoint", p)
 			return
 		}
