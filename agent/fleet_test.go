@@ -13,7 +13,9 @@ import (
 // PeerStatus reads a cluster's status from the newest commit, as one
 // shared branch would hold it.
 func (r *fakeRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error) {
+	r.mu.Lock()
 	n := len(r.commits) - 1
+	r.mu.Unlock()
 	data, _, err := r.Read(ctx, r.rev(n), agent.PeerStatusPath(cluster))
 	return data, err
 }
