@@ -28,10 +28,6 @@ pids=()
 low=(nice -n "${TEST_NICE:-10}")
 $GO test "${exec_flag[@]}" -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
-# The executor's package is the next longest chain (its tests run one
-# after another against one control plane): it keeps normal priority too.
-$GO test "${exec_flag[@]}" -count=1 -timeout 25m ./executor >"$out/executor" 2>&1 &
-pids+=($!)
 
 # shard DIR N: the package in DIR in N processes, its tests (fuzz seeds and
 # examples too) split by name, every one in exactly one shard, each process
@@ -55,14 +51,14 @@ shard() {
 shard test/e2e "$SHARDS"
 
 # shellcheck disable=SC2046
-"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/executor$') >"$out/rest" 2>&1 &
+"${low[@]}" $GO test "${exec_flag[@]}" -count=1 -p "$P" -timeout 25m $($GO list ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
 for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then rc=1; fi
 done
-cat "$out/rest" "$out/executor" "$out/lane"
+cat "$out/rest" "$out/lane"
 if [ -f "$out/cpu" ]; then
   echo "# CPU seconds per test binary (user+sys, wall)"
   awk -F: '{n=split($1,p,"/"); split(p[n],b," "); printf "%-22s %7.1f %7.1f\n", b[1], $2+$3, $4}' "$out/cpu" | sort -k2 -n -r
