@@ -51,17 +51,8 @@ func fleetCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.fleetPath, "fleet-path", "fleet.yaml", "path of the fleet file in the repository")
 	fs.StringVar(&f.output, "o", "table", "output: table, json or markdown (per-ring tables and a Mermaid chart)")
 	durationVar(fs, &f.staleAfter, "stale-after", 0, "a cluster that has not acted on the fleet file this long after it changed is stale (default: the fleet file's spec.halt.statusMissingAfter)")
-	quietFlags(fs, stderr, "kvgitops fleet status")
-	if err := parseFlags(fs, args[1:], os.LookupEnv); err != nil {
-		flagError(fs, stderr, "kvgitops fleet status", err)
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if msg := f.check(); msg != "" {
-		flagError(fs, stderr, "kvgitops fleet status", errors.New(msg))
-		return exitUsage
+	if code, stop := parseCommand(fs, args[1:], os.LookupEnv, stderr, func() error { return problem(f.check()) }); stop {
+		return code
 	}
 	files, err := f.files()
 	if err != nil {

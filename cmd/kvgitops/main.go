@@ -104,6 +104,33 @@ func quietFlags(fs *flag.FlagSet, w io.Writer, name string) {
 	fs.Usage = func() {}
 }
 
+// parseCommand parses a command's flags the quiet way, then runs check
+// (nil: none). When the command must not go on it reports why and returns
+// the exit code, with stop true: 0 for -h, 2 for a usage error.
+func parseCommand(fs *flag.FlagSet, args []string, env func(string) (string, bool), stderr io.Writer, check func() error) (code int, stop bool) {
+	quietFlags(fs, stderr, fs.Name())
+	err := parseFlags(fs, args, env)
+	if err == nil && check != nil {
+		err = check()
+	}
+	if err == nil {
+		return exitOK, false
+	}
+	flagError(fs, stderr, fs.Name(), err)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK, true
+	}
+	return exitUsage, true
+}
+
+// problem turns a check's message into an error ("" is none).
+func problem(msg string) error {
+	if msg == "" {
+		return nil
+	}
+	return errors.New(msg)
+}
+
 // flagError reports a flag error the quiet way; -h prints the flags.
 func flagError(fs *flag.FlagSet, w io.Writer, name string, err error) {
 	if errors.Is(err, flag.ErrHelp) {

@@ -45,17 +45,8 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.StringVar(&f.risks, "risks", "", "the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired, when it exists)")
 	fs.StringVar(&f.featureGates, "feature-gates", "", "with --installed: comma-separated feature gates of the KubeVirt CR, for the preflight checks")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
-	quietFlags(fs, stderr, "kvgitops plan")
-	if err := parseFlags(fs, args, nil); err != nil {
-		flagError(fs, stderr, "kvgitops plan", err)
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if msg := f.check(); msg != "" {
-		flagError(fs, stderr, "kvgitops plan", errors.New(msg))
-		return exitUsage
+	if code, stop := parseCommand(fs, args, nil, stderr, func() error { return problem(f.check()) }); stop {
+		return code
 	}
 	p, reason, err := f.compute(ctx)
 	if err != nil {

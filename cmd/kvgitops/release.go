@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -42,13 +41,8 @@ func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&f.rel.registries, "release-image-registry", "", "comma-separated registries (or repositories) the virt-operator image may come from, e.g. a mirror (default: the release's own)")
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
-	quietFlags(fs, stderr, "kvgitops release check")
-	if err := parseFlags(fs, args, nil); err != nil {
-		flagError(fs, stderr, "kvgitops release check", err)
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, stop := parseCommand(fs, args, nil, stderr, nil); stop {
+		return code
 	}
 	switch {
 	case !planner.ValidTag(f.tag):

@@ -127,17 +127,8 @@ func runCommand(ctx context.Context, args []string, _, stderr io.Writer) int {
 	var c runConfig
 	fs := flag.NewFlagSet("kvgitops run", flag.ContinueOnError)
 	runFlags(&c, fs)
-	quietFlags(fs, stderr, "kvgitops run")
-	if err := parseFlags(fs, args, os.LookupEnv); err != nil {
-		flagError(fs, stderr, "kvgitops run", err)
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if err := c.check(); err != nil {
-		flagError(fs, stderr, "kvgitops run", err)
-		return exitUsage
+	if code, stop := parseCommand(fs, args, os.LookupEnv, stderr, c.check); stop {
+		return code
 	}
 	log, err := newLogger(stderr, c.logLevel, c.logEncoding)
 	if err != nil {
