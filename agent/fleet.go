@@ -81,14 +81,14 @@ func (a *Agent) peer(ctx context.Context, cluster string, now time.Time) (planne
 		// An unreadable status cannot say Succeeded: the gate waits.
 		return planner.Peer{Found: true, Phase: "Unreadable", Message: err.Error()}, nil
 	}
-	return PeerOf(st), nil
+	return peerOf(st), nil
 }
 
 // absent stands for the version of a fleet that tears KubeVirt down.
 const absent = "(absent)"
 
-// PeerOf is what the ring gate reads from a status file.
-func PeerOf(st Status) planner.Peer {
+// peerOf is what the ring gate reads from a status file.
+func peerOf(st Status) planner.Peer {
 	p := planner.Peer{Found: true, Phase: string(st.Phase), Reason: st.Reason, Message: st.Message, Version: st.Observed.Version}
 	if st.Phase == PhaseSucceeded && st.Desired != nil && st.Desired.State == string(planner.StateAbsent) {
 		p.Version = absent

@@ -61,7 +61,7 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenance, error) {
 	limit := int64(planner.MaxDesiredSize)
 	if path != g.DesiredPath {
-		limit = maxStatusSize
+		limit = MaxStatusSize
 	}
 	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, limit)
 	if err != nil || path != g.DesiredPath {
@@ -120,7 +120,7 @@ func (g *GitRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error
 	if rev == "" {
 		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "the repository has no commits")
 	}
-	return g.Source.ReadFile(ctx, rev, PeerStatusPath(cluster), maxStatusSize)
+	return g.Source.ReadFile(ctx, rev, PeerStatusPath(cluster), MaxStatusSize)
 }
 
 // PeerStatusPath is where a fleet's cluster commits its status.

@@ -16,7 +16,7 @@ const (
 	StatusAPIVersion = "kvgitops.dev/v1alpha1"
 	StatusKind       = "KubeVirtStatus"
 	maxHistory       = 10
-	maxStatusSize    = 256 << 10
+	MaxStatusSize    = 256 << 10 // a status file larger than this is not read
 )
 
 // Phase is the one-word state of the status file.
@@ -286,8 +286,8 @@ func Render(s Status) ([]byte, error) {
 // ParseStatus reads a status file back (strict: unknown fields rejected).
 func ParseStatus(data []byte) (Status, error) {
 	var s Status
-	if len(data) > maxStatusSize {
-		return s, fmt.Errorf("status file is %d bytes, over %d", len(data), maxStatusSize)
+	if len(data) > MaxStatusSize {
+		return s, fmt.Errorf("status file is %d bytes, over %d", len(data), MaxStatusSize)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

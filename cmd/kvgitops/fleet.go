@@ -194,7 +194,7 @@ func (d dirFiles) Status(ctx context.Context, cluster string) ([]byte, error) {
 			return out, nil
 		}
 	}
-	data, err := readCapped(filepath.Join(string(d), filepath.FromSlash(path)), 256<<10)
+	data, err := readCapped(filepath.Join(string(d), filepath.FromSlash(path)), agent.MaxStatusSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNoStatus
 	}
