@@ -20,8 +20,9 @@ type Cluster struct {
 }
 
 // AddCluster prepares the cluster behind admin as deploy/ would (the
-// agent's namespace), starts a simulator on it and writes its kubeconfig;
-// Close stops the simulator.
+// agent's namespace), starts a simulator on it and writes its kubeconfig.
+// The caller stops the simulator (c.Sim.Stop), before that cluster's
+// apiserver: an apiserver waits out its shutdown timeout for open watches.
 func (s *Stack) AddCluster(ctx context.Context, name string, admin *rest.Config, rolloutDelay time.Duration) (*Cluster, error) {
 	if err := applyDeploy(ctx, admin, "namespace.yaml"); err != nil {
 		return nil, err
@@ -33,9 +34,9 @@ func (s *Stack) AddCluster(ctx context.Context, name string, admin *rest.Config,
 	if err := sim.Start(context.Background()); err != nil {
 		return nil, err
 	}
-	s.extra = append(s.extra, sim)
 	c := &Cluster{Name: name, Sim: sim, Kubeconfig: filepath.Join(s.Dir, name+".kubeconfig")}
 	if err := writeKubeconfig(admin, c.Kubeconfig); err != nil {
+		sim.Stop()
 		return nil, fmt.Errorf("cluster %s: %w", name, err)
 	}
 	return c, nil

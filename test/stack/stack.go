@@ -50,7 +50,6 @@ type Stack struct {
 	Binary     string
 
 	ownReleases bool
-	extra       []*simulator.Simulator // of clusters added to a fleet
 }
 
 // Start brings everything up against the apiserver behind admin and builds
@@ -127,9 +126,6 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 func (s *Stack) Close() {
 	if s.Sim != nil {
 		s.Sim.Stop()
-	}
-	for _, sim := range s.extra {
-		sim.Stop()
 	}
 	if s.Releases != nil && s.ownReleases {
 		s.Releases.Close()
