@@ -80,6 +80,7 @@ func (e *Executor) patchKubeVirt(ctx context.Context, version string, ops func(*
 			return apiError(err, "read the KubeVirt CR")
 		}
 		kv := kubeVirtState(u)
+		e.hook("kubevirt-read")
 		o := ops(kv)
 		if o == nil {
 			cancel()

@@ -37,6 +37,9 @@ const (
 	ReasonWorkloadsOutdated     Reason = "WorkloadsOutdated"
 	ReasonNamespaceTerminating  Reason = "NamespaceTerminating"
 	ReasonTeardownIncomplete    Reason = "TeardownIncomplete"
+	// ReasonRestoreRefused: drift correction was asked to write a value
+	// kvgitops never writes (another registry, another release's tag).
+	ReasonRestoreRefused Reason = "RestoreRefused"
 )
 
 // Error is a failure with its retry semantics. Terminal errors stall: do not

@@ -31,6 +31,7 @@ type Config struct {
 	FailGrace time.Duration
 	// Hook, when set, is called at named points of a step (fault injection
 	// in end-to-end tests: "before-apply", "applied-object-N", "before-patch",
+	// "kubevirt-read" (the CR was read, a patch follows),
 	// "waiting").
 	Hook   func(point string)
 	Logger *slog.Logger

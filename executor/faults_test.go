@@ -61,13 +61,28 @@ func TestAnUnreadableAPIIsNeverAbsence(t *testing.T) {
 	}
 }
 
-// TestAConcurrentWriterIsNeverOverwritten (F19): another writer changes
-// the KubeVirt CR as fast as it can while an ImageTag hop patches it: the
-// hop retries on conflicts (bounded), and every change of the other writer
-// survives.
+// TestAConcurrentWriterIsNeverOverwritten (F19): every patch of the KubeVirt
+// CR carries the resourceVersion it was decided on. (1) A hop under another
+// writer changing the CR as fast as it can: the patch conflicts (asserted:
+// the CR is read again), retries within its bound, and every change of the
+// other writer survives. (2) A change between the read and the patch that
+// makes the decision wrong (the CR starts deleting right after drift
+// correction read it): the patch conflicts, the CR is read again, and
+// nothing is written to the deleting CR.
 func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
-	h := start(t, harnessOptions{})
+	var reads atomic.Int64
+	var onRead atomic.Pointer[func()]
+	h := start(t, harnessOptions{hook: func(point string) {
+		if point != "kubevirt-read" {
+			return
+		}
+		reads.Add(1)
+		if f := onRead.Swap(nil); f != nil {
+			(*f)()
+		}
+	}})
 	h.install(t, "v1.8.3", planner.MethodImageTag)
+
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	var last atomic.Int64
@@ -87,6 +102,16 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 			}
 		}
 	}()
+	// The first read of the hop's patch waits for the other writer's next
+	// change: the patch is decided on a stale resourceVersion.
+	before := last.Load()
+	stale := func() {
+		for last.Load() == before && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	onRead.Store(&stale)
+	reads.Store(0)
 	var res executor.StepResult
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
@@ -101,6 +126,9 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the hop under a concurrent writer: %v (%+v)", err, res)
 	}
+	if n := reads.Load(); n < 2 {
+		t.Errorf("the CR was read %d times for the hop's patch: a patch decided on a stale read went through (no conflict)", n)
+	}
 	kv, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Get(t.Context(), "kubevirt", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +139,45 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 	if o := h.observe(t); o.Installed != "v1.8.4" {
 		t.Errorf("installed %s after the hop", o.Installed)
 	}
+
+	// (2) Drift: a hand-set registry; right after drift correction read
+	// the CR, somebody deletes it (it stays, Terminating, behind the
+	// operator's finalizer).
+	h.patchCR(t, `{"spec":{"imageRegistry":"quay.io/someone"}}`)
+	waitFor(t, "the operator to act on the hand-set registry", func() bool {
+		o := h.observe(t)
+		return o.KubeVirt.ImageRegistry == "quay.io/someone" && o.KubeVirt.Target == "v1.8.4" && o.KubeVirt.Observed == "v1.8.4"
+	})
+	del := func() {
+		if err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Delete(context.Background(), "kubevirt", metav1.DeleteOptions{}); err != nil {
+			t.Error(err)
+		}
+	}
+	onRead.Store(&del)
+	reads.Store(0)
+	done, err := h.exec.RestoreCR(t.Context(), "v1.8.4", "v1.8.4", "")
+	if err != nil || done {
+		t.Errorf("RestoreCR on a CR deleted after it was read: %v, %v; want nothing written", done, err)
+	}
+	if n := reads.Load(); n < 2 {
+		t.Errorf("the CR was read %d times: the patch was decided on the read from before the deletion", n)
+	}
+	kv, err = h.dyn.Resource(kvGVR).Namespace("kubevirt").Get(t.Context(), "kubevirt", metav1.GetOptions{})
+	if err == nil {
+		if reg, _, _ := unstructured.NestedString(kv.Object, "spec", "imageRegistry"); reg != "quay.io/someone" {
+			t.Errorf("the deleting CR was patched: spec.imageRegistry %q", reg)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
 }
 
 // TestAMirrorDroppingMidDownloadAppliesNothing (F9): the connection breaks

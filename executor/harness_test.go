@@ -36,6 +36,10 @@ type harnessOptions struct {
 	strategy  time.Duration
 	failGrace time.Duration
 	admin     bool // run the executor as admin instead of the deploy/ ServiceAccount
+	// registries are configured mirrors (--release-image-registry).
+	registries []string
+	// hook is the executor's hook (fault injection at named points).
+	hook func(point string)
 }
 
 // start gives a test a cluster without KubeVirt, a simulator, a release
@@ -74,7 +78,8 @@ func start(t testing.TB, o harnessOptions) *harness {
 	t.Cleanup(rel.Close)
 	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{
 		ReleasesURL: rel.ReleasesURL(), ManifestBaseURL: rel.DownloadBaseURL(),
-		HTTP: executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: rel.CertPool()},
+		HTTP:       executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: rel.CertPool()},
+		Registries: o.registries,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +91,7 @@ func start(t testing.TB, o harnessOptions) *harness {
 	if o.failGrace == 0 {
 		o.failGrace = 500 * time.Millisecond
 	}
-	ex, err := executor.New(cfg, executor.Config{Releases: rc, FailGrace: o.failGrace})
+	ex, err := executor.New(cfg, executor.Config{Releases: rc, FailGrace: o.failGrace, Hook: o.hook})
 	if err != nil {
 		t.Fatal(err)
 	}

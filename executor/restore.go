@@ -2,14 +2,29 @@ package executor
 
 import (
 	"context"
+	"slices"
+	"strings"
+
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // RestoreCR puts spec.imageTag and spec.imageRegistry of the KubeVirt CR
 // back to the values kvgitops applied (empty: unset), for drift correction.
-// It does nothing unless the operator still targets and runs version: once
-// it has started on a hand-set value, putting the old one back would be a
+// It writes only what kvgitops itself would: no tag or version's own tag,
+// no registry or a configured mirror (--release-image-registry); anything
+// else is refused (RestoreRefused) before the cluster is read. It does
+// nothing unless the operator still targets and runs version: once it has
+// started on a hand-set value, putting the old one back would be a
 // downgrade, which is never made. It reports whether it patched.
 func (e *Executor) RestoreCR(ctx context.Context, version, imageTag, imageRegistry string) (bool, error) {
+	if imageTag != "" && imageTag != version {
+		return false, terminal(ReasonRestoreRefused, nil, "drift correction would set spec.imageTag %s while %s runs: only the release's own tag (or none) is written back",
+			redact.Quote(imageTag), redact.Quote(version))
+	}
+	if imageRegistry != "" && !e.mirror(imageRegistry) {
+		return false, terminal(ReasonRestoreRefused, nil, "drift correction would set spec.imageRegistry %s, which is not a configured mirror (--release-image-registry): only a mirror (or none) is written back",
+			redact.Quote(imageRegistry))
+	}
 	apiVersion, err := e.kubevirtAPIVersion(ctx)
 	if err != nil || apiVersion == "" {
 		return false, err
@@ -37,4 +52,16 @@ func (e *Executor) RestoreCR(ctx context.Context, version, imageTag, imageRegist
 		return ops
 	})
 	return patched && err == nil, err
+}
+
+// mirror reports whether registry is one the release client is configured
+// to take images from (however Docker Hub is spelt).
+func (e *Executor) mirror(registry string) bool {
+	if e.cfg.Releases == nil {
+		return false
+	}
+	want := canonicalRepository(strings.TrimSuffix(registry, "/"))
+	return slices.ContainsFunc(e.cfg.Releases.cfg.Registries, func(r string) bool {
+		return canonicalRepository(strings.TrimSuffix(r, "/")) == want
+	})
 }
