@@ -25,8 +25,6 @@ type Agent struct {
 	plans       planTracker
 	conditions  []Condition
 	workloads   *Workloads
-	prev        *Status // the committed status, read once after start
-	loaded      bool
 	lastWritten []byte
 	wakeAt      time.Time // a maintenance window opening
 	journal     journal
@@ -36,6 +34,15 @@ type Agent struct {
 	// peersMissing is when each fleet peer was first found without a
 	// status file.
 	peersMissing map[string]time.Time
+
+	// The memory (memory.go): recalled once from the cluster after start,
+	// remembered there whenever it changes.
+	mem          *Memory // as recalled
+	recalled     bool
+	saved        []byte            // the memory last written
+	accepted     map[string]string // path → signed commit that set what was accepted
+	peersSeen    map[string]PeerSeen
+	migratedFrom string
 
 	mu       sync.Mutex
 	snapshot Status
@@ -75,16 +82,15 @@ type catalogCache struct {
 
 // failure is a terminal step failure, stalled until its key changes.
 type failure struct {
-	key     string // desired digest + plan id
-	reason  string
-	message string
+	Key     string `yaml:"key"` // desired digest + plan id
+	Reason  string `yaml:"reason"`
+	Message string `yaml:"message"`
 }
 
 // New builds an agent. It starts nothing.
 func New(cfg Config, repo Repo, cluster Cluster, catalog CatalogFunc) *Agent {
 	cfg.defaults()
-	return &Agent{cfg: cfg, repo: repo, cluster: cluster, catalog: catalog, log: logger{cfg.Logger}, trigger: make(chan struct{}, 1),
-		journal: journal{store: cfg.Journal}}
+	return &Agent{cfg: cfg, repo: repo, cluster: cluster, catalog: catalog, log: logger{cfg.Logger}, trigger: make(chan struct{}, 1)}
 }
 
 func (a *Agent) hook(point string) {

@@ -29,9 +29,11 @@ type Config struct {
 	// status commit) and must fail unless this replica still leads: leader
 	// election alone lets a paused leader act once more when it wakes.
 	Fence func(ctx context.Context) error
-	// Journal, when set, keeps each step's intent and outcome durable in
-	// the cluster until a status commit holds them.
-	Journal JournalStore
+	// Memory, when set, keeps what the agent must remember (anchors,
+	// applied state, plan, history, each step's intent and outcome until a
+	// status commit holds it) durable in the cluster. Without it the agent
+	// remembers nothing across restarts.
+	Memory Store
 	// Identity names this replica in the journal (its leader identity).
 	Identity string
 	// Fleet: DesiredPath is a fleet file (planner.ParseFleet), this
@@ -52,7 +54,7 @@ func (c *Config) defaults() {
 		c.DesiredPath = "kubevirt.yaml"
 	}
 	if c.RisksPath == "" {
-		c.RisksPath = path.Join(path.Dir(c.DesiredPath), "kubevirt-risks.yaml")
+		c.RisksPath = DefaultRisksPath(c.DesiredPath)
 	}
 	if c.StatusPath == "" {
 		c.StatusPath = "status/" + c.ClusterName + ".yaml"
@@ -78,4 +80,9 @@ func (c *Config) defaults() {
 	if c.Metrics == nil {
 		c.Metrics = NewMetrics()
 	}
+}
+
+// DefaultRisksPath is the risks file beside a desired file.
+func DefaultRisksPath(desired string) string {
+	return path.Join(path.Dir(desired), "kubevirt-risks.yaml")
 }

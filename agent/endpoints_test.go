@@ -12,7 +12,7 @@ import (
 func TestMetricsAfterAnUpgrade(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	m := agent.NewMetrics()
-	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m}, w.repo, w.cluster, realCatalog)
+	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m, Memory: w.memory}, w.repo, w.cluster, realCatalog)
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}

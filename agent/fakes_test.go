@@ -18,10 +18,11 @@ import (
 
 // fakeRepo is a branch held in memory: each commit is a full file map.
 type fakeRepo struct {
-	mu      sync.Mutex
-	commits []map[string][]byte
-	writes  []string // commit messages of status writes
-	headErr error
+	mu       sync.Mutex
+	commits  []map[string][]byte
+	writes   []string // commit messages of status writes
+	headErr  error
+	forgedBy map[string]string // cluster → the key that "signed" its status, when not its own
 }
 
 func (r *fakeRepo) commit(files map[string]string) {
@@ -67,7 +68,44 @@ func (r *fakeRepo) Read(_ context.Context, rev, path string) ([]byte, agent.Prov
 	return nil, agent.Provenance{}, errors.New("no such revision")
 }
 
-func (r *fakeRepo) Accepted(string) {}
+func (r *fakeRepo) Accepted(string, string) {}
+
+func (r *fakeRepo) ReadStatus(_ context.Context, path string) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.commits) == 0 || r.commits[len(r.commits)-1][path] == nil {
+		return nil, &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
+	}
+	return r.commits[len(r.commits)-1][path], nil
+}
+
+// fakeMemory is the agent's memory as the cluster keeps it: it outlives
+// the agents of a world, as the ConfigMap outlives a process.
+type fakeMemory struct {
+	mu    sync.Mutex
+	data  []byte
+	saves int
+}
+
+func (m *fakeMemory) Load(context.Context) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]byte(nil), m.data...), nil
+}
+
+func (m *fakeMemory) Save(_ context.Context, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.data = append([]byte(nil), data...)
+	m.saves++
+	return nil
+}
+
+func (m *fakeMemory) String() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return string(m.data)
+}
 
 func (r *fakeRepo) Write(_ context.Context, path string, data []byte, msg string) error {
 	r.mu.Lock()
@@ -208,19 +246,21 @@ type world struct {
 	t       testing.TB
 	repo    *fakeRepo
 	cluster *fakeCluster
+	memory  *fakeMemory
 	clock   *clock
 	agent   *agent.Agent
 }
 
 func newWorld(t testing.TB, spec string, installed string) *world {
-	w := &world{t: t, repo: &fakeRepo{}, cluster: &fakeCluster{installed: installed, operator: installed}, clock: &clock{t: time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)}}
+	w := &world{t: t, repo: &fakeRepo{}, cluster: &fakeCluster{installed: installed, operator: installed}, memory: &fakeMemory{},
+		clock: &clock{t: time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)}}
 	w.repo.commit(map[string]string{"kubevirt.yaml": header + spec})
 	w.agent = w.newAgent()
 	return w
 }
 
 func (w *world) newAgent() *agent.Agent {
-	return agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now}, w.repo, w.cluster, realCatalog)
+	return agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Memory: w.memory}, w.repo, w.cluster, realCatalog)
 }
 
 // settle reconciles until the agent has nothing more to do at once.

@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // parseDesired parses the desired file, or in fleet mode the fleet file
@@ -29,8 +31,8 @@ func (a *Agent) parseDesired(data []byte) (planner.Desired, error) {
 }
 
 // ringGate holds a plan back until the earlier rings of the fleet run its
-// version for their soak, read from their committed status files. A hop
-// already under way is finished. nil: the gate is open (or no fleet).
+// version for their soak, read from their committed, signed status files.
+// A hop already under way is finished. nil: the gate is open (or no fleet).
 func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Observation) (*gateResult, error) {
 	f := a.src.fleet
 	if f == nil || a.src.member.Ring == 0 || hopUnderWay(p, obs) {
@@ -40,7 +42,7 @@ func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Obse
 	now := a.cfg.Clock()
 	peers := map[string]planner.Peer{}
 	for _, c := range f.EarlierClusters(a.cfg.ClusterName) {
-		peer, err := a.peer(ctx, c, now)
+		peer, err := a.peer(ctx, c, f.StatusKeys[c], now)
 		if err != nil {
 			return nil, err
 		}
@@ -58,45 +60,77 @@ func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Obse
 	return &gateResult{PhaseWaitingForRing, g.Reason, g.Message}, nil
 }
 
-// peer reads one earlier cluster's status; a missing file is remembered
-// from the first time it was seen missing.
-func (a *Agent) peer(ctx context.Context, cluster string, now time.Time) (planner.Peer, error) {
-	data, err := a.cfg.Peers.PeerStatus(ctx, cluster)
-	a.cfg.Metrics.gitOp("read", err)
-	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+// peer reads one earlier cluster's status and checks it is the peer's own
+// (signed by the key the fleet file lists for it). A peer without a status,
+// or with one that cannot be proven, is unknown: remembered from the first
+// time it was seen so, and named with why. The soak is measured from when
+// this agent first saw the peer Succeeded (kept in its memory), never from
+// a time the peer claims. Only a failure to reach Git fails the pass.
+func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (planner.Peer, error) {
+	unknown := func(why string) planner.Peer {
+		delete(a.peersSeen, cluster)
 		if a.peersMissing == nil {
 			a.peersMissing = map[string]time.Time{}
 		}
 		if _, ok := a.peersMissing[cluster]; !ok {
 			a.peersMissing[cluster] = now
 		}
-		return planner.Peer{MissingSince: a.peersMissing[cluster]}, nil
+		return planner.Peer{MissingSince: a.peersMissing[cluster], Unknown: why}
 	}
-	if err != nil {
+	if key == "" {
+		return unknown("the fleet file lists no status key for it in spec.statusKeys"), nil
+	}
+	data, err := a.cfg.Peers.PeerStatus(ctx, cluster, key)
+	a.cfg.Metrics.gitOp("read", err)
+	switch {
+	case gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing:
+		return unknown(""), nil
+	case err != nil && stalls(err):
+		return unknown(redact.Text(err.Error(), 300)), nil
+	case err != nil:
 		return planner.Peer{}, err
 	}
-	delete(a.peersMissing, cluster)
 	st, err := ParseStatus(data)
-	if err != nil {
-		// An unreadable status cannot say Succeeded: the gate waits.
-		return planner.Peer{Found: true, Phase: "Unreadable", Message: err.Error()}, nil
+	switch {
+	case err != nil:
+		return unknown("its status file is unreadable: " + redact.Text(err.Error(), 200)), nil
+	case st.Cluster != cluster:
+		return unknown(fmt.Sprintf("its branch holds the status of cluster %s", redact.Quote(st.Cluster))), nil
 	}
-	return peerOf(st), nil
+	delete(a.peersMissing, cluster)
+	p := peerOf(st)
+	p.Current = st.Desired != nil && st.Desired.Digest == a.src.digest
+	if p.Phase != peerSucceeded || !p.Current || p.Version == "" {
+		delete(a.peersSeen, cluster)
+		return p, nil
+	}
+	seen, ok := a.peersSeen[cluster]
+	if !ok || seen.Version != p.Version || seen.Digest != a.src.digest {
+		seen = PeerSeen{Version: p.Version, Digest: a.src.digest, Since: NewTimestamp(now)}
+		if a.peersSeen == nil {
+			a.peersSeen = map[string]PeerSeen{}
+		}
+		a.peersSeen[cluster] = seen
+	}
+	p.ReadySince = seen.Since.Time
+	return p, nil
 }
 
 // absent stands for the version of a fleet that tears KubeVirt down.
 const absent = "(absent)"
 
-// peerOf is what the ring gate reads from a status file.
+const peerSucceeded = string(PhaseSucceeded)
+
+// peerOf is what the ring gate reads from a verified status file: its
+// phase and version, and its reason and message cut and made inert (they
+// reach this agent's status and events).
 func peerOf(st Status) planner.Peer {
-	p := planner.Peer{Found: true, Phase: string(st.Phase), Reason: st.Reason, Message: st.Message, Version: st.Observed.Version}
+	p := planner.Peer{Found: true, Phase: redact.Text(string(st.Phase), 32), Reason: redact.Text(st.Reason, 64), Message: redact.Text(st.Message, 200), Version: st.Observed.Version}
+	if !planner.ValidTag(p.Version) {
+		p.Version = ""
+	}
 	if st.Phase == PhaseSucceeded && st.Desired != nil && st.Desired.State == string(planner.StateAbsent) {
 		p.Version = absent
-	}
-	for _, c := range st.Conditions {
-		if c.Type == "Ready" && c.Status == "True" {
-			p.ReadySince = c.LastTransitionTime.Time
-		}
 	}
 	return p
 }

@@ -8,20 +8,36 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
 )
 
-// PeerStatus reads a cluster's status from the newest commit, as one
-// shared branch would hold it.
-func (r *fakeRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error) {
+// PeerStatus reads a cluster's status from the newest commit, where its
+// agent wrote it, "signed" by the key peerKey names for it (or by whoever
+// the test says in forgedBy).
+func (r *fakeRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, error) {
 	r.mu.Lock()
 	n := len(r.commits) - 1
+	signer := r.forgedBy[cluster]
 	r.mu.Unlock()
 	data, _, err := r.Read(ctx, r.rev(n), agent.PeerStatusPath(cluster))
-	return data, err
+	if err != nil {
+		return nil, err
+	}
+	if signer == "" {
+		signer = peerKey(cluster)
+	}
+	if signer != key {
+		return nil, &gitsource.Error{Reason: gitsource.ReasonSignatureInvalid, Terminal: true, Message: "status/" + cluster + " is signed by another key"}
+	}
+	return data, nil
 }
 
+// peerKey is the status key of a fleet's cluster in these tests.
+func peerKey(cluster string) string { return "ssh-ed25519 AAAA" + strings.ReplaceAll(cluster, "-", "") }
+
 const fleetFile = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtFleet\nspec:\n  kubevirt: {version: %s}\n" +
-	"  rings:\n  - {name: canary, clusters: [lab-1], soak: 1h}\n  - {name: staging, clusters: [eu-2]}\n"
+	"  rings:\n  - {name: canary, clusters: [lab-1], soak: 1h}\n  - {name: staging, clusters: [eu-2]}\n" +
+	"  statusKeys: {lab-1: ssh-ed25519 AAAAlab1, eu-2: ssh-ed25519 AAAAeu2}\n"
 
 // member is one cluster of a fleet sharing a repository and a clock.
 type member struct {
@@ -71,6 +87,11 @@ func TestFleetRingsGateOnTheCanarysStatusAndSoak(t *testing.T) {
 	if st := canary.settle(); st.Phase != agent.PhaseSucceeded || canary.cluster.installed != "v1.7.4" {
 		t.Fatalf("the canary: %s %q", st.Phase, st.Message)
 	}
+	// The soak counts from when staging first saw the canary Succeeded,
+	// whatever times the canary's file claims.
+	if st := staging.settle(); st.Message != "waiting for ring canary: lab-1 on v1.7.4 for 0s of 1h" || len(staging.cluster.ran) != 0 {
+		t.Fatalf("staging right after the canary: %s %q", st.Phase, st.Message)
+	}
 	c.add(20 * time.Minute)
 	if st := staging.settle(); st.Message != "waiting for ring canary: lab-1 on v1.7.4 for 20m of 1h" || len(staging.cluster.ran) != 0 {
 		t.Fatalf("staging while the canary soaks: %s %q", st.Phase, st.Message)
@@ -92,9 +113,21 @@ func TestFleetRingsGateOnTheCanarysStatusAndSoak(t *testing.T) {
 		t.Fatalf("staging after the canary failed: %s %s %q", st.Phase, st.Reason, st.Message)
 	}
 	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.8.4", 1) + "  halt: {statusMissingAfter: 2h}\n"})
+	// A forged Failed (not signed by the canary's key) does not halt:
+	// it is a status nobody can prove.
+	repo.mu.Lock()
+	repo.forgedBy = map[string]string{"lab-1": "ssh-ed25519 AAAAmallory"}
+	repo.mu.Unlock()
+	if st := staging.settle(); st.Reason != "WaitingForRing" || !strings.Contains(st.Message, "lab-1 has no status it can prove (SignatureInvalid: status/lab-1 is signed by another key) yet") {
+		t.Fatalf("staging on a forged canary status: %s %q", st.Reason, st.Message)
+	}
+	repo.mu.Lock()
+	repo.forgedBy = nil
+	repo.mu.Unlock()
 	if st := canary.settle(); st.Phase != agent.PhaseSucceeded || canary.cluster.installed != "v1.8.4" {
 		t.Fatalf("the canary after the fix: %s %q", st.Phase, st.Message)
 	}
+	staging.settle()
 	c.add(time.Hour)
 	if st := staging.settle(); st.Phase != agent.PhaseSucceeded || staging.cluster.installed != "v1.8.4" {
 		t.Fatalf("staging after the canary's fix and soak: %s %q", st.Phase, st.Message)

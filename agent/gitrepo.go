@@ -12,27 +12,42 @@ import (
 // GitRepo adapts a gitsource.Source to Repo.
 type GitRepo struct {
 	Source *gitsource.Source
-	// DesiredPath is the file whose setting commit must be signed when the
-	// source verifies signatures (status commits are the agent's own).
-	DesiredPath string
+	// DesiredPath and RisksPath are the files whose setting commit must be
+	// signed when the source verifies signatures (status commits are the
+	// agent's own, and never decide anything).
+	DesiredPath, RisksPath string
 	// FollowRewrites accepts a head that does not descend from the last one
 	// seen (a deliberate force-push) instead of stalling.
 	FollowRewrites bool
 
-	// The desired bytes last verified and who signed them: the agent's own
-	// status commits move the head without touching the desired file, and
-	// must not cost a history walk each.
-	verifiedSum [sha256.Size]byte
-	verified    Provenance
-	// accepted is the commit that set the signed content last accepted.
-	accepted string
+	// Per signed path: the bytes last verified and who signed them (the
+	// agent's own status commits move the head without touching the file,
+	// and must not cost a history walk each), and the commit that set the
+	// signed content last accepted.
+	verified map[string]verifiedFile
+	accepted map[string]string
+	peerKeys map[string]*gitsource.VerifyConfig
 }
 
-// Accepted sets the signed commit content must move forward from, once.
-func (g *GitRepo) Accepted(setBy string) {
-	if g.accepted == "" {
-		g.accepted = setBy
+type verifiedFile struct {
+	sum  [sha256.Size]byte
+	from Provenance
+}
+
+// Accepted sets the signed commit content at path must move forward from,
+// once.
+func (g *GitRepo) Accepted(path, setBy string) {
+	if g.accepted == nil {
+		g.accepted = map[string]string{}
 	}
+	if g.accepted[path] == "" {
+		g.accepted[path] = setBy
+	}
+}
+
+// signed reports whether path must be set by a signed commit.
+func (g *GitRepo) signed(path string) bool {
+	return path == g.DesiredPath || g.RisksPath != "" && path == g.RisksPath
 }
 
 // Head polls the branch and checks ancestry against since.
@@ -54,22 +69,19 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 }
 
 // Read reads a file; when verification is configured and path is the
-// desired file, the commit that set it must be signed by a trusted key and
-// descend from the signed commit accepted before: an older signed file
-// brought back (a merge whose first parent is an old signed commit, a
-// stale mirror) is refused, whatever path through merges leads to it.
+// desired or the risks file, the commit that set it must be signed by a
+// trusted key and descend from the signed commit accepted before there: an
+// older signed file brought back (a merge whose first parent is an old
+// signed commit, a stale mirror) is refused, whatever path through merges
+// leads to it.
 func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenance, error) {
-	limit := int64(planner.MaxDesiredSize)
-	if path != g.DesiredPath {
-		limit = MaxStatusSize
-	}
-	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, limit)
-	if err != nil || path != g.DesiredPath {
+	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, planner.MaxDesiredSize)
+	if err != nil || !g.signed(path) {
 		return data, Provenance{}, err
 	}
 	sum := sha256.Sum256(data)
-	if g.verified.Signer != "" && sum == g.verifiedSum {
-		return data, g.verified, nil
+	if v, ok := g.verified[path]; ok && sum == v.sum {
+		return data, v.from, nil
 	}
 	v, err := g.Source.VerifyFile(ctx, gitsource.Revision(rev), path)
 	if err != nil {
@@ -78,8 +90,8 @@ func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenanc
 	if v.Signer == "" {
 		return data, Provenance{}, nil // signatures are not verified
 	}
-	if g.accepted != "" && string(v.Commit) != g.accepted {
-		ok, err := g.Source.Descends(ctx, v.Commit, gitsource.Revision(g.accepted))
+	if prev := g.accepted[path]; prev != "" && string(v.Commit) != prev {
+		ok, err := g.Source.Descends(ctx, v.Commit, gitsource.Revision(prev))
 		if err != nil {
 			return nil, Provenance{}, err
 		}
@@ -87,12 +99,31 @@ func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenanc
 			return nil, Provenance{}, gitsource.Stall(gitsource.ReasonStaleSignedContent,
 				"%s was set by %s (signed by %s), which does not descend from %s, the signed commit accepted before: "+
 					"older signed content brought back (by a merge, or a stale server) is not applied; commit and sign the content again on top of the branch",
-				path, v.Commit.Short(), v.Signer, gitsource.Revision(g.accepted).Short())
+				path, v.Commit.Short(), v.Signer, gitsource.Revision(prev).Short())
 		}
 	}
-	g.accepted = string(v.Commit)
-	g.verifiedSum, g.verified = sum, Provenance{Signer: v.Signer, SetBy: string(v.Commit)}
-	return data, g.verified, nil
+	if g.accepted == nil {
+		g.accepted = map[string]string{}
+	}
+	if g.verified == nil {
+		g.verified = map[string]verifiedFile{}
+	}
+	from := Provenance{Signer: v.Signer, SetBy: string(v.Commit)}
+	g.accepted[path], g.verified[path] = string(v.Commit), verifiedFile{sum: sum, from: from}
+	return data, from, nil
+}
+
+// ReadStatus reads the status file at the head of the branch status is
+// committed to; a missing file or branch reads as DesiredFileMissing.
+func (g *GitRepo) ReadStatus(ctx context.Context, path string) ([]byte, error) {
+	rev, err := g.Source.HeadOf(ctx, g.Source.StatusBranch())
+	if err != nil {
+		return nil, err
+	}
+	if rev == "" {
+		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "branch %s has no commits", g.Source.StatusBranch())
+	}
+	return g.Source.ReadFile(ctx, rev, path, MaxStatusSize)
 }
 
 // Write commits the status file; unchanged bytes are not an error.
@@ -105,23 +136,43 @@ func (g *GitRepo) Write(ctx context.Context, path string, data []byte, message s
 }
 
 // PeerStatus reads another cluster's committed status file,
-// status/<cluster>.yaml: from its own branch status/<cluster> when there
-// is one (the recommended layout), else from the desired file's branch.
-// A cluster with no status file yet is an error with reason
-// DesiredFileMissing.
-func (g *GitRepo) PeerStatus(ctx context.Context, cluster string) ([]byte, error) {
-	rev, err := g.Source.HeadOf(ctx, "status/"+cluster)
-	if err == nil && rev == "" {
-		rev, err = g.Source.Head(ctx)
-	}
+// status/<cluster>.yaml at the head of its branch status/<cluster>, and
+// checks that the head is signed by key.
+func (g *GitRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, error) {
+	branch := PeerBranch(cluster)
+	rev, err := g.Source.HeadOf(ctx, branch)
 	if err != nil {
 		return nil, err
 	}
 	if rev == "" {
-		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "the repository has no commits")
+		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "there is no branch %s", branch)
 	}
-	return g.Source.ReadFile(ctx, rev, PeerStatusPath(cluster), MaxStatusSize)
+	keys, err := g.trusted(key)
+	if err != nil {
+		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "its status key in the fleet file cannot be used: %v", err)
+	}
+	data, _, err := g.Source.ReadSigned(ctx, rev, PeerStatusPath(cluster), MaxStatusSize, keys)
+	return data, err
 }
+
+// trusted parses a peer's key once.
+func (g *GitRepo) trusted(key string) (*gitsource.VerifyConfig, error) {
+	if v, ok := g.peerKeys[key]; ok {
+		return v, nil
+	}
+	v, err := gitsource.TrustedKeys(key)
+	if err != nil {
+		return nil, err
+	}
+	if g.peerKeys == nil {
+		g.peerKeys = map[string]*gitsource.VerifyConfig{}
+	}
+	g.peerKeys[key] = v
+	return v, nil
+}
+
+// PeerBranch is the branch a fleet's cluster commits its status to.
+func PeerBranch(cluster string) string { return "status/" + cluster }
 
 // PeerStatusPath is where a fleet's cluster commits its status.
 func PeerStatusPath(cluster string) string { return "status/" + cluster + ".yaml" }

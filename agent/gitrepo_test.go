@@ -152,9 +152,9 @@ func TestOlderSignedContentCannotComeBack(t *testing.T) {
 	if !strings.Contains(err.Error(), old[:7]) || !strings.Contains(err.Error(), current[:7]) {
 		t.Errorf("the refusal should name both commits: %v", err)
 	}
-	// After a restart the status file's setBy carries the same protection.
+	// After a restart the agent's memory carries the same protection.
 	restarted := newRepo()
-	restarted.Accepted("main@sha1:" + current)
+	restarted.Accepted("kubevirt.yaml", "main@sha1:"+current)
 	if _, _, err := readAt(restarted); gitsource.ReasonOf(err) != gitsource.ReasonStaleSignedContent {
 		t.Fatalf("after a restart: %v", err)
 	}

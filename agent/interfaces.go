@@ -16,12 +16,16 @@ type Repo interface {
 	// Read returns a file at a revision and, when signatures are verified,
 	// who signed the commit that set it and which commit that was.
 	Read(ctx context.Context, rev, path string) (data []byte, from Provenance, err error)
-	// Accepted tells the repository which signed commit set the desired
-	// content last applied (from the status file, after a restart): signed
-	// content must only move forward from it.
-	Accepted(setBy string)
+	// Accepted tells the repository which signed commit set the content at
+	// path last accepted (from the agent's memory, after a restart): signed
+	// content there must only move forward from it.
+	Accepted(path, setBy string)
 	// Write commits a file when its bytes changed.
 	Write(ctx context.Context, path string, data []byte, message string) error
+	// ReadStatus reads the status file as last committed (where it is
+	// written, which may be another branch), once, to migrate the memory
+	// an earlier version kept there.
+	ReadStatus(ctx context.Context, path string) ([]byte, error)
 }
 
 // Cluster is what the agent needs from the cluster.
@@ -45,8 +49,12 @@ type Provenance struct {
 	SetBy  string
 }
 
-// PeerReader reads another cluster's committed status file; a cluster
-// without one is an error whose reason is DesiredFileMissing.
+// PeerReader reads another cluster's committed status file from the head
+// of its branch status/<cluster>, which must be signed by key (the one the
+// fleet file lists for it). A cluster without a branch is an error whose
+// reason is DesiredFileMissing; a status that cannot be proven (unsigned,
+// signed by another key, too large, not a file) is a stalling error that
+// says why; anything else is transient.
 type PeerReader interface {
-	PeerStatus(ctx context.Context, cluster string) ([]byte, error)
+	PeerStatus(ctx context.Context, cluster, key string) ([]byte, error)
 }

@@ -35,7 +35,10 @@ func (g logger) statusWritten(p Phase, reason string) {
 	g.l.Info("Status committed", "phase", string(p), "reason", reason)
 }
 func (g logger) statusPushFailed(err error) { g.l.Warn("Status push failed", "error", err) }
-func (g logger) journalFailed(err error)    { g.l.Warn("Journal write failed", "error", err) }
+func (g logger) memoryFailed(err error)     { g.l.Warn("Memory write failed", "error", err) }
+func (g logger) memoryMigrated(from string) {
+	g.l.Info("Memory migrated from the status file", "path", from)
+}
 func (g logger) catalogStale(err error) {
 	g.l.Warn("Release catalog refresh failed, using the previous one", "error", err)
 }

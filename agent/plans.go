@@ -42,7 +42,7 @@ func (act *activePlan) advanceTo(p planner.Plan) int {
 
 // track makes p (or the plan it continues) the active plan. A plan that does
 // not continue the active one supersedes it. After a restart, the plan in the
-// last status file is adopted when recomputing it from its recorded origin
+// agent's memory is adopted when recomputing it from its recorded origin
 // gives the same id and p continues it.
 func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
 	now := NewTimestamp(a.cfg.Clock())
@@ -60,27 +60,24 @@ func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
 	a.plans.finished = nil
 }
 
-// adopt rebuilds the active plan from the last committed status, verified by
+// adopt rebuilds the active plan from the agent's memory, verified by
 // recomputation.
 func (a *Agent) adopt(p planner.Plan) *activePlan {
-	prev := a.prev
-	if prev == nil || prev.Plan == nil || prev.Plan.Origin == nil || a.src.desired == nil || a.releases.cat == nil {
+	if a.mem == nil || a.mem.Plan == nil || a.mem.Plan.Origin == nil || a.src.desired == nil || a.releases.cat == nil {
 		return nil
 	}
-	whole, err := planner.Compute(*a.src.desired, prev.Plan.Origin.observed(), a.releases.cat)
-	if err != nil || whole.ID != prev.Plan.ID || (whole.ID != p.ID && !p.Continues(whole)) || len(whole.Steps) != len(prev.Plan.Steps) {
+	prev := a.mem.Plan
+	whole, err := planner.Compute(*a.src.desired, prev.Origin.observed(), a.releases.cat)
+	if err != nil || whole.ID != prev.ID || (whole.ID != p.ID && !p.Continues(whole)) || len(whole.Steps) != len(prev.Steps) {
 		return nil
 	}
 	act := newActive(whole, NewTimestamp(a.cfg.Clock()))
-	for i, s := range prev.Plan.Steps {
+	for i, s := range prev.Steps {
 		if s.Type == act.steps[i].Type && s.To == act.steps[i].To {
 			act.steps[i].State, act.steps[i].StartedAt, act.steps[i].FinishedAt = s.State, s.StartedAt, s.FinishedAt
 			act.steps[i].Notes, act.steps[i].OperatorFirst = s.Notes, s.OperatorFirst
 			act.ran = act.ran || s.State != StepPending
 		}
-	}
-	if prev.Phase == PhaseFailed && prev.Desired != nil && prev.Desired.Digest == a.src.digest {
-		a.plans.failed = &failure{key: failureKey(a.src.digest, whole.ID), reason: prev.Reason, message: prev.Message}
 	}
 	return act
 }

@@ -103,7 +103,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	}
 	p.Workloads = a.workloads
 	p.History = a.plans.history
-	p.Journal = a.journal.shown
+	p.Journal = a.journal.view()
 	p.Applied = a.applied
 	p.Conditions = a.conditionsFor(p)
 	a.conditions = p.Conditions
@@ -140,11 +140,14 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	return a.drain(ctx, p.Journal)
 }
 
-// drain empties the journal in the cluster of what the pushed status holds;
-// a failure is logged, the entries stay and are pushed again.
+// drain marks published what the pushed status holds; the memory forgets
+// it then. A failure is logged; the entries are published again.
 func (a *Agent) drain(ctx context.Context, pushed []Entry) error {
-	if err := a.journal.drain(ctx, pushed); err != nil {
-		a.log.journalFailed(err)
+	if !a.journal.drain(pushed) {
+		return nil
+	}
+	if err := a.remember(ctx); err != nil {
+		a.log.memoryFailed(err)
 	}
 	return nil
 }
@@ -168,52 +171,17 @@ func commitMessage(cluster string, p *pass) string {
 	return subject + body.String()
 }
 
-// loadPrevious reads the committed status once after start: its history and
-// conditions carry on, the signed commit that set the content applied
-// before is where signed content must move forward from, and (see
-// adoptPreviousRevision) its desired revision is kept when the desired
-// bytes are the same. Everything else is only a hint, re-verified before use.
-func (a *Agent) loadPrevious(ctx context.Context, head string) {
-	a.loaded = true
-	data, _, err := a.repo.Read(ctx, head, a.cfg.StatusPath)
-	if err != nil {
+// adoptRevision keeps the remembered desired revision while the desired
+// content is the one it was remembered with (after a restart, the head has
+// moved past the commit that set it).
+func (a *Agent) adoptRevision() {
+	m := a.mem
+	if m == nil || m.Desired == nil || m.Desired.Revision == "" || a.src.rev == m.Desired.Revision {
 		return
 	}
-	prev, err := ParseStatus(data)
-	if err != nil {
-		a.log.previousStatusIgnored(err)
-		return
-	}
-	a.prev = &prev
-	a.plans.history = prev.History
-	if len(a.plans.history) > maxHistory {
-		a.plans.history = a.plans.history[:maxHistory]
-	}
-	a.conditions = prev.Conditions
-	a.journal.adopt(prev.Journal)
-	a.applied = prev.Applied
-	a.workloads = prev.Workloads
-	if prev.Plan != nil && planDone(prev.Plan) {
-		a.plans.finished = prev.Plan // keeps a restart in a steady state commit-free
-	}
-	a.lastWritten = data
-	if prev.Desired != nil && prev.Desired.SetBy != "" {
-		a.repo.Accepted(prev.Desired.SetBy)
-	}
-}
-
-// adoptPreviousRevision keeps the previous status's desired revision when
-// the desired content is the same as before the restart.
-func (a *Agent) adoptPreviousRevision() {
-	prev := a.prev
-	if prev == nil {
-		return
-	}
-	switch {
-	case prev.Desired != nil && prev.Desired.Digest == a.src.digest && prev.DesiredRevision != "":
-		a.src.rev = prev.DesiredRevision
-	case prev.Phase == PhaseInvalid && a.src.err != nil && prev.Message == redact.Text(a.src.err.Error(), redact.MaxMessage):
-		a.src.rev = prev.DesiredRevision // the same broken content as before the restart
+	d := m.Desired
+	if d.Key != "" && d.Key == a.src.key || d.Key == "" && d.Digest != "" && d.Digest == a.src.digest {
+		a.src.rev = d.Revision
 	}
 }
 

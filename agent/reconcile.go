@@ -28,6 +28,23 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 			a.mu.Unlock()
 		}
 	}()
+	if err := a.recall(ctx); err != nil {
+		// Nothing is read from Git or done without the memory; the status
+		// says why (without the history the memory holds, until it is back).
+		reason := "ClusterUnavailable"
+		var unreadable *memoryError
+		if errors.As(err, &unreadable) {
+			reason = "MemoryUnreadable"
+		}
+		p.set(PhaseUnknown, reason, err.Error())
+		_ = a.publish(ctx, p)
+		return false, err
+	}
+	defer func() {
+		if err := a.remember(ctx); err != nil {
+			a.log.memoryFailed(err) // written again after the next change
+		}
+	}()
 	if stop, err := a.readRepo(ctx, p); stop {
 		return false, err
 	}
@@ -76,8 +93,8 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 
 	a.track(plan, obs)
 	if f := a.plans.failed; f != nil {
-		if f.key == failureKey(a.src.digest, a.plans.active.plan.ID) {
-			p.set(PhaseFailed, f.reason, f.message)
+		if f.Key == failureKey(a.src.digest, a.plans.active.plan.ID) {
+			p.set(PhaseFailed, f.Reason, f.Message)
 			p.Plan = a.planStatus()
 			return false, a.publish(ctx, p)
 		}
@@ -116,23 +133,10 @@ func (a *Agent) readRepo(ctx context.Context, p *pass) (bool, error) {
 	}
 	a.lastSeen = head
 	a.log = logger{a.cfg.Logger}.with("revision", gitsource.Revision(head).Short())
-	first := !a.loaded
-	if first {
-		a.loadPrevious(ctx, head)
-	}
-	if !a.journal.ready {
-		// Needed before any step; a cluster that cannot be read now is
-		// reported below, and the journal read again next time.
-		if err := a.journal.recover(ctx, NewTimestamp(a.cfg.Clock())); err != nil {
-			a.log.journalFailed(err)
-		}
-	}
 	if err := a.readDesired(ctx, head); err != nil {
 		return true, err
 	}
-	if first {
-		a.adoptPreviousRevision()
-	}
+	a.adoptRevision()
 	p.DesiredRevision = a.src.rev
 	return false, nil
 }
@@ -212,6 +216,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	if err != nil && !stalls(err) {
 		return err
 	}
+	a.accept(a.cfg.DesiredPath, from)
 	risks, rerr := a.readRisks(ctx, head)
 	if rerr != nil && !stalls(rerr) {
 		return rerr
@@ -262,13 +267,27 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 }
 
 // readRisks reads the repository's risks file: nil when there is none.
+// When signatures are verified it must be signed as the desired file is.
 func (a *Agent) readRisks(ctx context.Context, head string) ([]byte, error) {
-	data, _, err := a.repo.Read(ctx, head, a.cfg.RisksPath)
+	data, from, err := a.repo.Read(ctx, head, a.cfg.RisksPath)
 	a.cfg.Metrics.gitOp("read", err)
 	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		return nil, nil
 	}
+	a.accept(a.cfg.RisksPath, from)
 	return data, err
+}
+
+// accept remembers the signed commit that set verified content at path:
+// signed content there only moves forward from it.
+func (a *Agent) accept(path string, from Provenance) {
+	if from.SetBy == "" || a.accepted[path] == from.SetBy {
+		return
+	}
+	if a.accepted == nil {
+		a.accepted = map[string]string{}
+	}
+	a.accepted[path] = from.SetBy
 }
 
 // plan computes the plan, refreshing a stale catalog, and once more with a
@@ -313,15 +332,16 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		// The step succeeded, yet the cluster still needs it: running it
 		// again would loop. Stall and say so.
 		a.plans.lastDone = ""
-		a.plans.failed = &failure{key: failureKey(a.src.digest, act.plan.ID), reason: "NoProgress",
-			message: fmt.Sprintf("step %d/%d %s reported success but the cluster did not change; not repeating it", i+1, len(act.steps), step)}
-		s.State, s.Message = StepFailed, a.plans.failed.message
-		p.set(PhaseFailed, a.plans.failed.reason, a.plans.failed.message)
+		a.plans.failed = &failure{Key: failureKey(a.src.digest, act.plan.ID), Reason: "NoProgress",
+			Message: fmt.Sprintf("step %d/%d %s reported success but the cluster did not change; not repeating it", i+1, len(act.steps), step)}
+		s.State, s.Message = StepFailed, a.plans.failed.Message
+		p.set(PhaseFailed, a.plans.failed.Reason, a.plans.failed.Message)
 		p.Plan = a.planStatus()
-		a.finish(RunFailed, a.plans.failed.message)
+		a.finish(RunFailed, a.plans.failed.Message)
 		return false, a.publish(ctx, p)
 	}
-	startedAt := a.cfg.Clock()
+	now := a.cfg.Clock()
+	startedAt := now
 	if s.State == StepRunning && s.StartedAt != nil {
 		startedAt = s.StartedAt.Time // resuming a hop: its deadline does not move
 	}
@@ -338,19 +358,20 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	// every retry (no commit per back-off).
 	notStarting := func(err error) (bool, error) {
 		s.State, s.StartedAt = StepPending, nil
+		reason := "JournalUnavailable"
+		var full *journalFull
+		if errors.As(err, &full) || errors.Is(err, errMemoryTooLarge) {
+			reason = "JournalFull"
+		}
 		err = fmt.Errorf("not starting %s: %w", where, err)
-		p.set(PhaseProgressing, "JournalUnavailable", err.Error())
+		p.set(PhaseProgressing, reason, err.Error())
 		p.Plan = a.planStatus()
 		_ = a.publish(ctx, p)
 		return false, err
 	}
-	if !a.journal.ready {
-		return notStarting(errors.New("the journal in the cluster has not been read yet"))
-	}
-	now := a.cfg.Clock()
 	attempt := Entry{ID: entryID(act.plan.ID, i+1, now, a.cfg.Identity), PlanID: act.plan.ID, Step: i + 1, Of: len(act.steps),
 		Type: string(step.Type), From: step.From, To: step.To, State: StepRunning, StartedAt: NewTimestamp(now), By: a.cfg.Identity}
-	if err := a.journal.intend(ctx, attempt); err != nil {
+	if err := a.intend(ctx, attempt); err != nil {
 		return notStarting(err)
 	}
 	a.hook("intent-recorded")
@@ -382,8 +403,9 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	defer a.hook("outcome-recorded")
 	outcome := func(state StepState, message string) {
 		attempt.State, attempt.FinishedAt, attempt.Message = state, ts(a.cfg.Clock()), redact.Text(message, 300)
-		if err := a.journal.record(ctx, attempt); err != nil {
-			a.log.journalFailed(err) // kept in memory and written with the next status
+		a.journal.record(attempt)
+		if err := a.remember(ctx); err != nil {
+			a.log.memoryFailed(err) // kept in memory and written again with the next change
 		}
 	}
 	if r := executor.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
@@ -418,11 +440,11 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		reason := why(err)
 		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
 		a.cfg.Metrics.hop(step, "Failed", took)
-		a.plans.failed = &failure{key: failureKey(a.src.digest, act.plan.ID), reason: reason, message: where + ": " + err.Error()}
+		a.plans.failed = &failure{Key: failureKey(a.src.digest, act.plan.ID), Reason: reason, Message: where + ": " + err.Error()}
 		a.cluster.Event(ctx, true, "StepFailed", where+": "+err.Error())
-		p.set(PhaseFailed, reason, a.plans.failed.message)
+		p.set(PhaseFailed, reason, a.plans.failed.Message)
 		p.Plan = a.planStatus()
-		a.finish(RunFailed, a.plans.failed.message)
+		a.finish(RunFailed, a.plans.failed.Message)
 		return false, a.publish(ctx, p)
 	default:
 		outcome(EntryRetrying, err.Error())

@@ -93,7 +93,7 @@ func TestDriftIsCorrected(t *testing.T) {
 func TestTheRepositoryRisksFile(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.7.4")
 	m := agent.NewMetrics()
-	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m}, w.repo, w.cluster, realCatalog)
+	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Metrics: m, Memory: w.memory}, w.repo, w.cluster, realCatalog)
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
@@ -145,12 +145,12 @@ func count(list []string, s string) int {
 	return n
 }
 
-// brokenJournal reads as empty and refuses every write, as when the agent's
+// brokenMemory reads as empty and refuses every write, as when the agent's
 // namespace is missing.
-type brokenJournal struct{}
+type brokenMemory struct{}
 
-func (brokenJournal) Load(context.Context) ([]byte, error) { return nil, nil }
-func (brokenJournal) Save(context.Context, []byte) error {
+func (brokenMemory) Load(context.Context) ([]byte, error) { return nil, nil }
+func (brokenMemory) Save(context.Context, []byte) error {
 	return errors.New(`namespaces "kvgitops" not found`)
 }
 
@@ -159,7 +159,7 @@ func (brokenJournal) Save(context.Context, []byte) error {
 // commit, not one per back-off).
 func TestNoStepWithoutTheJournal(t *testing.T) {
 	w := newWorld(t, "  version: v1.8.4\n", "v1.7.4")
-	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Journal: brokenJournal{}}, w.repo, w.cluster, realCatalog)
+	w.agent = agent.New(agent.Config{ClusterName: "prod-east", Clock: w.clock.now, Memory: brokenMemory{}}, w.repo, w.cluster, realCatalog)
 	for range 4 {
 		if _, err := w.agent.Reconcile(context.Background()); err == nil {
 			t.Fatal("a step started without its intent recorded")

@@ -154,21 +154,21 @@ func (s *Source) VerifyFile(ctx context.Context, rev Revision, filePath string) 
 	}
 	setter, err := lastChange(st, h, p, s.cfg.HistoryDepth)
 	if err != nil {
-		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, rev.Branch(), err)
 	}
 	// The message names the commit that set the file, never the head: the
 	// agent's own status commits move the head and must not change it.
 	signer, err := s.cfg.Verify.verify(setter)
 	if err != nil {
-		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", p, rev.Branch(), err)
 	}
 	if s.cfg.Signer != nil && signer == s.cfg.Signer.identity {
 		// The agent's key signs status commits; it never vouches for what
 		// the cluster should run, even when it is also a trusted key.
 		return Verified{}, s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s was set by commit %s, signed with the agent's own status-signing key (%s), which signs status commits only",
-			p, s.cfg.Branch, short(setter.Hash), signer)
+			p, rev.Branch(), short(setter.Hash), signer)
 	}
-	return Verified{Signer: signer, Commit: newRevision(s.cfg.Branch, setter.Hash)}, nil
+	return Verified{Signer: signer, Commit: newRevision(rev.Branch(), setter.Hash)}, nil
 }
 
 // FileChanged returns the commit that last changed path as of rev
@@ -191,9 +191,9 @@ func (s *Source) FileChanged(ctx context.Context, rev Revision, filePath string)
 	}
 	c, err := lastChange(st, h, p, s.cfg.HistoryDepth)
 	if err != nil {
-		return "", time.Time{}, s.errorf(ReasonDesiredFileMissing, true, nil, "%s on %s: %v", p, s.cfg.Branch, err)
+		return "", time.Time{}, s.errorf(ReasonDesiredFileMissing, true, nil, "%s on %s: %v", p, rev.Branch(), err)
 	}
-	return newRevision(s.cfg.Branch, c.Hash), c.Committer.When, nil
+	return newRevision(rev.Branch(), c.Hash), c.Committer.When, nil
 }
 
 // lastChange walks first parents from head to the newest commit whose

@@ -30,6 +30,34 @@ var readLimits = limits{object: 16 << 20, blob: 256 << 10, total: 64 << 20}
 func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, max int64) ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.readFile(ctx, rev, filePath, max)
+}
+
+// ReadSigned is ReadFile for content another party vouches for with its
+// own key (a fleet peer's status on its own branch): the commit rev names
+// must carry exactly one signature, by one of keys. It returns the file
+// and who signed it; a missing or foreign signature is a terminal
+// SignatureInvalid naming the branch.
+func (s *Source) ReadSigned(ctx context.Context, rev Revision, filePath string, max int64, keys *VerifyConfig) ([]byte, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	data, err := s.readFile(ctx, rev, filePath, max)
+	if err != nil {
+		return nil, "", err
+	}
+	h, _ := rev.hash() // readFile checked it
+	c, err := object.GetCommit(s.store, h)
+	if err != nil {
+		return nil, "", s.errorf(ReasonGitUnavailable, false, err, "read commit %s", rev.Short())
+	}
+	signer, err := keys.verify(c)
+	if err != nil {
+		return nil, "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", filePath, rev.Branch(), err)
+	}
+	return data, signer, nil
+}
+
+func (s *Source) readFile(ctx context.Context, rev Revision, filePath string, max int64) ([]byte, error) {
 	h, err := rev.hash()
 	if err != nil {
 		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%v", err)
@@ -42,16 +70,16 @@ func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, ma
 	defer cancel()
 	r := &reader{s: s, ctx: ctx}
 	defer r.close()
-	entry, err := r.entry(h, p)
+	entry, err := r.entry(h, p, rev.Branch())
 	if err != nil {
 		return nil, err
 	}
 	switch entry.Mode {
 	case filemode.Regular, filemode.Executable:
 	case filemode.Symlink:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is a symlink; kvgitops reads regular files only", p, s.cfg.Branch)
+		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is a symlink; kvgitops reads regular files only", p, rev.Branch())
 	default:
-		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is not a regular file (mode %s)", p, s.cfg.Branch, entry.Mode)
+		return nil, s.errorf(ReasonNotRegularFile, true, nil, "%s on %s is not a regular file (mode %s)", p, rev.Branch(), entry.Mode)
 	}
 	if err := r.object(entry.Hash); err != nil {
 		return nil, err
@@ -60,13 +88,13 @@ func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, ma
 	if size, skipped := s.skipped[entry.Hash]; err != nil && (skipped || r.v0) {
 		// Dropped while streaming, or filtered out by blob:limit (v0).
 		return nil, s.errorf(ReasonTooLarge, true, nil, "%s on %s (%d bytes, 0 if the server filtered it) is over what kvgitops reads (%d bytes)",
-			p, s.cfg.Branch, size, min(max, readLimits.blob))
+			p, rev.Branch(), size, min(max, readLimits.blob))
 	}
 	if err != nil {
 		return nil, s.errorf(ReasonGitUnavailable, false, err, "read %s in %s", p, rev.Short())
 	}
 	if blob.Size > max {
-		return nil, s.errorf(ReasonTooLarge, true, nil, "%s on %s is %d bytes, over the %d-byte limit", p, s.cfg.Branch, blob.Size, max)
+		return nil, s.errorf(ReasonTooLarge, true, nil, "%s on %s is %d bytes, over the %d-byte limit", p, rev.Branch(), blob.Size, max)
 	}
 	br, err := blob.Reader()
 	if err != nil {
@@ -156,7 +184,7 @@ func (r *reader) object(h plumbing.Hash) error {
 }
 
 // entry finds path in the tree of commit, fetching the trees on the way.
-func (r *reader) entry(commit plumbing.Hash, p string) (*object.TreeEntry, error) {
+func (r *reader) entry(commit plumbing.Hash, p, branch string) (*object.TreeEntry, error) {
 	s := r.s
 	if err := r.commit(commit); err != nil {
 		return nil, err
@@ -166,7 +194,7 @@ func (r *reader) entry(commit plumbing.Hash, p string) (*object.TreeEntry, error
 		return nil, s.errorf(ReasonGitUnavailable, false, err, "read commit %s", commit)
 	}
 	missing := func() error {
-		return s.errorf(ReasonDesiredFileMissing, true, nil, "%s does not exist on branch %s", p, s.cfg.Branch)
+		return s.errorf(ReasonDesiredFileMissing, true, nil, "%s does not exist on branch %s", p, branch)
 	}
 	tree := c.TreeHash
 	parts := strings.Split(p, "/")

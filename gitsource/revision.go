@@ -23,6 +23,12 @@ func (r Revision) Commit() string {
 	return c
 }
 
+// Branch is the branch the revision was read from.
+func (r Revision) Branch() string {
+	b, _, _ := strings.Cut(string(r), "@")
+	return b
+}
+
 // Short is a short form for messages: main@1a2b3c4.
 func (r Revision) Short() string {
 	b, _, _ := strings.Cut(string(r), "@")

@@ -116,6 +116,9 @@ func New(cfg Config) (*Source, error) {
 	return s, nil
 }
 
+// StatusBranch is the branch status commits go to.
+func (s *Source) StatusBranch() string { return s.cfg.StatusBranch }
+
 // URL is the repository URL without credentials.
 func (s *Source) URL() string { return s.remote.display }
 

@@ -48,6 +48,40 @@ func (v *VerifyConfig) validate() error {
 	return nil
 }
 
+// TrustedKeys is a VerifyConfig that trusts keys: each an authorized_keys
+// line of an SSH public key or an armored OpenPGP public key.
+func TrustedKeys(keys ...string) (*VerifyConfig, error) {
+	v := &VerifyConfig{}
+	for _, k := range keys {
+		if strings.HasPrefix(strings.TrimSpace(k), "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+			v.PGPKeyRings = append(v.PGPKeyRings, k)
+		} else {
+			v.SSHKeys = append(v.SSHKeys, strings.TrimSpace(k))
+		}
+	}
+	if err := v.validate(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// VerifyCommit checks a raw commit object (`git cat-file commit`) against
+// keys and names the signer: a local checkout's peer branches are verified
+// by the same code as the agent's.
+func VerifyCommit(raw []byte, keys *VerifyConfig) (string, error) {
+	obj := &plumbing.MemoryObject{}
+	obj.SetType(plumbing.CommitObject)
+	if _, err := obj.Write(raw); err != nil {
+		return "", err
+	}
+	var c object.Commit
+	if err := c.Decode(obj); err != nil {
+		return "", fmt.Errorf("not a commit: %v", err)
+	}
+	c.Hash = obj.Hash()
+	return keys.verify(&c)
+}
+
 // signatureNamespace is what git signs commits with (gpg.ssh namespace).
 const signatureNamespace = "git"
 

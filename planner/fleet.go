@@ -32,6 +32,10 @@ type Fleet struct {
 	// file for this long halts the later rings.
 	StatusMissingAfter time.Duration
 	Overrides          map[string]Override
+	// StatusKeys are the public keys each cluster signs its status commits
+	// with (spec.statusKeys): a peer's status counts for the ring gate only
+	// when its branch head is signed by its key.
+	StatusKeys map[string]string
 }
 
 // Ring is one step of a rollout: its clusters start only when every
@@ -75,7 +79,7 @@ func ParseFleet(data []byte) (Fleet, error) {
 	if err := top.decode("", root, "apiVersion", "kind", "spec"); err != nil {
 		return Fleet{}, err
 	}
-	var overrides *yaml.Node
+	var overrides, keys *yaml.Node
 	sf := fields{
 		"kubevirt": func(n *yaml.Node) error {
 			return rebase(f.KubeVirt.decodeSpec(n), "spec.", "spec.kubevirt.")
@@ -87,7 +91,8 @@ func ParseFleet(data []byte) (Fleet, error) {
 			}}
 			return h.decode("spec.halt", n)
 		},
-		"overrides": func(n *yaml.Node) error { overrides = n; return nil },
+		"overrides":  func(n *yaml.Node) error { overrides = n; return nil },
+		"statusKeys": func(n *yaml.Node) error { keys = n; return nil },
 	}
 	if err := sf.decode("spec", spec, "kubevirt", "rings"); err != nil {
 		return Fleet{}, err
@@ -97,8 +102,53 @@ func ParseFleet(data []byte) (Fleet, error) {
 			return Fleet{}, err
 		}
 	}
+	if keys != nil {
+		if err := f.decodeKeys(keys); err != nil {
+			return Fleet{}, err
+		}
+	}
 	return f, nil
 }
+
+// maxStatusKey bounds one public key (an armored OpenPGP key with a few
+// subkeys fits; an SSH key is a line).
+const maxStatusKey = 16 << 10
+
+// decodeKeys reads spec.statusKeys: cluster name → an SSH public key
+// (authorized_keys line) or an armored OpenPGP public key. Only the shape is
+// checked here; the signature check parses it.
+func (f *Fleet) decodeKeys(n *yaml.Node) error {
+	if n.Kind != yaml.MappingNode {
+		return &FieldError{Field: "spec.statusKeys", Line: n.Line, Problem: "must be a mapping of cluster name to public key, got " + kindName(n)}
+	}
+	f.StatusKeys = map[string]string{}
+	dec := fields{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i]
+		cluster, field := k.Value, "spec.statusKeys."+k.Value
+		dec[cluster] = func(v *yaml.Node) error {
+			if _, _, ok := f.find(cluster); !ok {
+				return fieldErr(k, "spec.statusKeys", cluster, "names a cluster that is in no ring")
+			}
+			key, err := scalarString(v, field)
+			if err != nil {
+				return err
+			}
+			key = strings.TrimSpace(key)
+			switch {
+			case len(key) > maxStatusKey:
+				return &FieldError{Field: field, Line: v.Line, Problem: fmt.Sprintf("is %d bytes, at most %d", len(key), maxStatusKey)}
+			case !statusKeyShape.MatchString(key) && !strings.HasPrefix(key, "-----BEGIN PGP PUBLIC KEY BLOCK-----"):
+				return fieldErr(v, field, key, "is neither an SSH public key (ssh-ed25519 AAAA…) nor an armored OpenPGP public key")
+			}
+			f.StatusKeys[cluster] = key
+			return nil
+		}
+	}
+	return dec.decode("spec.statusKeys", n)
+}
+
+var statusKeyShape = regexp.MustCompile(`^(ssh-(ed25519|rsa)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+=*( [^\x00-\x1f]*)?$`)
 
 func (f *Fleet) decodeRings(n *yaml.Node) error {
 	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {

@@ -58,6 +58,10 @@ func TestParseFleetReadsRingsOverridesAndTheSharedSpec(t *testing.T) {
 	if d, _, _ := f.DesiredFor("ap-2"); !d.Suspend {
 		t.Error("ap-2 is suspended")
 	}
+	keyed := mustFleet(t, goodFleet+"  statusKeys:\n    lab-1: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHs4 lab-1@fleet\n    eu-2: |\n      -----BEGIN PGP PUBLIC KEY BLOCK-----\n      mQENBF\n      -----END PGP PUBLIC KEY BLOCK-----\n")
+	if !strings.HasPrefix(keyed.StatusKeys["lab-1"], "ssh-ed25519 ") || !strings.Contains(keyed.StatusKeys["eu-2"], "END PGP PUBLIC KEY BLOCK") || len(keyed.StatusKeys) != 2 {
+		t.Errorf("statusKeys %q", keyed.StatusKeys)
+	}
 	_, _, err = f.DesiredFor("mars-1")
 	if planner.ReasonOf(err) != planner.ReasonNotInFleet || !strings.Contains(err.Error(), `"mars-1"`) || !strings.Contains(err.Error(), "canary, staging, prod") {
 		t.Errorf("a cluster in no ring: %v", err)
@@ -77,6 +81,9 @@ func TestParseFleetNamesTheFieldAndValue(t *testing.T) {
 		{"a bad pin", "  kubevirt: {version: v1.8.4}\n  rings: [{name: a, clusters: [x]}]\n  overrides: {x: {version: v1.8}}\n", `spec.overrides.x.version (line 6): not a release tag`},
 		{"an unknown field", "  kubevirt: {version: v1.8.4}\n  rings: [{name: a, clusters: [x], wave: 2}]\n", `spec.rings[0].wave (line 5): is not a known field`},
 		{"no kubevirt", "  rings: [{name: a, clusters: [x]}]\n", `spec.kubevirt (line 4): is required`},
+		{"a key of a stranger", "  kubevirt: {version: v1.8.4}\n  rings: [{name: a, clusters: [x]}]\n  statusKeys: {y: ssh-ed25519 AAAA}\n", `spec.statusKeys (line 6): names a cluster that is in no ring, got "y"`},
+		{"a key that is no key", "  kubevirt: {version: v1.8.4}\n  rings: [{name: a, clusters: [x]}]\n  statusKeys: {x: \"trust me\"}\n", `spec.statusKeys.x (line 6): is neither an SSH public key`},
+		{"a private key", "  kubevirt: {version: v1.8.4}\n  rings: [{name: a, clusters: [x]}]\n  statusKeys: {x: \"-----BEGIN OPENSSH PRIVATE KEY-----\"}\n", `spec.statusKeys.x (line 6): is neither`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := planner.ParseFleet([]byte(fleetHead + tc.body))
@@ -94,7 +101,7 @@ func TestRingGate(t *testing.T) {
 	f := mustFleet(t, goodFleet)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	ok := func(since time.Duration) planner.Peer {
-		return planner.Peer{Found: true, Phase: "Succeeded", Version: "v1.8.4", ReadySince: now.Add(-since)}
+		return planner.Peer{Found: true, Phase: "Succeeded", Version: "v1.8.4", Current: true, ReadySince: now.Add(-since)}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -110,11 +117,20 @@ func TestRingGate(t *testing.T) {
 			want: "waiting for ring canary: lab-1 on v1.8.4 for 20m of 1h", recheck: now.Add(40 * time.Minute)},
 		{name: "the canary soaked", cluster: "eu-2", peers: map[string]planner.Peer{"lab-1": ok(time.Hour)}, open: true},
 		{name: "the canary runs another version", cluster: "eu-2",
-			peers: map[string]planner.Peer{"lab-1": {Found: true, Phase: "Progressing", Version: "v1.7.4"}},
+			peers: map[string]planner.Peer{"lab-1": {Found: true, Phase: "Progressing", Version: "v1.7.4", Current: true}},
 			want:  "waiting for ring canary: lab-1 is Progressing at v1.7.4, not yet Succeeded on v1.8.4"},
 		{name: "a failed canary halts", cluster: "eu-2",
 			peers:  map[string]planner.Peer{"lab-1": {Found: true, Phase: "Failed", Reason: "HopFailed", Message: "virt-handler crashed", Version: "v1.7.4"}},
 			halted: true, want: "rollout halted: lab-1 (ring canary) is Failed HopFailed: virt-handler crashed"},
+		{name: "a canary that has not read this fleet file yet", cluster: "eu-2",
+			peers: map[string]planner.Peer{"lab-1": {Found: true, Phase: "Succeeded", Version: "v1.8.4"}},
+			want:  "waiting for ring canary: lab-1 has not acted on this fleet file yet (Succeeded)"},
+		{name: "a status that cannot be proven waits like a missing one", cluster: "eu-2",
+			peers: map[string]planner.Peer{"lab-1": {MissingSince: now.Add(-time.Hour), Unknown: "its branch head is not signed"}},
+			want:  "waiting for ring canary: lab-1 has no status it can prove (its branch head is not signed) yet"},
+		{name: "and halts past the limit", cluster: "eu-2",
+			peers:  map[string]planner.Peer{"lab-1": {MissingSince: now.Add(-3 * time.Hour), Unknown: "signed by another key"}},
+			halted: true, want: "lab-1 (ring canary) has had no status it can prove (signed by another key) for 3h"},
 		{name: "a missing status waits, then halts", cluster: "eu-2",
 			peers: map[string]planner.Peer{"lab-1": {MissingSince: now.Add(-time.Hour)}},
 			want:  "waiting for ring canary: lab-1 has no status file yet"},

@@ -8,14 +8,22 @@ import (
 
 // Peer is what the ring gate needs from another cluster's committed status.
 type Peer struct {
-	Found bool
-	// MissingSince is when the caller first found no status (Found false).
+	// Found: a status the caller could verify was read. Without one,
+	// MissingSince is when the caller first found none, and Unknown says why
+	// a status it found does not count (unsigned, signed by another key,
+	// unreadable, too large).
+	Found        bool
 	MissingSince time.Time
+	Unknown      string
 	Phase        string // the status file's phase
 	Reason       string
 	Message      string
-	Version      string    // observed.version
-	ReadySince   time.Time // Ready=True since; zero when not Ready
+	Version      string // observed.version
+	// Current: the status is about this fleet file (its desired digest).
+	Current bool
+	// ReadySince is when the caller first saw the peer Succeeded on Version
+	// for this fleet file (never a time the peer claims); zero otherwise.
+	ReadySince time.Time
 }
 
 // Phases of a peer that halt a rollout.
@@ -58,14 +66,19 @@ func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Ti
 			p := peers[c]
 			switch {
 			case !p.Found:
-				gone := now.Sub(p.MissingSince)
+				gone, what := now.Sub(p.MissingSince), "no status file"
+				if p.Unknown != "" {
+					what = "no status it can prove (" + p.Unknown + ")"
+				}
 				if gone >= f.StatusMissingAfter {
-					halts = append(halts, fmt.Sprintf("%s (ring %s) has had no status file for %s (spec.halt.statusMissingAfter %s)", c, r.Name, Human(gone), Human(f.StatusMissingAfter)))
+					halts = append(halts, fmt.Sprintf("%s (ring %s) has had %s for %s (spec.halt.statusMissingAfter %s)", c, r.Name, what, Human(gone), Human(f.StatusMissingAfter)))
 				} else {
-					waits = append(waits, fmt.Sprintf("%s has no status file yet", c))
+					waits = append(waits, fmt.Sprintf("%s has %s yet", c, what))
 				}
 			case p.Phase == peerFailed || p.Phase == peerRefused:
 				halts = append(halts, fmt.Sprintf("%s (ring %s) is %s %s: %s", c, r.Name, p.Phase, p.Reason, p.Message))
+			case !p.Current:
+				waits = append(waits, fmt.Sprintf("%s has not acted on this fleet file yet (%s)", c, p.Phase))
 			case p.Phase != peerOK || p.Version != version || p.ReadySince.IsZero():
 				at := p.Version
 				if at == "" {

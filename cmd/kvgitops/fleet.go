@@ -17,6 +17,7 @@ import (
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 type fleetFlags struct {
@@ -30,8 +31,11 @@ type fleetFiles interface {
 	// Fleet returns the fleet file and when it was last changed (zero
 	// when that cannot be told).
 	Fleet(ctx context.Context, path string) ([]byte, time.Time, error)
-	// Status returns a cluster's status file; errNoStatus when it has none.
-	Status(ctx context.Context, cluster string) ([]byte, error)
+	// Status returns a cluster's status file from the head of its branch
+	// status/<cluster>, which must be signed by key: errNoStatus when it
+	// has none, a stalling gitsource error when it cannot be proven
+	// (unsigned, signed by another key, too large).
+	Status(ctx context.Context, cluster, key string) ([]byte, error)
 }
 
 var errNoStatus = errors.New("no status file")
@@ -120,25 +124,36 @@ func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter ti
 	if staleAfter == 0 {
 		staleAfter = f.StatusMissingAfter
 	}
-	statuses, unreadable := map[string]*agent.Status{}, map[string]error{}
+	statuses, unproven := map[string]*agent.Status{}, map[string]string{}
 	for _, ring := range f.Rings {
 		for _, c := range ring.Clusters {
-			data, err := files.Status(ctx, c)
+			key := f.StatusKeys[c]
+			if key == "" {
+				unproven[c] = "the fleet file lists no status key for it in spec.statusKeys"
+				continue
+			}
+			data, err := files.Status(ctx, c, key)
 			switch {
 			case errors.Is(err, errNoStatus):
+				continue
+			case gitsource.IsTerminal(err):
+				unproven[c] = err.Error()
 				continue
 			case err != nil:
 				return fleetReport{}, fmt.Errorf("read the status of %s: %w", c, err)
 			}
 			st, err := agent.ParseStatus(data)
-			if err != nil {
-				unreadable[c] = err
-				continue
+			switch {
+			case err != nil:
+				unproven[c] = "its status file is unreadable: " + err.Error()
+			case st.Cluster != c:
+				unproven[c] = "its branch holds the status of cluster " + redact.Quote(st.Cluster)
+			default:
+				statuses[c] = &st
 			}
-			statuses[c] = &st
 		}
 	}
-	return buildFleetReport(f, data, since, statuses, unreadable, now, staleAfter), nil
+	return buildFleetReport(f, data, since, statuses, unproven, now, staleAfter), nil
 }
 
 // repoFiles reads from a repository URL.
@@ -160,8 +175,8 @@ func (r *repoFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, 
 	return data, since, err
 }
 
-func (r *repoFiles) Status(ctx context.Context, cluster string) ([]byte, error) {
-	data, err := r.repo.PeerStatus(ctx, cluster)
+func (r *repoFiles) Status(ctx context.Context, cluster, key string) ([]byte, error) {
+	data, err := r.repo.PeerStatus(ctx, cluster, key)
 	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		return nil, errNoStatus
 	}
@@ -169,8 +184,9 @@ func (r *repoFiles) Status(ctx context.Context, cluster string) ([]byte, error) 
 }
 
 // dirFiles reads a local checkout: the fleet file from the working tree,
-// each status from the cluster's status branch (local, then origin's)
-// when there is one, else from the working tree.
+// each status from the head of the cluster's status branch (local, then
+// origin's), verified with the same code as the agent's and read within the
+// same cap.
 type dirFiles string
 
 func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, error) {
@@ -179,7 +195,7 @@ func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, er
 		return nil, time.Time{}, err
 	}
 	var since time.Time
-	if out, err := d.git(ctx, "log", "-1", "--format=%ct", "--", path); err == nil {
+	if out, err := d.git(ctx, 64, "log", "-1", "--format=%ct", "--", path); err == nil {
 		if sec, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64); err == nil {
 			since = time.Unix(sec, 0)
 		}
@@ -187,22 +203,59 @@ func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, er
 	return data, since, nil
 }
 
-func (d dirFiles) Status(ctx context.Context, cluster string) ([]byte, error) {
-	path := agent.PeerStatusPath(cluster)
-	for _, ref := range []string{"refs/heads/status/" + cluster, "refs/remotes/origin/status/" + cluster} {
-		if out, err := d.git(ctx, "show", ref+":"+path); err == nil {
-			return out, nil
+func (d dirFiles) Status(ctx context.Context, cluster, key string) ([]byte, error) {
+	var ref string
+	for _, r := range []string{"refs/heads/" + agent.PeerBranch(cluster), "refs/remotes/origin/" + agent.PeerBranch(cluster)} {
+		if out, err := d.git(ctx, 128, "rev-parse", "--verify", "--quiet", r+"^{commit}"); err == nil {
+			ref = strings.TrimSpace(string(out))
+			break
 		}
 	}
-	data, err := readCapped(filepath.Join(string(d), filepath.FromSlash(path)), agent.MaxStatusSize)
-	if errors.Is(err, os.ErrNotExist) {
+	if ref == "" {
 		return nil, errNoStatus
 	}
-	return data, err
+	keys, err := gitsource.TrustedKeys(key)
+	if err != nil {
+		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "its status key in the fleet file cannot be used: %v", err)
+	}
+	raw, err := d.git(ctx, 1<<20, "cat-file", "commit", ref)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := gitsource.VerifyCommit(raw, keys); err != nil {
+		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "%s on %s: %v", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), err)
+	}
+	path := ref + ":" + agent.PeerStatusPath(cluster)
+	size, err := d.git(ctx, 32, "cat-file", "-s", path)
+	if err != nil {
+		return nil, errNoStatus
+	}
+	if n, _ := strconv.ParseInt(strings.TrimSpace(string(size)), 10, 64); n > agent.MaxStatusSize {
+		return nil, gitsource.Stall(gitsource.ReasonTooLarge, "%s on %s is %d bytes, over the %d-byte limit", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), n, agent.MaxStatusSize)
+	}
+	return d.git(ctx, agent.MaxStatusSize, "cat-file", "blob", path)
 }
 
-func (d dirFiles) git(ctx context.Context, args ...string) ([]byte, error) {
+// git runs git in the checkout and returns at most max bytes of its output:
+// more is an error, never read into memory.
+func (d dirFiles) git(ctx context.Context, max int64, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", string(d)}, args...)...)
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-	return cmd.Output()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	data, rerr := io.ReadAll(io.LimitReader(out, max+1))
+	if int64(len(data)) > max {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("git %s: output over %d bytes", args[0], max)
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, err
+	}
+	return data, rerr
 }

@@ -21,17 +21,20 @@ spec:
   rings:
   - {name: canary, clusters: [lab-1], soak: 1h}
   - {name: staging, clusters: [eu-2, us-3], soak: 24h}
-  - {name: prod, clusters: [ap-1]}
+  - {name: prod, clusters: [ap-1, ap-2]}
   overrides:
     us-3: {version: v1.7.4}
 `
 
-// fleetCheckout is a local checkout as a fleet leaves it: the canary's
-// status on its own branch, the others' on main, prod's missing; the
-// fleet file committed two hours ago.
+// fleetCheckout is a local checkout as a fleet leaves it, each status on
+// its cluster's branch: the canary's signed by its key; staging's eu-2
+// signed, with a message full of terminal escapes and Markdown; us-3's
+// signed by somebody else's key (forged); prod's ap-1 missing, ap-2's over
+// the size cap. The fleet file was committed two hours ago.
 func fleetCheckout(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
+	keys := t.TempDir()
 	git := func(env []string, args ...string) {
 		t.Helper()
 		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"}, args...)...)
@@ -50,7 +53,20 @@ func fleetCheckout(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
-	sum := sha256.Sum256([]byte(testFleet))
+	pub := map[string]string{}
+	for _, c := range []string{"lab-1", "eu-2", "us-3", "ap-1", "ap-2", "mallory"} {
+		key := filepath.Join(keys, c)
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", c, "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v %s", err, out)
+		}
+		b, _ := os.ReadFile(key + ".pub")
+		pub[c] = strings.TrimSpace(string(b))
+	}
+	fleet := testFleet + "  statusKeys:\n"
+	for _, c := range []string{"lab-1", "eu-2", "us-3", "ap-1", "ap-2"} {
+		fleet += "    " + c + ": " + pub[c] + "\n"
+	}
+	sum := sha256.Sum256([]byte(fleet))
 	digest := hex.EncodeToString(sum[:])[:16]
 	since := time.Now().Add(-2 * time.Hour).UTC()
 	status := func(cluster string, phase agent.Phase, reason, observed string) []byte {
@@ -65,17 +81,26 @@ func fleetCheckout(t *testing.T) string {
 		return data
 	}
 	git(nil, "init", "-q", "-b", "main")
-	write("fleet.yaml", []byte(testFleet))
+	write("fleet.yaml", []byte(fleet))
 	date := []string{"GIT_COMMITTER_DATE=" + since.Format(time.RFC3339), "GIT_AUTHOR_DATE=" + since.Format(time.RFC3339)}
 	git(date, "add", ".")
 	git(date, "commit", "-q", "-m", "fleet v1.8.4")
-	git(nil, "checkout", "-q", "-b", "status/lab-1")
-	write(agent.PeerStatusPath("lab-1"), status("lab-1", agent.PhaseSucceeded, "UpToDate", "v1.8.4"))
-	git(nil, "add", ".")
-	git(nil, "commit", "-q", "-m", "status(lab-1)")
-	git(nil, "checkout", "-q", "main")
-	write(agent.PeerStatusPath("eu-2"), status("eu-2", agent.PhaseProgressing, "HopInProgress", "v1.7.4"))
-	write(agent.PeerStatusPath("us-3"), status("us-3", agent.PhaseSucceeded, "UpToDate", "v1.7.4"))
+	branch := func(cluster, signer string, data []byte) {
+		t.Helper()
+		git(nil, "checkout", "-q", "-b", "status/"+cluster, "main")
+		write(agent.PeerStatusPath(cluster), data)
+		git(nil, "add", ".")
+		git(nil, "-c", "gpg.format=ssh", "-c", "user.signingkey="+filepath.Join(keys, signer), "commit", "-q", "-S", "-m", "status("+cluster+")")
+		git(nil, "checkout", "-q", "main")
+	}
+	branch("lab-1", "lab-1", status("lab-1", agent.PhaseSucceeded, "UpToDate", "v1.8.4"))
+	// A signed status is still untrusted text: a compromised cluster signs
+	// what it likes, with bytes Render would never write.
+	hostile := strings.Replace(string(status("eu-2", agent.PhaseProgressing, "HopInProgress", "v1.7.4")), "reason: HopInProgress",
+		"reason: HopInProgress\nmessage: \"\\e[2J\\e[31mowned\\e[0m ![x](https://evil.example/p.png) [click](https://evil.example) </table> | # H1 `code`\"", 1)
+	branch("eu-2", "eu-2", []byte(hostile))
+	branch("us-3", "mallory", status("us-3", agent.PhaseFailed, "HopFailed", "v1.7.4"))
+	branch("ap-2", "ap-2", append(status("ap-2", agent.PhaseSucceeded, "UpToDate", "v1.8.4"), []byte("# "+strings.Repeat("x", agent.MaxStatusSize)+"\n")...))
 	return dir
 }
 
@@ -87,21 +112,22 @@ func TestFleetStatusTableAndExitCode(t *testing.T) {
 	}
 	for _, want := range []string{
 		"lab-1    canary   v1.8.4",
-		"us-3     staging  v1.7.4 (pinned)",
+		"us-3     staging  v1.7.4 (pinned)  -         Unverified (stale)",
 		"ap-1     prod     v1.8.4",
 		"NoStatus (stale)",
+		"ap-2     prod     v1.8.4           -         Unverified (stale)",
 		"canary   Done        1/1   1h",
-		"staging  InProgress  1/2   24h",
-		"prod     Waiting     0/1   -",
-		"1 problem(s): ap-1 is stale (NoStatus)",
+		"staging  InProgress  0/2   24h",
+		"prod     Waiting     0/2   -",
+		"us-3 is stale (Unverified)",
+		"ap-1 is stale (NoStatus)",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	// Within the limit, a missing status is not yet stale.
-	if r := kvgitops(t, "fleet", "status", "--dir", dir, "--stale-after", "3h"); r.code != 0 {
-		t.Errorf("exit %d with --stale-after 3h:\n%s%s", r.code, r.stdout, r.stderr)
+	if strings.ContainsAny(r.stdout, "\x1b") || strings.Contains(r.stdout, "HopFailed") {
+		t.Errorf("the table shows raw or unverified peer text:\n%q", r.stdout)
 	}
 }
 
@@ -111,20 +137,45 @@ func TestFleetStatusJSONAndMarkdown(t *testing.T) {
 	var rep struct {
 		Healthy bool
 		Version string
-		Cluster []struct{ Phase string } `json:"clusters"`
+		Cluster []struct{ Name, Phase, Reason, Message string } `json:"clusters"`
 		Rings   []struct{ State string }
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
-	if !rep.Healthy || rep.Version != "v1.8.4" || len(rep.Cluster) != 4 || rep.Cluster[0].Phase != "Succeeded" || rep.Rings[1].State != "InProgress" {
+	if rep.Healthy || rep.Version != "v1.8.4" || len(rep.Cluster) != 5 || rep.Cluster[0].Phase != "Succeeded" || rep.Rings[1].State != "InProgress" {
 		t.Errorf("report %+v", rep)
+	}
+	why := map[string]string{}
+	for _, c := range rep.Cluster {
+		why[c.Name] = c.Phase + " " + c.Message
+	}
+	for c, want := range map[string]string{
+		"us-3": "Unverified SignatureInvalid: status/us-3.yaml on status/us-3: commit",
+		"ap-2": "Unverified TooLarge: status/ap-2.yaml on status/ap-2 is",
+		"eu-2": "Progressing ",
+	} {
+		if !strings.HasPrefix(why[c], want) {
+			t.Errorf("%s: %q, want it to start with %q", c, why[c], want)
+		}
+	}
+	if !strings.Contains(why["us-3"], "not trusted") {
+		t.Errorf("us-3 (forged) should name the untrusted key: %q", why["us-3"])
+	}
+	if strings.Contains(r.stdout, `\u001b`) {
+		t.Errorf("the JSON carries terminal escapes: %s", r.stdout)
 	}
 	md := kvgitops(t, "fleet", "status", "--dir", dir, "-o", "markdown", "--stale-after", "3h").stdout
 	for _, want := range []string{"# KubeVirt fleet: v1.8.4", "```mermaid", `subgraph r0["canary: Done 1/1"]`, "r0 --> r1", `c0["lab-1<br/>v1.8.4 Succeeded"]:::ok`,
-		"## Ring staging: InProgress (1/2 done, soak 24h)", "| eu-2 | v1.8.4 | v1.7.4 | Progressing | HopInProgress |"} {
+		"## Ring staging: InProgress (0/2 done, soak 24h)", "| eu-2 | v1.8.4 | v1.7.4 | Progressing | HopInProgress |",
+		"owned \\[0m \\!\\[x\\]\\(https://evil.example/p.png\\) \\[click\\]\\(https://evil.example\\) \\</table\\> \\| \\# H1 \\`code\\`"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	for _, bad := range []string{"\x1b", "![x](", "[click](", "</table>"} {
+		if strings.Contains(md, bad) {
+			t.Errorf("markdown carries %q from a peer:\n%s", bad, md)
 		}
 	}
 }

@@ -57,8 +57,8 @@ func writeFleetMarkdown(w io.Writer, r fleetReport) {
 		fmt.Fprintln(w, "| cluster | desired | observed | phase | reason | updated | message |\n|---|---|---|---|---|---|---|")
 		for _, c := range r.Cluster {
 			if c.Ring == g.Name {
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", c.Name, desiredCell(c), redact.OrDash(c.Observed), phaseCell(c),
-					redact.OrDash(c.Reason), when(c.Updated), markdownCell(redact.Text(c.Message, 200)))
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", c.Name, desiredCell(c), markdownCell(redact.OrDash(c.Observed)), phaseCell(c),
+					markdownCell(redact.OrDash(c.Reason)), when(c.Updated), markdownCell(redact.Text(c.Message, 200)))
 			}
 		}
 	}
@@ -114,6 +114,18 @@ func mermaidText(s string) string {
 	return strings.NewReplacer(`"`, "#quot;", "<", "#lt;", ">", "#gt;", "\n", " ").Replace(s)
 }
 
+// markdownCell keeps untrusted text inert in a table cell: no heading,
+// link, image, emphasis, HTML or code span can start in it.
 func markdownCell(s string) string {
-	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '\\', '`', '*', '_', '[', ']', '(', ')', '#', '!', '<', '>', '|', '~', '&':
+			b.WriteByte('\\')
+		case '\n', '\r':
+			r = ' '
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

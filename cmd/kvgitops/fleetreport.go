@@ -3,10 +3,12 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // fleetReport is what `kvgitops fleet status` prints.
@@ -43,14 +45,20 @@ type clusterLine struct {
 
 // Phases of a cluster line beyond the status file's own.
 const (
-	phaseNoStatus   = "NoStatus"
-	phaseUnreadable = "Unreadable"
+	phaseNoStatus = "NoStatus"
+	// phaseUnverified: a status was found that cannot be proven the
+	// cluster's own (unsigned, another key, unreadable, too large): nothing
+	// of it is shown.
+	phaseUnverified = "Unverified"
 )
 
 // buildFleetReport reads every cluster's status against the fleet file: a
 // cluster is stale when, the fleet file having been in force for
 // staleAfter, it has no status file or has not acted on that fleet file.
-func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses map[string]*agent.Status, unreadable map[string]error, now time.Time, staleAfter time.Duration) fleetReport {
+// Every text taken from a status file is untrusted input even when signed
+// (a compromised cluster signs what it likes): phases and reasons must be
+// words, versions release tags, messages are cut and made inert.
+func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses map[string]*agent.Status, unproven map[string]string, now time.Time, staleAfter time.Duration) fleetReport {
 	sum := sha256.Sum256(data)
 	r := fleetReport{Version: f.KubeVirt.Version, Digest: hex.EncodeToString(sum[:])[:16], Healthy: true}
 	if f.KubeVirt.State == planner.StateAbsent {
@@ -80,12 +88,12 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 			st := statuses[c]
 			acted := st != nil && st.Desired != nil && st.Desired.Digest == r.Digest
 			switch {
-			case unreadable[c] != nil:
-				l.Phase, l.Message, l.Stale = phaseUnreadable, unreadable[c].Error(), true
+			case unproven[c] != "":
+				l.Phase, l.Message, l.Stale = phaseUnverified, redact.Text(unproven[c], 300), true
 			case st == nil:
 				l.Phase, l.Stale = phaseNoStatus, since.IsZero() || now.Sub(since) > staleAfter
 			default:
-				l.Observed, l.Phase, l.Reason, l.Message = st.Observed.Version, string(st.Phase), st.Reason, st.Message
+				l.Observed, l.Phase, l.Reason, l.Message = word(st.Observed.Version, planner.ValidTag), word(string(st.Phase), isPhase), word(st.Reason, isReason), redact.Text(st.Message, 300)
 				for _, cond := range st.Conditions {
 					if t := cond.LastTransitionTime.Time; !t.IsZero() && (l.Updated == nil || t.After(*l.Updated)) {
 						l.Updated = &t
@@ -125,3 +133,24 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 	}
 	return r
 }
+
+// word is s when ok(s), else "?": a field that must be one word.
+func word(s string, ok func(string) bool) string {
+	if s == "" || ok(s) {
+		return s
+	}
+	return "?"
+}
+
+func isPhase(s string) bool {
+	switch agent.Phase(s) {
+	case agent.PhaseIdle, agent.PhaseProgressing, agent.PhaseSucceeded, agent.PhaseFailed, agent.PhaseInvalid, agent.PhaseRefused,
+		agent.PhaseAwaitingApproval, agent.PhaseWaitingForWindow, agent.PhaseWaitingForRing, agent.PhaseSuspended, agent.PhaseUnknown:
+		return true
+	}
+	return false
+}
+
+var reasonWord = regexp.MustCompile(`^[A-Z][A-Za-z0-9]{0,63}$`)
+
+func isReason(s string) bool { return reasonWord.MatchString(s) }

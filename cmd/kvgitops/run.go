@@ -98,18 +98,26 @@ func (c *runConfig) check() error {
 		errs = append(errs, fmt.Errorf("--log-encoding must be json or console, got %q", c.logEncoding))
 	}
 	if c.fleetPath != "" {
-		// A fleet reads its peers at status/<cluster>.yaml on their own
-		// branches (the recommended layout) or the desired branch.
+		// A fleet reads its peers at status/<cluster>.yaml at the head of
+		// their own branch status/<cluster>, which each signs with the key
+		// the fleet file lists for it.
 		if c.statusPath != "" && c.statusPath != agent.PeerStatusPath(c.clusterName) {
 			errs = append(errs, fmt.Errorf("--status-path %q: with --fleet-path the status file is %s, where the other clusters read it", c.statusPath, agent.PeerStatusPath(c.clusterName)))
 		}
-		if c.statusBranch == "" {
-			c.statusBranch = "status/" + c.clusterName
+		if c.statusBranch != "" && c.statusBranch != agent.PeerBranch(c.clusterName) {
+			errs = append(errs, fmt.Errorf("--status-branch %q: with --fleet-path status goes to branch %s, where the other clusters read it", c.statusBranch, agent.PeerBranch(c.clusterName)))
 		}
+		if c.statusSigning == "" {
+			errs = append(errs, errors.New("--fleet-path needs --status-signing: the other clusters count this cluster's status only when its commits are signed by the key the fleet file lists for it (spec.statusKeys)"))
+		}
+		c.statusBranch = agent.PeerBranch(c.clusterName)
 		c.desiredPath = c.fleetPath
 	}
 	if c.statusPath == "" {
 		c.statusPath = agent.PeerStatusPath(c.clusterName)
+	}
+	if c.risksPath == "" {
+		c.risksPath = agent.DefaultRisksPath(c.desiredPath)
 	}
 	if c.statusSigning != "" && c.statusSigning != "openpgp" && c.statusSigning != "ssh" {
 		errs = append(errs, fmt.Errorf("--status-signing must be openpgp or ssh, got %q", c.statusSigning))

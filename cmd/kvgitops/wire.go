@@ -59,12 +59,12 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	acfg := agent.Config{
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, RisksPath: c.risksPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
-		Journal: exec.Journal(agentNamespace(c), journalName), Identity: identity, Hook: failpointHook(c.failpoint, log),
+		Memory: exec.Store(agentNamespace(c), memoryName, "memory.yaml", "memory"), Identity: identity, Hook: failpointHook(c.failpoint, log),
 	}
 	if el != nil {
 		acfg.Fence = el.guard.held
 	}
-	repo := &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, FollowRewrites: c.followRewrites}
+	repo := &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, RisksPath: c.risksPath, FollowRewrites: c.followRewrites}
 	if c.fleetPath != "" {
 		acfg.Fleet, acfg.Peers = true, repo
 	}
@@ -122,9 +122,9 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	return el.run(ctx, c, log, health, a)
 }
 
-// journalName is the ConfigMap that holds the agent's journal, in its own
+// memoryName is the ConfigMap that holds the agent's memory, in its own
 // namespace (deploy/rbac-agent.yaml grants it by this name).
-const journalName = "kvgitops-journal"
+const memoryName = "kvgitops-memory"
 
 // replicaIdentity names this process: in the Lease, the journal and the
 // user agent of every request (so the apiserver's audit log tells

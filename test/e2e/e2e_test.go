@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -232,9 +235,27 @@ func TestKilledMidHopResumes(t *testing.T) {
 	waiting.Kill()
 	e.st.Sim.SlowHops(0)
 	e.agent(stack.AgentOptions{Name: "final"})
-	e.succeeded("v1.7.4")
+	st := e.succeeded("v1.7.4")
 	if got, want := e.st.Sim.CompletedHops(), hops("v1.5.3", "v1.6.6", "v1.7.4"); !slices.Equal(got, want) {
 		t.Errorf("hops %v, want %v (none repeated or skipped)", got, want)
+	}
+	// F4: the hop's deadline is computed from its first recorded intent,
+	// not restarted by each process that resumed it: the step's start is
+	// the first attempt's, which the crashing process made.
+	first := map[int]agent.Entry{}
+	for _, en := range st.Journal {
+		if f, ok := first[en.Step]; en.PlanID == st.Plan.ID && (!ok || en.StartedAt.Before(f.StartedAt.Time)) {
+			first[en.Step] = en
+		}
+	}
+	for i, s := range st.Plan.Steps {
+		f, ok := first[i+1]
+		if !ok || s.StartedAt == nil || !s.StartedAt.Equal(f.StartedAt.Time) {
+			t.Errorf("step %d/%d started at %v, its first attempt (%+v) at %v: the deadline moved", i+1, len(st.Plan.Steps), s.StartedAt, f, f.StartedAt)
+		}
+	}
+	if attempts := len(st.Journal); attempts < 4 {
+		t.Errorf("%d attempts in the journal, want the crashed, the killed and the final ones: %+v", attempts, st.Journal)
 	}
 }
 
@@ -480,21 +501,16 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		fresh = e.agent(stack.AgentOptions{Name: "after-" + k.point})
 		e.succeeded(k.target)
 	}
-	// Drained: what the status file holds leaves the ConfigMap (right after
-	// the push; the last agent is still running).
-	kube := kubernetes.NewForConfigOrDie(e.st.Admin)
-	journal := ""
+	// Drained: what the status file holds leaves the memory's journal
+	// (right after the push; the last agent is still running).
+	var pending []agent.Entry
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		cm, err := kube.CoreV1().ConfigMaps("kvgitops").Get(t.Context(), "kvgitops-journal", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if journal = cm.Data["journal.yaml"]; !strings.Contains(journal, "state:") {
+		if pending = e.memory().Journal; len(pending) == 0 {
 			break
 		}
 	}
-	if strings.Contains(journal, "state:") {
-		t.Errorf("the journal still holds pushed entries:\n%s", journal)
+	if len(pending) != 0 {
+		t.Errorf("the memory still holds pushed entries as unpublished: %+v", pending)
 	}
 	fresh.Stop()
 
@@ -506,11 +522,27 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, en := range st.Journal {
+	actors := map[string]bool{}
+	for _, a := range e.agents {
+		if l := a.Lines(); len(l) > 0 && l[0].Msg() == "Agent starting" {
+			actors[l[0].Str("identity")] = true
+		}
+	}
+	lastStep := map[string]agent.Entry{} // per plan, in the order attempts started
+	for _, en := range slices.Backward(st.Journal) {
 		t.Logf("journal: %s step %d/%d %s %s->%s %s by %s %s", en.ID, en.Step, en.Of, en.Type, en.From, en.To, en.State, en.By, en.Message)
 		if en.State == agent.StepRunning {
 			t.Errorf("an attempt without an outcome in the status file: %+v", en)
 		}
+		// Invariant 4: each attempt names the process that made it, and a
+		// plan's steps are attempted in order.
+		if !actors[en.By] {
+			t.Errorf("attempt %s names actor %q, which is none of the agents that ran (%v)", en.ID, en.By, actors)
+		}
+		if prev, ok := lastStep[en.PlanID]; ok && en.Step < prev.Step {
+			t.Errorf("plan %s: step %d attempted after step %d", en.PlanID, en.Step, prev.Step)
+		}
+		lastStep[en.PlanID] = en
 	}
 	for _, k := range kills {
 		var mine []agent.Entry
@@ -529,7 +561,7 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 			// own, nothing else written.
 			var other []testenv.AuditEvent
 			for _, w := range writes {
-				if w.ObjectRef.Resource != "configmaps" || w.ObjectRef.Name != "kvgitops-journal" {
+				if w.ObjectRef.Resource != "configmaps" || w.ObjectRef.Name != stack.MemoryConfigMap {
 					other = append(other, w)
 				}
 			}
@@ -544,14 +576,29 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		intent := false
 		for _, w := range writes {
 			switch {
-			case w.ObjectRef.Resource == "configmaps" && w.ObjectRef.Name == "kvgitops-journal":
-				intent = true
+			case w.ObjectRef.Resource == "configmaps" && w.ObjectRef.Name == stack.MemoryConfigMap:
+				intent = intent || w.ResponseStatus.Code < 300 && holdsIntent(t, w, k.identity)
 			case w.ObjectRef.Resource == "events":
 			case !intent:
-				t.Errorf("killed at %s: %s before any intent was recorded", k.point, w)
+				t.Errorf("killed at %s: %s before its intent was in the memory", k.point, w)
 			}
 		}
 	}
+}
+
+// holdsIntent reports whether a write of the memory ConfigMap (its body,
+// from the audit log) holds a Running attempt of the agent identity.
+func holdsIntent(t *testing.T, w testenv.AuditEvent, identity string) bool {
+	t.Helper()
+	var cm corev1.ConfigMap
+	if err := json.Unmarshal(w.RequestObject, &cm); err != nil {
+		t.Fatalf("the audit log has no body for %s: %v", w, err)
+	}
+	var m agent.Memory
+	if err := yaml.Unmarshal([]byte(cm.Data["memory.yaml"]), &m); err != nil {
+		t.Fatalf("memory in %s: %v", w, err)
+	}
+	return slices.ContainsFunc(m.Journal, func(e agent.Entry) bool { return e.By == identity && e.State == agent.StepRunning })
 }
 
 // TestTheAgentNeedsNoWritableDisk (RELIABILITY F25): the agent runs with a
@@ -705,16 +752,19 @@ func TestCredentialsInTheRepositoryAreIgnored(t *testing.T) {
 }
 
 // TestARewoundBranchAppliesNothing (B30, F24): the server serves an older
-// head than the one applied (a force-push, a stale replica): the agent
-// stalls with HistoryRewritten and the cluster stays where it is: no
-// downgrade attempt, no plan.
+// head than the one applied (a force-push, a stale replica), whose content
+// (state: Absent) would tear KubeVirt down: the agent stalls with
+// HistoryRewritten and the cluster stays where it is, in this process and
+// in the next leader's.
 func TestARewoundBranchAppliesNothing(t *testing.T) {
 	e := setup(t, stack.Options{})
-	old := e.commit("  version: v1.7.4\n", "install")
-	e.agent(stack.AgentOptions{})
+	old := e.commit("  state: Absent\n", "no KubeVirt yet")
+	first := e.agent(stack.AgentOptions{Name: "first"})
+	e.wait(func(s agent.Status) bool {
+		return s.Phase == agent.PhaseIdle && s.Desired != nil && s.Desired.State == "Absent"
+	}, "Absent, nothing to do")
+	e.commit("  version: v1.7.4\n", "install")
 	e.succeeded("v1.7.4")
-	e.commit("  version: v1.8.4\n", "upgrade")
-	e.succeeded("v1.8.4")
 	hops := e.st.Sim.CompletedHops()
 	if err := e.st.Git.ForcePush(old); err != nil {
 		t.Fatal(err)
@@ -724,8 +774,18 @@ func TestARewoundBranchAppliesNothing(t *testing.T) {
 		t.Errorf("phase %s", st.Phase)
 	}
 	e.polls(3)
-	if got := e.st.Sim.CompletedHops(); !slices.Equal(got, hops) {
-		t.Errorf("hops after the rewind %v, want %v", got, hops)
+	// The next leader keeps the anchor: its memory in the cluster says what
+	// the branch must descend from, whatever Git now holds.
+	first.Stop()
+	second := e.agent(stack.AgentOptions{Name: "second"})
+	id := e.identity(second)
+	e.polls(4)
+	e.wait(func(s agent.Status) bool { return s.Reason == "HistoryRewritten" }, "HistoryRewritten after a restart")
+	if got := e.st.Sim.CompletedHops(); !slices.Equal(got, hops) || e.st.Sim.Count(simulator.DeletionStarted) != 0 {
+		t.Errorf("after the rewind: hops %v (want %v), deletions %d", got, hops, e.st.Sim.Count(simulator.DeletionStarted))
+	}
+	if w := e.kubevirtWrites(id); len(w) != 0 {
+		t.Errorf("the new leader wrote the KubeVirt CR: %v", w)
 	}
 	if len(e.st.Sim.Violations()) != 0 {
 		t.Errorf("violations: %v", e.st.Sim.Violations())

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -75,6 +78,13 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 	if err := applyDeploy(ctx, admin, "namespace.yaml"); err != nil {
 		return fail(err)
 	}
+	// A new stack is a new repository: the memory an agent of an earlier
+	// stack left in the cluster (its anchors name commits of another
+	// repository) goes, as an administrator moving kvgitops to another
+	// repository would delete it.
+	if err := ForgetMemory(ctx, admin); err != nil {
+		return fail(err)
+	}
 	if !o.NoSimulator {
 		if err := simulator.Wipe(ctx, admin); err != nil {
 			return fail(err)
@@ -134,6 +144,23 @@ func (s *Stack) Close() {
 		s.Git.Close()
 	}
 	_ = os.RemoveAll(s.Dir)
+}
+
+// MemoryConfigMap is where agents keep their memory (in the namespace of
+// deploy/).
+const MemoryConfigMap = "kvgitops-memory"
+
+// ForgetMemory deletes the agents' memory from the cluster.
+func ForgetMemory(ctx context.Context, admin *rest.Config) error {
+	kube, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return err
+	}
+	err = kube.CoreV1().ConfigMaps("kvgitops").Delete(ctx, MemoryConfigMap, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("forget the agents' memory: %w", err)
+	}
+	return nil
 }
 
 // applyDeploy applies files of deploy/ as an administrator would.

@@ -11,11 +11,17 @@ import (
 )
 
 // auditPolicy records every write at the Metadata level and no read: the
-// oracle of what a process actually changed, as the apiserver saw it.
+// oracle of what a process actually changed, as the apiserver saw it. The
+// writes of ConfigMaps in kvgitops's namespace (the agents' memory) are
+// recorded with their body: what an agent had made durable, and when.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+- level: Request
+  verbs: [create, update, patch]
+  namespaces: [kvgitops]
+  resources: [{group: "", resources: [configmaps]}]
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]
 - level: None
@@ -46,6 +52,8 @@ type AuditEvent struct {
 	ResponseStatus struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
+	// RequestObject is the body, for the writes recorded with it.
+	RequestObject json.RawMessage `json:"requestObject,omitempty"`
 }
 
 func (e AuditEvent) String() string {
