@@ -82,9 +82,9 @@ type catalogCache struct {
 
 // failure is a terminal step failure, stalled until its key changes.
 type failure struct {
-	Key     string `yaml:"key"` // desired digest + plan id
-	Reason  string `yaml:"reason"`
-	Message string `yaml:"message"`
+	Key     string `json:"key"` // desired digest + plan id
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
 }
 
 // New builds an agent. It starts nothing.

@@ -23,6 +23,7 @@ type fakeRepo struct {
 	writes   []string // commit messages of status writes
 	headErr  error
 	forgedBy map[string]string // cluster → the key that "signed" its status, when not its own
+	writeErr error             // every status push fails with it
 }
 
 func (r *fakeRepo) commit(files map[string]string) {
@@ -109,8 +110,11 @@ func (m *fakeMemory) String() string {
 
 func (r *fakeRepo) Write(_ context.Context, path string, data []byte, msg string) error {
 	r.mu.Lock()
-	last := r.commits[len(r.commits)-1][path]
+	last, err := r.commits[len(r.commits)-1][path], r.writeErr
 	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if string(last) == string(data) {
 		return nil
 	}

@@ -167,3 +167,66 @@ func TestOlderSignedContentCannotComeBack(t *testing.T) {
 		}
 	}
 }
+
+// TestTheRisksFileMustBeSignedLikeTheDesiredFile: when the desired file must
+// be signed, so must the risks file beside it (it steers the path, e.g. a
+// hop planned around a "blocking" risk): an unsigned one is refused naming
+// the file; a signed one is read with its signer.
+func TestTheRisksFileMustBeSignedLikeTheDesiredFile(t *testing.T) {
+	git, err := gitserver.New(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	human, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(t.TempDir(), "signing")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	pub, _ := os.ReadFile(key + ".pub")
+	commit := func(path, content string, sign bool) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(human.Dir(), path), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args := []string{"-c", "commit.gpgsign=false", "commit", "-q", "-m", path}
+		if sign {
+			args = []string{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + key, "commit", "-q", "-S", "-m", path}
+		}
+		for _, a := range [][]string{{"add", path}, args, {"push", "-q", "origin", "HEAD:main"}} {
+			if out, err := human.Git(a...); err != nil {
+				t.Fatalf("git %v: %v %s", a, err, out)
+			}
+		}
+	}
+	commit("kubevirt.yaml", header+"  version: v1.8.4\n", true)
+	commit("kubevirt-risks.yaml", "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtUpgradeRisks\nrisks: []\n", false)
+	src, err := gitsource.New(gitsource.Config{URL: git.URL(), Auth: gitsource.Auth{CA: git.CertPool()},
+		Verify: &gitsource.VerifyConfig{SSHKeys: []string{strings.TrimSpace(string(pub))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := &agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml", RisksPath: "kubevirt-risks.yaml"}
+	ctx := context.Background()
+	head, err := repo.Head(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := repo.Read(ctx, head, "kubevirt.yaml"); err != nil {
+		t.Fatalf("the signed desired file: %v", err)
+	}
+	_, _, err = repo.Read(ctx, head, "kubevirt-risks.yaml")
+	if gitsource.ReasonOf(err) != gitsource.ReasonSignatureInvalid || !strings.Contains(err.Error(), "kubevirt-risks.yaml on main") || !strings.Contains(err.Error(), "is not signed") {
+		t.Fatalf("an unsigned risks file: %v, want SignatureInvalid naming kubevirt-risks.yaml", err)
+	}
+	commit("kubevirt-risks.yaml", "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtUpgradeRisks\nrisks: []\n# signed\n", true)
+	if head, err = repo.Head(ctx, head); err != nil {
+		t.Fatal(err)
+	}
+	if _, from, err := repo.Read(ctx, head, "kubevirt-risks.yaml"); err != nil || !strings.HasPrefix(from.Signer, "ssh:") {
+		t.Fatalf("a signed risks file: %+v %v", from, err)
+	}
+}

@@ -3,11 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/kvgitops/kvgitops/planner"
 )
@@ -31,61 +30,62 @@ const (
 // It lives in the cluster, never in Git: the status file is output only,
 // and nothing read back from it decides anything (docs/security.md).
 type Memory struct {
-	APIVersion string `yaml:"apiVersion"`
-	Kind       string `yaml:"kind"`
-	Cluster    string `yaml:"cluster"`
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Cluster    string `json:"cluster"`
 	// Seen is the newest head of the desired branch known to descend from
 	// what was acted on: a later head must descend from it.
-	Seen string `yaml:"seen,omitempty"`
+	Seen string `json:"seen,omitempty"`
 	// Accepted is, per path, the signed commit that set the content last
 	// accepted: signed content only moves forward from it.
-	Accepted map[string]string `yaml:"accepted,omitempty"`
+	Accepted map[string]string `json:"accepted,omitempty"`
 	// Desired is where the current desired content first appeared.
-	Desired *SourceMemory    `yaml:"desired,omitempty"`
-	Applied *planner.Applied `yaml:"applied,omitempty"`
+	Desired *SourceMemory    `json:"desired,omitempty"`
+	Applied *planner.Applied `json:"applied,omitempty"`
 	// Plan is the active plan (adopted after a restart only when
 	// recomputing it gives the same id) or the last one that finished.
-	Plan    *PlanStatus `yaml:"plan,omitempty"`
-	Failed  *failure    `yaml:"failed,omitempty"`
-	History []Run       `yaml:"history,omitempty"`
+	Plan    *PlanStatus `json:"plan,omitempty"`
+	Failed  *failure    `json:"failed,omitempty"`
+	History []Run       `json:"history,omitempty"`
 	// Journal holds the attempts the status file has not published yet;
 	// Published the newest ones it has.
-	Journal    []Entry     `yaml:"journal,omitempty"`
-	Published  []Entry     `yaml:"published,omitempty"`
-	Workloads  *Workloads  `yaml:"workloads,omitempty"`
-	Conditions []Condition `yaml:"conditions,omitempty"`
+	Journal    []Entry     `json:"journal,omitempty"`
+	Published  []Entry     `json:"published,omitempty"`
+	Workloads  *Workloads  `json:"workloads,omitempty"`
+	Conditions []Condition `json:"conditions,omitempty"`
 	// Peers is when this agent first saw each earlier-ring cluster of a
 	// fleet Succeeded (the soak is measured from it, never from a time a
 	// peer claims).
-	Peers map[string]PeerSeen `yaml:"peers,omitempty"`
+	Peers map[string]PeerSeen `json:"peers,omitempty"`
 	// MigratedFrom names the status file the memory was first built from.
-	MigratedFrom string `yaml:"migratedFrom,omitempty"`
+	MigratedFrom string `json:"migratedFrom,omitempty"`
 }
 
 // SourceMemory is the revision at which the current desired content first
 // appeared, with what identifies that content.
 type SourceMemory struct {
-	Revision string `yaml:"revision,omitempty"`
-	Digest   string `yaml:"digest,omitempty"`
-	Key      string `yaml:"key,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Key      string `json:"key,omitempty"`
 }
 
 // PeerSeen is a fleet peer this agent saw Succeeded, with the verified
 // commit of its status branch it first saw so.
 type PeerSeen struct {
-	Version string    `yaml:"version"`
-	Digest  string    `yaml:"digest"`
-	Since   Timestamp `yaml:"since"`
+	Version string    `json:"version"`
+	Digest  string    `json:"digest"`
+	Since   Timestamp `json:"since"`
 }
 
-// parseMemory reads the memory document strictly.
-func parseMemory(data []byte) (Memory, error) {
+// ParseMemory reads the memory document strictly (JSON: the agent
+// writes it on every change, and it is read by no person).
+func ParseMemory(data []byte) (Memory, error) {
 	var m Memory
 	if len(data) > 1<<20 {
 		return m, fmt.Errorf("%d bytes, over 1 MiB", len(data))
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {
 		return Memory{}, err
 	}
@@ -118,7 +118,7 @@ func (a *Agent) remember(ctx context.Context) error {
 		return nil
 	}
 	for attempt := 0; ; attempt++ {
-		data, err := yaml.Marshal(a.memory())
+		data, err := json.Marshal(a.memory())
 		if err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func (a *Agent) remember(ctx context.Context) error {
 		if lerr != nil {
 			return fmt.Errorf("record the agent's memory: %w", err)
 		}
-		if m, perr := parseMemory(theirs); perr == nil {
+		if m, perr := ParseMemory(theirs); perr == nil {
 			a.journal.merge(m.Journal)
 		}
 	}
@@ -169,7 +169,7 @@ func (a *Agent) recall(ctx context.Context) error {
 	var m Memory
 	if data == nil {
 		m = a.migrate(ctx)
-	} else if m, err = parseMemory(data); err != nil {
+	} else if m, err = ParseMemory(data); err != nil {
 		return &memoryError{err: err}
 	}
 	a.restore(m)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -175,5 +177,115 @@ func TestNoStepWithoutTheJournal(t *testing.T) {
 	}
 	if n := len(w.repo.writes); n != 1 {
 		t.Errorf("%d status commits over 4 failed passes, want 1: %v", n, w.repo.writes)
+	}
+}
+
+// pushFails makes every status push fail, as a Git host refusing writes for
+// days would.
+func (w *world) pushFails(fail bool) {
+	w.repo.mu.Lock()
+	defer w.repo.mu.Unlock()
+	w.repo.writeErr = nil
+	if fail {
+		w.repo.writeErr = &gitsource.Error{Reason: gitsource.ReasonStatusPushFailing, Message: "the remote hung up"}
+	}
+}
+
+// remembered is the agent's memory as the cluster holds it.
+func (w *world) remembered() agent.Memory {
+	w.t.Helper()
+	m, err := agent.ParseMemory([]byte(w.memory.String()))
+	if err != nil {
+		w.t.Fatalf("the memory does not parse: %v", err)
+	}
+	return m
+}
+
+// TestEveryAttemptIsEventuallyPublished: while status pushes fail, every
+// attempt stays in the agent's memory; once they work, the status file
+// publishes them all, fifty per commit, oldest first, and the memory lets
+// go of each one only after a pushed status held it.
+func TestEveryAttemptIsEventuallyPublished(t *testing.T) {
+	w := newWorld(t, "  version: v1.8.4\n", "v1.7.4")
+	w.pushFails(true)
+	for range 120 {
+		w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "the apiserver is busy"}
+		if _, err := w.agent.Reconcile(context.Background()); err == nil {
+			t.Fatal("a failing step reported no error")
+		}
+		w.clock.add(time.Minute)
+	}
+	m := w.remembered()
+	if len(m.Journal) != 120 {
+		t.Fatalf("%d attempts wait in the memory, want 120", len(m.Journal))
+	}
+	want := map[string]bool{}
+	for _, e := range m.Journal {
+		want[e.ID] = true
+	}
+	w.pushFails(false)
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 { // the last pushes drain the backlog
+		if _, err := w.agent.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	published := map[string]bool{}
+	w.repo.mu.Lock()
+	for _, c := range w.repo.commits {
+		if st, err := agent.ParseStatus(c["status/prod-east.yaml"]); err == nil {
+			for _, e := range st.Journal {
+				if e.State != agent.StepRunning {
+					published[e.ID] = true
+				}
+			}
+		}
+	}
+	w.repo.mu.Unlock()
+	for id := range want {
+		if !published[id] {
+			t.Errorf("attempt %s was never published in a status commit", id)
+		}
+	}
+	if m := w.remembered(); len(m.Journal) != 0 || len(m.Published) != 50 {
+		t.Errorf("after the backlog: %d attempts unpublished, %d kept as published; want 0 and 50", len(m.Journal), len(m.Published))
+	}
+}
+
+// TestNoStepWhileTheJournalIsFull: a push outage long enough to fill the
+// journal stops the agent acting before its memory nears the ConfigMap
+// limit, and says so; the memory stays bounded.
+func TestNoStepWhileTheJournalIsFull(t *testing.T) {
+	w := newWorld(t, "  version: v1.8.4\n", "v1.7.4")
+	w.pushFails(true)
+	long := strings.Repeat("the apiserver answered 503 Service Unavailable; ", 20)
+	for i := 0; ; i++ {
+		w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: long}
+		ran := len(w.cluster.ran)
+		_, err := w.agent.Reconcile(context.Background())
+		w.clock.add(time.Minute)
+		if len(w.cluster.ran) == ran {
+			if s := w.agent.Snapshot(); s.Reason != "JournalFull" || !strings.Contains(s.Message, "are not yet published in the status file") {
+				t.Fatalf("after %d attempts no step ran: %s %q (%v)", i, s.Reason, s.Message, err)
+			}
+			if i != 500 {
+				t.Errorf("the agent stopped after %d attempts, want 500", i)
+			}
+			break
+		}
+		if i > 600 {
+			t.Fatal("the journal never filled")
+		}
+	}
+	if n := len(w.memory.String()); n > 768<<10 {
+		t.Errorf("the memory is %d bytes, over its 768 KiB bound", n)
+	}
+	w.cluster.failNext = nil
+	ran := len(w.cluster.ran)
+	w.agent.Reconcile(context.Background())
+	if len(w.cluster.ran) != ran {
+		t.Error("a step ran with the journal full")
 	}
 }

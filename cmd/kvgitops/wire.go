@@ -59,7 +59,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	acfg := agent.Config{
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, RisksPath: c.risksPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
-		Memory: exec.Store(agentNamespace(c), memoryName, "memory.yaml", "memory"), Identity: identity, Hook: failpointHook(c.failpoint, log),
+		Memory: exec.Store(agentNamespace(c), memoryName, "memory.json", "memory"), Identity: identity, Hook: failpointHook(c.failpoint, log),
 	}
 	if el != nil {
 		acfg.Fence = el.guard.held

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -594,8 +593,8 @@ func holdsIntent(t *testing.T, w testenv.AuditEvent, identity string) bool {
 	if err := json.Unmarshal(w.RequestObject, &cm); err != nil {
 		t.Fatalf("the audit log has no body for %s: %v", w, err)
 	}
-	var m agent.Memory
-	if err := yaml.Unmarshal([]byte(cm.Data["memory.yaml"]), &m); err != nil {
+	m, err := agent.ParseMemory([]byte(cm.Data["memory.json"]))
+	if err != nil {
 		t.Fatalf("memory in %s: %v", w, err)
 	}
 	return slices.ContainsFunc(m.Journal, func(e agent.Entry) bool { return e.By == identity && e.State == agent.StepRunning })

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -62,8 +61,8 @@ func (e *e2e) memory() agent.Memory {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var m agent.Memory
-	if err := yaml.Unmarshal([]byte(cm.Data["memory.yaml"]), &m); err != nil {
+	m, err := agent.ParseMemory([]byte(cm.Data["memory.json"]))
+	if err != nil {
 		e.t.Fatalf("the memory does not parse: %v", err)
 	}
 	return m
