@@ -9,3 +9,6 @@ func (e *Executor) ApplyManifest(ctx context.Context, m *Manifest) error {
 
 // ParseOperatorManifest exposes manifest parsing to the fuzz target.
 var ParseOperatorManifest = parseOperatorManifest
+
+// ParseCRManifest vets kubevirt-cr.yaml.
+var ParseCRManifest = parseCRManifest

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
+	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -74,5 +77,53 @@ func parseCRManifest(data []byte, tag, namespace string) (*Manifest, error) {
 	if v, ok, _ := unstructured.NestedString(o.Object, "spec", "imageTag"); ok && v != "" {
 		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s pins imageTag", tag)
 	}
+	if err := vetCRSpec(o, tag); err != nil {
+		return nil, err
+	}
 	return &Manifest{Tag: tag, Objects: objs}, nil
+}
+
+// crSpecFields are what a release's kubevirt-cr.yaml sets, every one empty
+// but imagePullPolicy (deploy/admission-policy.yaml admits the same).
+var crSpecFields = []string{"imagePullPolicy", "certificateRotateStrategy", "configuration", "customizeComponents", "workloadUpdateStrategy"}
+
+// vetCRSpec refuses a kubevirt-cr.yaml that sets more than a release's
+// does: another registry, patched components, another uninstall strategy,
+// feature gates.
+func vetCRSpec(o *unstructured.Unstructured, tag string) error {
+	spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+	var bad []string
+	for _, k := range slices.Sorted(maps.Keys(spec)) {
+		switch v := spec[k]; {
+		case !slices.Contains(crSpecFields, k):
+			bad = append(bad, "spec."+k+" is set")
+		case k == "customizeComponents" && len(asMap(v)) > 0:
+			bad = append(bad, "spec.customizeComponents patches KubeVirt's components")
+		case k == "configuration" && !emptyConfiguration(asMap(v)):
+			bad = append(bad, "spec.configuration sets more than empty feature gates")
+		}
+	}
+	if len(bad) > 0 {
+		return terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds what no release's does: %s", tag, strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func emptyConfiguration(c map[string]any) bool {
+	for k, v := range c {
+		if k != "developerConfiguration" {
+			return false
+		}
+		for dk, dv := range asMap(v) {
+			if gates, _ := dv.([]any); dk != "featureGates" || len(gates) > 0 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func asMap(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
 }

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
 )
 
@@ -274,6 +275,40 @@ func TestMirrorRegistry(t *testing.T) {
 		}
 		if v := executor.Vet(moved(tt.image), tag, o); v.Accepted() != tt.ok {
 			t.Errorf("image %s with mirror %q: accepted %t, want %t (%v)", tt.image, tt.mirror, v.Accepted(), tt.ok, v.Violations)
+		}
+	}
+}
+
+// TestTheCRFileIsVettedToo: kubevirt-cr.yaml of every era is accepted; one
+// that sets more than a release's does (what the admission policy would
+// refuse anyway) is refused naming what it sets.
+func TestTheCRFileIsVettedToo(t *testing.T) {
+	for _, tag := range []string{"v0.20.0", "v0.34.0", "v0.59.2", "v1.8.4"} {
+		if _, err := executor.ParseCRManifest(releases.CRManifest(tag), tag, "kubevirt"); err != nil {
+			t.Errorf("%s: %v", tag, err)
+		}
+	}
+	base := string(releases.CRManifest("v1.8.4"))
+	for _, c := range []struct{ edit, want string }{
+		{"  imageRegistry: evil.example.com/kubevirt\n", "spec.imageRegistry is set"},
+		{"  uninstallStrategy: RemoveWorkloads\n", "spec.uninstallStrategy is set"},
+		{"  infra: {nodePlacement: {nodeSelector: {x: y}}}\n", "spec.infra is set"},
+	} {
+		data := strings.Replace(base, "spec:\n", "spec:\n"+c.edit, 1)
+		if _, err := executor.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want refused naming %q", c.edit, err, c.want)
+		}
+	}
+	for _, c := range []struct{ from, to, want string }{
+		{"customizeComponents: {}", `customizeComponents: {flags: {api: {v: "9"}}}`, "spec.customizeComponents patches"},
+		{"featureGates: []", "featureGates: [Root]", "spec.configuration sets more"},
+	} {
+		data := strings.Replace(base, c.from, c.to, 1)
+		if data == base {
+			t.Fatalf("%q not in %s", c.from, base)
+		}
+		if _, err := executor.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want refused naming %q", c.to, err, c.want)
 		}
 	}
 }
