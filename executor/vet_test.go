@@ -10,8 +10,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvgitops/kvgitops/executor"
-	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
+	"github.com/kvgitops/kvgitops/test/releases"
 )
 
 // genuine reads the genuine manifest of tag, skipping (or failing in CI)
