@@ -235,6 +235,29 @@ func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
 	}
 }
 
+// TestAHopThatTimedOutButFinishedSucceeds: a hop fails HopTimeout while the
+// operator goes on and completes it; once the cluster runs the target, the
+// status says Succeeded (a fleet's later rings wait for exactly that), not
+// Idle as if kvgitops had done nothing.
+func TestAHopThatTimedOutButFinishedSucceeds(t *testing.T) {
+	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
+	w.cluster.noop = true
+	w.cluster.failNext = &executor.Error{Reason: executor.ReasonHopTimeout, Message: "the hop did not complete in 30m", Terminal: true}
+	if st, _ := w.settle(); st.Phase != agent.PhaseFailed {
+		t.Fatalf("after the timeout: %s %s", st.Phase, st.Reason)
+	}
+	w.cluster.mu.Lock()
+	w.cluster.installed, w.cluster.operator = "v1.7.4", "v1.7.4" // the operator finished
+	w.cluster.mu.Unlock()
+	st, err := w.settle()
+	if err != nil || st.Phase != agent.PhaseSucceeded || st.Reason != "UpToDate" || st.History[0].Result != agent.RunFailed {
+		t.Fatalf("after the operator finished: %s %s (%v), history %+v", st.Phase, st.Reason, err, st.History)
+	}
+	if len(w.cluster.ran) != 1 {
+		t.Errorf("%d steps ran, want the one that timed out", len(w.cluster.ran))
+	}
+}
+
 func TestTransientFailureRetriesWithBackoff(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "connection refused"}

@@ -118,6 +118,11 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	if bytes.Equal(data, a.lastWritten) {
 		return a.drain(ctx, p.Journal)
 	}
+	// The status file never runs ahead of the memory: what it shows (a
+	// finished run, what was applied) is in the cluster first.
+	if err := a.remember(ctx); err != nil {
+		a.log.memoryFailed(err)
+	}
 	if err := a.fence(ctx); err != nil {
 		return err
 	}

@@ -179,8 +179,10 @@ func (a *Agent) refused(ctx context.Context, p *pass, err error) error {
 func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan planner.Plan, obs *executor.Observation) error {
 	a.finish(RunSucceeded, "")
 	a.plans.failed = nil
+	// Succeeded: kvgitops's last run took the cluster here, even one that
+	// timed out while the operator went on and finished the hop.
 	phase, msg := PhaseIdle, "nothing to do"
-	if len(a.plans.history) > 0 && a.plans.history[0].Result == RunSucceeded {
+	if h := a.plans.history; len(h) > 0 && (h[0].Result == RunSucceeded || h[0].Result == RunFailed && h[0].To == plan.To) {
 		phase = PhaseSucceeded
 	}
 	switch {

@@ -259,6 +259,13 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 	t.Cleanup(func() {
 		_ = admin.Resource(crb).Delete(context.Background(), "kvgitops-installer-renamed", metav1.DeleteOptions{})
 	})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := renamed.Resource(kvGVR).Namespace("kubevirt").Get(ctx, "kubevirt", metav1.GetOptions{}); err == nil {
+			break // RBAC grants the renamed ServiceAccount what it grants the agent
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the renamed ServiceAccount's binding is not in force: %v", err)
+		}
+	}
 	for _, a := range attacks {
 		for who, c := range map[string]dynamic.Interface{"the agent": agent, "the agent in a renamed namespace": renamed} {
 			if c == renamed && a.name == ownObject {

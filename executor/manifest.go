@@ -100,7 +100,7 @@ func vetCRSpec(o *unstructured.Unstructured, tag string) error {
 		case k == "customizeComponents" && len(asMap(v)) > 0:
 			bad = append(bad, "spec.customizeComponents patches KubeVirt's components")
 		case k == "configuration" && !emptyConfiguration(asMap(v)):
-			bad = append(bad, "spec.configuration sets more than empty feature gates")
+			bad = append(bad, "spec.configuration sets more than empty feature gates and common instancetypes")
 		}
 	}
 	if len(bad) > 0 {
@@ -109,15 +109,25 @@ func vetCRSpec(o *unstructured.Unstructured, tag string) error {
 	return nil
 }
 
+// emptyConfiguration: no feature gate, and at most whether KubeVirt
+// deploys its common instancetypes.
 func emptyConfiguration(c map[string]any) bool {
 	for k, v := range c {
-		if k != "developerConfiguration" {
-			return false
-		}
-		for dk, dv := range asMap(v) {
-			if gates, _ := dv.([]any); dk != "featureGates" || len(gates) > 0 {
-				return false
+		switch k {
+		case "developerConfiguration":
+			for dk, dv := range asMap(v) {
+				if gates, _ := dv.([]any); dk != "featureGates" || len(gates) > 0 {
+					return false
+				}
 			}
+		case "commonInstancetypesDeployment":
+			for ck := range asMap(v) {
+				if ck != "enabled" {
+					return false
+				}
+			}
+		default:
+			return false
 		}
 	}
 	return true
