@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -28,7 +29,7 @@ type Agent struct {
 	lastWritten []byte
 	wakeAt      time.Time // a maintenance window opening
 	journal     journal
-	pushFailure string // the reason of the last failed status push, until one succeeds
+	pushFailure fault.Reason // the reason of the last failed status push, until one succeeds
 	applied     *planner.Applied
 	driftSaid   string // the drift last announced by an Event
 	// peersMissing is when each fleet peer was first found without a
@@ -82,9 +83,9 @@ type catalogCache struct {
 
 // failure is a terminal step failure, stalled until its key changes.
 type failure struct {
-	Key     string `json:"key"` // desired digest + plan id
-	Reason  string `json:"reason"`
-	Message string `json:"message"`
+	Key     string       `json:"key"` // desired digest + plan id
+	Reason  fault.Reason `json:"reason"`
+	Message string       `json:"message"`
 }
 
 // New builds an agent. It starts nothing.
@@ -170,7 +171,7 @@ func (a *Agent) backoff(n int, err error) time.Duration {
 	if d > a.cfg.MaxBackoff {
 		d = a.cfg.MaxBackoff
 	}
-	return max(d, retryIn(err))
+	return max(d, fault.RetryIn(err))
 }
 
 // Snapshot is the last status the agent computed (pushed or not).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 )
 
@@ -208,7 +209,7 @@ func TestRefusal(t *testing.T) {
 
 func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
-	w.cluster.failNext = &executor.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0 (restarted)]", Terminal: true}
+	w.cluster.failNext = &fault.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0 (restarted)]", Stall: true}
 	st, err := w.settle()
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +243,7 @@ func TestTerminalFailureStallsUntilSomethingChanges(t *testing.T) {
 func TestAHopThatTimedOutButFinishedSucceeds(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
 	w.cluster.noop = true
-	w.cluster.failNext = &executor.Error{Reason: executor.ReasonHopTimeout, Message: "the hop did not complete in 30m", Terminal: true}
+	w.cluster.failNext = &fault.Error{Reason: executor.ReasonHopTimeout, Message: "the hop did not complete in 30m", Stall: true}
 	if st, _ := w.settle(); st.Phase != agent.PhaseFailed {
 		t.Fatalf("after the timeout: %s %s", st.Phase, st.Reason)
 	}
@@ -260,7 +261,7 @@ func TestAHopThatTimedOutButFinishedSucceeds(t *testing.T) {
 
 func TestTransientFailureRetriesWithBackoff(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
-	w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "connection refused"}
+	w.cluster.failNext = &fault.Error{Reason: executor.ReasonAPIUnavailable, Message: "connection refused"}
 	_, err := w.agent.Reconcile(context.Background())
 	if err == nil || w.agent.Snapshot().Phase != agent.PhaseProgressing {
 		t.Fatalf("transient: %v, phase %s", err, w.agent.Snapshot().Phase)
@@ -272,9 +273,9 @@ func TestTransientFailureRetriesWithBackoff(t *testing.T) {
 
 func TestGitDownAppliesNothingAndKeepsState(t *testing.T) {
 	w := newWorld(t, "  version: v1.7.4\n", "v1.6.6")
-	w.repo.headErr = &gitsource.Error{Reason: gitsource.ReasonGitUnavailable, Message: "dial tcp: connection refused"}
+	w.repo.headErr = &fault.Error{Reason: gitsource.ReasonGitUnavailable, Message: "dial tcp: connection refused"}
 	_, err := w.agent.Reconcile(context.Background())
-	if gitsource.ReasonOf(err) != gitsource.ReasonGitUnavailable || len(w.cluster.ran) != 0 {
+	if fault.ReasonOf(err) != gitsource.ReasonGitUnavailable || len(w.cluster.ran) != 0 {
 		t.Fatalf("git down: %v, steps %v", err, w.cluster.steps())
 	}
 }
@@ -284,7 +285,7 @@ func TestHistoryRewrittenStalls(t *testing.T) {
 	if _, err := w.settle(); err != nil {
 		t.Fatal(err)
 	}
-	w.repo.headErr = &gitsource.Error{Reason: gitsource.ReasonHistoryRewritten, Terminal: true, Message: "force-push"}
+	w.repo.headErr = &fault.Error{Reason: gitsource.ReasonHistoryRewritten, Stall: true, Message: "force-push"}
 	st, err := w.settle()
 	w.repo.headErr = nil
 	if err != nil || w.agent.Snapshot().Phase != agent.PhaseInvalid || w.agent.Snapshot().Reason != "HistoryRewritten" {

@@ -37,10 +37,10 @@ func (a *Agent) drifted(ctx context.Context, p *pass, d planner.Desired, obs *ex
 	if msg != a.driftSaid {
 		a.driftSaid = msg
 		a.log.driftDetected(msg)
-		a.cluster.Event(ctx, true, "DriftDetected", msg)
+		a.cluster.Event(ctx, true, ReasonDriftDetected, msg)
 	}
 	if d.Drift != planner.DriftCorrect {
-		p.set(PhaseRefused, "DriftDetected", fmt.Sprintf("%s; nothing is applied while spec.drift is Report: commit the desired state you want, or set spec.drift: Correct", msg))
+		p.set(PhaseRefused, ReasonDriftDetected, fmt.Sprintf("%s; nothing is applied while spec.drift is Report: commit the desired state you want, or set spec.drift: Correct", msg))
 		return true, nil
 	}
 	if obs.Installed != ap.Version || obs.ImageTag == ap.ImageTag && obs.ImageRegistry == ap.ImageRegistry {
@@ -58,7 +58,7 @@ func (a *Agent) drifted(ctx context.Context, p *pass, d planner.Desired, obs *ex
 	}
 	fixed := fmt.Sprintf("spec.imageTag %s and spec.imageRegistry %s put back (spec.drift: Correct) after %s",
 		redact.QuoteOrUnset(ap.ImageTag), redact.QuoteOrUnset(ap.ImageRegistry), msg)
-	a.cluster.Event(ctx, false, "DriftCorrected", fixed)
-	p.set(PhaseProgressing, "DriftCorrected", fixed)
+	a.cluster.Event(ctx, false, ReasonDriftCorrected, fixed)
+	p.set(PhaseProgressing, ReasonDriftCorrected, fixed)
 	return true, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/releases"
@@ -63,7 +64,7 @@ func (r *fakeRepo) Read(_ context.Context, rev, path string) ([]byte, agent.Prov
 			if b, ok := r.commits[i][path]; ok {
 				return b, agent.Provenance{}, nil
 			}
-			return nil, agent.Provenance{}, &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
+			return nil, agent.Provenance{}, &fault.Error{Reason: gitsource.ReasonDesiredFileMissing, Stall: true, Message: path + " does not exist"}
 		}
 	}
 	return nil, agent.Provenance{}, errors.New("no such revision")
@@ -75,7 +76,7 @@ func (r *fakeRepo) ReadStatus(_ context.Context, path string) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.commits) == 0 || r.commits[len(r.commits)-1][path] == nil {
-		return nil, &gitsource.Error{Reason: gitsource.ReasonDesiredFileMissing, Terminal: true, Message: path + " does not exist"}
+		return nil, &fault.Error{Reason: gitsource.ReasonDesiredFileMissing, Stall: true, Message: path + " does not exist"}
 	}
 	return r.commits[len(r.commits)-1][path], nil
 }
@@ -200,10 +201,10 @@ func (c *fakeCluster) Run(_ context.Context, s planner.Step, _ executor.StepOpti
 	return executor.StepResult{Step: s, Workloads: executor.WorkloadReport{RunningBefore: 2, RunningNow: 2}}, nil
 }
 
-func (c *fakeCluster) Event(_ context.Context, warning bool, reason, msg string) {
+func (c *fakeCluster) Event(_ context.Context, warning bool, reason fault.Reason, msg string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.events = append(c.events, reason)
+	c.events = append(c.events, string(reason))
 }
 
 func (c *fakeCluster) RestoreCR(_ context.Context, version, imageTag, _ string) (bool, error) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
@@ -83,9 +84,9 @@ func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (p
 	data, err := a.cfg.Peers.PeerStatus(ctx, cluster, key)
 	a.cfg.Metrics.gitOp("read", err)
 	switch {
-	case gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing:
+	case fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing:
 		return unknown(""), nil
-	case err != nil && stalls(err):
+	case err != nil && fault.Stalls(err):
 		return unknown(redact.Text(err.Error(), 300)), nil
 	case err != nil:
 		return planner.Peer{}, err

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 )
 
@@ -27,7 +28,7 @@ func (r *fakeRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte,
 		signer = peerKey(cluster)
 	}
 	if signer != key {
-		return nil, &gitsource.Error{Reason: gitsource.ReasonSignatureInvalid, Terminal: true, Message: "status/" + cluster + " is signed by another key"}
+		return nil, &fault.Error{Reason: gitsource.ReasonSignatureInvalid, Stall: true, Message: "status/" + cluster + " is signed by another key"}
 	}
 	return data, nil
 }
@@ -104,7 +105,7 @@ func TestFleetRingsGateOnTheCanarysStatusAndSoak(t *testing.T) {
 	// The next version fails on the canary: staging is halted, and
 	// resumes once the canary succeeds.
 	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.8.4", 1)})
-	canary.cluster.failNext = &executor.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0]", Terminal: true}
+	canary.cluster.failNext = &fault.Error{Reason: executor.ReasonWorkloadDisrupted, Message: "VMIs disrupted: [default/db-0]", Stall: true}
 	if st := canary.settle(); st.Phase != agent.PhaseFailed {
 		t.Fatalf("the canary should fail: %s %q", st.Phase, st.Message)
 	}

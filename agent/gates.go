@@ -5,12 +5,14 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
 type gateResult struct {
-	phase           Phase
-	reason, message string
+	phase   Phase
+	reason  fault.Reason
+	message string
 }
 
 // gate decides whether the next step may start: manual approval first (a
@@ -25,7 +27,7 @@ func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observatio
 		if d.ApprovedPlan != "" {
 			msg = fmt.Sprintf("spec.approvedPlan %s does not match the current plan %s (the cluster or the catalog changed); ", d.ApprovedPlan, a.plans.active.plan.ID) + msg
 		}
-		return &gateResult{PhaseAwaitingApproval, "AwaitingApproval", msg}
+		return &gateResult{PhaseAwaitingApproval, ReasonAwaitingApproval, msg}
 	}
 	if w := d.Window; w != nil && !hopUnderWay(p, obs) {
 		now := a.cfg.Clock()
@@ -33,11 +35,11 @@ func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observatio
 		switch {
 		case !st.Open:
 			a.wakeAt = st.NextOpen
-			return &gateResult{PhaseWaitingForWindow, "OutsideWindow",
+			return &gateResult{PhaseWaitingForWindow, ReasonOutsideWindow,
 				fmt.Sprintf("the next maintenance window opens at %s (%s)", st.NextOpen.UTC().Format(time.RFC3339), w.TimeZone)}
 		case st.ClosesAt.Sub(now) < d.HopTimeout:
 			a.wakeAt = st.NextOpen
-			return &gateResult{PhaseWaitingForWindow, "WindowTooShort",
+			return &gateResult{PhaseWaitingForWindow, ReasonWindowTooShort,
 				fmt.Sprintf("the window closes at %s, too soon for a step with hopTimeout %s; the next one opens at %s",
 					st.ClosesAt.UTC().Format(time.RFC3339), d.HopTimeout, st.NextOpen.UTC().Format(time.RFC3339))}
 		}

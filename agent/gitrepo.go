@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 )
@@ -61,7 +62,7 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 		return "", err
 	}
 	if !ok {
-		return "", gitsource.Stall(gitsource.ReasonHistoryRewritten,
+		return "", fault.Stalled(gitsource.ReasonHistoryRewritten, nil,
 			"the branch no longer descends from %s, which was already seen (force-push or stale server); nothing is applied until the history is restored or the agent is told to follow it",
 			gitsource.Revision(since).Short())
 	}
@@ -96,7 +97,7 @@ func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenanc
 			return nil, Provenance{}, err
 		}
 		if !ok {
-			return nil, Provenance{}, gitsource.Stall(gitsource.ReasonStaleSignedContent,
+			return nil, Provenance{}, fault.Stalled(gitsource.ReasonStaleSignedContent, nil,
 				"%s was set by %s (signed by %s), which does not descend from %s, the signed commit accepted before: "+
 					"older signed content brought back (by a merge, or a stale server) is not applied; commit and sign the content again on top of the branch",
 				path, v.Commit.Short(), v.Signer, gitsource.Revision(prev).Short())
@@ -121,7 +122,7 @@ func (g *GitRepo) ReadStatus(ctx context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	if rev == "" {
-		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "branch %s has no commits", g.Source.StatusBranch())
+		return nil, fault.Stalled(gitsource.ReasonDesiredFileMissing, nil, "branch %s has no commits", g.Source.StatusBranch())
 	}
 	return g.Source.ReadFile(ctx, rev, path, MaxStatusSize)
 }
@@ -145,11 +146,11 @@ func (g *GitRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, 
 		return nil, err
 	}
 	if rev == "" {
-		return nil, gitsource.Stall(gitsource.ReasonDesiredFileMissing, "there is no branch %s", branch)
+		return nil, fault.Stalled(gitsource.ReasonDesiredFileMissing, nil, "there is no branch %s", branch)
 	}
 	keys, err := g.trusted(key)
 	if err != nil {
-		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "its status key in the fleet file cannot be used: %v", err)
+		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "its status key in the fleet file cannot be used: %v", err)
 	}
 	data, _, err := g.Source.ReadSigned(ctx, rev, PeerStatusPath(cluster), MaxStatusSize, keys)
 	return data, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -146,7 +147,7 @@ func TestOlderSignedContentCannotComeBack(t *testing.T) {
 	run("-c", "user.name=mallory", "-c", "user.email=m@example.com", "merge", "-q", "-s", "ours", "origin/main", "-m", "merge")
 	run("push", "-q", "origin", "HEAD:main")
 	data, _, err := readAt(repo)
-	if gitsource.ReasonOf(err) != gitsource.ReasonStaleSignedContent || !gitsource.IsTerminal(err) {
+	if fault.ReasonOf(err) != gitsource.ReasonStaleSignedContent || !fault.Stalls(err) {
 		t.Fatalf("the replayed old content was read: %q %v", data, err)
 	}
 	if !strings.Contains(err.Error(), old[:7]) || !strings.Contains(err.Error(), current[:7]) {
@@ -155,7 +156,7 @@ func TestOlderSignedContentCannotComeBack(t *testing.T) {
 	// After a restart the agent's memory carries the same protection.
 	restarted := newRepo()
 	restarted.Accepted("kubevirt.yaml", "main@sha1:"+current)
-	if _, _, err := readAt(restarted); gitsource.ReasonOf(err) != gitsource.ReasonStaleSignedContent {
+	if _, _, err := readAt(restarted); fault.ReasonOf(err) != gitsource.ReasonStaleSignedContent {
 		t.Fatalf("after a restart: %v", err)
 	}
 
@@ -219,7 +220,7 @@ func TestTheRisksFileMustBeSignedLikeTheDesiredFile(t *testing.T) {
 		t.Fatalf("the signed desired file: %v", err)
 	}
 	_, _, err = repo.Read(ctx, head, "kubevirt-risks.yaml")
-	if gitsource.ReasonOf(err) != gitsource.ReasonSignatureInvalid || !strings.Contains(err.Error(), "kubevirt-risks.yaml on main") || !strings.Contains(err.Error(), "is not signed") {
+	if fault.ReasonOf(err) != gitsource.ReasonSignatureInvalid || !strings.Contains(err.Error(), "kubevirt-risks.yaml on main") || !strings.Contains(err.Error(), "is not signed") {
 		t.Fatalf("an unsigned risks file: %v, want SignatureInvalid naming kubevirt-risks.yaml", err)
 	}
 	commit("kubevirt-risks.yaml", "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtUpgradeRisks\nrisks: []\n# signed\n", true)

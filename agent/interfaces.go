@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -33,7 +34,7 @@ type Cluster interface {
 	Observe(ctx context.Context) (*executor.Observation, error)
 	Run(ctx context.Context, step planner.Step, opts executor.StepOptions) (executor.StepResult, error)
 	// Event records a Kubernetes Event about KubeVirt; best effort.
-	Event(ctx context.Context, warning bool, reason, message string)
+	Event(ctx context.Context, warning bool, reason fault.Reason, message string)
 	// RestoreCR puts spec.imageTag and spec.imageRegistry back while the
 	// operator still targets and runs version; it reports whether it wrote.
 	RestoreCR(ctx context.Context, version, imageTag, imageRegistry string) (bool, error)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -228,7 +229,7 @@ func (a *Agent) migrate(ctx context.Context) Memory {
 			m.Accepted = map[string]string{a.cfg.DesiredPath: d.SetBy}
 		}
 		if prev.Phase == PhaseFailed && prev.Plan != nil {
-			m.Failed = &failure{Key: failureKey(d.Digest, prev.Plan.ID), Reason: prev.Reason, Message: prev.Message}
+			m.Failed = &failure{Key: failureKey(d.Digest, prev.Plan.ID), Reason: fault.Reason(prev.Reason), Message: prev.Message}
 		}
 	}
 	a.log.memoryMigrated(a.cfg.StatusPath)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -13,8 +14,8 @@ import (
 // pass is the status being built by one reconcile.
 type pass struct{ Status }
 
-func (p *pass) set(phase Phase, reason, message string) {
-	p.Phase, p.Reason, p.Message = phase, reason, message
+func (p *pass) set(phase Phase, reason fault.Reason, message string) {
+	p.Phase, p.Reason, p.Message = phase, string(reason), message
 }
 
 func summarizeObserved(o *executor.Observation) ObservedSummary {
@@ -133,7 +134,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 		a.cfg.Metrics.statusPushFailed()
 		// The status is not on the critical path, so its failure must be
 		// visible elsewhere: one Warning Event per distinct reason.
-		if r := why(err); r != "" && r != a.pushFailure {
+		if r := fault.ReasonOf(err); r != "" && r != a.pushFailure {
 			a.pushFailure = r
 			a.cluster.Event(ctx, true, r, "the status file cannot be pushed to Git: "+err.Error())
 		}

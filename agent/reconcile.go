@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
@@ -31,10 +32,10 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	if err := a.recall(ctx); err != nil {
 		// Nothing is read from Git or done without the memory; the status
 		// says why (without the history the memory holds, until it is back).
-		reason := "ClusterUnavailable"
+		reason := ReasonClusterUnavailable
 		var unreadable *memoryError
 		if errors.As(err, &unreadable) {
-			reason = "MemoryUnreadable"
+			reason = ReasonMemoryUnreadable
 		}
 		p.set(PhaseUnknown, reason, err.Error())
 		_ = a.publish(ctx, p)
@@ -54,7 +55,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	}
 	if a.src.err != nil {
 		phase := PhaseInvalid
-		if planner.ReasonOf(a.src.err) == planner.ReasonNotInFleet {
+		if fault.ReasonOf(a.src.err) == planner.ReasonNotInFleet {
 			phase = PhaseRefused
 		}
 		p.set(phase, reasonOf(a.src.err), a.src.err.Error())
@@ -65,7 +66,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 	p.Desired = a.desiredSummary("")
 	a.cfg.Metrics.setSuspended(d.Suspend)
 	if d.Suspend {
-		p.set(PhaseSuspended, "Suspended", "spec.suspend is true: no step starts until it is false")
+		p.set(PhaseSuspended, ReasonSuspended, "spec.suspend is true: no step starts until it is false")
 		p.Plan = a.planStatus()
 		return false, a.publish(ctx, p)
 	}
@@ -79,7 +80,7 @@ func (a *Agent) Reconcile(ctx context.Context) (again bool, err error) {
 		if err != nil {
 			return false, err
 		}
-		return p.Reason == "DriftCorrected", a.publish(ctx, p)
+		return p.Reason == string(ReasonDriftCorrected), a.publish(ctx, p)
 	}
 	plan, err := a.plan(ctx, d, obs)
 	if err != nil {
@@ -121,14 +122,14 @@ func (a *Agent) readRepo(ctx context.Context, p *pass) (bool, error) {
 	head, err := a.repo.Head(ctx, a.lastSeen)
 	a.cfg.Metrics.gitOp("poll", err)
 	if err != nil {
-		if gitsource.ReasonOf(err) == gitsource.ReasonHistoryRewritten {
-			p.set(PhaseInvalid, string(gitsource.ReasonHistoryRewritten), err.Error())
+		if fault.ReasonOf(err) == gitsource.ReasonHistoryRewritten {
+			p.set(PhaseInvalid, gitsource.ReasonHistoryRewritten, err.Error())
 			return true, a.publish(ctx, p)
 		}
 		return true, err // Git is down: nothing to publish to either
 	}
 	if head == "" {
-		p.set(PhaseInvalid, string(gitsource.ReasonDesiredFileMissing), "the branch has no commits yet; commit "+a.cfg.DesiredPath)
+		p.set(PhaseInvalid, gitsource.ReasonDesiredFileMissing, "the branch has no commits yet; commit "+a.cfg.DesiredPath)
 		return true, a.publish(ctx, p)
 	}
 	a.lastSeen = head
@@ -146,7 +147,7 @@ func (a *Agent) readRepo(ctx context.Context, p *pass) (bool, error) {
 func (a *Agent) observe(ctx context.Context, p *pass) (*executor.Observation, error) {
 	obs, err := a.cluster.Observe(ctx)
 	if err != nil {
-		p.set(PhaseUnknown, "ClusterUnavailable", "cannot read the cluster: "+err.Error())
+		p.set(PhaseUnknown, ReasonClusterUnavailable, "cannot read the cluster: "+err.Error())
 		if a.src.desired != nil {
 			p.Desired = a.desiredSummary("")
 		}
@@ -163,14 +164,14 @@ func (a *Agent) observe(ctx context.Context, p *pass) (*executor.Observation, er
 func (a *Agent) refused(ctx context.Context, p *pass, err error) error {
 	var re *planner.RefusalError
 	if !errors.As(err, &re) {
-		p.set(PhaseUnknown, "CatalogUnavailable", err.Error())
+		p.set(PhaseUnknown, ReasonCatalogUnavailable, err.Error())
 		_ = a.publish(ctx, p)
 		return err
 	}
 	a.cfg.Metrics.preflight(re.Checks)
 	p.Preflight = re.Checks
 	a.supersede("refused: " + re.Message)
-	p.set(PhaseRefused, string(re.Reason), re.Message)
+	p.set(PhaseRefused, re.Reason, re.Message)
 	return a.publish(ctx, p)
 }
 
@@ -192,14 +193,14 @@ func (a *Agent) upToDate(ctx context.Context, p *pass, d planner.Desired, plan p
 		msg = plan.To + " is installed, as desired"
 	}
 	if obs.Settling() {
-		p.set(PhaseProgressing, "Settling", fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
+		p.set(PhaseProgressing, ReasonSettling, fmt.Sprintf("KubeVirt %s is installed but not ready yet: %s", obs.Installed, obs.Summary()))
 		return a.publish(ctx, p)
 	}
 	if len(p.Drift) == 0 {
 		applied := planner.AppliedFrom(a.src.digest, obs.Observed)
 		a.applied = &applied
 	}
-	p.set(phase, "UpToDate", msg)
+	p.set(phase, ReasonUpToDate, msg)
 	return a.publish(ctx, p)
 }
 
@@ -215,12 +216,12 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	}
 	data, from, err := a.repo.Read(ctx, head, a.cfg.DesiredPath)
 	a.cfg.Metrics.gitOp("read", err)
-	if err != nil && !stalls(err) {
+	if err != nil && !fault.Stalls(err) {
 		return err
 	}
 	a.accept(a.cfg.DesiredPath, from)
 	risks, rerr := a.readRisks(ctx, head)
-	if rerr != nil && !stalls(rerr) {
+	if rerr != nil && !fault.Stalls(rerr) {
 		return rerr
 	}
 	a.src.readRev = head
@@ -243,7 +244,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 	}
 	a.src.key = key
 	a.src.rev, a.src.digest, a.src.from = head, digest, from
-	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+	if fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		a.src.rev = ""
 	}
 	if err == nil {
@@ -273,7 +274,7 @@ func (a *Agent) readDesired(ctx context.Context, head string) error {
 func (a *Agent) readRisks(ctx context.Context, head string) ([]byte, error) {
 	data, from, err := a.repo.Read(ctx, head, a.cfg.RisksPath)
 	a.cfg.Metrics.gitOp("read", err)
-	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+	if fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		return nil, nil
 	}
 	a.accept(a.cfg.RisksPath, from)
@@ -299,7 +300,7 @@ func (a *Agent) plan(ctx context.Context, d planner.Desired, obs *executor.Obser
 		return planner.Plan{}, err
 	}
 	plan, err := planner.Compute(d, obs.Observed, a.releases.cat)
-	if planner.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.releases.at) > time.Minute {
+	if fault.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.releases.at) > time.Minute {
 		if rerr := a.refreshCatalog(ctx, 0); rerr == nil {
 			plan, err = planner.Compute(d, obs.Observed, a.releases.cat)
 		}
@@ -334,7 +335,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		// The step succeeded, yet the cluster still needs it: running it
 		// again would loop. Stall and say so.
 		a.plans.lastDone = ""
-		a.plans.failed = &failure{Key: failureKey(a.src.digest, act.plan.ID), Reason: "NoProgress",
+		a.plans.failed = &failure{Key: failureKey(a.src.digest, act.plan.ID), Reason: ReasonNoProgress,
 			Message: fmt.Sprintf("step %d/%d %s reported success but the cluster did not change; not repeating it", i+1, len(act.steps), step)}
 		s.State, s.Message = StepFailed, a.plans.failed.Message
 		p.set(PhaseFailed, a.plans.failed.Reason, a.plans.failed.Message)
@@ -360,10 +361,10 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	// every retry (no commit per back-off).
 	notStarting := func(err error) (bool, error) {
 		s.State, s.StartedAt = StepPending, nil
-		reason := "JournalUnavailable"
+		reason := ReasonJournalUnavailable
 		var full *journalFull
 		if errors.As(err, &full) || errors.Is(err, errMemoryTooLarge) {
-			reason = "JournalFull"
+			reason = ReasonJournalFull
 		}
 		err = fmt.Errorf("not starting %s: %w", where, err)
 		p.set(PhaseProgressing, reason, err.Error())
@@ -377,14 +378,14 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		return notStarting(err)
 	}
 	a.hook("intent-recorded")
-	p.set(PhaseProgressing, "HopInProgress", where+": starting")
+	p.set(PhaseProgressing, ReasonHopInProgress, where+": starting")
 	p.Plan = a.planStatus()
 	if err := a.publish(ctx, p); err != nil {
 		a.log.statusPushFailed(err) // status is not on the critical path
 	}
 	a.log = a.log.with("plan", act.plan.ID)
 	a.log.stepStarted(i+1, len(act.steps), step)
-	a.cluster.Event(ctx, false, "StepStarted", where)
+	a.cluster.Event(ctx, false, EventStepStarted, where)
 
 	res, err := a.cluster.Run(ctx, step, executor.StepOptions{
 		Deadline:  startedAt.Add(d.HopTimeout),
@@ -393,7 +394,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		Milestone: func(msg string, w executor.WorkloadReport) {
 			a.workloads = workloadStatus(w)
 			a.cfg.Metrics.setOutdated(len(w.Outdated))
-			p.set(PhaseProgressing, "WaitingForWorkloads", where+": "+msg)
+			p.set(PhaseProgressing, ReasonWaitingForWorkloads, where+": "+msg)
 			p.Plan = a.planStatus()
 			if err := a.publish(ctx, p); err != nil {
 				a.log.statusPushFailed(err)
@@ -410,7 +411,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 			a.log.memoryFailed(err) // kept in memory and written again with the next change
 		}
 	}
-	if r := executor.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
+	if r := fault.ReasonOf(err); step.Type == planner.StepUpgrade && (err == nil || r == executor.ReasonWorkloadDisrupted || r == executor.ReasonWorkloadsOutdated) {
 		w := res.Workloads
 		a.workloads = workloadStatus(w)
 		a.cfg.Metrics.disruptions(len(w.Disrupted))
@@ -430,20 +431,20 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 		a.plans.lastDone = key
 		a.cfg.Metrics.hop(step, "Succeeded", took)
 		a.log.stepSucceeded(i+1, len(act.steps), step, took)
-		a.cluster.Event(ctx, false, "StepSucceeded", where)
+		a.cluster.Event(ctx, false, EventStepSucceeded, where)
 		return true, nil
 	case errors.Is(err, executor.ErrStalePlan):
 		outcome(EntryRetrying, err.Error())
 		s.State, s.StartedAt = StepPending, nil
 		a.log.stalePlan(err)
 		return true, nil
-	case stalls(err):
+	case fault.Stalls(err):
 		outcome(StepFailed, err.Error())
-		reason := why(err)
+		reason := fault.ReasonOf(err)
 		s.State, s.FinishedAt, s.Message = StepFailed, ts(a.cfg.Clock()), err.Error()
 		a.cfg.Metrics.hop(step, "Failed", took)
 		a.plans.failed = &failure{Key: failureKey(a.src.digest, act.plan.ID), Reason: reason, Message: where + ": " + err.Error()}
-		a.cluster.Event(ctx, true, "StepFailed", where+": "+err.Error())
+		a.cluster.Event(ctx, true, EventStepFailed, where+": "+err.Error())
 		p.set(PhaseFailed, reason, a.plans.failed.Message)
 		p.Plan = a.planStatus()
 		a.finish(RunFailed, a.plans.failed.Message)
@@ -451,7 +452,7 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 	default:
 		outcome(EntryRetrying, err.Error())
 		s.Message = err.Error()
-		p.set(PhaseProgressing, "Retrying", where+": "+err.Error())
+		p.set(PhaseProgressing, ReasonRetrying, where+": "+err.Error())
 		p.Plan = a.planStatus()
 		_ = a.publish(ctx, p)
 		return false, err
@@ -461,14 +462,11 @@ func (a *Agent) step(ctx context.Context, p *pass, d planner.Desired, plan plann
 func failureKey(digest, planID string) string { return digest + "/" + planID }
 
 // reasonOf names why the desired file cannot be used.
-func reasonOf(err error) string {
-	if r := why(err); r != "" {
+func reasonOf(err error) fault.Reason {
+	if r := fault.ReasonOf(err); r != "" {
 		return r
 	}
-	if r := planner.ReasonOf(err); r != "" {
-		return string(r)
-	}
-	return string(planner.ReasonInvalidDesiredState)
+	return planner.ReasonInvalidDesiredState
 }
 
 func (a *Agent) progress(where, msg string) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 )
@@ -187,7 +188,7 @@ func (w *world) pushFails(fail bool) {
 	defer w.repo.mu.Unlock()
 	w.repo.writeErr = nil
 	if fail {
-		w.repo.writeErr = &gitsource.Error{Reason: gitsource.ReasonStatusPushFailing, Message: "the remote hung up"}
+		w.repo.writeErr = &fault.Error{Reason: gitsource.ReasonStatusPushFailing, Message: "the remote hung up"}
 	}
 }
 
@@ -209,7 +210,7 @@ func TestEveryAttemptIsEventuallyPublished(t *testing.T) {
 	w := newWorld(t, "  version: v1.8.4\n", "v1.7.4")
 	w.pushFails(true)
 	for range 120 {
-		w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: "the apiserver is busy"}
+		w.cluster.failNext = &fault.Error{Reason: executor.ReasonAPIUnavailable, Message: "the apiserver is busy"}
 		if _, err := w.agent.Reconcile(context.Background()); err == nil {
 			t.Fatal("a failing step reported no error")
 		}
@@ -262,7 +263,7 @@ func TestNoStepWhileTheJournalIsFull(t *testing.T) {
 	w.pushFails(true)
 	long := strings.Repeat("the apiserver answered 503 Service Unavailable; ", 20)
 	for i := 0; ; i++ {
-		w.cluster.failNext = &executor.Error{Reason: executor.ReasonAPIUnavailable, Message: long}
+		w.cluster.failNext = &fault.Error{Reason: executor.ReasonAPIUnavailable, Message: long}
 		ran := len(w.cluster.ran)
 		_, err := w.agent.Reconcile(context.Background())
 		w.clock.add(time.Minute)

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/kvgitops/kvgitops/fault"
 )
 
 // resourceFor maps an allow-listed object to its client (no discovery).
@@ -30,7 +32,7 @@ func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceIn
 			return r, nil
 		}
 	}
-	return nil, terminal(ReasonManifestRejected, nil, "no mapping for %s", o.GroupVersionKind())
+	return nil, fault.Stalled(ReasonManifestRejected, nil, "no mapping for %s", o.GroupVersionKind())
 }
 
 // applyManifest server-side applies every object in order, as field manager
@@ -57,7 +59,7 @@ func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
 		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true})
 		cancel()
 		if err != nil && strings.Contains(err.Error(), "because it is being terminated") {
-			return transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
+			return fault.Transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
 		}
 		if err != nil {
 			return apiError(err, "apply %s %s of %s", obj.GetKind(), obj.GetName(), m.Tag)
@@ -100,10 +102,10 @@ func (e *Executor) dryRun(ctx context.Context, m *Manifest) error {
 		_, err = r.Apply(ctx1, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: e.cfg.FieldManager, Force: true, DryRun: []string{metav1.DryRunAll}})
 		cancel()
 		if err != nil && strings.Contains(err.Error(), "because it is being terminated") {
-			return transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
+			return fault.Transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; applying %s %s will be retried", e.cfg.Namespace, obj.GetKind(), obj.GetName())
 		}
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-			return terminal(ReasonForbidden, err, "the cluster refuses %s %s of %s, so nothing was applied: %s", obj.GetKind(), obj.GetName(), m.Tag, err.Error())
+			return fault.Stalled(ReasonForbidden, err, "the cluster refuses %s %s of %s, so nothing was applied: %s", obj.GetKind(), obj.GetName(), m.Tag, err.Error())
 		}
 		if err != nil {
 			return apiError(err, "check %s %s of %s before applying", obj.GetKind(), obj.GetName(), m.Tag)
@@ -145,7 +147,7 @@ func (e *Executor) patchKubeVirt(ctx context.Context, version string, ops func(*
 		}
 		last = err
 	}
-	return transient(ReasonAPIUnavailable, last, "the KubeVirt CR kept changing under 5 patch attempts")
+	return fault.Transient(ReasonAPIUnavailable, last, "the KubeVirt CR kept changing under 5 patch attempts")
 }
 
 // checkServed refuses, before anything is applied, a manifest with an API
@@ -164,7 +166,7 @@ func (e *Executor) checkServed(ctx context.Context, m *Manifest) error {
 		switch {
 		case err == nil:
 		case apierrors.IsNotFound(err):
-			return terminal(ReasonAPIVersionNotServed, err, "kubevirt-operator.yaml of %s needs %s (%s %s), which the cluster does not serve; nothing was applied",
+			return fault.Stalled(ReasonAPIVersionNotServed, err, "kubevirt-operator.yaml of %s needs %s (%s %s), which the cluster does not serve; nothing was applied",
 				m.Tag, gv, o.GetKind(), o.GetName())
 		default:
 			return apiError(err, "discover %s", gv)

@@ -14,5 +14,5 @@
 //
 // It is the only package that imports client-go. It must not decide what to
 // do (that is the planner's job) nor log errors it returns: it returns
-// typed errors (*Error) that say whether to retry or stall.
+// typed errors (*fault.Error) that say whether to retry or stall.
 package executor

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
@@ -15,7 +16,7 @@ import (
 // there is one, else on KubeVirt's Namespace (cluster-scoped objects'
 // events live in "default"). It is best effort: a failure is dropped, as an
 // event is never worth failing a step for.
-func (e *Executor) Event(ctx context.Context, warning bool, reason, message string) {
+func (e *Executor) Event(ctx context.Context, warning bool, reason fault.Reason, message string) {
 	ctx, cancel := e.call(ctx)
 	defer cancel()
 	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: e.cfg.Namespace}
@@ -34,13 +35,13 @@ func (e *Executor) Event(ctx context.Context, warning bool, reason, message stri
 	ev := &corev1.Event{
 		ObjectMeta:          metav1.ObjectMeta{GenerateName: "kvgitops-", Namespace: ns},
 		InvolvedObject:      ref,
-		Reason:              reason,
+		Reason:              string(reason),
 		Message:             redact.Text(message, 1024),
 		Type:                typ,
 		Source:              corev1.EventSource{Component: e.cfg.FieldManager},
 		ReportingController: "kvgitops.dev/agent",
 		ReportingInstance:   e.cfg.FieldManager,
-		Action:              reason,
+		Action:              string(reason),
 		FirstTimestamp:      now,
 		LastTimestamp:       now,
 		EventTime:           metav1.NewMicroTime(now.Time),

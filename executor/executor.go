@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -108,14 +109,14 @@ func (e *Executor) hook(point string) {
 	}
 }
 
-// apiError turns an API error into an *Error: unavailability and conflicts
+// apiError turns an API error into an *fault.Error: unavailability and conflicts
 // are transient; denials by admission webhooks name the webhook; RBAC
 // denials are terminal (the agent's own permissions are missing).
 func apiError(err error, format string, args ...any) error {
 	if err == nil {
 		return nil
 	}
-	var e *Error
+	var e *fault.Error
 	if errors.As(err, &e) {
 		return err
 	}
@@ -123,13 +124,13 @@ func apiError(err error, format string, args ...any) error {
 	msg := what + ": " + err.Error()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return transient(ReasonAPIUnavailable, err, "%s", msg)
+		return fault.Transient(ReasonAPIUnavailable, err, "%s", msg)
 	case isWebhookCallFailure(err):
-		return transient(ReasonWebhookUnavailable, err, "%s", msg)
+		return fault.Transient(ReasonWebhookUnavailable, err, "%s", msg)
 	case apierrors.IsForbidden(err):
-		return terminal(ReasonForbidden, err, "%s", msg)
+		return fault.Stalled(ReasonForbidden, err, "%s", msg)
 	}
-	return transient(ReasonAPIUnavailable, err, "%s", msg)
+	return fault.Transient(ReasonAPIUnavailable, err, "%s", msg)
 }
 
 func isWebhookCallFailure(err error) bool {

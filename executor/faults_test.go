@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/testenv"
@@ -117,7 +118,7 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 	for attempt := 0; attempt < 10; attempt++ {
 		// Bounded retries on conflicts inside a step; the agent retries
 		// a step that still lost (transient) with back-off.
-		if res, err = h.run(t, upgrade("v1.8.3", "v1.8.4", planner.MethodImageTag), time.Minute); err == nil || executor.IsTerminal(err) {
+		if res, err = h.run(t, upgrade("v1.8.3", "v1.8.4", planner.MethodImageTag), time.Minute); err == nil || fault.Stalls(err) {
 			break
 		}
 	}
@@ -202,7 +203,7 @@ func TestAMirrorDroppingMidDownloadAppliesNothing(t *testing.T) {
 		}
 	}))
 	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), time.Minute)
-	if err == nil || executor.IsTerminal(err) {
+	if err == nil || fault.Stalls(err) {
 		t.Fatalf("a download cut in half: %v, want a transient error", err)
 	}
 	if after := h.objectVersions(t); after != before {
@@ -218,7 +219,7 @@ func TestACrashLoopingOperatorFailsTheHop(t *testing.T) {
 	h.install(t, "v1.7.4", planner.MethodOperator)
 	h.sim.CrashLoopOperator("v1.8.4")
 	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), time.Minute)
-	if executor.ReasonOf(err) != executor.ReasonOperatorRolloutFailed || !executor.IsTerminal(err) || !strings.Contains(err.Error(), "progress") {
+	if fault.ReasonOf(err) != executor.ReasonOperatorRolloutFailed || !fault.Stalls(err) || !strings.Contains(err.Error(), "progress") {
 		t.Fatalf("a crash-looping operator: %v, want a terminal OperatorRolloutFailed with the Deployment's reason", err)
 	}
 	if o := h.observe(t); o.Installed != "v1.7.4" {
@@ -233,7 +234,7 @@ func TestATagCannotLeaveTheDownloadTemplate(t *testing.T) {
 	for _, tag := range []string{"../../../etc/passwd", "v1.8.4/../../x", "%2e%2e%2fx", "%252e%252e", "v1.8.4?x=1", "v1.8.4#x"} {
 		before := h.rel.Requests()
 		_, err := h.run(t, planner.Step{Type: planner.StepInstall, To: tag, Method: planner.MethodOperator}, 10*time.Second)
-		if executor.ReasonOf(err) != executor.ReasonManifestRejected {
+		if fault.ReasonOf(err) != executor.ReasonManifestRejected {
 			t.Errorf("tag %q: %v, want ManifestRejected", tag, err)
 		}
 		if n := h.rel.Requests() - before; n != 0 {

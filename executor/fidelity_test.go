@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
@@ -74,8 +75,8 @@ func TestOutdatedWorkloadsThatNeverDrainFailTheHop(t *testing.T) {
 	h.sim.FailMigrations("default/stuck")
 	_, _, err := h.runWith(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), executor.StepOptions{
 		Workloads: planner.Workloads{Policy: planner.WorkloadsAuto, Timeout: 3 * time.Second}})
-	if executor.ReasonOf(err) != executor.ReasonWorkloadsOutdated || !strings.Contains(err.Error(), "1 VMIs still run a virt-launcher older than v1.8.4") ||
-		!strings.Contains(err.Error(), "default/stuck") || !executor.IsTerminal(err) {
+	if fault.ReasonOf(err) != executor.ReasonWorkloadsOutdated || !strings.Contains(err.Error(), "1 VMIs still run a virt-launcher older than v1.8.4") ||
+		!strings.Contains(err.Error(), "default/stuck") || !fault.Stalls(err) {
 		t.Fatalf("hop with a VMI that never migrates: %v, want a terminal WorkloadsOutdated naming it", err)
 	}
 }
@@ -198,7 +199,7 @@ func TestOperatorGoneMidTeardownLeavesCRDsStuck(t *testing.T) {
 	}
 	h.sim.HoldVMIShutdown(false)
 	_, _, err := h.runWith(t, teardownSteps("v1.8.4")[0], executor.StepOptions{Deadline: time.Now().Add(20 * time.Second)})
-	if executor.ReasonOf(err) != executor.ReasonStuckDeleting || !strings.Contains(err.Error(), executor.CRDFinalizer) || !strings.Contains(err.Error(), "removeStuckFinalizers") {
+	if fault.ReasonOf(err) != executor.ReasonStuckDeleting || !strings.Contains(err.Error(), executor.CRDFinalizer) || !strings.Contains(err.Error(), "removeStuckFinalizers") {
 		t.Fatalf("stuck teardown: %v, want StuckDeleting naming the CRDs' finalizer and the opt-in", err)
 	}
 	o := h.observe(t)

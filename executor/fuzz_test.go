@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
 
@@ -16,7 +17,7 @@ func FuzzManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := executor.ParseOperatorManifest(data, "v1.8.4", executor.VetOptions{})
 		if err != nil {
-			if executor.ReasonOf(err) == "" {
+			if fault.ReasonOf(err) == "" {
 				t.Fatalf("untyped error %v", err)
 			}
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -83,7 +84,7 @@ func (h *hop) byImageTag() error {
 	h.res.OperatorFirst = true
 	h.res.Notes = append(h.res.Notes, "operator updated first: the running virt-operator was "+rbacMarker+" for "+h.step.To+": "+redact.Text(rbac.msg, 300))
 	if h.e.cfg.Releases == nil {
-		return terminal(ReasonHopFailed, nil, "%s", rbac.msg)
+		return fault.Stalled(ReasonHopFailed, nil, "%s", rbac.msg)
 	}
 	if err := h.applyOperator(); err != nil {
 		return err
@@ -96,7 +97,7 @@ func (h *hop) byImageTag() error {
 
 func (h *hop) applyOperator() error {
 	if h.e.cfg.Releases == nil {
-		return terminal(ReasonMirrorUnavailable, nil, "no release client configured")
+		return fault.Stalled(ReasonMirrorUnavailable, nil, "no release client configured")
 	}
 	h.say.say("fetching kubevirt-operator.yaml of %s", h.step.To)
 	m, err := h.e.cfg.Releases.OperatorManifest(h.ctx, h.step.To, h.e.cfg.Namespace)

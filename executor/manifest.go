@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
@@ -28,7 +29,7 @@ const maxObjects = 64
 // decodeObjects splits a multi-document YAML (bounded) into objects.
 func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
 	if len(data) > MaxManifestSize {
-		return nil, terminal(ReasonTooLarge, nil, "manifest is %d bytes, over the %d-byte limit", len(data), MaxManifestSize)
+		return nil, fault.Stalled(ReasonTooLarge, nil, "manifest is %d bytes, over the %d-byte limit", len(data), MaxManifestSize)
 	}
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []*unstructured.Unstructured
@@ -39,13 +40,13 @@ func decodeObjects(data []byte) ([]*unstructured.Unstructured, error) {
 			return out, nil
 		}
 		if err != nil {
-			return nil, terminal(ReasonManifestRejected, nil, "manifest is not valid YAML: %s", redact.Text(err.Error(), 200))
+			return nil, fault.Stalled(ReasonManifestRejected, nil, "manifest is not valid YAML: %s", redact.Text(err.Error(), 200))
 		}
 		if len(m) == 0 {
 			continue
 		}
 		if len(out) == maxObjects {
-			return nil, terminal(ReasonManifestRejected, nil, "manifest has more than %d objects", maxObjects)
+			return nil, fault.Stalled(ReasonManifestRejected, nil, "manifest has more than %d objects", maxObjects)
 		}
 		out = append(out, &unstructured.Unstructured{Object: m})
 	}
@@ -66,16 +67,16 @@ func parseCRManifest(data []byte, tag, namespace string) (*Manifest, error) {
 		return nil, err
 	}
 	if len(objs) != 1 {
-		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s has %d objects, want one KubeVirt", tag, len(objs))
+		return nil, fault.Stalled(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s has %d objects, want one KubeVirt", tag, len(objs))
 	}
 	o := objs[0]
 	gvk := o.GroupVersionKind()
 	if gvk.Group != "kubevirt.io" || gvk.Kind != "KubeVirt" || o.GetName() != "kubevirt" || o.GetNamespace() != namespace {
-		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds %s %s/%s, want KubeVirt %s/kubevirt", tag,
+		return nil, fault.Stalled(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds %s %s/%s, want KubeVirt %s/kubevirt", tag,
 			redact.Quote(gvk.Kind), redact.Quote(o.GetNamespace()), redact.Quote(o.GetName()), namespace)
 	}
 	if v, ok, _ := unstructured.NestedString(o.Object, "spec", "imageTag"); ok && v != "" {
-		return nil, terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s pins imageTag", tag)
+		return nil, fault.Stalled(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s pins imageTag", tag)
 	}
 	if err := vetCRSpec(o, tag); err != nil {
 		return nil, err
@@ -104,7 +105,7 @@ func vetCRSpec(o *unstructured.Unstructured, tag string) error {
 		}
 	}
 	if len(bad) > 0 {
-		return terminal(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds what no release's does: %s", tag, strings.Join(bad, "; "))
+		return fault.Stalled(ReasonManifestRejected, nil, "kubevirt-cr.yaml of %s holds what no release's does: %s", tag, strings.Join(bad, "; "))
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
@@ -39,9 +40,9 @@ func releaseClient(t *testing.T, srv *releases.Server, mod func(*executor.Releas
 	return c
 }
 
-func wantReason(t *testing.T, err error, want executor.Reason) {
+func wantReason(t *testing.T, err error, want fault.Reason) {
 	t.Helper()
-	if got := executor.ReasonOf(err); got != want {
+	if got := fault.ReasonOf(err); got != want {
 		t.Fatalf("error %v: reason %q, want %q", err, got, want)
 	}
 }
@@ -85,8 +86,8 @@ func TestManifestThatIsNotYAMLIsRefused(t *testing.T) {
 	srv.Mutate("v1.8.4/kubevirt-operator.yaml", func([]byte) []byte { return []byte("\t{{{") })
 	_, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
 	wantReason(t, err, executor.ReasonManifestRejected)
-	if !strings.Contains(err.Error(), "not valid YAML") || !executor.IsTerminal(err) {
-		t.Errorf("error %q (terminal %t) does not say the file is not YAML", err, executor.IsTerminal(err))
+	if !strings.Contains(err.Error(), "not valid YAML") || !fault.Stalls(err) {
+		t.Errorf("error %q (terminal %t) does not say the file is not YAML", err, fault.Stalls(err))
 	}
 }
 
@@ -112,7 +113,7 @@ func TestHostileServers(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler func(srv *releases.Server) http.Handler
-		reason  executor.Reason
+		reason  fault.Reason
 	}{
 		{"oversized body", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -200,8 +201,8 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
-	var e *executor.Error
-	if !errors.As(err, &e) || e.Reason != executor.ReasonRateLimited || e.RetryAfter != 42*time.Second || e.Terminal {
+	var e *fault.Error
+	if !errors.As(err, &e) || e.Reason != executor.ReasonRateLimited || e.RetryAfter != 42*time.Second || e.Stall {
 		t.Fatalf("rate limited: %#v, want a transient RateLimited retrying after 42s", err)
 	}
 }
@@ -296,7 +297,7 @@ func TestCatalogBytesAreCappedAcrossPages(t *testing.T) {
 		_, _ = io.WriteString(w, "["+pad+"]")
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
-	if executor.ReasonOf(err) != executor.ReasonTooLarge || !strings.Contains(err.Error(), "across its pages") {
+	if fault.ReasonOf(err) != executor.ReasonTooLarge || !strings.Contains(err.Error(), "across its pages") {
 		t.Fatalf("endless 6 MiB pages: %v", err)
 	}
 	if pages > 6 {
@@ -387,7 +388,7 @@ func TestAPageThatPointsToItself(t *testing.T) {
 		_, _ = w.Write([]byte("[]"))
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
-	if executor.ReasonOf(err) != executor.ReasonMirrorUnavailable || !strings.Contains(err.Error(), "loop") {
+	if fault.ReasonOf(err) != executor.ReasonMirrorUnavailable || !strings.Contains(err.Error(), "loop") {
 		t.Fatalf("a self-referencing page: %v", err)
 	}
 	if n := srv.Requests(); n != 1 {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -79,7 +80,7 @@ func NewReleaseClient(cfg ReleaseConfig) (*ReleaseClient, error) {
 	cfg.HTTP.AllowedHosts = hosts
 	for tag, sum := range cfg.Pins {
 		if !planner.ValidTag(tag) || len(sum) != 64 {
-			return nil, terminal(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", redact.Quote(tag))
+			return nil, fault.Stalled(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", redact.Quote(tag))
 		}
 	}
 	c := &ReleaseClient{cfg: cfg, http: newSafeClient(cfg.HTTP), list: list, dl: dl, apiHeader: http.Header{}}
@@ -94,13 +95,13 @@ func parseBaseURL(what, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return nil, terminal(ReasonHostNotAllowed, nil, "%s is not a URL", what)
+		return nil, fault.Stalled(ReasonHostNotAllowed, nil, "%s is not a URL", what)
 	case u.Scheme != "https":
-		return nil, terminal(ReasonHostNotAllowed, nil, "%s must be https, got %s", what, redact.Quote(u.Scheme))
+		return nil, fault.Stalled(ReasonHostNotAllowed, nil, "%s must be https, got %s", what, redact.Quote(u.Scheme))
 	case u.User != nil:
-		return nil, terminal(ReasonHostNotAllowed, nil, "%s must not carry credentials", what)
+		return nil, fault.Stalled(ReasonHostNotAllowed, nil, "%s must not carry credentials", what)
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, terminal(ReasonHostNotAllowed, nil, "%s must not carry a query or fragment", what)
+		return nil, fault.Stalled(ReasonHostNotAllowed, nil, "%s must not carry a query or fragment", what)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	return u, nil
@@ -116,15 +117,15 @@ func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	left := int64(maxCatalogBytes)
 	for page := 0; ; page++ {
 		if page == maxCatalogPages {
-			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list has more than %d pages", maxCatalogPages)
+			return nil, fault.Stalled(ReasonMirrorUnavailable, nil, "the release list has more than %d pages", maxCatalogPages)
 		}
 		if left <= 0 {
-			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
+			return nil, fault.Stalled(ReasonMirrorUnavailable, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
 		}
 		seen[next.String()] = true
 		data, header, err := c.http.get(ctx, &next, c.headerFor(&next), min(planner.MaxCatalogPageSize, left))
-		if ReasonOf(err) == ReasonTooLarge && left < planner.MaxCatalogPageSize {
-			return nil, terminal(ReasonTooLarge, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
+		if fault.ReasonOf(err) == ReasonTooLarge && left < planner.MaxCatalogPageSize {
+			return nil, fault.Stalled(ReasonTooLarge, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
 		}
 		if err != nil {
 			return nil, err
@@ -132,7 +133,7 @@ func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
 		left -= int64(len(data))
 		got, err := planner.ParseGitHubPage(data)
 		if err != nil {
-			return nil, terminal(ReasonMirrorUnavailable, err, "%s: %v", next.Hostname(), err)
+			return nil, fault.Stalled(ReasonMirrorUnavailable, err, "%s: %v", next.Hostname(), err)
 		}
 		items = append(items, got...)
 		link := nextLink(header.Get("Link"))
@@ -141,10 +142,10 @@ func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
 		}
 		u, err := next.Parse(link)
 		if err != nil || u.Hostname() != c.list.Hostname() || u.Scheme != "https" {
-			return nil, terminal(ReasonHostNotAllowed, nil, "the release list's next page leaves %s", c.list.Hostname())
+			return nil, fault.Stalled(ReasonHostNotAllowed, nil, "the release list's next page leaves %s", c.list.Hostname())
 		}
 		if seen[u.String()] {
-			return nil, terminal(ReasonMirrorUnavailable, nil, "the release list's pages loop")
+			return nil, fault.Stalled(ReasonMirrorUnavailable, nil, "the release list's pages loop")
 		}
 		next = *u
 	}
@@ -180,7 +181,7 @@ func nextLink(h string) string {
 // is validated, so no path can be smuggled in).
 func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, error) {
 	if !planner.ValidTag(tag) {
-		return nil, terminal(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
+		return nil, fault.Stalled(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
 	u := *c.dl
 	u.Path = c.dl.Path + "/" + tag + "/" + name
@@ -198,7 +199,7 @@ func (c *ReleaseClient) OperatorManifest(ctx context.Context, tag, namespace str
 		return nil, err
 	}
 	if msg := c.pinMismatch(tag, data); msg != "" {
-		return nil, terminal(ReasonDigestMismatch, nil, "%s", msg)
+		return nil, fault.Stalled(ReasonDigestMismatch, nil, "%s", msg)
 	}
 	return c.Vet(data, tag, namespace).Manifest()
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
@@ -18,11 +19,11 @@ import (
 // downgrade, which is never made. It reports whether it patched.
 func (e *Executor) RestoreCR(ctx context.Context, version, imageTag, imageRegistry string) (bool, error) {
 	if imageTag != "" && imageTag != version {
-		return false, terminal(ReasonRestoreRefused, nil, "drift correction would set spec.imageTag %s while %s runs: only the release's own tag (or none) is written back",
+		return false, fault.Stalled(ReasonRestoreRefused, nil, "drift correction would set spec.imageTag %s while %s runs: only the release's own tag (or none) is written back",
 			redact.Quote(imageTag), redact.Quote(version))
 	}
 	if imageRegistry != "" && !e.mirror(imageRegistry) {
-		return false, terminal(ReasonRestoreRefused, nil, "drift correction would set spec.imageRegistry %s, which is not a configured mirror (--release-image-registry): only a mirror (or none) is written back",
+		return false, fault.Stalled(ReasonRestoreRefused, nil, "drift correction would set spec.imageRegistry %s, which is not a configured mirror (--release-image-registry): only a mirror (or none) is written back",
 			redact.Quote(imageRegistry))
 	}
 	apiVersion, err := e.kubevirtAPIVersion(ctx)

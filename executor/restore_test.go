@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -57,7 +58,7 @@ func TestRestoreCRWritesOnlyWhatKvgitopsWould(t *testing.T) {
 		{"v1.8.4", "mirror.example.com/kubevirt", `spec.imageTag "v1.8.4"`},
 	} {
 		done, err := h.exec.RestoreCR(ctx, "v1.7.4", c.tag, c.registry)
-		if done || executor.ReasonOf(err) != executor.ReasonRestoreRefused || !strings.Contains(err.Error(), c.want) {
+		if done || fault.ReasonOf(err) != executor.ReasonRestoreRefused || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("RestoreCR(tag %q, registry %q): %v, %v; want RestoreRefused naming %s", c.tag, c.registry, done, err, c.want)
 		}
 	}

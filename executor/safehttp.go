@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/kvgitops/kvgitops/fault"
 )
 
 // HTTPConfig hardens an HTTP client for fetching from the Internet.
@@ -102,18 +104,18 @@ func newSafeClient(cfg HTTPConfig) *safeClient {
 func (s *safeClient) checkURL(u *url.URL) error {
 	switch {
 	case u.Scheme != "https":
-		return terminal(ReasonHostNotAllowed, nil, "refusing %s URL to %s: only https is allowed", u.Scheme, u.Hostname())
+		return fault.Stalled(ReasonHostNotAllowed, nil, "refusing %s URL to %s: only https is allowed", u.Scheme, u.Hostname())
 	case u.User != nil:
-		return terminal(ReasonHostNotAllowed, nil, "refusing URL with credentials in it (host %s)", u.Hostname())
+		return fault.Stalled(ReasonHostNotAllowed, nil, "refusing URL with credentials in it (host %s)", u.Hostname())
 	case !s.hosts[strings.ToLower(u.Hostname())]:
-		return terminal(ReasonHostNotAllowed, nil, "host %s is not on the allow-list", u.Hostname())
+		return fault.Stalled(ReasonHostNotAllowed, nil, "host %s is not on the allow-list", u.Hostname())
 	}
 	return nil
 }
 
 func (s *safeClient) checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > s.cfg.MaxRedirects {
-		return terminal(ReasonMirrorUnavailable, nil, "more than %d redirects from %s", s.cfg.MaxRedirects, via[0].URL.Hostname())
+		return fault.Stalled(ReasonMirrorUnavailable, nil, "more than %d redirects from %s", s.cfg.MaxRedirects, via[0].URL.Hostname())
 	}
 	if err := s.checkURL(req.URL); err != nil {
 		return err
@@ -142,16 +144,16 @@ func (s *safeClient) controlDial(network, address string, _ syscall.RawConn) err
 	}
 	for _, m := range metadataAddrs {
 		if ip == m {
-			return terminal(ReasonHostNotAllowed, nil, "refusing to dial the metadata address %s", ip)
+			return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial the metadata address %s", ip)
 		}
 	}
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-		return terminal(ReasonHostNotAllowed, nil, "refusing to dial the non-public address %s", ip)
+		return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial the non-public address %s", ip)
 	}
 	for _, p := range refusedNetworks {
 		if p.Contains(ip) {
-			return terminal(ReasonHostNotAllowed, nil, "refusing to dial %s, in %s, which is not on the public Internet", ip, p)
+			return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial %s, in %s, which is not on the public Internet", ip, p)
 		}
 	}
 	return nil
@@ -167,7 +169,7 @@ func (s *safeClient) get(ctx context.Context, u *url.URL, header http.Header, ma
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, nil, terminal(ReasonMirrorUnavailable, err, "bad URL for host %s", u.Hostname())
+		return nil, nil, fault.Stalled(ReasonMirrorUnavailable, err, "bad URL for host %s", u.Hostname())
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -191,26 +193,26 @@ func (s *safeClient) get(ctx context.Context, u *url.URL, header http.Header, ma
 	body := io.LimitReader(&idleReader{r: resp.Body, timer: idle, idle: s.cfg.IdleTimeout}, max+1)
 	data, err := io.ReadAll(body)
 	if stalled.Load() {
-		return nil, nil, transient(ReasonMirrorTimeout, err, "%s sent nothing for %s", u.Hostname(), s.cfg.IdleTimeout)
+		return nil, nil, fault.Transient(ReasonMirrorTimeout, err, "%s sent nothing for %s", u.Hostname(), s.cfg.IdleTimeout)
 	}
 	if err != nil {
 		return nil, nil, s.classify(u, err)
 	}
 	if int64(len(data)) > max {
-		return nil, nil, terminal(ReasonTooLarge, nil, "response from %s is over the %d-byte limit", u.Hostname(), max)
+		return nil, nil, fault.Stalled(ReasonTooLarge, nil, "response from %s is over the %d-byte limit", u.Hostname(), max)
 	}
 	return data, resp.Header, nil
 }
 
 func (s *safeClient) classify(u *url.URL, err error) error {
-	var e *Error
+	var e *fault.Error
 	if errors.As(err, &e) {
 		return e
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		return transient(ReasonMirrorTimeout, err, "request to %s timed out", u.Hostname())
+		return fault.Transient(ReasonMirrorTimeout, err, "request to %s timed out", u.Hostname())
 	}
-	return transient(ReasonMirrorUnavailable, err, "request to %s failed", u.Hostname())
+	return fault.Transient(ReasonMirrorUnavailable, err, "request to %s failed", u.Hostname())
 }
 
 func isTimeout(err error) bool {
@@ -224,17 +226,17 @@ func statusError(u *url.URL, resp *http.Response) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusUnauthorized:
-		return terminal(ReasonAuthenticationFailed, nil, "%s answered 401: the credentials were refused", u.Hostname())
+		return fault.Stalled(ReasonAuthenticationFailed, nil, "%s answered 401: the credentials were refused", u.Hostname())
 	case code == http.StatusTooManyRequests || code == http.StatusForbidden && resp.Header.Get("X-RateLimit-Remaining") == "0":
-		e := transient(ReasonRateLimited, nil, "%s is rate limiting (HTTP %d)", u.Hostname(), code)
+		e := fault.Transient(ReasonRateLimited, nil, "%s is rate limiting (HTTP %d)", u.Hostname(), code)
 		e.RetryAfter = retryAfter(resp.Header)
 		return e
 	case code == http.StatusForbidden:
-		return terminal(ReasonAuthenticationFailed, nil, "%s answered 403: access denied", u.Hostname())
+		return fault.Stalled(ReasonAuthenticationFailed, nil, "%s answered 403: access denied", u.Hostname())
 	case code == http.StatusNotFound:
-		return terminal(ReasonMirrorUnavailable, nil, "%s answered 404 for %s", u.Hostname(), u.EscapedPath())
+		return fault.Stalled(ReasonMirrorUnavailable, nil, "%s answered 404 for %s", u.Hostname(), u.EscapedPath())
 	default:
-		return transient(ReasonMirrorUnavailable, nil, "%s answered HTTP %d", u.Hostname(), code)
+		return fault.Transient(ReasonMirrorUnavailable, nil, "%s answered HTTP %d", u.Hostname(), code)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -67,14 +68,14 @@ func (e *Executor) Run(ctx context.Context, step planner.Step, opts StepOptions)
 	case planner.StepDeleteOperator:
 		err = e.deleteOperator(hopCtx, obs, step, say, &res)
 	default:
-		err = terminal(ReasonInvalidStep, nil, "unknown step type %s", redact.Quote(string(step.Type)))
+		err = fault.Stalled(ReasonInvalidStep, nil, "unknown step type %s", redact.Quote(string(step.Type)))
 	}
 	res.FinishedAt = time.Now()
 	return res, err
 }
 
 func stale(format string, args ...any) error {
-	return &Error{Reason: ReasonStalePlan, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage), Err: ErrStalePlan}
+	return fault.Transient(ReasonStalePlan, ErrStalePlan, format, args...)
 }
 
 // settle waits until an install whose observed version already equals its
@@ -107,7 +108,7 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 		}
 	}
 	if e.cfg.Releases == nil {
-		return terminal(ReasonMirrorUnavailable, nil, "no release client configured")
+		return fault.Stalled(ReasonMirrorUnavailable, nil, "no release client configured")
 	}
 	say.say("fetching the %s manifests", step.To)
 	op, err := e.cfg.Releases.OperatorManifest(ctx, step.To, e.cfg.Namespace)
@@ -191,7 +192,7 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 		case planner.MethodImageTag:
 			err = h.byImageTag()
 		default:
-			err = terminal(ReasonInvalidStep, nil, "unknown method %s", redact.Quote(string(step.Method)))
+			err = fault.Stalled(ReasonInvalidStep, nil, "unknown method %s", redact.Quote(string(step.Method)))
 		}
 		if err != nil {
 			return err
@@ -215,7 +216,7 @@ func (e *Executor) checkWorkloads(ctx context.Context, baseline []VMI, methods [
 	}
 	res.Workloads = compareWorkloads(baseline, now, methods)
 	if len(res.Workloads.Disrupted) > 0 {
-		return terminal(ReasonWorkloadDisrupted, nil, "VMIs disrupted during the hop to %s: %v", res.Step.To, res.Workloads.Disrupted)
+		return fault.Stalled(ReasonWorkloadDisrupted, nil, "VMIs disrupted during the hop to %s: %v", res.Step.To, res.Workloads.Disrupted)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
@@ -113,8 +114,8 @@ func TestStalledHopTimesOutWithWhatWasSeen(t *testing.T) {
 	h.install(t, "v1.7.4", planner.MethodOperator)
 	h.sim.StallHop("v1.8.4")
 	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), 3*time.Second)
-	var e *executor.Error
-	if !errors.As(err, &e) || e.Reason != executor.ReasonHopTimeout || !e.Terminal {
+	var e *fault.Error
+	if !errors.As(err, &e) || e.Reason != executor.ReasonHopTimeout || !e.Stall {
 		t.Fatalf("stalled hop: %v, want a terminal HopTimeout", err)
 	}
 	for _, want := range []string{"target v1.8.4", "observed v1.7.4", "Progressing=True UpdateInProgress"} {
@@ -131,7 +132,7 @@ func TestPersistentDeploymentFailedFailsAfterTheGrace(t *testing.T) {
 	h.install(t, "v1.7.4", planner.MethodOperator)
 	h.sim.FailHop("v1.8.4", "daemonSet virt-handler rollout failed")
 	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), 20*time.Second)
-	if executor.ReasonOf(err) != executor.ReasonHopFailed || !strings.Contains(err.Error(), "virt-handler rollout failed") {
+	if fault.ReasonOf(err) != executor.ReasonHopFailed || !strings.Contains(err.Error(), "virt-handler rollout failed") {
 		t.Fatalf("failing hop: %v, want HopFailed with the operator's error", err)
 	}
 	h.noViolations(t)
@@ -148,7 +149,7 @@ func TestDisruptedVMIStopsThePlan(t *testing.T) {
 	}
 	h.sim.DisruptVMIDuringNextHop("default", "db-0")
 	res, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), time.Minute)
-	if executor.ReasonOf(err) != executor.ReasonWorkloadDisrupted || !executor.IsTerminal(err) {
+	if fault.ReasonOf(err) != executor.ReasonWorkloadDisrupted || !fault.Stalls(err) {
 		t.Fatalf("disrupted VMI: %v, want a terminal WorkloadDisrupted", err)
 	}
 	if !slices.Equal(res.Workloads.Disrupted, []string{"default/db-0 (restarted)"}) || res.Workloads.RunningBefore != 2 {
@@ -224,7 +225,7 @@ func TestTeardownRefusedWithWorkloadsUnderBlockingStrategy(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.run(t, teardownSteps("v1.8.4")[0], 20*time.Second)
-	if executor.ReasonOf(err) != executor.ReasonUninstallBlocked || !strings.Contains(err.Error(), "Virtual Machine Instances present") {
+	if fault.ReasonOf(err) != executor.ReasonUninstallBlocked || !strings.Contains(err.Error(), "Virtual Machine Instances present") {
 		t.Fatalf("teardown with a VMI: %v, want UninstallBlocked", err)
 	}
 	if o := h.observe(t); o.KubeVirt == nil || o.KubeVirt.Deleting {
@@ -252,7 +253,7 @@ func TestStuckCRAfterTheOperatorWentFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := h.run(t, teardownSteps("v1.1.0")[0], 10*time.Second)
-	if executor.ReasonOf(err) != executor.ReasonStuckDeleting || !strings.Contains(err.Error(), "removeStuckFinalizers") {
+	if fault.ReasonOf(err) != executor.ReasonStuckDeleting || !strings.Contains(err.Error(), "removeStuckFinalizers") {
 		t.Fatalf("stuck CR: %v, want StuckDeleting pointing at the opt-in", err)
 	}
 	res := h.mustRun(t, planner.Step{Type: planner.StepRemoveStuckFinalizers, From: "v1.1.0"})
@@ -273,7 +274,7 @@ func TestTamperedManifestAppliesNothing(t *testing.T) {
 		return append(b, "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwn}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: default}]\n"...)
 	})
 	_, err := h.run(t, planner.Step{Type: planner.StepInstall, To: "v1.8.4", Method: planner.MethodOperator}, 10*time.Second)
-	if executor.ReasonOf(err) != executor.ReasonManifestRejected {
+	if fault.ReasonOf(err) != executor.ReasonManifestRejected {
 		t.Fatalf("tampered manifest: %v", err)
 	}
 	if h.namespaceExists(t) {

@@ -6,6 +6,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kvgitops/kvgitops/fault"
 )
 
 // Store keeps one document durable in a ConfigMap the agent owns, in its
@@ -76,7 +78,7 @@ func (s *Store) Save(ctx context.Context, data []byte) error {
 	if err != nil {
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			s.rv = "" // re-read before the next attempt
-			return transient(ReasonAPIUnavailable, err, "the ConfigMap %s was changed by another writer", s.Name())
+			return fault.Transient(ReasonAPIUnavailable, err, "the ConfigMap %s was changed by another writer", s.Name())
 		}
 		return apiError(err, "write the ConfigMap %s", s.Name())
 	}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -47,9 +48,9 @@ func (e *Executor) deleteKubeVirt(ctx context.Context, obs *Observation, say pro
 		switch {
 		case err == nil || apierrors.IsNotFound(err):
 		case strings.Contains(err.Error(), "Rejecting the uninstall request"):
-			return terminal(ReasonUninstallBlocked, err, "virt-operator refused the uninstall (uninstallStrategy %s): %s", redact.OrDash(kv.UninstallStrategy), err.Error())
+			return fault.Stalled(ReasonUninstallBlocked, err, "virt-operator refused the uninstall (uninstallStrategy %s): %s", redact.OrDash(kv.UninstallStrategy), err.Error())
 		case isWebhookCallFailure(err) && obs.Operator == nil:
-			return terminal(ReasonWebhookUnavailable, err, "virt-operator is gone and its fail-closed virt-operator-validator rejects deleting the CR; restore the operator, or set spec.teardown.removeStuckFinalizers: true to let kvgitops delete the webhook and finish: %s", err.Error())
+			return fault.Stalled(ReasonWebhookUnavailable, err, "virt-operator is gone and its fail-closed virt-operator-validator rejects deleting the CR; restore the operator, or set spec.teardown.removeStuckFinalizers: true to let kvgitops delete the webhook and finish: %s", err.Error())
 		default:
 			return apiError(err, "delete the KubeVirt CR")
 		}
@@ -128,7 +129,7 @@ func (e *Executor) stuck(ctx context.Context, k *KubeVirtState) error {
 			what += fmt.Sprintf(" and CRDs %s with %s", listSome(crds), CRDFinalizer)
 		}
 	}
-	return terminal(ReasonStuckDeleting, nil,
+	return fault.Stalled(ReasonStuckDeleting, nil,
 		"%s: virt-operator is gone, so nothing will remove them; set spec.teardown.removeStuckFinalizers: true to let kvgitops remove them (it deletes virt-operator-validator first)", what)
 }
 
@@ -257,7 +258,7 @@ func (e *Executor) dropFinalizer(ctx context.Context, crd, finalizer string) err
 			return apiError(err, "remove %s from CRD %s", finalizer, crd)
 		}
 	}
-	return transient(ReasonAPIUnavailable, nil, "CRD %s kept changing under 5 patch attempts", crd)
+	return fault.Transient(ReasonAPIUnavailable, nil, "CRD %s kept changing under 5 patch attempts", crd)
 }
 
 // deleteLeftovers removes the APIServices and webhook configurations an
@@ -284,7 +285,7 @@ func (e *Executor) deleteLeftovers(ctx context.Context, obs *Observation, say pr
 	defer cancel()
 	for _, l := range leftoverObjects {
 		if _, err := e.dyn.Resource(l.gvr).Get(ctx1, l.name, metav1.GetOptions{}); err == nil {
-			return transient(ReasonAPIUnavailable, nil, "%s %s is still present after deletion", l.kind, l.name)
+			return fault.Transient(ReasonAPIUnavailable, nil, "%s %s is still present after deletion", l.kind, l.name)
 		} else if !apierrors.IsNotFound(err) {
 			return apiError(err, "verify %s %s is gone", l.kind, l.name)
 		}
@@ -309,7 +310,7 @@ func (e *Executor) deleteOperator(ctx context.Context, obs *Observation, step pl
 		switch {
 		case err == nil:
 			objs = m.Objects
-		case !IsTerminal(err):
+		case !fault.Stalls(err):
 			return err
 		default:
 			res.Notes = append(res.Notes, "operator manifest of "+step.From+" unavailable ("+redact.Text(err.Error(), 200)+"); deleting the known objects by name")
@@ -405,7 +406,7 @@ func (e *Executor) verifyAbsent(ctx context.Context, say progress) error {
 			}
 		}
 		if err := sleep(ctx, time.Second); err != nil {
-			return terminal(ReasonTeardownIncomplete, err, "KubeVirt is not gone: %d objects are left after the teardown: %s", len(left), listSome(left))
+			return fault.Stalled(ReasonTeardownIncomplete, err, "KubeVirt is not gone: %d objects are left after the teardown: %s", len(left), listSome(left))
 		}
 	}
 }
@@ -432,7 +433,7 @@ func (e *Executor) waitNamespaceGone(ctx context.Context, say progress) error {
 			said = true
 		}
 		if err := sleep(ctx, time.Second); err != nil {
-			return transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; the install will be retried", e.cfg.Namespace)
+			return fault.Transient(ReasonNamespaceTerminating, err, "namespace %s is still terminating; the install will be retried", e.cfg.Namespace)
 		}
 	}
 }

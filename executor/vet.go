@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -70,7 +71,7 @@ func (v *Vetting) Err() error {
 	if len(parts) == 1 {
 		noun = "violation"
 	}
-	return terminal(ReasonManifestRejected, nil, "kubevirt-operator.yaml of %s refused, %d %s: %s", v.Tag, len(parts), noun, strings.Join(parts, "; "))
+	return fault.Stalled(ReasonManifestRejected, nil, "kubevirt-operator.yaml of %s refused, %d %s: %s", v.Tag, len(parts), noun, strings.Join(parts, "; "))
 }
 
 // Manifest is the accepted manifest, or Err.

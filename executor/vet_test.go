@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
@@ -215,7 +216,7 @@ func TestHostileVariantsOfGenuineManifestsAreRefused(t *testing.T) {
 				t.Errorf("violations %v: want one of %s, field %s, saying %q", v.Violations, tt.object, tt.field, tt.says)
 			}
 			err := v.Err()
-			if executor.ReasonOf(err) != executor.ReasonManifestRejected || !executor.IsTerminal(err) {
+			if fault.ReasonOf(err) != executor.ReasonManifestRejected || !fault.Stalls(err) {
 				t.Errorf("error %v: want a terminal ManifestRejected", err)
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -55,7 +56,7 @@ func (e *Executor) waitOperatorRollout(ctx context.Context, version string, say 
 		case op.Version != version:
 			return false, 0, nil
 		case op.RolloutFailed != "":
-			return false, 0, terminal(ReasonOperatorRolloutFailed, nil, "%s", op.RolloutFailed)
+			return false, 0, fault.Stalled(ReasonOperatorRolloutFailed, nil, "%s", op.RolloutFailed)
 		}
 		return op.RolledOut, 0, nil
 	})
@@ -174,7 +175,7 @@ func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacA
 			if wait := e.cfg.FailGrace - time.Since(failingSince); wait > 0 {
 				return false, wait, nil
 			}
-			return false, 0, terminal(ReasonHopFailed, nil, "virt-operator reports DeploymentFailed for %s: %s", to, msg)
+			return false, 0, fault.Stalled(ReasonHopFailed, nil, "virt-operator reports DeploymentFailed for %s: %s", to, msg)
 		}
 		failingSince = time.Time{}
 		return hopComplete(k, to), 0, nil
@@ -185,7 +186,7 @@ func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacA
 // timeout turns a deadline into a HopTimeout that says what was seen last.
 func (e *Executor) timeout(err error, format string, args ...any) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return terminal(ReasonHopTimeout, err, "timed out: "+format, args...)
+		return fault.Stalled(ReasonHopTimeout, err, "timed out: "+format, args...)
 	}
 	return err
 }
@@ -193,7 +194,7 @@ func (e *Executor) timeout(err error, format string, args ...any) error {
 // plannerTag checks a step's version before it reaches a URL or a patch.
 func plannerTag(tag string) error {
 	if !planner.ValidTag(tag) {
-		return terminal(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
+		return fault.Stalled(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
 	return nil
 }

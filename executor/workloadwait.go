@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -74,7 +75,7 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 			say.say("%s", res.Workloads.Note)
 			return nil
 		case len(methods) == 0:
-			return terminal(ReasonWorkloadsOutdated, nil, "spec.workloads.policy is Wait, but the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods: %d VMIs (%s) stay on a virt-launcher older than %s until restarted; add LiveMigrate or Evict, or set policy ReportOnly",
+			return fault.Stalled(ReasonWorkloadsOutdated, nil, "spec.workloads.policy is Wait, but the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods: %d VMIs (%s) stay on a virt-launcher older than %s until restarted; add LiveMigrate or Evict, or set policy ReportOnly",
 				n, listSome(res.Workloads.Outdated), to)
 		}
 		msg := fmt.Sprintf("waiting for %d VMIs to move to the %s virt-launcher (%s): %s", n, to, strings.Join(methods, ", "), listSome(res.Workloads.Outdated))
@@ -93,7 +94,7 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 		}
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return terminal(ReasonWorkloadsOutdated, nil, "%d VMIs still run a virt-launcher older than %s after %s (spec.workloads.timeout): %s",
+		return fault.Stalled(ReasonWorkloadsOutdated, nil, "%d VMIs still run a virt-launcher older than %s after %s (spec.workloads.timeout): %s",
 			len(res.Workloads.Outdated), to, w.Timeout, listSome(res.Workloads.Outdated))
 	}
 	return ctx.Err()

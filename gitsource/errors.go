@@ -3,82 +3,61 @@ package gitsource
 import (
 	"errors"
 	"fmt"
-	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
-// Reason classifies a failure for the status file and metrics.
-type Reason string
-
-// Reasons (Flux's names where Flux has one).
+// Reasons of Git failures, in the one error shape of package fault (Flux's
+// names where Flux has one). Each says whether it stalls.
 const (
-	ReasonGitUnavailable       Reason = "GitUnavailable"
-	ReasonAuthenticationFailed Reason = "AuthenticationFailed"
-	ReasonHostKeyUnknown       Reason = "HostKeyUnknown"
-	ReasonDesiredFileMissing   Reason = "DesiredFileMissing"
-	ReasonNotRegularFile       Reason = "NotRegularFile"
-	ReasonTooLarge             Reason = "TooLarge"
-	ReasonRepoTooLarge         Reason = "RepoTooLarge"
-	ReasonSignatureInvalid     Reason = "SignatureInvalid"
-	ReasonHistoryRewritten     Reason = "HistoryRewritten"
-	ReasonStaleSignedContent   Reason = "StaleSignedContent"
-	ReasonStatusPushForbidden  Reason = "StatusPushForbidden"
-	ReasonStatusPushFailing    Reason = "StatusPushFailing"
-	ReasonInvalidConfig        Reason = "InvalidConfig"
+	// ReasonGitUnavailable: the server cannot be reached or answered
+	// badly. Retried.
+	ReasonGitUnavailable fault.Reason = "GitUnavailable"
+	// ReasonAuthenticationFailed: the credentials were refused. Stalls.
+	ReasonAuthenticationFailed fault.Reason = "AuthenticationFailed"
+	// ReasonHostKeyUnknown: the SSH host key is not in known_hosts. Stalls.
+	ReasonHostKeyUnknown fault.Reason = "HostKeyUnknown"
+	// ReasonDesiredFileMissing: the file (or the branch) does not exist.
+	// Stalls.
+	ReasonDesiredFileMissing fault.Reason = "DesiredFileMissing"
+	// ReasonNotRegularFile: a symlink, directory or submodule where a file
+	// was expected. Stalls.
+	ReasonNotRegularFile fault.Reason = "NotRegularFile"
+	// ReasonTooLarge: a file over what kvgitops reads. Stalls.
+	ReasonTooLarge fault.Reason = "TooLarge"
+	// ReasonRepoTooLarge: a fetch over its byte caps. Stalls.
+	ReasonRepoTooLarge fault.Reason = "RepoTooLarge"
+	// ReasonSignatureInvalid: the commit that set a signed file is
+	// unsigned, signed by an untrusted key, or signed twice. Stalls.
+	ReasonSignatureInvalid fault.Reason = "SignatureInvalid"
+	// ReasonHistoryRewritten: the branch no longer descends from what was
+	// seen. Stalls.
+	ReasonHistoryRewritten fault.Reason = "HistoryRewritten"
+	// ReasonStaleSignedContent: older signed content brought back. Stalls.
+	ReasonStaleSignedContent fault.Reason = "StaleSignedContent"
+	// ReasonStatusPushForbidden: the server refuses the status push
+	// (permissions, branch protection, a hook). Stalls the status only.
+	ReasonStatusPushForbidden fault.Reason = "StatusPushForbidden"
+	// ReasonStatusPushFailing: the push keeps losing the race or the
+	// server fails. Retried.
+	ReasonStatusPushFailing fault.Reason = "StatusPushFailing"
+	// ReasonInvalidConfig: a URL, branch, path or key that cannot be used.
+	// Stalls.
+	ReasonInvalidConfig fault.Reason = "InvalidConfig"
 )
-
-// Error is a Git failure with its retry semantics: Terminal errors stall
-// until the revision or the configuration changes; others are retried with
-// backoff.
-type Error struct {
-	Reason   Reason
-	Message  string // scrubbed of credentials, sanitised
-	Terminal bool
-	err      error
-}
-
-func (e *Error) Error() string { return string(e.Reason) + ": " + e.Message }
-func (e *Error) Unwrap() error { return e.err }
-
-// Why, Stalls and RetryIn are the vocabulary the agent consumes from Git
-// and the cluster alike.
-func (e *Error) Why() string            { return string(e.Reason) }
-func (e *Error) Stalls() bool           { return e.Terminal }
-func (e *Error) RetryIn() time.Duration { return 0 }
-
-// Stall is a terminal error for a reason found outside this package (the
-// agent's ancestry and signed-content checks); the message is sanitised.
-func Stall(r Reason, format string, args ...any) *Error {
-	return &Error{Reason: r, Terminal: true, Message: redact.Text(fmt.Sprintf(format, args...), redact.MaxMessage)}
-}
 
 // ErrUnchanged is returned by WriteFile when the file already holds the
 // bytes: no commit was made.
 var ErrUnchanged = errors.New("status file unchanged")
 
-// IsTerminal reports whether err should stall instead of being retried.
-func IsTerminal(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Terminal
-}
-
-// ReasonOf returns the Reason of an *Error in err's chain, "" otherwise.
-func ReasonOf(err error) Reason {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Reason
-	}
-	return ""
-}
-
-// errorf builds an *Error whose message passes through the scrubber.
-func (s *Source) errorf(r Reason, terminal bool, err error, format string, args ...any) *Error {
+// errorf builds a fault whose message passes through the scrubber.
+func (s *Source) errorf(r fault.Reason, stall bool, err error, format string, args ...any) *fault.Error {
 	msg := fmt.Sprintf(format, args...)
 	if err != nil {
 		msg += ": " + err.Error()
 	}
-	return &Error{Reason: r, Terminal: terminal, Message: redact.Text(s.scrub(msg), redact.MaxMessage), err: err}
+	return &fault.Error{Reason: r, Stall: stall, Message: redact.Text(s.scrub(msg), redact.MaxMessage), Err: err}
 }
 
 func (s *Source) scrub(msg string) string { return s.scrubber.Scrub(msg) }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -33,7 +34,7 @@ func TestACorruptPackIsACleanError(t *testing.T) {
 			return body
 		})
 		_, err := read(t, src, rev, "kubevirt.yaml")
-		if err == nil || gitsource.IsTerminal(err) || corrupted == 0 {
+		if err == nil || fault.Stalls(err) || corrupted == 0 {
 			t.Fatalf("v0 %t: a corrupt pack read as %v (corrupted %d answers), want a retryable error", v0, err, corrupted)
 		}
 		// Found corrupt when it is read, not left to run into the deadline.
@@ -74,7 +75,7 @@ func TestAGiantRepository(t *testing.T) {
 		src := source(t, s, nil, func(c *gitsource.Config) { c.MaxPackSize = 1 << 20 })
 		got, err := read(t, src, head(t, src), "kubevirt.yaml")
 		switch {
-		case tt.tooMany && (gitsource.ReasonOf(err) != gitsource.ReasonRepoTooLarge || !strings.Contains(err.Error(), "1048576")):
+		case tt.tooMany && (fault.ReasonOf(err) != gitsource.ReasonRepoTooLarge || !strings.Contains(err.Error(), "1048576")):
 			t.Errorf("%s: a 1.5 MiB depth-1 pack under a 1 MiB cap: %v, want RepoTooLarge naming the cap", tt.name, err)
 		case !tt.tooMany && (err != nil || got != "v1\n"):
 			t.Errorf("%s: the same repository read %q, %v", tt.name, got, err)

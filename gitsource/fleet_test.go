@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -42,7 +43,7 @@ func writers(t *testing.T, s *gitserver.Server, n, updates int) (latencies []tim
 						mu.Unlock()
 						break
 					}
-					if gitsource.IsTerminal(err) || errors.Is(err, gitsource.ErrUnchanged) {
+					if fault.Stalls(err) || errors.Is(err, gitsource.ErrUnchanged) {
 						t.Errorf("writer c%02d: %v", i, err)
 						return
 					}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -132,9 +133,9 @@ func read(t *testing.T, src *gitsource.Source, rev gitsource.Revision, path stri
 	return string(b), allErrors.add(err)
 }
 
-func wantReason(t *testing.T, err error, r gitsource.Reason) {
+func wantReason(t *testing.T, err error, r fault.Reason) {
 	t.Helper()
-	var e *gitsource.Error
+	var e *fault.Error
 	if !errors.As(err, &e) || e.Reason != r {
 		t.Fatalf("error %v, want reason %s", err, r)
 	}

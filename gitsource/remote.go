@@ -19,6 +19,8 @@ import (
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/kvgitops/kvgitops/fault"
 )
 
 // scpLike is git's scp-style address, user@host:path.
@@ -222,7 +224,7 @@ func (a *sshAuth) ClientConfig() (*ssh.ClientConfig, error) {
 
 // classify maps a transport error to a reason.
 func (s *Source) classify(ctx context.Context, err error, what string) error {
-	var e *Error
+	var e *fault.Error
 	if errors.As(err, &e) {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
@@ -103,14 +104,14 @@ func New(cfg Config) (*Source, error) {
 	}
 	u, err := checkURL(cfg.URL)
 	if err != nil {
-		return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: s.scrub(err.Error())}
+		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%s", err.Error())
 	}
 	if s.remote, err = newRemote(u, cfg.Auth, cfg); err != nil {
-		return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: s.scrub(err.Error())}
+		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%s", err.Error())
 	}
 	if cfg.Verify != nil {
 		if err := cfg.Verify.validate(); err != nil {
-			return nil, &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: err.Error()}
+			return nil, fault.Stalled(ReasonInvalidConfig, nil, "%s", err.Error())
 		}
 	}
 	return s, nil
@@ -155,7 +156,7 @@ func (s *Source) HeadOf(ctx context.Context, branch string) (Revision, error) {
 
 func checkBranch(b string) error {
 	if !plumbing.ReferenceName("refs/heads/"+b).IsBranch() || strings.Contains(b, "..") || strings.HasPrefix(b, "-") || b == "" {
-		return &Error{Reason: ReasonInvalidConfig, Terminal: true, Message: fmt.Sprintf("branch %q is not a valid branch name", b)}
+		return fault.Stalled(ReasonInvalidConfig, nil, "branch %q is not a valid branch name", b)
 	}
 	return nil
 }

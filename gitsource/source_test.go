@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -55,7 +56,7 @@ func TestWrongCredentialsAreAuthenticationFailed(t *testing.T) {
 		_, err := source(t, s, secret).Head(context.Background())
 		allErrors.add(err)
 		wantReason(t, err, gitsource.ReasonAuthenticationFailed)
-		if !gitsource.IsTerminal(err) {
+		if !fault.Stalls(err) {
 			t.Errorf("authentication failure should stall: %v", err)
 		}
 	}
@@ -132,7 +133,7 @@ func TestNonRegularAndMissingFiles(t *testing.T) {
 	commit(t, u, "big.yaml", strings.Repeat("#", 70<<10))
 	src := source(t, s, nil)
 	rev := head(t, src)
-	for path, reason := range map[string]gitsource.Reason{
+	for path, reason := range map[string]fault.Reason{
 		"kubevirt.yaml": gitsource.ReasonNotRegularFile,
 		"passwd.yaml":   gitsource.ReasonNotRegularFile,
 		"dir.yaml":      gitsource.ReasonNotRegularFile,
@@ -167,7 +168,7 @@ func TestURLsAreCheckedBeforeGoGit(t *testing.T) {
 	} {
 		_, err := gitsource.New(gitsource.Config{URL: raw})
 		allErrors.add(err)
-		if gitsource.ReasonOf(err) != gitsource.ReasonInvalidConfig {
+		if fault.ReasonOf(err) != gitsource.ReasonInvalidConfig {
 			t.Errorf("URL %q: %v, want InvalidConfig", raw, err)
 		}
 	}

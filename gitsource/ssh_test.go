@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -127,7 +128,7 @@ func TestSSHWithAnEncryptedIdentity(t *testing.T) {
 			}
 			continue
 		}
-		if gitsource.ReasonOf(err) != gitsource.ReasonInvalidConfig || !strings.Contains(err.Error(), "cannot decrypt") {
+		if fault.ReasonOf(err) != gitsource.ReasonInvalidConfig || !strings.Contains(err.Error(), "cannot decrypt") {
 			t.Errorf("wrong passphrase: %v", err)
 		}
 	}

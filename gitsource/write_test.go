@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -106,7 +107,7 @@ func TestPushForbiddenIsTerminal(t *testing.T) {
 	_, err := source(t, s, nil).WriteFile(context.Background(), "status/c.yaml", []byte("x\n"), "status")
 	allErrors.add(err)
 	wantReason(t, err, gitsource.ReasonStatusPushForbidden)
-	if !gitsource.IsTerminal(err) {
+	if !fault.Stalls(err) {
 		t.Error("a forbidden push should be terminal")
 	}
 }
@@ -125,7 +126,7 @@ func TestAHookThatDeclinesIsTerminal(t *testing.T) {
 	_, err := source(t, s, nil).WriteFile(context.Background(), "status/c.yaml", []byte("x\n"), "status")
 	allErrors.add(err)
 	wantReason(t, err, gitsource.ReasonStatusPushForbidden)
-	if !gitsource.IsTerminal(err) || !strings.Contains(err.Error(), "hook declined") {
+	if !fault.Stalls(err) || !strings.Contains(err.Error(), "hook declined") {
 		t.Errorf("a declined push: %v, want terminal and the server's status", err)
 	}
 }

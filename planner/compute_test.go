@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -334,7 +335,7 @@ func TestComputeRefusals(t *testing.T) {
 			if !errors.As(err, &re) {
 				t.Fatalf("Compute(%q, %+v) = %v, want a refusal %s", tt.spec, tt.obs, err, tt.want)
 			}
-			if re.Reason != tt.want || planner.ReasonOf(err) != tt.want {
+			if re.Reason != tt.want || fault.ReasonOf(err) != tt.want {
 				t.Errorf("reason %s, want %s (%v)", re.Reason, tt.want, err)
 			}
 			if !strings.Contains(re.Message, tt.msg) {
@@ -394,7 +395,7 @@ func TestAPlanHoldsAtMostMaxHops(t *testing.T) {
 	}
 	last := tags[len(tags)-1]
 	_, err := planner.Compute(mustDesired(t, "  version: "+last), locked("v1.7.0"), catalogOf(t, tags...))
-	if planner.ReasonOf(err) != planner.ReasonNoUpgradePath || !strings.Contains(err.Error(), fmt.Sprintf("%d hops", planner.MaxHops+10)) {
+	if fault.ReasonOf(err) != planner.ReasonNoUpgradePath || !strings.Contains(err.Error(), fmt.Sprintf("%d hops", planner.MaxHops+10)) {
 		t.Fatalf("a %d-hop path: %v", planner.MaxHops+10, err)
 	}
 	// LatestPatch takes the same catalog in one hop.

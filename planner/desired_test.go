@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -170,7 +171,7 @@ func TestParseDesiredRejects(t *testing.T) {
 			if !errors.As(err, &fe) {
 				t.Fatalf("ParseDesired(%q) = %v, want a FieldError", tt.in, err)
 			}
-			if !errors.Is(err, planner.ErrInvalidDesired) || planner.ReasonOf(err) != planner.ReasonInvalidDesiredState {
+			if !errors.Is(err, planner.ErrInvalidDesired) || fault.ReasonOf(err) != planner.ReasonInvalidDesiredState {
 				t.Errorf("error %v does not classify as an invalid desired state", err)
 			}
 			if fe.Field != tt.field {

@@ -4,13 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
 )
 
-// Reason is a machine-readable refusal reason. The values are a contract:
-// they appear in the status file and in `kvgitops plan -o json`.
-type Reason string
+// Reason is a machine-readable refusal reason, in the one error shape of
+// package fault. The values are a contract: they appear in the status file
+// and in `kvgitops plan -o json`. Every refusal stalls: nothing is retried
+// until the desired file, the catalog or the cluster changes.
+type Reason = fault.Reason
 
 // The refusal reasons of docs/architecture.md, "Planning rules".
 const (
@@ -32,6 +36,12 @@ const (
 	ReasonMultipleKubeVirts Reason = "MultipleKubeVirts"
 	// ReasonNotInFleet: the fleet file has no ring naming this cluster.
 	ReasonNotInFleet Reason = "NotInFleet"
+	// ReasonWaitingForRing: an earlier ring of the fleet has not run the
+	// version for its soak yet (the ring gate; not a refusal).
+	ReasonWaitingForRing Reason = "WaitingForRing"
+	// ReasonRolloutHalted: a cluster of an earlier ring failed, or has had
+	// no status it can prove for too long (the ring gate).
+	ReasonRolloutHalted Reason = "RolloutHalted"
 )
 
 // ErrInvalidDesired matches every error returned by [ParseDesired].
@@ -71,6 +81,12 @@ func (e *FieldError) Error() string {
 // Is makes errors.Is(err, ErrInvalidDesired) true for every FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidDesired }
 
+// Why, Stalls and RetryIn answer as every error kvgitops acts on does: an
+// invalid file stalls until it changes.
+func (e *FieldError) Why() string            { return string(ReasonInvalidDesiredState) }
+func (e *FieldError) Stalls() bool           { return true }
+func (e *FieldError) RetryIn() time.Duration { return 0 }
+
 // RefusalError is a plan that cannot be made: the inputs are valid but the
 // rules forbid what they ask for. Reason is one of the Reason constants.
 type RefusalError struct {
@@ -83,19 +99,11 @@ type RefusalError struct {
 
 func (e *RefusalError) Error() string { return string(e.Reason) + ": " + e.Message }
 
+// Why, Stalls and RetryIn: a refusal stalls until its inputs change.
+func (e *RefusalError) Why() string            { return string(e.Reason) }
+func (e *RefusalError) Stalls() bool           { return true }
+func (e *RefusalError) RetryIn() time.Duration { return 0 }
+
 func refuse(r Reason, format string, args ...any) error {
 	return &RefusalError{Reason: r, Message: fmt.Sprintf(format, args...)}
-}
-
-// ReasonOf classifies an error from this package: the refusal reason of a
-// RefusalError, InvalidDesiredState for a FieldError, "" otherwise.
-func ReasonOf(err error) Reason {
-	var re *RefusalError
-	if errors.As(err, &re) {
-		return re.Reason
-	}
-	if errors.Is(err, ErrInvalidDesired) {
-		return ReasonInvalidDesiredState
-	}
-	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -63,7 +64,7 @@ func TestParseFleetReadsRingsOverridesAndTheSharedSpec(t *testing.T) {
 		t.Errorf("statusKeys %q", keyed.StatusKeys)
 	}
 	_, _, err = f.DesiredFor("mars-1")
-	if planner.ReasonOf(err) != planner.ReasonNotInFleet || !strings.Contains(err.Error(), `"mars-1"`) || !strings.Contains(err.Error(), "canary, staging, prod") {
+	if fault.ReasonOf(err) != planner.ReasonNotInFleet || !strings.Contains(err.Error(), `"mars-1"`) || !strings.Contains(err.Error(), "canary, staging, prod") {
 		t.Errorf("a cluster in no ring: %v", err)
 	}
 }

@@ -37,7 +37,7 @@ const (
 type RingGate struct {
 	Open    bool
 	Halted  bool   // an earlier ring failed: nothing moves until it is fixed
-	Reason  string // WaitingForRing, RolloutHalted
+	Reason  Reason // ReasonWaitingForRing, ReasonRolloutHalted, ReasonNotInFleet
 	Message string
 	// RecheckAt is when a soak ends (zero when only a peer's change can
 	// open the gate).
@@ -52,7 +52,7 @@ type RingGate struct {
 func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Time) RingGate {
 	ring, _, ok := f.find(cluster)
 	if !ok {
-		return RingGate{Halted: true, Reason: "NotInFleet", Message: fmt.Sprintf("cluster %q is in no ring", cluster)}
+		return RingGate{Halted: true, Reason: ReasonNotInFleet, Message: fmt.Sprintf("cluster %q is in no ring", cluster)}
 	}
 	var halts []string
 	var waiting RingGate // the first earlier ring not done yet
@@ -93,12 +93,12 @@ func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Ti
 			}
 		}
 		if len(waits) > 0 && waiting.Reason == "" {
-			waiting = RingGate{Reason: "WaitingForRing", Message: "waiting for ring " + r.Name + ": " + strings.Join(waits, "; "), RecheckAt: recheck}
+			waiting = RingGate{Reason: ReasonWaitingForRing, Message: "waiting for ring " + r.Name + ": " + strings.Join(waits, "; "), RecheckAt: recheck}
 		}
 	}
 	switch {
 	case len(halts) > 0:
-		return RingGate{Halted: true, Reason: "RolloutHalted", Message: "rollout halted: " + strings.Join(halts, "; ")}
+		return RingGate{Halted: true, Reason: ReasonRolloutHalted, Message: "rollout halted: " + strings.Join(halts, "; ")}
 	case waiting.Reason != "":
 		return waiting
 	}

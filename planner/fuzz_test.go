@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/test/tags"
 )
@@ -18,7 +19,7 @@ func FuzzParseDesired(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := planner.ParseDesired(data)
 		if err != nil {
-			if planner.ReasonOf(err) != planner.ReasonInvalidDesiredState {
+			if fault.ReasonOf(err) != planner.ReasonInvalidDesiredState {
 				t.Fatalf("rejection %v is not classified as InvalidDesiredState", err)
 			}
 			return
@@ -88,7 +89,7 @@ func FuzzCompute(f *testing.F) {
 			t.Fatalf("%s -> %s: Strict err %v, LatestPatch err %v", src, dst, errS, errL)
 		}
 		if errS != nil {
-			if planner.ReasonOf(errS) == "" {
+			if fault.ReasonOf(errS) == "" {
 				t.Fatalf("%s -> %s: unclassified error %v", src, dst, errS)
 			}
 			return

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
@@ -136,7 +137,7 @@ func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter ti
 			switch {
 			case errors.Is(err, errNoStatus):
 				continue
-			case gitsource.IsTerminal(err):
+			case fault.Stalls(err):
 				unproven[c] = err.Error()
 				continue
 			case err != nil:
@@ -177,7 +178,7 @@ func (r *repoFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, 
 
 func (r *repoFiles) Status(ctx context.Context, cluster, key string) ([]byte, error) {
 	data, err := r.repo.PeerStatus(ctx, cluster, key)
-	if gitsource.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
+	if fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
 		return nil, errNoStatus
 	}
 	return data, err
@@ -216,14 +217,14 @@ func (d dirFiles) Status(ctx context.Context, cluster, key string) ([]byte, erro
 	}
 	keys, err := gitsource.TrustedKeys(key)
 	if err != nil {
-		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "its status key in the fleet file cannot be used: %v", err)
+		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "its status key in the fleet file cannot be used: %v", err)
 	}
 	raw, err := d.git(ctx, 1<<20, "cat-file", "commit", ref)
 	if err != nil {
 		return nil, err
 	}
 	if _, err := gitsource.VerifyCommit(raw, keys); err != nil {
-		return nil, gitsource.Stall(gitsource.ReasonSignatureInvalid, "%s on %s: %v", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), err)
+		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "%s on %s: %v", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), err)
 	}
 	path := ref + ":" + agent.PeerStatusPath(cluster)
 	size, err := d.git(ctx, 32, "cat-file", "-s", path)
@@ -231,7 +232,7 @@ func (d dirFiles) Status(ctx context.Context, cluster, key string) ([]byte, erro
 		return nil, errNoStatus
 	}
 	if n, _ := strconv.ParseInt(strings.TrimSpace(string(size)), 10, 64); n > agent.MaxStatusSize {
-		return nil, gitsource.Stall(gitsource.ReasonTooLarge, "%s on %s is %d bytes, over the %d-byte limit", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), n, agent.MaxStatusSize)
+		return nil, fault.Stalled(gitsource.ReasonTooLarge, nil, "%s on %s is %d bytes, over the %d-byte limit", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), n, agent.MaxStatusSize)
 	}
 	return d.git(ctx, agent.MaxStatusSize, "cat-file", "blob", path)
 }

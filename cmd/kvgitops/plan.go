@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -122,7 +123,7 @@ func (f planFlags) compute(ctx context.Context) (planner.Plan, string, error) {
 		}
 	}
 	p, err := planner.Compute(d, o, cat)
-	return p, string(planner.ReasonOf(err)), err
+	return p, string(fault.ReasonOf(err)), err
 }
 
 // readRisks reads --risks, or kubevirt-risks.yaml beside --desired when

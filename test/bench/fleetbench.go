@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
@@ -87,7 +88,7 @@ func fleetRun(n, updates int, perCluster bool) (fleetResult, error) {
 					}
 					gaveUp++
 					mu.Unlock()
-					if gitsource.IsTerminal(err) {
+					if fault.Stalls(err) {
 						return
 					}
 				}
