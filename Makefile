@@ -19,7 +19,7 @@ export GIT_CONFIG_NOSYSTEM := 1
 IMAGE     ?= ghcr.io/kvgitops/kvgitops:$(VERSION)
 
 FUZZ_TARGETS := ./planner:FuzzParseDesired ./planner:FuzzCatalog ./planner:FuzzCompute \
-                ./executor:FuzzManifest ./agent:FuzzStatusRoundTrip
+                ./release:FuzzManifest ./agent:FuzzStatusRoundTrip
 
 .PHONY: help
 help: ## list the targets
@@ -71,7 +71,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 bench: deps testbin ## run the benchmarks and print the figures (about 5 minutes)
 	$(GO) test -run '^$$' -bench . -benchmem ./planner/...
 	$(GO) test -run '^$$' -bench TenHopPlan -benchtime 1x -timeout 30m ./executor/...
-	$(GO) test -run '^$$' -bench VetGenuine -benchmem ./executor/...
+	$(GO) test -run '^$$' -bench VetGenuine -benchmem ./release/...
 	$(GO) run ./test/bench -sizes $(BENCH_SIZES)
 
 .PHONY: demo

@@ -13,6 +13,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/simulator"
@@ -58,9 +59,9 @@ func TestWiredAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{
+	rc, err := release.New(release.Config{
 		ReleasesURL: rel.ReleasesURL(), ManifestBaseURL: rel.DownloadBaseURL(),
-		HTTP: executor.HTTPConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RootCAs: rel.CertPool()},
+		HTTP: release.HTTPConfig{AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, RootCAs: rel.CertPool()},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kvgitops/kvgitops/fault"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // resourceFor maps an allow-listed object to its client (no discovery).
@@ -20,19 +21,19 @@ import (
 // cluster that still holds a CRD applied long ago deletes it through v1.
 func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
 	gvk := o.GroupVersionKind()
-	if gvk == crdV1beta1 {
-		gvk = crdV1
+	if gvk == release.CRDv1beta1 {
+		gvk = release.CRDv1
 	}
-	for _, a := range operatorAllowList {
-		if a.gvk == gvk {
-			r := e.dyn.Resource(a.gvk.GroupVersion().WithResource(a.resource))
-			if a.namespaced {
+	for _, a := range release.Kinds {
+		if a.GVK == gvk {
+			r := e.dyn.Resource(a.GVK.GroupVersion().WithResource(a.Resource))
+			if a.Namespaced {
 				return r.Namespace(o.GetNamespace()), nil
 			}
 			return r, nil
 		}
 	}
-	return nil, fault.Stalled(ReasonManifestRejected, nil, "no mapping for %s", o.GroupVersionKind())
+	return nil, fault.Stalled(release.ReasonManifestRejected, nil, "no mapping for %s", o.GroupVersionKind())
 }
 
 // applyManifest server-side applies every object in order, as field manager
@@ -41,7 +42,7 @@ func (e *Executor) resourceFor(o *unstructured.Unstructured) (dynamic.ResourceIn
 // refusal (the admission policy, a quota) comes before the first write, not
 // half way through the manifest; objects of a namespace that does not exist
 // yet (a first install) are checked when they are applied.
-func (e *Executor) applyManifest(ctx context.Context, m *Manifest) error {
+func (e *Executor) applyManifest(ctx context.Context, m *release.Manifest) error {
 	if err := e.checkServed(ctx, m); err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func applicable(o *unstructured.Unstructured) *unstructured.Unstructured {
 
 // dryRun applies every object the cluster can take now with DryRun=All: a
 // refusal is a terminal error that says nothing was applied.
-func (e *Executor) dryRun(ctx context.Context, m *Manifest) error {
+func (e *Executor) dryRun(ctx context.Context, m *release.Manifest) error {
 	ctx1, cancel := e.call(ctx)
 	_, err := e.kube.CoreV1().Namespaces().Get(ctx1, e.cfg.Namespace, metav1.GetOptions{})
 	cancel()
@@ -154,7 +155,7 @@ func (e *Executor) patchKubeVirt(ctx context.Context, version string, ops func(*
 // the cluster does not serve (a v1beta1 CRD on Kubernetes 1.22+), so a hop
 // never fails halfway through its objects. The planner refuses such steps
 // already; this holds when the plan was made without the cluster's version.
-func (e *Executor) checkServed(ctx context.Context, m *Manifest) error {
+func (e *Executor) checkServed(ctx context.Context, m *release.Manifest) error {
 	seen := map[string]bool{}
 	for _, o := range m.Objects {
 		gv := o.GetAPIVersion()

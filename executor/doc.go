@@ -4,7 +4,7 @@
 // It observes the cluster ([Executor.Observe]): the KubeVirt CR, the
 // virt-operator Deployment, VMs and VMIs, leftover APIServices and webhook
 // configurations. It fetches release manifests through a hardened HTTPS
-// client ([ReleaseClient]) and vets them against an allow-list of the
+// client ([release.Client]) and vets them against an allow-list of the
 // objects a kubevirt-operator.yaml may contain before a single one is
 // applied. It runs one planned step at a time ([Executor.Run]): each step
 // re-observes first and refuses a stale precondition; writes are

@@ -6,22 +6,14 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 )
 
-// Reasons of cluster and release failures, in the one error shape of
-// package fault.
+// Reasons of cluster failures, in the one error shape of package fault
+// (the release supply's are package release's).
 const (
 	ReasonStalePlan             fault.Reason = "StalePlan"
 	ReasonHopTimeout            fault.Reason = "HopTimeout"
 	ReasonHopFailed             fault.Reason = "HopFailed"
 	ReasonOperatorRolloutFailed fault.Reason = "OperatorRolloutFailed"
 	ReasonWorkloadDisrupted     fault.Reason = "WorkloadDisrupted"
-	ReasonManifestRejected      fault.Reason = "ManifestRejected"
-	ReasonDigestMismatch        fault.Reason = "DigestMismatch"
-	ReasonTooLarge              fault.Reason = "TooLarge"
-	ReasonMirrorTimeout         fault.Reason = "MirrorTimeout"
-	ReasonMirrorUnavailable     fault.Reason = "MirrorUnavailable"
-	ReasonHostNotAllowed        fault.Reason = "HostNotAllowed"
-	ReasonRateLimited           fault.Reason = "RateLimited"
-	ReasonAuthenticationFailed  fault.Reason = "AuthenticationFailed"
 	ReasonUninstallBlocked      fault.Reason = "UninstallBlocked"
 	ReasonStuckDeleting         fault.Reason = "StuckDeleting"
 	ReasonWebhookUnavailable    fault.Reason = "WebhookUnavailable"

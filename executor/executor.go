@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // Config configures an Executor.
@@ -23,7 +24,7 @@ type Config struct {
 	// FieldManager owns what the executor applies. Default "kvgitops".
 	FieldManager string
 	// Releases fetches manifests. Required for steps that apply them.
-	Releases *ReleaseClient
+	Releases *release.Client
 	// CallTimeout bounds one API call. Default 30s.
 	CallTimeout time.Duration
 	// FailGrace is how long a DeploymentFailed condition must persist before

@@ -18,6 +18,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -234,7 +235,7 @@ func TestATagCannotLeaveTheDownloadTemplate(t *testing.T) {
 	for _, tag := range []string{"../../../etc/passwd", "v1.8.4/../../x", "%2e%2e%2fx", "%252e%252e", "v1.8.4?x=1", "v1.8.4#x"} {
 		before := h.rel.Requests()
 		_, err := h.run(t, planner.Step{Type: planner.StepInstall, To: tag, Method: planner.MethodOperator}, 10*time.Second)
-		if fault.ReasonOf(err) != executor.ReasonManifestRejected {
+		if fault.ReasonOf(err) != release.ReasonManifestRejected {
 			t.Errorf("tag %q: %v, want ManifestRejected", tag, err)
 		}
 		if n := h.rel.Requests() - before; n != 0 {

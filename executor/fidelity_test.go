@@ -17,6 +17,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
 
@@ -145,7 +146,7 @@ func TestVersionAsTheOperatorReadsIt(t *testing.T) {
 		{"x", map[string]string{"VIRT_OPERATOR_IMAGE": "registry:5000/kubevirt/virt-operator", "OPERATOR_IMAGE": "quay.io/x:v1"}, "latest"},
 		{"x", map[string]string{"VIRT_OPERATOR_IMAGE": "quay.io/kubevirt/virt-operator@sha256:0123"}, "latest"},
 	} {
-		if got, _ := executor.OperatorVersion(tt.image, tt.env); got != tt.version {
+		if got, _ := release.OperatorVersion(tt.image, tt.env); got != tt.version {
 			t.Errorf("OperatorVersion(%q, %v) = %s, want %s", tt.image, tt.env, got, tt.version)
 		}
 	}

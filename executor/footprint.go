@@ -9,6 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // What KubeVirt leaves in a cluster is defined by two sets
@@ -63,7 +65,7 @@ func (e *Executor) observeRemnants(ctx context.Context) ([]Remnant, error) {
 			return nil, apiError(err, "list %ss virt-operator created", k.kind)
 		}
 		for _, u := range list.Items {
-			if k.kind == "CustomResourceDefinition" && !kubevirtGroup(crdGroup(&u)) {
+			if k.kind == "CustomResourceDefinition" && !release.KubeVirtGroup(crdGroup(&u)) {
 				continue
 			}
 			out = append(out, Remnant{gvr: k.gvr, Kind: k.kind, Name: u.GetName(), Deleting: u.GetDeletionTimestamp() != nil, Finalizers: u.GetFinalizers()})

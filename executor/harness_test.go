@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/testenv"
@@ -22,6 +24,8 @@ import (
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 var kvGVR = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1alpha3", Resource: "kubevirts"}
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
 type harness struct {
 	admin *rest.Config
@@ -76,9 +80,9 @@ func start(t testing.TB, o harnessOptions) *harness {
 	t.Cleanup(sim.Stop)
 	rel := releases.NewServer(nil)
 	t.Cleanup(rel.Close)
-	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{
+	rc, err := release.New(release.Config{
 		ReleasesURL: rel.ReleasesURL(), ManifestBaseURL: rel.DownloadBaseURL(),
-		HTTP:       executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: rel.CertPool()},
+		HTTP:       release.HTTPConfig{AllowedNetworks: loopback, RootCAs: rel.CertPool()},
 		Registries: o.registries,
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // hop carries one upgrade step through its method: one function per
@@ -97,7 +98,7 @@ func (h *hop) byImageTag() error {
 
 func (h *hop) applyOperator() error {
 	if h.e.cfg.Releases == nil {
-		return fault.Stalled(ReasonMirrorUnavailable, nil, "no release client configured")
+		return fault.Stalled(release.ReasonMirrorUnavailable, nil, "no release client configured")
 	}
 	h.say.say("fetching kubevirt-operator.yaml of %s", h.step.To)
 	m, err := h.e.cfg.Releases.OperatorManifest(h.ctx, h.step.To, h.e.cfg.Namespace)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // Condition is a KubeVirt CR condition.
@@ -285,7 +286,7 @@ func operatorState(dep *appsv1.Deployment) *OperatorState {
 			env[v.Name] = v.Value
 		}
 		op.Image = c.Image
-		op.Version, op.Registry = OperatorVersion(c.Image, env)
+		op.Version, op.Registry = release.OperatorVersion(c.Image, env)
 		break
 	}
 	op.RolledOut, op.RolloutFailed = rolloutStatus(dep)

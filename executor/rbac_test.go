@@ -16,6 +16,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -95,8 +96,8 @@ func TestInstallerRBACOnGenuineManifests(t *testing.T) {
 	rec := &requests{}
 	cfg := env.Impersonate("kvgitops", "kvgitops")
 	cfg.WrapTransport = rec.wrap
-	rc, err := executor.NewReleaseClient(executor.ReleaseConfig{ReleasesURL: h.rel.ReleasesURL(), ManifestBaseURL: h.rel.DownloadBaseURL(),
-		HTTP: executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: h.rel.CertPool()}})
+	rc, err := release.New(release.Config{ReleasesURL: h.rel.ReleasesURL(), ManifestBaseURL: h.rel.DownloadBaseURL(),
+		HTTP: release.HTTPConfig{AllowedNetworks: loopback, RootCAs: h.rel.CertPool()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestInstallerRBACOnGenuineManifests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, err := executor.Vet(data, f.Tag, executor.VetOptions{}).Manifest()
+		m, err := release.Vet(data, f.Tag, release.VetOptions{}).Manifest()
 		if err != nil {
 			t.Fatal(err)
 		}

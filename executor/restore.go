@@ -2,8 +2,6 @@ package executor
 
 import (
 	"context"
-	"slices"
-	"strings"
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
@@ -55,14 +53,7 @@ func (e *Executor) RestoreCR(ctx context.Context, version, imageTag, imageRegist
 	return patched && err == nil, err
 }
 
-// mirror reports whether registry is one the release client is configured
-// to take images from (however Docker Hub is spelt).
+// mirror reports whether registry is a configured mirror.
 func (e *Executor) mirror(registry string) bool {
-	if e.cfg.Releases == nil {
-		return false
-	}
-	want := canonicalRepository(strings.TrimSuffix(registry, "/"))
-	return slices.ContainsFunc(e.cfg.Releases.cfg.Registries, func(r string) bool {
-		return canonicalRepository(strings.TrimSuffix(r, "/")) == want
-	})
+	return e.cfg.Releases != nil && e.cfg.Releases.Mirror(registry)
 }

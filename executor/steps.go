@@ -11,6 +11,7 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // StepOptions tune one step.
@@ -108,7 +109,7 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 		}
 	}
 	if e.cfg.Releases == nil {
-		return fault.Stalled(ReasonMirrorUnavailable, nil, "no release client configured")
+		return fault.Stalled(release.ReasonMirrorUnavailable, nil, "no release client configured")
 	}
 	say.say("fetching the %s manifests", step.To)
 	op, err := e.cfg.Releases.OperatorManifest(ctx, step.To, e.cfg.Namespace)

@@ -15,6 +15,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/simulator"
 )
 
@@ -274,7 +275,7 @@ func TestTamperedManifestAppliesNothing(t *testing.T) {
 		return append(b, "---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwn}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: default}]\n"...)
 	})
 	_, err := h.run(t, planner.Step{Type: planner.StepInstall, To: "v1.8.4", Method: planner.MethodOperator}, 10*time.Second)
-	if fault.ReasonOf(err) != executor.ReasonManifestRejected {
+	if fault.ReasonOf(err) != release.ReasonManifestRejected {
 		t.Fatalf("tampered manifest: %v", err)
 	}
 	if h.namespaceExists(t) {

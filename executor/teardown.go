@@ -16,6 +16,7 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 func isAlreadyExists(err error) bool { return apierrors.IsAlreadyExists(err) }
@@ -440,18 +441,18 @@ func (e *Executor) waitNamespaceGone(ctx context.Context, say progress) error {
 
 func allowListObjects(namespace string) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
-	for _, a := range operatorAllowList {
-		if a.gvk == crdV1beta1 {
+	for _, a := range release.Kinds {
+		if a.GVK == release.CRDv1beta1 {
 			continue // the same CRD as v1
 		}
 		o := &unstructured.Unstructured{}
-		o.SetGroupVersionKind(a.gvk)
-		name := a.name
-		if a.gvk.Kind == "Namespace" {
+		o.SetGroupVersionKind(a.GVK)
+		name := a.Name
+		if a.GVK.Kind == "Namespace" {
 			name = namespace
 		}
 		o.SetName(name)
-		if a.namespaced {
+		if a.Namespaced {
 			o.SetNamespace(namespace)
 		}
 		out = append(out, o)

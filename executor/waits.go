@@ -15,6 +15,7 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 var deploymentGVR = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
@@ -194,7 +195,7 @@ func (e *Executor) timeout(err error, format string, args ...any) error {
 // plannerTag checks a step's version before it reaches a URL or a patch.
 func plannerTag(tag string) error {
 	if !planner.ValidTag(tag) {
-		return fault.Stalled(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
+		return fault.Stalled(release.ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // workloadPoll is how often the workload wait looks at the VMIs.
@@ -24,7 +25,7 @@ func outdated(vmis []VMI, to string) []string {
 		if v.Deleting {
 			continue
 		}
-		ref := parseImage(v.Launcher)
+		ref := release.ParseImage(v.Launcher)
 		if v.Outdated || v.Launcher != "" && ref.Digest == "" && ref.Tag != to {
 			out = append(out, v.key())
 		}

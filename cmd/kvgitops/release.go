@@ -8,8 +8,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // releaseCommand dispatches `kvgitops release <sub>`.
@@ -27,7 +27,7 @@ type checkFlags struct {
 }
 
 // releaseCheck vets a kubevirt-operator.yaml exactly as the agent does
-// (executor.VetRelease) and prints the verdict: exit 0 accepted, 1 refused,
+// (release.VetRelease) and prints the verdict: exit 0 accepted, 1 refused,
 // 2 usage or fetch error.
 func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f checkFlags
@@ -71,9 +71,9 @@ func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return exitOK
 }
 
-func (f checkFlags) vet(ctx context.Context) (*executor.Vetting, error) {
+func (f checkFlags) vet(ctx context.Context) (*release.Vetting, error) {
 	if f.file != "" {
-		data, err := readCapped(f.file, executor.MaxManifestSize)
+		data, err := readCapped(f.file, release.MaxManifestSize)
 		if err != nil {
 			return nil, err
 		}
@@ -81,10 +81,10 @@ func (f checkFlags) vet(ctx context.Context) (*executor.Vetting, error) {
 		if err != nil {
 			return nil, err
 		}
-		return executor.VetRelease(data, f.tag, executor.VetOptions{Namespace: f.namespace, Registries: splitList(f.rel.registries)}, pins), nil
+		return release.VetRelease(data, f.tag, release.VetOptions{Namespace: f.namespace, Registries: splitList(f.rel.registries)}, pins), nil
 	}
 	if f.rel.manifestBase == "" {
-		f.rel.manifestBase = executor.DefaultManifestBaseURL
+		f.rel.manifestBase = release.DefaultManifestBaseURL
 	}
 	rc, err := f.rel.releaseClient()
 	if err != nil {
@@ -95,12 +95,12 @@ func (f checkFlags) vet(ctx context.Context) (*executor.Vetting, error) {
 
 // report is the JSON of `release check -o json`.
 type report struct {
-	Accepted   bool                 `json:"accepted"`
-	Tag        string               `json:"tag"`
-	Version    string               `json:"version"`
-	SHA256     string               `json:"sha256"`
-	Objects    []reportObject       `json:"objects"`
-	Violations []executor.Violation `json:"violations"`
+	Accepted   bool                `json:"accepted"`
+	Tag        string              `json:"tag"`
+	Version    string              `json:"version"`
+	SHA256     string              `json:"sha256"`
+	Objects    []reportObject      `json:"objects"`
+	Violations []release.Violation `json:"violations"`
 }
 
 type reportObject struct {
@@ -109,10 +109,10 @@ type reportObject struct {
 	Namespace string `json:"namespace,omitempty"`
 }
 
-func checkReport(v *executor.Vetting) report {
+func checkReport(v *release.Vetting) report {
 	r := report{Accepted: v.Accepted(), Tag: v.Tag, Version: v.Version, SHA256: v.SHA256, Objects: []reportObject{}, Violations: v.Violations}
 	if r.Violations == nil {
-		r.Violations = []executor.Violation{}
+		r.Violations = []release.Violation{}
 	}
 	for _, o := range v.Objects {
 		r.Objects = append(r.Objects, reportObject{Kind: o.GetKind(), Name: o.GetName(), Namespace: o.GetNamespace()})
@@ -120,7 +120,7 @@ func checkReport(v *executor.Vetting) report {
 	return r
 }
 
-func writeCheckText(w io.Writer, v *executor.Vetting) {
+func writeCheckText(w io.Writer, v *release.Vetting) {
 	if v.Accepted() {
 		fmt.Fprintf(w, "kubevirt-operator.yaml of %s: accepted\n", v.Tag)
 	} else {

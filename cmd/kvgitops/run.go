@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/kvgitops/kvgitops/agent"
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // runConfig is everything `kvgitops run` is told, by flags or
@@ -54,8 +54,8 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 	fs.BoolVar(&c.followRewrites, "follow-rewrites", false, "accept a force-pushed branch instead of stalling on it")
 	fs.StringVar(&c.authorName, "author-name", "kvgitops", "author of status commits")
 	fs.StringVar(&c.authorEmail, "author-email", "kvgitops@noreply", "author email of status commits")
-	fs.StringVar(&c.rel.releasesURL, "releases-url", executor.DefaultReleasesURL, "release catalog: GitHub releases API URL, or a file (one tag per line or GitHub JSON)")
-	fs.StringVar(&c.rel.manifestBase, "manifest-base-url", executor.DefaultManifestBaseURL, "base URL of <tag>/kubevirt-operator.yaml")
+	fs.StringVar(&c.rel.releasesURL, "releases-url", release.DefaultReleasesURL, "release catalog: GitHub releases API URL, or a file (one tag per line or GitHub JSON)")
+	fs.StringVar(&c.rel.manifestBase, "manifest-base-url", release.DefaultManifestBaseURL, "base URL of <tag>/kubevirt-operator.yaml")
 	fs.StringVar(&c.rel.caFile, "release-ca-file", "", "PEM bundle to trust for release downloads (default: system roots)")
 	fs.StringVar(&c.rel.networks, "release-allowed-networks", "", "CIDRs release hosts may resolve to (private, loopback and metadata addresses are refused otherwise)")
 	fs.StringVar(&c.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of kubevirt-operator.yaml")

@@ -13,6 +13,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // releaseFlags say where releases come from (agent configuration, never the
@@ -22,8 +23,8 @@ type releaseFlags struct {
 }
 
 // releaseClient builds the hardened release client from flags.
-func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
-	cfg := executor.ReleaseConfig{ReleasesURL: f.releasesURL, ManifestBaseURL: f.manifestBase, Registries: splitList(f.registries)}
+func (f releaseFlags) releaseClient() (*release.Client, error) {
+	cfg := release.Config{ReleasesURL: f.releasesURL, ManifestBaseURL: f.manifestBase, Registries: splitList(f.registries)}
 	if !strings.HasPrefix(f.releasesURL, "https://") {
 		cfg.ReleasesURL = "" // a local catalog file; manifests still come over https
 	}
@@ -57,7 +58,7 @@ func (f releaseFlags) releaseClient() (*executor.ReleaseClient, error) {
 		}
 		cfg.Token = redact.Secret(strings.TrimSpace(string(tok)))
 	}
-	return executor.NewReleaseClient(cfg)
+	return release.New(cfg)
 }
 
 // parsePins reads --release-pins: TAG=SHA256,…

@@ -1,4 +1,4 @@
-package executor
+package release
 
 import (
 	"crypto/sha256"
@@ -114,7 +114,7 @@ func Vet(data []byte, tag string, o VetOptions) *Vetting {
 		if !ok {
 			continue
 		}
-		key := a.gvk.Kind + "/" + obj.GetName()
+		key := a.GVK.Kind + "/" + obj.GetName()
 		if seen[key] {
 			v.add(objectName(obj), "", "appears twice")
 			continue
@@ -162,26 +162,26 @@ func objectName(o *unstructured.Unstructured) string {
 	return kind + " " + o.GetName()
 }
 
-// allowedObject is one entry of the allow-list of kubevirt-operator.yaml
+// Kind is one entry of the allow-list of kubevirt-operator.yaml
 // (docs/kubevirt.md, "Release manifests"): kind, name, and whether it lives
 // in KubeVirt's namespace. The CRD may be apiextensions.k8s.io/v1beta1
 // (releases before v0.40) or v1.
-type allowedObject struct {
-	gvk        schema.GroupVersionKind
-	resource   string
-	name       string // "" for the Namespace: it is named by VetOptions
-	namespaced bool
+type Kind struct {
+	GVK        schema.GroupVersionKind
+	Resource   string
+	Name       string // "" for the Namespace: it is named by VetOptions
+	Namespaced bool
 }
 
 var (
-	crdV1      = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}
-	crdV1beta1 = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1beta1", Kind: "CustomResourceDefinition"}
+	CRDv1      = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}
+	CRDv1beta1 = schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1beta1", Kind: "CustomResourceDefinition"}
 )
 
-var operatorAllowList = []allowedObject{
+var Kinds = []Kind{
 	{schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}, "namespaces", "", false},
-	{crdV1, "customresourcedefinitions", "kubevirts.kubevirt.io", false},
-	{crdV1beta1, "customresourcedefinitions", "kubevirts.kubevirt.io", false},
+	{CRDv1, "customresourcedefinitions", "kubevirts.kubevirt.io", false},
+	{CRDv1beta1, "customresourcedefinitions", "kubevirts.kubevirt.io", false},
 	{schema.GroupVersionKind{Group: "scheduling.k8s.io", Version: "v1", Kind: "PriorityClass"}, "priorityclasses", "kubevirt-cluster-critical", false},
 	{schema.GroupVersionKind{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}, "clusterroles", "kubevirt.io:operator", false},
 	{schema.GroupVersionKind{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}, "clusterroles", "kubevirt-operator", false},
@@ -194,27 +194,27 @@ var operatorAllowList = []allowedObject{
 
 // allowed finds obj on the allow-list, recording a violation when it is not
 // there or sits in the wrong namespace.
-func (c *vetter) allowed(i int, obj *unstructured.Unstructured) (allowedObject, bool) {
+func (c *vetter) allowed(i int, obj *unstructured.Unstructured) (Kind, bool) {
 	gvk := obj.GroupVersionKind()
 	name := obj.GetName()
 	if gvk.Kind == "" || name == "" {
 		c.add(fmt.Sprintf("document %d", i+1), "kind", "has no kind or no name")
-		return allowedObject{}, false
+		return Kind{}, false
 	}
-	for _, a := range operatorAllowList {
-		want := a.name
-		if a.gvk.Kind == "Namespace" {
+	for _, a := range Kinds {
+		want := a.Name
+		if a.GVK.Kind == "Namespace" {
 			want = c.opts.Namespace
 		}
-		if a.gvk != gvk || name != want {
+		if a.GVK != gvk || name != want {
 			continue
 		}
 		ns := obj.GetNamespace()
 		switch {
-		case a.namespaced && ns != c.opts.Namespace:
+		case a.Namespaced && ns != c.opts.Namespace:
 			c.add(objectName(obj), "metadata.namespace", "must be %s, got %s", c.opts.Namespace, redact.Quote(ns))
 			return a, false
-		case !a.namespaced && ns != "":
+		case !a.Namespaced && ns != "":
 			c.add(objectName(obj), "metadata.namespace", "is cluster-scoped, got namespace %s", redact.Quote(ns))
 			return a, false
 		}
@@ -222,7 +222,7 @@ func (c *vetter) allowed(i int, obj *unstructured.Unstructured) (allowedObject, 
 	}
 	c.add(objectName(obj), "kind", "%s %s (%s) is not part of a KubeVirt operator manifest",
 		redact.Quote(gvk.Kind), redact.Quote(name), redact.Quote(gvk.GroupVersion().String()))
-	return allowedObject{}, false
+	return Kind{}, false
 }
 
 func (c *vetter) semantics(o *unstructured.Unstructured) {
@@ -259,7 +259,7 @@ func (c *vetter) crd(o *unstructured.Unstructured) {
 
 // kubevirtGroup reports whether a rule's API group is KubeVirt's own
 // (kubevirt.io or a subdomain). Only there do genuine releases grant "*".
-func kubevirtGroup(g string) bool { return g == "kubevirt.io" || strings.HasSuffix(g, ".kubevirt.io") }
+func KubeVirtGroup(g string) bool { return g == "kubevirt.io" || strings.HasSuffix(g, ".kubevirt.io") }
 
 // dangerousVerbs let a subject grant or assume what it does not hold.
 var dangerousVerbs = []string{"escalate", "bind", "impersonate"}
@@ -284,7 +284,7 @@ func (c *vetter) rules(o *unstructured.Unstructured) {
 			}
 		}
 		wild := slices.Contains(resources, "*") || slices.Contains(verbs, "*")
-		if wild && !allFunc(groups, kubevirtGroup) {
+		if wild && !allFunc(groups, KubeVirtGroup) {
 			c.add(obj, field, `grants "*" in %s; releases grant wildcards only in KubeVirt's own groups`, redact.Quote(strings.Join(groups, ",")))
 		}
 		if urls := strs(m["nonResourceURLs"]); len(urls) > 0 {

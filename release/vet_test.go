@@ -1,4 +1,4 @@
-package executor_test
+package release_test
 
 import (
 	"bytes"
@@ -9,8 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
@@ -204,7 +204,7 @@ func TestHostileVariantsOfGenuineManifestsAreRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			data := mutate(t, base, tt.mutate)
-			v := executor.Vet(data, tag, executor.VetOptions{})
+			v := release.Vet(data, tag, release.VetOptions{})
 			if v.Accepted() {
 				t.Fatal("accepted")
 			}
@@ -216,7 +216,7 @@ func TestHostileVariantsOfGenuineManifestsAreRefused(t *testing.T) {
 				t.Errorf("violations %v: want one of %s, field %s, saying %q", v.Violations, tt.object, tt.field, tt.says)
 			}
 			err := v.Err()
-			if fault.ReasonOf(err) != executor.ReasonManifestRejected || !fault.Stalls(err) {
+			if fault.ReasonOf(err) != release.ReasonManifestRejected || !fault.Stalls(err) {
 				t.Errorf("error %v: want a terminal ManifestRejected", err)
 			}
 		})
@@ -232,7 +232,7 @@ func TestEveryViolationIsReported(t *testing.T) {
 		addRule(o, "kubevirt-operator", map[string]any{"apiGroups": []any{"*"}, "resources": []any{"*"}, "verbs": []any{"*"}})
 		return o
 	})
-	v := executor.Vet(data, "v1.4.0", executor.VetOptions{})
+	v := release.Vet(data, "v1.4.0", release.VetOptions{})
 	fields := map[string]bool{}
 	for _, x := range v.Violations {
 		fields[x.Field] = true
@@ -270,11 +270,11 @@ func TestMirrorRegistry(t *testing.T) {
 		{"quay.io/kubevirt/virt-operator:" + tag, "registry.example.com/kubevirt", false},
 	}
 	for _, tt := range tests {
-		o := executor.VetOptions{}
+		o := release.VetOptions{}
 		if tt.mirror != "" {
 			o.Registries = []string{tt.mirror}
 		}
-		if v := executor.Vet(moved(tt.image), tag, o); v.Accepted() != tt.ok {
+		if v := release.Vet(moved(tt.image), tag, o); v.Accepted() != tt.ok {
 			t.Errorf("image %s with mirror %q: accepted %t, want %t (%v)", tt.image, tt.mirror, v.Accepted(), tt.ok, v.Violations)
 		}
 	}
@@ -285,7 +285,7 @@ func TestMirrorRegistry(t *testing.T) {
 // refuse anyway) is refused naming what it sets.
 func TestTheCRFileIsVettedToo(t *testing.T) {
 	for _, tag := range []string{"v0.20.0", "v0.34.0", "v0.59.2", "v1.8.4"} {
-		if _, err := executor.ParseCRManifest(releases.CRManifest(tag), tag, "kubevirt"); err != nil {
+		if _, err := release.ParseCRManifest(releases.CRManifest(tag), tag, "kubevirt"); err != nil {
 			t.Errorf("%s: %v", tag, err)
 		}
 	}
@@ -296,7 +296,7 @@ func TestTheCRFileIsVettedToo(t *testing.T) {
 		{"  infra: {nodePlacement: {nodeSelector: {x: y}}}\n", "spec.infra is set"},
 	} {
 		data := strings.Replace(base, "spec:\n", "spec:\n"+c.edit, 1)
-		if _, err := executor.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := release.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want refused naming %q", c.edit, err, c.want)
 		}
 	}
@@ -308,7 +308,7 @@ func TestTheCRFileIsVettedToo(t *testing.T) {
 		if data == base {
 			t.Fatalf("%q not in %s", c.from, base)
 		}
-		if _, err := executor.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := release.ParseCRManifest([]byte(data), "v1.8.4", "kubevirt"); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want refused naming %q", c.to, err, c.want)
 		}
 	}

@@ -1,4 +1,4 @@
-package executor
+package release
 
 import (
 	"strings"
@@ -14,7 +14,7 @@ type ImageRef struct {
 
 // parseImage splits an image reference. A colon after the last slash starts
 // the tag; an @ starts the digest.
-func parseImage(image string) ImageRef {
+func ParseImage(image string) ImageRef {
 	var r ImageRef
 	name := image
 	if at := strings.Index(name, "@"); at >= 0 {
@@ -73,7 +73,7 @@ func OperatorVersion(containerImage string, env map[string]string) (version, reg
 			break
 		}
 	}
-	ref := parseImage(image)
+	ref := ParseImage(image)
 	switch {
 	case ref.Repository == "" || strings.ContainsAny(image, " \t\n"):
 		return orLatest(env["KUBEVIRT_VERSION"]), ref.Registry()

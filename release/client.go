@@ -1,4 +1,4 @@
-package executor
+package release
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/kvgitops/kvgitops/fault"
@@ -30,9 +31,9 @@ const (
 	maxCatalogBytes = 32 << 20
 )
 
-// ReleaseConfig says where releases come from. It is agent configuration,
+// Config says where releases come from. It is agent configuration,
 // never part of the desired file.
-type ReleaseConfig struct {
+type Config struct {
 	ReleasesURL     string // GitHub REST "list releases"
 	ManifestBaseURL string // <base>/<tag>/kubevirt-operator.yaml
 	// Pins maps a tag to the sha256 (hex) of its kubevirt-operator.yaml;
@@ -47,18 +48,18 @@ type ReleaseConfig struct {
 	HTTP  HTTPConfig
 }
 
-// ReleaseClient fetches the release catalog and manifests.
-type ReleaseClient struct {
-	cfg       ReleaseConfig
+// Client fetches the release catalog and manifests.
+type Client struct {
+	cfg       Config
 	http      *safeClient
 	list, dl  *url.URL
 	apiHeader http.Header
 }
 
-// NewReleaseClient validates cfg. Both URLs must be https; their hosts (and
+// New validates cfg. Both URLs must be https; their hosts (and
 // GitHub's asset hosts when the defaults are used) are added to the
 // allow-list.
-func NewReleaseClient(cfg ReleaseConfig) (*ReleaseClient, error) {
+func New(cfg Config) (*Client, error) {
 	if cfg.ReleasesURL == "" {
 		cfg.ReleasesURL = DefaultReleasesURL
 	}
@@ -83,7 +84,7 @@ func NewReleaseClient(cfg ReleaseConfig) (*ReleaseClient, error) {
 			return nil, fault.Stalled(ReasonManifestRejected, nil, "pin for %s: want a release tag and a 64-digit sha256", redact.Quote(tag))
 		}
 	}
-	c := &ReleaseClient{cfg: cfg, http: newSafeClient(cfg.HTTP), list: list, dl: dl, apiHeader: http.Header{}}
+	c := &Client{cfg: cfg, http: newSafeClient(cfg.HTTP), list: list, dl: dl, apiHeader: http.Header{}}
 	c.apiHeader.Set("Accept", "application/vnd.github+json")
 	if cfg.Token != "" {
 		c.apiHeader.Set("Authorization", "Bearer "+string(cfg.Token))
@@ -109,7 +110,7 @@ func parseBaseURL(what, raw string) (*url.URL, error) {
 
 // Catalog lists the releases, following the Link header's next page on the
 // same host, at most maxCatalogPages pages, never the same page twice.
-func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
+func (c *Client) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	next := *c.list
 	next.RawQuery = "per_page=100"
 	seen := map[string]bool{}
@@ -153,7 +154,7 @@ func (c *ReleaseClient) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	return cat, err
 }
 
-func (c *ReleaseClient) headerFor(u *url.URL) http.Header {
+func (c *Client) headerFor(u *url.URL) http.Header {
 	if u.Hostname() == c.list.Hostname() {
 		return c.apiHeader
 	}
@@ -179,7 +180,7 @@ func nextLink(h string) string {
 
 // asset downloads <base>/<tag>/<name>, built from a fixed template (the tag
 // is validated, so no path can be smuggled in).
-func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, error) {
+func (c *Client) asset(ctx context.Context, tag, name string) ([]byte, error) {
 	if !planner.ValidTag(tag) {
 		return nil, fault.Stalled(ReasonManifestRejected, nil, "%s is not a release tag", redact.Quote(tag))
 	}
@@ -193,7 +194,7 @@ func (c *ReleaseClient) asset(ctx context.Context, tag, name string) ([]byte, er
 // OperatorManifest downloads, verifies and vets kubevirt-operator.yaml of
 // tag: the sha256 pin when there is one (DigestMismatch), then [Vet]
 // (ManifestRejected, listing every violation).
-func (c *ReleaseClient) OperatorManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+func (c *Client) OperatorManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
 	if err != nil {
 		return nil, err
@@ -207,7 +208,7 @@ func (c *ReleaseClient) OperatorManifest(ctx context.Context, tag, namespace str
 // CheckOperatorManifest downloads kubevirt-operator.yaml of tag and vets it
 // exactly as OperatorManifest does, returning the whole verdict (what
 // `kvgitops release check` prints). Only a failed download is an error.
-func (c *ReleaseClient) CheckOperatorManifest(ctx context.Context, tag, namespace string) (*Vetting, error) {
+func (c *Client) CheckOperatorManifest(ctx context.Context, tag, namespace string) (*Vetting, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
 	if err != nil {
 		return nil, err
@@ -216,7 +217,7 @@ func (c *ReleaseClient) CheckOperatorManifest(ctx context.Context, tag, namespac
 }
 
 // Vet vets manifest bytes of tag with this client's registries and pins.
-func (c *ReleaseClient) Vet(data []byte, tag, namespace string) *Vetting {
+func (c *Client) Vet(data []byte, tag, namespace string) *Vetting {
 	return VetRelease(data, tag, VetOptions{Namespace: namespace, Registries: c.cfg.Registries}, c.cfg.Pins)
 }
 
@@ -231,7 +232,7 @@ func VetRelease(data []byte, tag string, o VetOptions, pins map[string]string) *
 	return v
 }
 
-func (c *ReleaseClient) pinMismatch(tag string, data []byte) string {
+func (c *Client) pinMismatch(tag string, data []byte) string {
 	return pinMismatch(c.cfg.Pins, tag, data)
 }
 
@@ -248,10 +249,20 @@ func pinMismatch(pins map[string]string, tag string, data []byte) string {
 }
 
 // CRManifest downloads and vets kubevirt-cr.yaml of tag.
-func (c *ReleaseClient) CRManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+func (c *Client) CRManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-cr.yaml")
 	if err != nil {
 		return nil, err
 	}
 	return parseCRManifest(data, tag, namespace)
+}
+
+// Mirror reports whether registry is one the client is configured to take
+// images from (however Docker Hub is spelt): what drift correction may put
+// back into spec.imageRegistry.
+func (c *Client) Mirror(registry string) bool {
+	want := canonicalRepository(strings.TrimSuffix(registry, "/"))
+	return slices.ContainsFunc(c.cfg.Registries, func(r string) bool {
+		return canonicalRepository(strings.TrimSuffix(r, "/")) == want
+	})
 }

@@ -1,4 +1,4 @@
-package executor_test
+package release_test
 
 import (
 	"bytes"
@@ -15,25 +15,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
 
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 
-func releaseClient(t *testing.T, srv *releases.Server, mod func(*executor.ReleaseConfig)) *executor.ReleaseClient {
+func releaseClient(t *testing.T, srv *releases.Server, mod func(*release.Config)) *release.Client {
 	t.Helper()
-	cfg := executor.ReleaseConfig{
+	cfg := release.Config{
 		ReleasesURL:     srv.ReleasesURL(),
 		ManifestBaseURL: srv.DownloadBaseURL(),
-		HTTP:            executor.HTTPConfig{AllowedNetworks: loopback, RootCAs: srv.CertPool(), IdleTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second},
+		HTTP:            release.HTTPConfig{AllowedNetworks: loopback, RootCAs: srv.CertPool(), IdleTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second},
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	c, err := executor.NewReleaseClient(cfg)
+	c, err := release.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestManifestThatIsNotYAMLIsRefused(t *testing.T) {
 	defer srv.Close()
 	srv.Mutate("v1.8.4/kubevirt-operator.yaml", func([]byte) []byte { return []byte("\t{{{") })
 	_, err := releaseClient(t, srv, nil).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
-	wantReason(t, err, executor.ReasonManifestRejected)
+	wantReason(t, err, release.ReasonManifestRejected)
 	if !strings.Contains(err.Error(), "not valid YAML") || !fault.Stalls(err) {
 		t.Errorf("error %q (terminal %t) does not say the file is not YAML", err, fault.Stalls(err))
 	}
@@ -98,15 +98,15 @@ func TestDigestPins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pinned := func(sum string) func(*executor.ReleaseConfig) {
-		return func(c *executor.ReleaseConfig) { c.Pins = map[string]string{"v1.8.4": sum} }
+	pinned := func(sum string) func(*release.Config) {
+		return func(c *release.Config) { c.Pins = map[string]string{"v1.8.4": sum} }
 	}
 	if _, err := releaseClient(t, srv, pinned(good.SHA256)).OperatorManifest(t.Context(), "v1.8.4", "kubevirt"); err != nil {
 		t.Errorf("matching pin refused: %v", err)
 	}
 	srv.Mutate("v1.8.4/kubevirt-operator.yaml", func(b []byte) []byte { return append(b, "# tampered\n"...) })
 	_, err = releaseClient(t, srv, pinned(good.SHA256)).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
-	wantReason(t, err, executor.ReasonDigestMismatch)
+	wantReason(t, err, release.ReasonDigestMismatch)
 }
 
 func TestHostileServers(t *testing.T) {
@@ -117,9 +117,9 @@ func TestHostileServers(t *testing.T) {
 	}{
 		{"oversized body", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				_, _ = w.Write(bytes.Repeat([]byte("a"), executor.MaxManifestSize+10))
+				_, _ = w.Write(bytes.Repeat([]byte("a"), release.MaxManifestSize+10))
 			})
-		}, executor.ReasonTooLarge},
+		}, release.ReasonTooLarge},
 		{"endless body", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				chunk := bytes.Repeat([]byte("# endless\n"), 1000)
@@ -129,7 +129,7 @@ func TestHostileServers(t *testing.T) {
 					}
 				}
 			})
-		}, executor.ReasonTooLarge},
+		}, release.ReasonTooLarge},
 		{"slow server, one byte now and then", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.WriteHeader(http.StatusOK)
@@ -142,36 +142,36 @@ func TestHostileServers(t *testing.T) {
 					}
 				}
 			})
-		}, executor.ReasonMirrorTimeout},
+		}, release.ReasonMirrorTimeout},
 		{"redirect loop", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, r.URL.Path+"x", http.StatusFound)
 			})
-		}, executor.ReasonMirrorUnavailable},
+		}, release.ReasonMirrorUnavailable},
 		{"redirect to another host", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://evil.example.com/kubevirt-operator.yaml", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"redirect to plain http", func(srv *releases.Server) http.Handler {
 			u, _ := url.Parse(srv.URL())
 			return http.RedirectHandler("http://"+u.Host+"/x", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"redirect to a metadata address", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://169.254.169.254/latest/meta-data/", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"redirect to shared address space (CGNAT)", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://100.64.0.1/kubevirt-operator.yaml", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"redirect to a benchmarking address", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://198.18.0.1/kubevirt-operator.yaml", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"redirect to the metadata address through NAT64", func(*releases.Server) http.Handler {
 			return http.RedirectHandler("https://[64:ff9b::a9fe:a9fe]/latest/meta-data/", http.StatusFound)
-		}, executor.ReasonHostNotAllowed},
+		}, release.ReasonHostNotAllowed},
 		{"unauthorized", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Error(w, "secret-token-echo", http.StatusUnauthorized)
 			})
-		}, executor.ReasonAuthenticationFailed},
+		}, release.ReasonAuthenticationFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +179,7 @@ func TestHostileServers(t *testing.T) {
 			defer srv.Close()
 			srv.Handle(tt.handler(srv))
 			start := time.Now()
-			_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+			_, err := releaseClient(t, srv, func(c *release.Config) {
 				c.HTTP.AllowedHosts = []string{"169.254.169.254", "100.64.0.1", "198.18.0.1", "64:ff9b::a9fe:a9fe"}
 			}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
 			wantReason(t, err, tt.reason)
@@ -202,7 +202,7 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
 	var e *fault.Error
-	if !errors.As(err, &e) || e.Reason != executor.ReasonRateLimited || e.RetryAfter != 42*time.Second || e.Stall {
+	if !errors.As(err, &e) || e.Reason != release.ReasonRateLimited || e.RetryAfter != 42*time.Second || e.Stall {
 		t.Fatalf("rate limited: %#v, want a transient RateLimited retrying after 42s", err)
 	}
 }
@@ -233,7 +233,7 @@ func TestTokenIsNotForwardedAcrossHosts(t *testing.T) {
 	}))
 	pool := srv.CertPool()
 	pool.AppendCertsFromPEM(certPEM)
-	c := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+	c := releaseClient(t, srv, func(c *release.Config) {
 		c.Token = "gh-canary-token"
 		c.HTTP.AllowedHosts = []string{"localhost"}
 		c.HTTP.RootCAs = pool
@@ -258,28 +258,28 @@ func TestDialRefusesNonPublicAddressesAfterDNS(t *testing.T) {
 	u, _ := url.Parse(srv.URL())
 	// "localhost" is allowed as a host name but resolves to loopback, which
 	// this client does not allow: the dial-time check refuses it.
-	c, err := executor.NewReleaseClient(executor.ReleaseConfig{
+	c, err := release.New(release.Config{
 		ReleasesURL:     "https://localhost:" + u.Port() + releases.ListPath,
 		ManifestBaseURL: "https://localhost:" + u.Port() + releases.DownloadPath,
-		HTTP:            executor.HTTPConfig{RootCAs: srv.CertPool()},
+		HTTP:            release.HTTPConfig{RootCAs: srv.CertPool()},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Catalog(t.Context())
-	wantReason(t, err, executor.ReasonHostNotAllowed)
+	wantReason(t, err, release.ReasonHostNotAllowed)
 }
 
 func TestReleaseConfigIsValidated(t *testing.T) {
-	for _, cfg := range []executor.ReleaseConfig{
+	for _, cfg := range []release.Config{
 		{ReleasesURL: "http://example.com/releases"},
 		{ReleasesURL: "https://user:pass@example.com/releases"},
 		{ManifestBaseURL: "file:///etc/passwd"},
 		{ManifestBaseURL: "ftp://example.com/x"},
 		{Pins: map[string]string{"v1.2": strings.Repeat("a", 64)}},
 	} {
-		if _, err := executor.NewReleaseClient(cfg); err == nil {
-			t.Errorf("NewReleaseClient(%+v) accepted", cfg)
+		if _, err := release.New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
 		}
 	}
 }
@@ -297,7 +297,7 @@ func TestCatalogBytesAreCappedAcrossPages(t *testing.T) {
 		_, _ = io.WriteString(w, "["+pad+"]")
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
-	if fault.ReasonOf(err) != executor.ReasonTooLarge || !strings.Contains(err.Error(), "across its pages") {
+	if fault.ReasonOf(err) != release.ReasonTooLarge || !strings.Contains(err.Error(), "across its pages") {
 		t.Fatalf("endless 6 MiB pages: %v", err)
 	}
 	if pages > 6 {
@@ -325,9 +325,9 @@ func TestDNSRebindingIsCaughtAtDial(t *testing.T) {
 		w.Header().Set("Connection", "close") // every request dials again
 		_, _ = w.Write([]byte("[]"))
 	}))
-	c, err := executor.NewReleaseClient(executor.ReleaseConfig{
+	c, err := release.New(release.Config{
 		ReleasesURL: "https://example.com:" + u.Port() + releases.ListPath, ManifestBaseURL: "https://example.com:" + u.Port() + releases.DownloadPath,
-		HTTP: executor.HTTPConfig{RootCAs: srv.CertPool(), Resolver: dns.resolver(), AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+		HTTP: release.HTTPConfig{RootCAs: srv.CertPool(), Resolver: dns.resolver(), AllowedNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +337,7 @@ func TestDNSRebindingIsCaughtAtDial(t *testing.T) {
 	}
 	before := srv.Requests()
 	_, err = c.OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
-	wantReason(t, err, executor.ReasonHostNotAllowed)
+	wantReason(t, err, release.ReasonHostNotAllowed)
 	if !strings.Contains(err.Error(), "127.0.0.2") || srv.Requests() != before {
 		t.Errorf("rebound: %v (requests %d → %d)", err, before, srv.Requests())
 	}
@@ -350,12 +350,12 @@ func TestLookalikeHostsAreNeverResolved(t *testing.T) {
 	for _, target := range []string{"https://githvb.com/x", "https://github.com.evil.io/x", "https://github.com@evil.io/x", "https://objects.githubusercontent.com.evil.io/x"} {
 		srv := releases.NewServer(nil)
 		srv.Handle(http.RedirectHandler(target, http.StatusFound))
-		_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) {
+		_, err := releaseClient(t, srv, func(c *release.Config) {
 			c.HTTP.Resolver = dns.resolver()
 			c.HTTP.AllowedHosts = []string{"github.com", "objects.githubusercontent.com"}
 		}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
 		srv.Close()
-		wantReason(t, err, executor.ReasonHostNotAllowed)
+		wantReason(t, err, release.ReasonHostNotAllowed)
 	}
 	for _, name := range []string{"githvb.com", "github.com.evil.io", "evil.io", "objects.githubusercontent.com.evil.io"} {
 		if n := dns.count(name); n != 0 {
@@ -371,8 +371,8 @@ func TestHeadersNeverSent(t *testing.T) {
 	defer srv.Close()
 	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
 	start := time.Now()
-	_, err := releaseClient(t, srv, func(c *executor.ReleaseConfig) { c.HTTP.HeaderTimeout = 500 * time.Millisecond }).Catalog(t.Context())
-	wantReason(t, err, executor.ReasonMirrorTimeout)
+	_, err := releaseClient(t, srv, func(c *release.Config) { c.HTTP.HeaderTimeout = 500 * time.Millisecond }).Catalog(t.Context())
+	wantReason(t, err, release.ReasonMirrorTimeout)
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("took %s past a 500 ms header deadline", d)
 	}
@@ -388,7 +388,7 @@ func TestAPageThatPointsToItself(t *testing.T) {
 		_, _ = w.Write([]byte("[]"))
 	}))
 	_, err := releaseClient(t, srv, nil).Catalog(t.Context())
-	if fault.ReasonOf(err) != executor.ReasonMirrorUnavailable || !strings.Contains(err.Error(), "loop") {
+	if fault.ReasonOf(err) != release.ReasonMirrorUnavailable || !strings.Contains(err.Error(), "loop") {
 		t.Fatalf("a self-referencing page: %v", err)
 	}
 	if n := srv.Requests(); n != 1 {

@@ -1,4 +1,4 @@
-package executor_test
+package release_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package executor_test
+package release_test
 
 import (
 	"bufio"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/realmanifests"
 )
 
@@ -32,14 +32,14 @@ func TestGenuineManifestsAreAccepted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			opts := executor.VetOptions{Namespace: "kubevirt"}
+			opts := release.VetOptions{Namespace: "kubevirt"}
 			if m, ok := mirrors[f.Tag]; ok && f.Edited {
-				if v := executor.Vet(data, f.Tag, opts); v.Accepted() {
+				if v := release.Vet(data, f.Tag, opts); v.Accepted() {
 					t.Errorf("the copy with its registry swapped to %s was accepted without a mirror", m)
 				}
 				opts.Registries = []string{m}
 			}
-			v := executor.Vet(data, f.Tag, opts)
+			v := release.Vet(data, f.Tag, opts)
 			if !v.Accepted() {
 				t.Fatalf("refused: %v", v.Err())
 			}
@@ -93,7 +93,7 @@ func TestAMirrorMatchesHoweverItIsSpelt(t *testing.T) {
 	}
 	for mirror, want := range map[string]bool{"slpcat": true, "docker.io/slpcat": true, "index.docker.io/slpcat": true, "docker.io/slpcat/": true,
 		"docker.io/other": false, "quay.io/slpcat": false, "slpcat.example.com": false} {
-		v := executor.Vet(data, "v0.52.0", executor.VetOptions{Namespace: "kubevirt", Registries: []string{mirror}})
+		v := release.Vet(data, "v0.52.0", release.VetOptions{Namespace: "kubevirt", Registries: []string{mirror}})
 		if v.Accepted() != want {
 			t.Errorf("mirror %q: accepted %t, want %t (%v)", mirror, v.Accepted(), want, v.Err())
 		}
@@ -119,7 +119,7 @@ func BenchmarkVetGenuine(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for i, d := range data {
-			if v := executor.Vet(d, tags[i], executor.VetOptions{Namespace: "kubevirt"}); !v.Accepted() {
+			if v := release.Vet(d, tags[i], release.VetOptions{Namespace: "kubevirt"}); !v.Accepted() {
 				b.Fatal(v.Err())
 			}
 		}

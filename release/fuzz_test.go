@@ -1,10 +1,10 @@
-package executor_test
+package release_test
 
 import (
 	"testing"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
+	"github.com/kvgitops/kvgitops/release"
 	"github.com/kvgitops/kvgitops/test/releases"
 )
 
@@ -15,7 +15,7 @@ func FuzzManifest(f *testing.F) {
 	f.Add(releases.OperatorManifest("v0.26.0"))
 	f.Add([]byte("---\napiVersion: v1\nkind: redact.Secret\nmetadata: {name: x}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		m, err := executor.ParseOperatorManifest(data, "v1.8.4", executor.VetOptions{})
+		m, err := release.ParseOperatorManifest(data, "v1.8.4", release.VetOptions{})
 		if err != nil {
 			if fault.ReasonOf(err) == "" {
 				t.Fatalf("untyped error %v", err)

@@ -1,4 +1,4 @@
-package executor_test
+package release_test
 
 import (
 	"bytes"
@@ -10,9 +10,9 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/redact"
+	"github.com/kvgitops/kvgitops/release"
 )
 
 // TestSecretsNeverPrint puts each secret-bearing type through every way a
@@ -23,12 +23,12 @@ func TestSecretsNeverPrint(t *testing.T) {
 	type config struct {
 		Token redact.Secret
 		Auth  gitsource.Auth
-		Rel   executor.ReleaseConfig
+		Rel   release.Config
 	}
 	values := map[string]any{
 		"redact.Secret": redact.Secret(canary),
 		"a struct of them": config{Token: canary, Auth: gitsource.Auth{Username: "u", Password: canary, BearerToken: canary, Identity: canary},
-			Rel: executor.ReleaseConfig{Token: canary}},
+			Rel: release.Config{Token: canary}},
 	}
 	for name, v := range values {
 		var out bytes.Buffer

@@ -1,4 +1,4 @@
-package executor
+package release
 
 import (
 	"fmt"
@@ -187,7 +187,7 @@ func (c *vetter) securityContext(obj, field string, sc map[string]any) {
 // own or a configured mirror) and, when repo is set, from that repository
 // of it; a configured entry may also name a whole repository.
 func (c *vetter) image(obj, field, image, repo string) {
-	ref := parseImage(image)
+	ref := ParseImage(image)
 	ref.Repository = canonicalRepository(ref.Repository)
 	for _, r := range c.registries {
 		r = canonicalRepository(strings.TrimSuffix(r, "/"))
