@@ -1,12 +1,10 @@
-// Package executor is everything kvgitops does to the cluster and to the
-// release server.
+// Package executor is everything kvgitops does to the cluster.
 //
 // It observes the cluster ([Executor.Observe]): the KubeVirt CR, the
 // virt-operator Deployment, VMs and VMIs, leftover APIServices and webhook
-// configurations. It fetches release manifests through a hardened HTTPS
-// client ([release.Client]) and vets them against an allow-list of the
-// objects a kubevirt-operator.yaml may contain before a single one is
-// applied. It runs one planned step at a time ([Executor.Run]): each step
+// configurations. It applies the release manifests package release fetched
+// and vetted (through [release.Client]), after a server-side dry run of
+// every object. It runs one planned step at a time ([Executor.Run]): each step
 // re-observes first and refuses a stale precondition; writes are
 // server-side applies (field manager "kvgitops") or JSON patches with a
 // resourceVersion test; waits are watch-driven and bounded by the hop
