@@ -35,6 +35,7 @@ func (act *activePlan) advanceTo(p planner.Plan) int {
 			act.steps[j].State = StepSkipped
 		case StepRunning, StepFailed:
 			act.steps[j].State = StepSucceeded
+		case StepSucceeded, StepSkipped, EntryRetrying, EntryInterrupted:
 		}
 	}
 	return i

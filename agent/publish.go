@@ -74,6 +74,7 @@ func (a *Agent) conditionsFor(p *pass) []Condition {
 	case PhaseUnknown:
 		// kstatus: readiness cannot be told; the agent keeps retrying.
 		ready, reconciling = "Unknown", "True"
+	case PhaseSuspended: // neither ready, nor working on it, nor stuck
 	}
 	reason := p.Reason
 	if reason == "" {

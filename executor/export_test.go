@@ -3,6 +3,7 @@ package executor
 import (
 	"context"
 
+	"github.com/kvgitops/kvgitops/planner"
 	"github.com/kvgitops/kvgitops/release"
 )
 
@@ -10,3 +11,6 @@ import (
 func (e *Executor) ApplyManifest(ctx context.Context, m *release.Manifest) error {
 	return e.applyManifest(ctx, m)
 }
+
+// CanRunHopBy reports whether a hop by m can run.
+func CanRunHopBy(m planner.Method) bool { _, ok := hopBy[m]; return ok }

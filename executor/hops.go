@@ -22,6 +22,14 @@ type hop struct {
 	res  *StepResult
 }
 
+// hopBy is how each planned method runs a hop: the one place the executor
+// knows the methods (planner/method.go knows everything else about them).
+var hopBy = map[planner.Method]func(*hop) error{
+	planner.MethodOperator:             (*hop).byOperator,
+	planner.MethodOperatorThenImageTag: (*hop).byOperatorThenImageTag,
+	planner.MethodImageTag:             (*hop).byImageTag,
+}
+
 func (h *hop) apiVersion() string { return h.obs.KubeVirtVersion }
 
 // byOperator applies the target's operator manifest with the CR locked to

@@ -141,7 +141,7 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 		return err
 	}
 	obj := cr.Objects[0].DeepCopy()
-	if step.Method == planner.MethodImageTag {
+	if step.Method.PinsTag() {
 		if err := unstructured.SetNestedField(obj.Object, step.To, "spec", "imageTag"); err != nil {
 			return err
 		}
@@ -183,19 +183,11 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 		baseline = obs.VMIs
 	}
 	if !res.AlreadyDone {
-		h := &hop{e: e, ctx: hopCtx, obs: obs, step: step, say: say, res: res}
-		var err error
-		switch step.Method {
-		case planner.MethodOperator:
-			err = h.byOperator()
-		case planner.MethodOperatorThenImageTag:
-			err = h.byOperatorThenImageTag()
-		case planner.MethodImageTag:
-			err = h.byImageTag()
-		default:
-			err = fault.Stalled(ReasonInvalidStep, nil, "unknown method %s", redact.Quote(string(step.Method)))
+		run, ok := hopBy[step.Method]
+		if !ok {
+			return fault.Stalled(ReasonInvalidStep, nil, "a hop cannot be made by method %s", redact.Quote(string(step.Method)))
 		}
-		if err != nil {
+		if err := run(&hop{e: e, ctx: hopCtx, obs: obs, step: step, say: say, res: res}); err != nil {
 			return err
 		}
 	}

@@ -305,3 +305,13 @@ func eventually(t testing.TB, cond func() bool, what string) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// TestEveryPlannedMethodCanRunAHop: a method the planner may plan has a way
+// to run in the executor (caught here, not as InvalidStep in a cluster).
+func TestEveryPlannedMethodCanRunAHop(t *testing.T) {
+	for _, m := range planner.PlannedMethods() {
+		if !executor.CanRunHopBy(m) {
+			t.Errorf("the executor cannot run a hop by %s", m)
+		}
+	}
+}

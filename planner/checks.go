@@ -46,16 +46,9 @@ const (
 const crdV1Since = "v0.40.0-rc.0"
 
 // appliesManifest reports whether a step applies its target's operator
-// manifest. An ImageTag hop does not (unless the operator lacks RBAC, which
-// the executor checks before applying anything).
+// manifest.
 func appliesManifest(s Step) bool {
-	switch s.Type {
-	case StepInstall:
-		return true
-	case StepUpgrade:
-		return s.Method == MethodOperator || s.Method == MethodOperatorThenImageTag
-	}
-	return false
+	return s.Type == StepInstall || s.Type == StepUpgrade && s.Method.AppliesManifest()
 }
 
 // preflight runs the checks of every step; the first refusal (in step
@@ -63,7 +56,7 @@ func appliesManifest(s Step) bool {
 func (p *Plan) preflight(d Desired, o Observed) error {
 	kube, known := parseKubeVersion(o.KubernetesVersion) // once: the same for every step
 	for i, s := range p.Steps {
-		if s.Type != StepInstall && s.Type != StepUpgrade {
+		if !s.Type.Deploys() {
 			continue
 		}
 		if appliesManifest(s) {

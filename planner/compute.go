@@ -79,19 +79,19 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 		return refuse(ReasonNoUpgradePath, "the path from %s to %s has %d hops, more than the %d a plan may hold: KubeVirt's whole history from v0.17 is about 60; check the release catalog (a mirror listing fabricated releases?)",
 			cur.tag, t.tag, len(hops), MaxHops)
 	}
-	if d.Method == MethodImageTag && StrategyIgnoresImageTag(o.OperatorVersion) {
+	if d.Method.TagOnly() && StrategyIgnoresImageTag(o.OperatorVersion) {
 		return refuse(ReasonImageTagStrategyBug, "virt-operator %s runs the install strategy with its own image whatever spec.imageTag says (kubevirt#16050, fixed in v1.7.0-rc.1 and v1.8.0): an ImageTag hop to %s would install %s's manifests with %s's images and report success; use method Operator or Auto",
 			o.OperatorVersion, hops[0].tag, o.OperatorVersion, hops[0].tag)
 	}
-	m := hopMethod(d.Method, o.Mode)
+	m := d.Method.ForMode(o.Mode)
 	p.Action = ActionUpgrade
 	from := cur
 	for _, h := range hops {
 		// Applying a release's operator while the CR pins another tag lets
 		// a buggy operator write its own strategy with the pinned images:
 		// unpin (Operator) instead, and stay unpinned.
-		if m == MethodOperatorThenImageTag && StrategyIgnoresImageTag(h.tag) {
-			m = MethodOperator
+		if m != m.Unpinned() && StrategyIgnoresImageTag(h.tag) {
+			m = m.Unpinned()
 			p.Checks = append(p.Checks, Check{Step: len(p.Steps) + 1, Name: CheckImageTagStrategy, Result: CheckPass,
 				Message: fmt.Sprintf("planned Operator, unpinning spec.imageTag: virt-operator %s writes its install strategy with its own image whatever spec.imageTag says (kubevirt#16050), so the CR follows the operator from here on", h.tag)})
 		}
@@ -129,10 +129,7 @@ func (p *Plan) install(d Desired, o Observed, t version) error {
 			return refuse(ReasonDowngradeNotSupported, "virt-operator %s is already running; installing %s would downgrade it", op.tag, t.tag)
 		}
 	}
-	m := MethodOperator
-	if d.Method == MethodImageTag {
-		m = MethodImageTag
-	}
+	m := d.Method.InstallMethod()
 	p.Action = ActionInstall
 	p.Steps = []Step{{Type: StepInstall, To: t.tag, Method: m}}
 	return nil
@@ -183,17 +180,6 @@ func (p *Plan) absent(d Desired, o Observed) error {
 		p.Steps = append(p.Steps, Step{Type: StepDeleteOperator, From: from})
 	}
 	return nil
-}
-
-func hopMethod(m Method, mode Mode) Method {
-	switch m {
-	case MethodOperator, MethodImageTag:
-		return m
-	}
-	if mode == ModeImageTag {
-		return MethodOperatorThenImageTag
-	}
-	return MethodOperator
 }
 
 // resolve picks the target release: an exact tag must be in the catalog;

@@ -41,19 +41,6 @@ const (
 	StateAbsent  State = "Absent"
 )
 
-// Method is how hops are carried out. Auto, Operator and ImageTag are what a
-// desired file may ask for; a planned step carries Operator, ImageTag or
-// OperatorThenImageTag.
-type Method string
-
-// Methods.
-const (
-	MethodAuto                 Method = "Auto"
-	MethodOperator             Method = "Operator"
-	MethodImageTag             Method = "ImageTag"
-	MethodOperatorThenImageTag Method = "OperatorThenImageTag"
-)
-
 // PathPolicy chooses the hops within the installed release's line.
 type PathPolicy string
 
@@ -191,7 +178,7 @@ func (d *Desired) decodeSpec(spec *yaml.Node) error {
 			return err
 		},
 		"method": func(n *yaml.Node) error {
-			return enum(n, "spec.method", &d.Method, MethodAuto, MethodOperator, MethodImageTag)
+			return enum(n, "spec.method", &d.Method, desirableMethods()...)
 		},
 		"pathPolicy": func(n *yaml.Node) error {
 			return enum(n, "spec.pathPolicy", &d.PathPolicy, PolicyStrict, PolicyLatestPatch)

@@ -39,6 +39,17 @@ const (
 	StepDeleteOperator        StepType = "DeleteOperator"
 )
 
+// Deploys reports whether a step installs or upgrades KubeVirt (the steps
+// the preflight checks and the workloads are about).
+func (t StepType) Deploys() bool {
+	switch t {
+	case StepInstall, StepUpgrade:
+		return true
+	case StepRemoveStuckFinalizers, StepDeleteKubeVirt, StepDeleteLeftovers, StepDeleteOperator:
+	}
+	return false
+}
+
 // Mode says how the KubeVirt CR picks its version.
 type Mode string
 

@@ -82,8 +82,7 @@ func (r Risk) matches(s Step, from, to version) bool {
 	case s.Type != StepUpgrade || !r.From.has(s.From, from) || !r.To.has(s.To, to):
 		return false
 	}
-	return len(r.Methods) == 0 || slices.Contains(r.Methods, s.Method) ||
-		s.Method == MethodOperatorThenImageTag && slices.Contains(r.Methods, MethodImageTag)
+	return len(r.Methods) == 0 || slices.ContainsFunc(r.Methods, s.Method.Meets)
 }
 
 // blocksAlways reports whether the risk refuses every hop that meets it.

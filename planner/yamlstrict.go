@@ -161,6 +161,7 @@ func kindName(n *yaml.Node) string {
 			return "null"
 		}
 		return strings.TrimPrefix(n.Tag, "!!") + " " + redact.Quote(n.Value)
+	case yaml.DocumentNode, yaml.AliasNode: // aliases are refused before this; documents are unwrapped
 	}
 	return "something else"
 }

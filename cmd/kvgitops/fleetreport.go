@@ -112,6 +112,7 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 				if acted {
 					rr.Done++ // it runs what the fleet file asks of it
 				}
+			case agent.PhaseIdle, agent.PhaseAwaitingApproval, agent.PhaseWaitingForWindow, agent.PhaseWaitingForRing, agent.PhaseUnknown:
 			}
 			if l.Stale {
 				r.Healthy = false

@@ -68,6 +68,7 @@ func legacyConditions(s situation, in condInput) []cond {
 		return []cond{{"Created", "True", "AllResourcesCreated", "All resources were created."}, {"Ready", "True", "AllComponentsReady", "All components are ready."}}
 	case failed:
 		return []cond{{"Synchronized", "False", "DeploymentFailed", "An error occurred during deployment: " + in.err}}
+	case installing, deleting: // v0.17–v0.19 show nothing while they install or delete
 	}
 	return nil
 }
