@@ -21,7 +21,7 @@ const (
 )
 
 // Check is one preflight check of one step, made before anything is applied
-// (docs/preflight.md). Step is the 1-based index of the step.
+// (docs/upgrade-safety.md). Step is the 1-based index of the step.
 type Check struct {
 	Step    int         `json:"step" yaml:"step"`
 	Name    string      `json:"check" yaml:"check"`
@@ -30,7 +30,7 @@ type Check struct {
 	Message string      `json:"message,omitempty" yaml:"message,omitempty"`
 }
 
-// Check names.
+// Check names: every preflight check of a step (docs/upgrade-safety.md).
 const (
 	// CheckClusterServesRelease: a step that applies a release's
 	// kubevirt-operator.yaml needs every API of it served by the cluster.
@@ -38,6 +38,15 @@ const (
 	// CheckImageTagStrategy: an operator with the strategy bug must never
 	// meet a spec.imageTag other than its own version.
 	CheckImageTagStrategy = "ImageTagStrategy"
+	// CheckKubernetesCompatible: the cluster's Kubernetes is in the
+	// target's supported range.
+	CheckKubernetesCompatible = "KubernetesCompatible"
+	// CheckKnownRisk: the hop meets no known upgrade risk (one check per
+	// risk, CheckKnownRisk + "/" + its id).
+	CheckKnownRisk = "KnownRisk"
+	// CheckFeatureGates: the CR's feature gates exist in the target (one
+	// check per gate, CheckFeatureGates + "/" + its name).
+	CheckFeatureGates = "FeatureGates"
 )
 
 // crdV1Since is the first release that ships its KubeVirt CRD as
@@ -54,6 +63,9 @@ func appliesManifest(s Step) bool {
 // preflight runs the checks of every step; the first refusal (in step
 // order) refuses the plan, with every check's outcome attached.
 func (p *Plan) preflight(d Desired, o Observed) error {
+	if c, ok := strategyCheck(p.Steps, d.Method.ForMode(o.Mode)); ok {
+		p.Checks = append([]Check{c}, p.Checks...)
+	}
 	kube, known := parseKubeVersion(o.KubernetesVersion) // once: the same for every step
 	for i, s := range p.Steps {
 		if !s.Type.Deploys() {
@@ -77,6 +89,19 @@ func (p *Plan) preflight(d Desired, o Observed) error {
 		}
 	}
 	return nil
+}
+
+// strategyCheck says where a plan stops pinning spec.imageTag: the first
+// hop planned with another method than the desired one, because its
+// operator writes its install strategy with its own image (kubevirt#16050).
+func strategyCheck(steps []Step, planned Method) (Check, bool) {
+	for i, s := range steps {
+		if s.Type == StepUpgrade && s.Method != planned {
+			return Check{Step: i + 1, Name: CheckImageTagStrategy, Result: CheckPass,
+				Message: fmt.Sprintf("planned Operator, unpinning spec.imageTag: virt-operator %s writes its install strategy with its own image whatever spec.imageTag says (kubevirt#16050), so the CR follows the operator from here on", s.To)}, true
+		}
+	}
+	return Check{}, false
 }
 
 // servesRelease checks that the cluster serves the API of the release's

@@ -90,10 +90,8 @@ func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
 		// Applying a release's operator while the CR pins another tag lets
 		// a buggy operator write its own strategy with the pinned images:
 		// unpin (Operator) instead, and stay unpinned.
-		if m != m.Unpinned() && StrategyIgnoresImageTag(h.tag) {
-			m = m.Unpinned()
-			p.Checks = append(p.Checks, Check{Step: len(p.Steps) + 1, Name: CheckImageTagStrategy, Result: CheckPass,
-				Message: fmt.Sprintf("planned Operator, unpinning spec.imageTag: virt-operator %s writes its install strategy with its own image whatever spec.imageTag says (kubevirt#16050), so the CR follows the operator from here on", h.tag)})
+		if StrategyIgnoresImageTag(h.tag) {
+			m = m.Unpinned() // the preflight says so (strategyCheck)
 		}
 		p.Steps = append(p.Steps, Step{Type: StepUpgrade, From: from.tag, To: h.tag, Method: m})
 		from = h

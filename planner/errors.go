@@ -16,7 +16,8 @@ import (
 // until the desired file, the catalog or the cluster changes.
 type Reason = fault.Reason
 
-// The refusal reasons of docs/architecture.md, "Planning rules".
+// Every reason the planner gives, refusals and the ring gate's, with what
+// it means (docs/architecture.md, "Planning rules").
 const (
 	ReasonInvalidDesiredState      Reason = "InvalidDesiredState"
 	ReasonUnknownVersion           Reason = "UnknownVersion"
@@ -42,6 +43,14 @@ const (
 	// ReasonRolloutHalted: a cluster of an earlier ring failed, or has had
 	// no status it can prove for too long (the ring gate).
 	ReasonRolloutHalted Reason = "RolloutHalted"
+	// ReasonKubernetesUnsupported: the cluster's Kubernetes is outside the
+	// target's supported range (a refusal under compatibility Strict).
+	ReasonKubernetesUnsupported Reason = "KubernetesUnsupported"
+	// ReasonKnownRisk: a hop meets a known upgrade risk that blocks it.
+	ReasonKnownRisk Reason = "KnownRisk"
+	// ReasonFeatureGateRemoved: the CR enables a feature gate the target
+	// removed (a refusal under compatibility Strict).
+	ReasonFeatureGateRemoved Reason = "FeatureGateRemoved"
 )
 
 // ErrInvalidDesired matches every error returned by [ParseDesired].

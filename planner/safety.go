@@ -10,20 +10,6 @@ import (
 // cluster's Kubernetes against the target's supported range, known upgrade
 // risks, and the KubeVirt CR's feature gates against the target's.
 
-// Check names of the upgrade-safety checks.
-const (
-	CheckKubernetesCompatible = "KubernetesCompatible"
-	CheckKnownRisk            = "KnownRisk"
-	CheckFeatureGates         = "FeatureGates"
-)
-
-// Reasons of their refusals.
-const (
-	ReasonKubernetesUnsupported Reason = "KubernetesUnsupported"
-	ReasonKnownRisk             Reason = "KnownRisk"
-	ReasonFeatureGateRemoved    Reason = "FeatureGateRemoved"
-)
-
 // Compatibility says what a check outside the supported (Kubernetes range,
 // removed feature gates) does: warn, or refuse.
 type Compatibility string
