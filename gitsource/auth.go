@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/kvgitops/kvgitops/redact"
 )
@@ -23,6 +24,56 @@ type Auth struct {
 
 // redact.Secret directory limits: a mounted redact.Secret is small.
 const maxSecretFile = 64 << 10
+
+// Credentials give the credentials of each request (HTTPS) or connection
+// (SSH) as they are at that moment, so a rotated token or key is used at
+// once, without a restart. The CA (ca.crt) is read once, when the source is
+// built.
+type Credentials interface {
+	Auth() (Auth, error)
+}
+
+// Static are fixed credentials.
+type Static Auth
+
+// Auth returns them.
+func (s Static) Auth() (Auth, error) { return Auth(s), nil }
+
+// secretKeys are the keys of a Flux Git Secret kvgitops reads.
+var secretKeys = []string{"username", "password", "bearerToken", "identity", "known_hosts", "ca.crt"}
+
+// SecretDir reads the credentials of a mounted Secret (Flux's key names),
+// again whenever one of its files changed: the kubelet swaps a rotated
+// Secret's files in place. The one place kvgitops loads Git credentials.
+func SecretDir(dir string) Credentials { return &secretDir{dir: dir} }
+
+type secretDir struct {
+	dir string
+
+	mu    sync.Mutex
+	stamp string // size and modification time of every key file
+	auth  Auth
+}
+
+func (d *secretDir) Auth() (Auth, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var stamp strings.Builder
+	for _, k := range secretKeys {
+		if fi, err := os.Stat(filepath.Join(d.dir, k)); err == nil {
+			fmt.Fprintf(&stamp, "%s:%d:%d;", k, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	if d.dir != "" && stamp.String() == d.stamp {
+		return d.auth, nil
+	}
+	a, err := LoadAuth(d.dir)
+	if err != nil {
+		return Auth{}, err
+	}
+	d.stamp, d.auth = stamp.String(), a
+	return a, nil
+}
 
 // LoadAuth reads a mounted redact.Secret directory with Flux's key names:
 // username, password, bearerToken, identity, known_hosts, ca.crt. Missing

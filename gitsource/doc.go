@@ -24,7 +24,9 @@
 // descends from what was applied.
 //
 // Only https:// and ssh:// remotes are accepted, credentials come from a
-// mounted Secret with Flux's key names, SSH requires known_hosts, every
+// mounted Secret with Flux's key names (read again for each request or
+// connection when its files change, so a rotated token works at once), SSH
+// requires known_hosts, every
 // network operation has its own deadline and byte cap, and credentials are
 // scrubbed from every error. It must not log, decide, or touch the cluster.
 package gitsource

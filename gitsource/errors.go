@@ -60,4 +60,16 @@ func (s *Source) errorf(r fault.Reason, stall bool, err error, format string, ar
 	return &fault.Error{Reason: r, Stall: stall, Message: redact.Text(s.scrub(msg), redact.MaxMessage), Err: err}
 }
 
-func (s *Source) scrub(msg string) string { return s.scrubber.Scrub(msg) }
+func (s *Source) scrub(msg string) string {
+	if s.remote == nil {
+		return msg
+	}
+	return s.remote.scrub(msg)
+}
+
+// credentialsError: the credentials cannot be read or used (a rotated
+// Secret half written, a key that does not parse): a configuration error
+// the next change of the Secret may fix.
+func (s *Source) credentialsError(err error) error {
+	return s.errorf(ReasonInvalidConfig, false, err, "the Git credentials")
+}

@@ -38,7 +38,11 @@ func (s *Source) history(ctx context.Context, head plumbing.Hash, filter string)
 		}
 		return st, nil
 	}
-	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
+	auth, err := s.remote.authMethod()
+	if err != nil {
+		return nil, s.credentialsError(err)
+	}
+	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, auth)
 	if err != nil {
 		return nil, s.classify(ctx, err, "connect to")
 	}

@@ -273,7 +273,11 @@ func (s *Source) readError(ctx context.Context, err error, what string) error {
 // blobs over the caps are hashed and dropped as they stream past.
 func (s *Source) fetchV0(ctx context.Context, want plumbing.Hash) error {
 	s.compact()
-	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
+	auth, err := s.remote.authMethod()
+	if err != nil {
+		return s.credentialsError(err)
+	}
+	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, auth)
 	if err != nil {
 		return s.classify(ctx, err, "connect to")
 	}

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kvgitops/kvgitops/fault"
+	"github.com/kvgitops/kvgitops/redact"
 )
 
 // scpLike is git's scp-style address, user@host:path.
@@ -72,14 +74,96 @@ func redacted(u *url.URL) string {
 	return c.String()
 }
 
-// remote bundles the transport, endpoint and auth of the repository.
+// remote bundles the transport, endpoint and credentials of the
+// repository.
 type remote struct {
 	http      *http.Client // https only, for protocol v2
 	base      string       // https only: the repository URL
 	endpoint  *transport.Endpoint
 	transport transport.Transport
-	auth      transport.AuthMethod
+	creds     Credentials
 	display   string
+
+	mu       sync.Mutex
+	last     Auth                 // the credentials method was built from
+	method   transport.AuthMethod // nil: anonymous
+	secrets  []string             // every credential seen, for the scrubber
+	scrubber redact.Scrubber
+}
+
+// authMethod is the auth of the next request or connection, built from the
+// credentials as they are now (rebuilt only when they changed).
+func (r *remote) authMethod() (transport.AuthMethod, error) {
+	a, err := r.creds.Auth()
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.method != nil && sameAuth(a, r.last) {
+		return r.method, nil
+	}
+	m, err := r.build(a)
+	if err != nil {
+		return nil, err
+	}
+	r.last, r.method = a, m
+	r.secrets = append(r.secrets, a.secrets()...)
+	r.scrubber = redact.NewScrubber(r.secrets...)
+	return m, nil
+}
+
+func sameAuth(a, b Auth) bool {
+	return a.Username == b.Username && a.Password == b.Password && a.BearerToken == b.BearerToken &&
+		a.Identity == b.Identity && string(a.KnownHosts) == string(b.KnownHosts)
+}
+
+// build makes the go-git auth of one set of credentials.
+func (r *remote) build(a Auth) (transport.AuthMethod, error) {
+	switch r.endpoint.Protocol {
+	case "https":
+		switch {
+		case a.BearerToken != "":
+			return &githttp.TokenAuth{Token: string(a.BearerToken)}, nil
+		case a.Username != "" || a.Password != "":
+			return &githttp.BasicAuth{Username: a.Username, Password: string(a.Password)}, nil
+		}
+		return anonymous{}, nil
+	case "ssh":
+		if len(a.KnownHosts) == 0 {
+			return nil, errors.New("SSH needs known_hosts in the Git secret")
+		}
+		hk, err := parseKnownHosts(a.KnownHosts)
+		if err != nil {
+			return nil, err
+		}
+		if a.Identity == "" {
+			return nil, errors.New("SSH needs an identity (private key) in the Git secret")
+		}
+		signer, err := parseIdentity([]byte(a.Identity), []byte(a.Password))
+		if err != nil {
+			return nil, err
+		}
+		user := r.endpoint.User
+		if user == "" {
+			user = "git"
+		}
+		addr := net.JoinHostPort(r.endpoint.Host, fmt.Sprint(portOr(r.endpoint.Port, 22)))
+		return &sshAuth{user: user, signer: signer, hosts: hk, algorithms: hk.algorithms(addr), timeout: 10 * time.Second}, nil
+	}
+	return nil, fmt.Errorf("no credentials for a %s remote", r.endpoint.Protocol)
+}
+
+// anonymous is HTTPS without credentials.
+type anonymous struct{}
+
+func (anonymous) Name() string          { return "anonymous" }
+func (anonymous) String() string        { return "anonymous" }
+func (anonymous) SetAuth(*http.Request) {}
+func (r *remote) scrub(msg string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.scrubber.Scrub(msg)
 }
 
 // byteCap limits every HTTP response body (advertisements and packs).
@@ -118,12 +202,16 @@ func (c *cappedBody) Read(p []byte) (int, error) {
 
 func (c *cappedBody) Close() error { return c.rc.Close() }
 
-func newRemote(u *url.URL, a Auth, cfg Config) (*remote, error) {
+func newRemote(u *url.URL, creds Credentials, cfg Config) (*remote, error) {
 	ep, err := transport.NewEndpoint(u.String())
 	if err != nil {
 		return nil, fmt.Errorf("repository URL: %w", err)
 	}
-	r := &remote{endpoint: ep, display: redacted(u)}
+	a, err := creds.Auth()
+	if err != nil {
+		return nil, err
+	}
+	r := &remote{endpoint: ep, display: redacted(u), creds: creds}
 	switch u.Scheme {
 	case "https":
 		tr := &http.Transport{
@@ -143,34 +231,13 @@ func newRemote(u *url.URL, a Auth, cfg Config) (*remote, error) {
 		}
 		r.transport = githttp.NewClient(client)
 		r.http, r.base = client, strings.TrimSuffix(u.String(), "/")
-		switch {
-		case a.BearerToken != "":
-			r.auth = &githttp.TokenAuth{Token: string(a.BearerToken)}
-		case a.Username != "" || a.Password != "":
-			r.auth = &githttp.BasicAuth{Username: a.Username, Password: string(a.Password)}
-		}
 	case "ssh":
-		if len(a.KnownHosts) == 0 {
-			return nil, errors.New("SSH needs known_hosts in the Git secret")
-		}
-		hk, err := parseKnownHosts(a.KnownHosts)
-		if err != nil {
-			return nil, err
-		}
-		if a.Identity == "" {
-			return nil, errors.New("SSH needs an identity (private key) in the Git secret")
-		}
-		signer, err := parseIdentity([]byte(a.Identity), []byte(a.Password))
-		if err != nil {
-			return nil, err
-		}
-		user := ep.User
-		if user == "" {
-			user = "git"
-		}
-		addr := net.JoinHostPort(ep.Host, fmt.Sprint(portOr(ep.Port, 22)))
-		r.auth = &sshAuth{user: user, signer: signer, hosts: hk, algorithms: hk.algorithms(addr), timeout: 10 * time.Second}
 		r.transport = gitssh.NewClient(nil)
+	}
+	// Credentials that cannot be used are a configuration error now, not
+	// on the first poll.
+	if _, err := r.authMethod(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/kvgitops/kvgitops/fault"
-	"github.com/kvgitops/kvgitops/redact"
 )
 
 // Config configures a Source.
@@ -25,7 +24,10 @@ type Config struct {
 	Branch string // default "main"
 	// StatusBranch receives status commits; default Branch.
 	StatusBranch string
-	Auth         Auth
+	// Credentials, when set, are read for every request or connection
+	// (SecretDir); else Auth is used as it is.
+	Credentials Credentials
+	Auth        Auth
 	// Timeout bounds each network operation. Default 30s.
 	Timeout time.Duration
 	// MaxPackSize caps any one response from the server. Default 256 MiB.
@@ -48,9 +50,8 @@ type Config struct {
 // Source is one Git repository and branch. It is safe for use by one
 // goroutine at a time (the agent's loop); a mutex enforces it.
 type Source struct {
-	cfg      Config
-	remote   *remote
-	scrubber redact.Scrubber
+	cfg    Config
+	remote *remote
 
 	mu      sync.Mutex
 	store   *memory.Storage
@@ -96,7 +97,11 @@ func New(cfg Config) (*Source, error) {
 	if cfg.PushRetries == 0 {
 		cfg.PushRetries = 5
 	}
-	s := &Source{cfg: cfg, scrubber: redact.NewScrubber(cfg.Auth.secrets()...), store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
+	s := &Source{cfg: cfg, store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
+	creds := cfg.Credentials
+	if creds == nil {
+		creds = Static(cfg.Auth)
+	}
 	for _, b := range []string{cfg.Branch, cfg.StatusBranch} {
 		if err := checkBranch(b); err != nil {
 			return nil, err
@@ -106,7 +111,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%s", err.Error())
 	}
-	if s.remote, err = newRemote(u, cfg.Auth, cfg); err != nil {
+	if s.remote, err = newRemote(u, creds, cfg); err != nil {
 		return nil, s.errorf(ReasonInvalidConfig, true, nil, "%s", err.Error())
 	}
 	if cfg.Verify != nil {
@@ -177,7 +182,11 @@ func (s *Source) head(ctx context.Context, branch string) (plumbing.Hash, error)
 	case !errors.Is(err, errV0):
 		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
 	}
-	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, s.remote.auth)
+	auth, err := s.remote.authMethod()
+	if err != nil {
+		return plumbing.ZeroHash, s.credentialsError(err)
+	}
+	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, auth)
 	if err != nil {
 		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
@@ -42,6 +43,36 @@ func TestReadWithBearerToken(t *testing.T) {
 	src := source(t, s, map[string]string{"bearerToken": canaryToken})
 	if got, err := read(t, src, head(t, src), "kubevirt.yaml"); err != nil || got != "v1\n" {
 		t.Fatalf("read: %q, %v", got, err)
+	}
+}
+
+// TestRotatedCredentialsAreUsedAtOnce: the mounted Secret is read again
+// when its files change (the kubelet rewrites a rotated Secret in place): a
+// new token is sent on the next request, without a restart, and scrubbed
+// from messages as the old one is.
+func TestRotatedCredentialsAreUsedAtOnce(t *testing.T) {
+	s := server(t, gitserver.Options{Token: "token-before-rotation-1"})
+	commit(t, user(t, s), "kubevirt.yaml", "v1\n")
+	dir := secretDir(t, map[string]string{"bearerToken": "token-before-rotation-1", "ca.crt": string(s.CAPEM())})
+	src, err := gitsource.New(gitsource.Config{URL: s.URL(), Credentials: gitsource.SecretDir(dir), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := src.Head(ctx); err != nil {
+		t.Fatalf("before the rotation: %v", err)
+	}
+	s.SetToken("token-after-rotation-22")
+	_, err = src.Head(ctx)
+	wantReason(t, err, gitsource.ReasonAuthenticationFailed)
+	if err := os.WriteFile(filepath.Join(dir, "bearerToken"), []byte("token-after-rotation-22"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Head(ctx); err != nil {
+		t.Fatalf("after the Secret was rotated: %v", err)
+	}
+	if _, err := src.ReadFile(ctx, "main@sha1:0000000000000000000000000000000000000000", "kubevirt.yaml", 1024); err != nil && strings.Contains(err.Error(), "token-after-rotation-22") {
+		t.Errorf("the rotated token leaks: %v", err)
 	}
 }
 

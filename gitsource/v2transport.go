@@ -60,7 +60,11 @@ func (r *remote) do(ctx context.Context, method, suffix, body string) (*http.Res
 		req.Header.Set("Content-Type", "application/x-git-upload-pack-request")
 		req.Header.Set("Accept", "application/x-git-upload-pack-result")
 	}
-	if a, ok := r.auth.(githttp.AuthMethod); ok {
+	m, err := r.authMethod()
+	if err != nil {
+		return nil, err
+	}
+	if a, ok := m.(githttp.AuthMethod); ok {
 		a.SetAuth(req)
 	}
 	resp, err := r.http.Do(req)
@@ -112,7 +116,14 @@ func (s *sshConn) command(_ context.Context, req string) (*pktReader, io.Closer,
 // openSSH connects, starts upload-pack asking for v2 and reads its
 // advertisement. The connection closes when ctx ends.
 func (r *remote) openSSH(ctx context.Context, max int64) (v2conn, error) {
-	a := r.auth.(*sshAuth)
+	m, err := r.authMethod()
+	if err != nil {
+		return nil, err
+	}
+	a, ok := m.(*sshAuth)
+	if !ok {
+		return nil, fmt.Errorf("SSH to %s with %s credentials", r.display, m.Name())
+	}
 	cfg, _ := a.ClientConfig()
 	addr := net.JoinHostPort(r.endpoint.Host, fmt.Sprint(portOr(r.endpoint.Port, 22)))
 	d := net.Dialer{Timeout: a.timeout}

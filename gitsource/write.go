@@ -207,7 +207,11 @@ func gitName(e object.TreeEntry) string {
 func (s *Source) push(ctx context.Context, branch string, old, new plumbing.Hash, objects []plumbing.Hash) error {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
-	sess, err := s.remote.transport.NewReceivePackSession(s.remote.endpoint, s.remote.auth)
+	auth, err := s.remote.authMethod()
+	if err != nil {
+		return s.credentialsError(err)
+	}
+	sess, err := s.remote.transport.NewReceivePackSession(s.remote.endpoint, auth)
 	if err != nil {
 		return s.pushError(ctx, err)
 	}

@@ -101,11 +101,7 @@ func (f fleetFlags) files() (fleetFiles, error) {
 	if f.dir != "" {
 		return dirFiles(f.dir), nil
 	}
-	auth, err := gitsource.LoadAuth(f.gitSecretDir)
-	if err != nil {
-		return nil, err
-	}
-	src, err := gitsource.New(gitsource.Config{URL: f.repoURL, Branch: f.branch, Auth: auth, Timeout: f.gitTimeout})
+	src, err := gitsource.New(gitsource.Config{URL: f.repoURL, Branch: f.branch, Credentials: gitsource.SecretDir(f.gitSecretDir), Timeout: f.gitTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -164,12 +164,8 @@ func newLogger(w io.Writer, level, encoding string) (*slog.Logger, error) {
 
 // newSource builds the Git source from the secret and verification keys.
 func newSource(c runConfig) (*gitsource.Source, error) {
-	auth, err := gitsource.LoadAuth(c.gitSecretDir)
-	if err != nil {
-		return nil, err
-	}
 	cfg := gitsource.Config{
-		URL: c.repoURL, Branch: c.branch, StatusBranch: c.statusBranch, Auth: auth, Timeout: c.gitTimeout,
+		URL: c.repoURL, Branch: c.branch, StatusBranch: c.statusBranch, Credentials: gitsource.SecretDir(c.gitSecretDir), Timeout: c.gitTimeout,
 		AuthorName: c.authorName, AuthorEmail: c.authorEmail,
 	}
 	if c.verifyPGP != "" || c.verifySSH != "" {
@@ -199,9 +195,11 @@ func newSource(c runConfig) (*gitsource.Source, error) {
 		if dir == "" {
 			dir = c.gitSecretDir
 		}
-		if cfg.Signer, err = gitsource.LoadCommitSigner(dir, c.statusSigning); err != nil {
+		signer, err := gitsource.LoadCommitSigner(dir, c.statusSigning)
+		if err != nil {
 			return nil, err
 		}
+		cfg.Signer = signer
 	}
 	return gitsource.New(cfg)
 }

@@ -237,10 +237,20 @@ func (s *Server) count(r *http.Request) {
 	}
 }
 
+// SetToken rotates the bearer token the server accepts.
+func (s *Server) SetToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Token = token
+}
+
 func (s *Server) authorized(r *http.Request) bool {
+	s.mu.Lock()
+	token := s.opts.Token
+	s.mu.Unlock()
 	switch {
-	case s.opts.Token != "":
-		return r.Header.Get("Authorization") == "Bearer "+s.opts.Token
+	case token != "":
+		return r.Header.Get("Authorization") == "Bearer "+token
 	case s.opts.Username != "":
 		u, p, ok := r.BasicAuth()
 		return ok && u == s.opts.Username && p == s.opts.Password
