@@ -64,11 +64,14 @@ func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Obse
 // peer reads one earlier cluster's status and checks it is the peer's own
 // (signed by the key the fleet file lists for it). A peer without a status,
 // or with one that cannot be proven, is unknown: remembered from the first
-// time it was seen so, and named with why. The soak is measured from when
-// this agent first saw the peer Succeeded (kept in its memory), never from
-// a time the peer claims. Only a failure to reach Git fails the pass.
+// time it was seen so, and named with why. Only a failure to reach Git
+// fails the pass.
 func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (planner.Peer, error) {
-	unknown := func(why string) planner.Peer {
+	st, why, err := a.peerStatus(ctx, cluster, key)
+	switch {
+	case err != nil:
+		return planner.Peer{}, err
+	case st == nil:
 		delete(a.peersSeen, cluster)
 		if a.peersMissing == nil {
 			a.peersMissing = map[string]time.Time{}
@@ -76,34 +79,48 @@ func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (p
 		if _, ok := a.peersMissing[cluster]; !ok {
 			a.peersMissing[cluster] = now
 		}
-		return planner.Peer{MissingSince: a.peersMissing[cluster], Unknown: why}
+		return planner.Peer{MissingSince: a.peersMissing[cluster], Unknown: why}, nil
 	}
+	delete(a.peersMissing, cluster)
+	p := peerOf(*st)
+	p.Current = st.Desired != nil && st.Desired.Digest == a.src.digest
+	p.ReadySince = a.soakSince(cluster, p, now)
+	return p, nil
+}
+
+// peerStatus is the peer's verified status, or why there is none it can
+// prove ("" when it has none at all).
+func (a *Agent) peerStatus(ctx context.Context, cluster, key string) (*Status, string, error) {
 	if key == "" {
-		return unknown("the fleet file lists no status key for it in spec.statusKeys"), nil
+		return nil, "the fleet file lists no status key for it in spec.statusKeys", nil
 	}
 	data, err := a.cfg.Peers.PeerStatus(ctx, cluster, key)
 	a.cfg.Metrics.gitOp("read", err)
 	switch {
 	case fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing:
-		return unknown(""), nil
+		return nil, "", nil
 	case err != nil && fault.Stalls(err):
-		return unknown(redact.Text(err.Error(), 300)), nil
+		return nil, redact.Text(err.Error(), 300), nil
 	case err != nil:
-		return planner.Peer{}, err
+		return nil, "", err
 	}
 	st, err := ParseStatus(data)
 	switch {
 	case err != nil:
-		return unknown("its status file is unreadable: " + redact.Text(err.Error(), 200)), nil
+		return nil, "its status file is unreadable: " + redact.Text(err.Error(), 200), nil
 	case st.Cluster != cluster:
-		return unknown(fmt.Sprintf("its branch holds the status of cluster %s", redact.Quote(st.Cluster))), nil
+		return nil, fmt.Sprintf("its branch holds the status of cluster %s", redact.Quote(st.Cluster)), nil
 	}
-	delete(a.peersMissing, cluster)
-	p := peerOf(st)
-	p.Current = st.Desired != nil && st.Desired.Digest == a.src.digest
+	return &st, "", nil
+}
+
+// soakSince is when this agent first saw the peer Succeeded on its
+// version for this fleet file (kept in its memory), never a time the peer
+// claims; zero while it is not.
+func (a *Agent) soakSince(cluster string, p planner.Peer, now time.Time) time.Time {
 	if p.Phase != peerSucceeded || !p.Current || p.Version == "" {
 		delete(a.peersSeen, cluster)
-		return p, nil
+		return time.Time{}
 	}
 	seen, ok := a.peersSeen[cluster]
 	if !ok || seen.Version != p.Version || seen.Digest != a.src.digest {
@@ -113,8 +130,7 @@ func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (p
 		}
 		a.peersSeen[cluster] = seen
 	}
-	p.ReadySince = seen.Since.Time
-	return p, nil
+	return seen.Since.Time
 }
 
 // absent stands for the version of a fleet that tears KubeVirt down.

@@ -1,7 +1,12 @@
 package agent
 
 import (
+	"context"
+	"fmt"
+	"time"
+
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
 )
 
@@ -157,4 +162,35 @@ func (o *PlanOrigin) observed() planner.Observed {
 		out.Leftovers = 1
 	}
 	return out
+}
+
+// plan computes the plan, refreshing a stale catalog, and once more with a
+// fresh catalog when the version is unknown (a release just published).
+func (a *Agent) plan(ctx context.Context, d planner.Desired, obs *executor.Observation) (planner.Plan, error) {
+	if err := a.refreshCatalog(ctx, a.cfg.CatalogRefresh); err != nil {
+		return planner.Plan{}, err
+	}
+	plan, err := planner.Compute(d, obs.Observed, a.releases.cat)
+	if fault.ReasonOf(err) == planner.ReasonUnknownVersion && a.cfg.Clock().Sub(a.releases.at) > time.Minute {
+		if rerr := a.refreshCatalog(ctx, 0); rerr == nil {
+			plan, err = planner.Compute(d, obs.Observed, a.releases.cat)
+		}
+	}
+	return plan, err
+}
+
+func (a *Agent) refreshCatalog(ctx context.Context, maxAge time.Duration) error {
+	if a.releases.cat != nil && maxAge > 0 && a.cfg.Clock().Sub(a.releases.at) < maxAge {
+		return nil
+	}
+	cat, err := a.catalog(ctx)
+	if err != nil {
+		if a.releases.cat != nil {
+			a.log.catalogStale(err)
+			return nil // keep planning on the last good catalog
+		}
+		return fmt.Errorf("release catalog: %w", err)
+	}
+	a.releases.cat, a.releases.at = cat, a.cfg.Clock()
+	return nil
 }

@@ -11,13 +11,6 @@ import (
 	"github.com/kvgitops/kvgitops/redact"
 )
 
-// pass is the status being built by one reconcile.
-type pass struct{ Status }
-
-func (p *pass) set(phase Phase, reason fault.Reason, message string) {
-	p.Phase, p.Reason, p.Message = phase, string(reason), message
-}
-
 func summarizeObserved(o *executor.Observation) ObservedSummary {
 	s := ObservedSummary{Version: o.Installed, OperatorVersion: o.OperatorVersion, Kubernetes: o.ServerVersion}
 	if o.Operator != nil && s.OperatorVersion == "" {
@@ -100,7 +93,8 @@ func (a *Agent) conditionsFor(p *pass) []Condition {
 // failed push is returned for logging; the cluster work is not blocked by
 // it (the status is not on the critical path).
 func (a *Agent) publish(ctx context.Context, p *pass) error {
-	if p.Plan == nil && p.Phase != PhaseRefused && p.Phase != PhaseInvalid {
+	p.Plan = nil // a refused or invalid desired state shows no plan
+	if p.Phase != PhaseRefused && p.Phase != PhaseInvalid {
 		p.Plan = a.planStatus()
 	}
 	p.Workloads = a.workloads
@@ -176,20 +170,6 @@ func commitMessage(cluster string, p *pass) string {
 		}
 	}
 	return subject + body.String()
-}
-
-// adoptRevision keeps the remembered desired revision while the desired
-// content is the one it was remembered with (after a restart, the head has
-// moved past the commit that set it).
-func (a *Agent) adoptRevision() {
-	m := a.mem
-	if m == nil || m.Desired == nil || m.Desired.Revision == "" || a.src.rev == m.Desired.Revision {
-		return
-	}
-	d := m.Desired
-	if d.Key != "" && d.Key == a.src.key || d.Key == "" && d.Digest != "" && d.Digest == a.src.digest {
-		a.src.rev = d.Revision
-	}
 }
 
 // fence checks that this replica may still write.
