@@ -83,114 +83,145 @@ func (l *layered) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbin
 // checksum. Deltas are resolved against objects already read or already in
 // st (a thin pack); a delta whose base was skipped is skipped too.
 func unpack(r io.Reader, st objectStore, lim limits) (unpacked, error) {
-	out := unpacked{skipped: map[plumbing.Hash]int64{}}
+	u := &unpacker{st: st, lim: lim, out: unpacked{skipped: map[plumbing.Hash]int64{}},
+		at: map[int64]plumbing.Hash{}, unresolved: map[int64]bool{}}
 	sum := newTrailer()
 	sc := packfile.NewScanner(io.TeeReader(r, sum))
 	_, count, err := sc.Header()
 	if err != nil {
-		return out, fmt.Errorf("pack header: %w", err)
-	}
-	at := map[int64]plumbing.Hash{} // offset -> hash, for offset deltas
-	unresolved := map[int64]bool{}  // offsets of skipped deltas
-	keep := func(o *plumbing.MemoryObject) (plumbing.Hash, error) {
-		if out.bytes+o.Size() > lim.total {
-			if o.Type() == plumbing.BlobObject {
-				out.skipped[o.Hash()] = o.Size()
-				return o.Hash(), nil
-			}
-			return plumbing.ZeroHash, fmt.Errorf("%w: more than %d bytes", errPackOverLimit, lim.total)
-		}
-		out.bytes += o.Size()
-		out.objects++
-		return st.SetEncodedObject(o)
+		return u.out, fmt.Errorf("pack header: %w", err)
 	}
 	for i := uint32(0); i < count; i++ {
 		h, err := sc.NextObjectHeader()
-		if err != nil {
-			return out, fmt.Errorf("pack object %d: %w", i, err)
+		if err == nil {
+			err = u.object(sc, h)
 		}
-		switch h.Type {
-		case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
-			if h.Type == plumbing.BlobObject && (h.Length > lim.blob || out.bytes+h.Length > lim.total) {
-				hs := plumbing.NewHasher(h.Type, h.Length)
-				if _, _, err := sc.NextObject(&hs); err != nil {
-					return out, fmt.Errorf("pack object %d: %w", i, err)
-				}
-				id := hs.Sum()
-				out.skipped[id] = h.Length
-				at[h.Offset] = id
-				continue
-			}
-			if h.Length > lim.object && h.Type != plumbing.BlobObject {
-				return out, fmt.Errorf("%w: a %s of %d bytes", errPackOverLimit, h.Type, h.Length)
-			}
-			o := &plumbing.MemoryObject{}
-			o.SetType(h.Type)
-			o.SetSize(h.Length)
-			if _, _, err := sc.NextObject(o); err != nil {
-				return out, fmt.Errorf("pack object %d: %w", i, err)
-			}
-			id, err := keep(o)
-			if err != nil {
-				return out, err
-			}
-			at[h.Offset] = id
-		case plumbing.OFSDeltaObject, plumbing.REFDeltaObject:
-			if h.Length > lim.object {
-				return out, fmt.Errorf("%w: a delta of %d bytes", errPackOverLimit, h.Length)
-			}
-			var delta bytes.Buffer
-			if _, _, err := sc.NextObject(&delta); err != nil {
-				return out, fmt.Errorf("pack object %d: %w", i, err)
-			}
-			base := h.Reference
-			if h.Type == plumbing.OFSDeltaObject {
-				if unresolved[h.OffsetReference] {
-					unresolved[h.Offset] = true
-					continue
-				}
-				base = at[h.OffsetReference]
-			}
-			if _, skipped := out.skipped[base]; skipped {
-				unresolved[h.Offset] = true
-				continue
-			}
-			b, err := st.EncodedObject(plumbing.AnyObject, base)
-			if err != nil {
-				return out, fmt.Errorf("pack object %d: delta base %s: %w", i, base, err)
-			}
-			size, err := deltaTargetSize(delta.Bytes())
-			if err != nil {
-				return out, fmt.Errorf("pack object %d: %w", i, err)
-			}
-			if size > lim.blob && b.Type() == plumbing.BlobObject {
-				unresolved[h.Offset] = true
-				continue
-			}
-			if size > lim.object && b.Type() != plumbing.BlobObject {
-				return out, fmt.Errorf("%w: a %s of %d bytes", errPackOverLimit, b.Type(), size)
-			}
-			o := &plumbing.MemoryObject{}
-			o.SetType(b.Type())
-			if err := packfile.ApplyDelta(o, b, delta.Bytes()); err != nil {
-				return out, fmt.Errorf("pack object %d: %w", i, err)
-			}
-			id, err := keep(o)
-			if err != nil {
-				return out, err
-			}
-			at[h.Offset] = id
-		default:
-			return out, fmt.Errorf("pack object %d: unknown type %v", i, h.Type)
+		if err != nil {
+			return u.out, fmt.Errorf("pack object %d: %w", i, err)
 		}
 	}
 	if _, err := sc.Checksum(); err != nil {
-		return out, fmt.Errorf("pack trailer: %w", err)
+		return u.out, fmt.Errorf("pack trailer: %w", err)
 	}
 	if !sum.ok() {
-		return out, errors.New("pack checksum mismatch: the pack is corrupt")
+		return u.out, errors.New("pack checksum mismatch: the pack is corrupt")
 	}
-	return out, nil
+	return u.out, nil
+}
+
+// unpacker is one pack being read.
+type unpacker struct {
+	st         objectStore
+	lim        limits
+	out        unpacked
+	at         map[int64]plumbing.Hash // offset -> hash, for offset deltas
+	unresolved map[int64]bool          // offsets of skipped deltas
+}
+
+func (u *unpacker) object(sc *packfile.Scanner, h *packfile.ObjectHeader) error {
+	switch h.Type {
+	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
+		return u.whole(sc, h)
+	case plumbing.OFSDeltaObject, plumbing.REFDeltaObject:
+		return u.delta(sc, h)
+	case plumbing.InvalidObject, plumbing.AnyObject:
+	}
+	return fmt.Errorf("unknown type %v", h.Type)
+}
+
+// whole reads an object stored whole; a blob over the caps is hashed as it
+// streams past and dropped.
+func (u *unpacker) whole(sc *packfile.Scanner, h *packfile.ObjectHeader) error {
+	if h.Type == plumbing.BlobObject && (h.Length > u.lim.blob || u.out.bytes+h.Length > u.lim.total) {
+		hs := plumbing.NewHasher(h.Type, h.Length)
+		if _, _, err := sc.NextObject(&hs); err != nil {
+			return err
+		}
+		id := hs.Sum()
+		u.out.skipped[id] = h.Length
+		u.at[h.Offset] = id
+		return nil
+	}
+	if h.Length > u.lim.object && h.Type != plumbing.BlobObject {
+		return fmt.Errorf("%w: a %s of %d bytes", errPackOverLimit, h.Type, h.Length)
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(h.Type)
+	o.SetSize(h.Length)
+	if _, _, err := sc.NextObject(o); err != nil {
+		return err
+	}
+	return u.keep(h.Offset, o)
+}
+
+// delta resolves a delta against its base, unless the base was skipped or
+// the result is over the caps.
+func (u *unpacker) delta(sc *packfile.Scanner, h *packfile.ObjectHeader) error {
+	if h.Length > u.lim.object {
+		return fmt.Errorf("%w: a delta of %d bytes", errPackOverLimit, h.Length)
+	}
+	var delta bytes.Buffer
+	if _, _, err := sc.NextObject(&delta); err != nil {
+		return err
+	}
+	base, ok := u.base(h)
+	if !ok {
+		u.unresolved[h.Offset] = true
+		return nil
+	}
+	b, err := u.st.EncodedObject(plumbing.AnyObject, base)
+	if err != nil {
+		return fmt.Errorf("delta base %s: %w", base, err)
+	}
+	size, err := deltaTargetSize(delta.Bytes())
+	switch {
+	case err != nil:
+		return err
+	case size > u.lim.blob && b.Type() == plumbing.BlobObject:
+		u.unresolved[h.Offset] = true
+		return nil
+	case size > u.lim.object && b.Type() != plumbing.BlobObject:
+		return fmt.Errorf("%w: a %s of %d bytes", errPackOverLimit, b.Type(), size)
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(b.Type())
+	if err := packfile.ApplyDelta(o, b, delta.Bytes()); err != nil {
+		return err
+	}
+	return u.keep(h.Offset, o)
+}
+
+// base is the object a delta applies to; false when it was skipped.
+func (u *unpacker) base(h *packfile.ObjectHeader) (plumbing.Hash, bool) {
+	base := h.Reference
+	if h.Type == plumbing.OFSDeltaObject {
+		if u.unresolved[h.OffsetReference] {
+			return plumbing.ZeroHash, false
+		}
+		base = u.at[h.OffsetReference]
+	}
+	_, skipped := u.out.skipped[base]
+	return base, !skipped
+}
+
+// keep stores o within the pack's total cap (a blob over it is dropped).
+func (u *unpacker) keep(offset int64, o *plumbing.MemoryObject) error {
+	if u.out.bytes+o.Size() > u.lim.total {
+		if o.Type() != plumbing.BlobObject {
+			return fmt.Errorf("%w: more than %d bytes", errPackOverLimit, u.lim.total)
+		}
+		u.out.skipped[o.Hash()] = o.Size()
+		u.at[offset] = o.Hash()
+		return nil
+	}
+	u.out.bytes += o.Size()
+	u.out.objects++
+	id, err := u.st.SetEncodedObject(o)
+	if err != nil {
+		return err
+	}
+	u.at[offset] = id
+	return nil
 }
 
 // deltaTargetSize reads the size of the object a delta produces (its second

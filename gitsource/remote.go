@@ -48,23 +48,28 @@ func checkURL(raw string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("repository URL is not a URL")
 	}
+	return u, checkParsedURL(u)
+}
+
+// checkParsedURL: the scheme, host and parts a repository URL may have.
+func checkParsedURL(u *url.URL) error {
 	switch {
 	case u.Scheme == "http":
-		return nil, fmt.Errorf("repository URL scheme \"http\" is not allowed: it sends credentials in the clear; use https://%s", strings.TrimPrefix(redacted(u), "http://"))
+		return fmt.Errorf("repository URL scheme \"http\" is not allowed: it sends credentials in the clear; use https://%s", strings.TrimPrefix(redacted(u), "http://"))
 	case u.Scheme != "https" && u.Scheme != "ssh":
-		return nil, fmt.Errorf("repository URL scheme %q is not allowed: use https:// or ssh://", u.Scheme)
+		return fmt.Errorf("repository URL scheme %q is not allowed: use https:// or ssh://", u.Scheme)
 	case u.Host == "":
-		return nil, fmt.Errorf("repository URL has no host")
+		return fmt.Errorf("repository URL has no host")
 	case u.Scheme == "https" && u.User != nil:
-		return nil, fmt.Errorf("repository URL must not carry credentials; put them in the Git Secret")
+		return fmt.Errorf("repository URL must not carry credentials; put them in the Git Secret")
 	case u.Scheme == "ssh" && u.User != nil:
 		if _, hasPassword := u.User.Password(); hasPassword {
-			return nil, fmt.Errorf("repository URL must not carry a password")
+			return fmt.Errorf("repository URL must not carry a password")
 		}
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("repository URL must not carry a query or fragment")
+		return fmt.Errorf("repository URL must not carry a query or fragment")
 	}
-	return u, nil
+	return nil
 }
 
 // redacted is a URL for logs and errors: no userinfo.

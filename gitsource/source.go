@@ -73,30 +73,7 @@ const compactEvery = 64
 
 // New validates the configuration. It does no network I/O.
 func New(cfg Config) (*Source, error) {
-	if cfg.Branch == "" {
-		cfg.Branch = "main"
-	}
-	if cfg.StatusBranch == "" {
-		cfg.StatusBranch = cfg.Branch
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 30 * time.Second
-	}
-	if cfg.MaxPackSize == 0 {
-		cfg.MaxPackSize = 256 << 20
-	}
-	if cfg.AuthorName == "" {
-		cfg.AuthorName = "kvgitops"
-	}
-	if cfg.AuthorEmail == "" {
-		cfg.AuthorEmail = "kvgitops@noreply"
-	}
-	if cfg.HistoryDepth == 0 {
-		cfg.HistoryDepth = 1000
-	}
-	if cfg.PushRetries == 0 {
-		cfg.PushRetries = 5
-	}
+	cfg.defaults()
 	s := &Source{cfg: cfg, store: memory.NewStorage(), skipped: map[plumbing.Hash]int64{}}
 	creds := cfg.Credentials
 	if creds == nil {
@@ -120,6 +97,32 @@ func New(cfg Config) (*Source, error) {
 		}
 	}
 	return s, nil
+}
+
+func (cfg *Config) defaults() {
+	for _, d := range []struct {
+		field *string
+		value string
+	}{{&cfg.Branch, "main"}, {&cfg.AuthorName, "kvgitops"}, {&cfg.AuthorEmail, "kvgitops@noreply"}} {
+		if *d.field == "" {
+			*d.field = d.value
+		}
+	}
+	if cfg.StatusBranch == "" {
+		cfg.StatusBranch = cfg.Branch
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxPackSize == 0 {
+		cfg.MaxPackSize = 256 << 20
+	}
+	if cfg.HistoryDepth == 0 {
+		cfg.HistoryDepth = 1000
+	}
+	if cfg.PushRetries == 0 {
+		cfg.PushRetries = 5
+	}
 }
 
 // StatusBranch is the branch status commits go to.

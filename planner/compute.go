@@ -139,22 +139,12 @@ func (p *Plan) install(d Desired, o Observed, t version) error {
 // Absent means absent: no CR, no operator manifest object and nothing the
 // operator created is left.
 func (p *Plan) absent(d Desired, o Observed) error {
-	if !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 && o.OperatorObjects == 0 && o.Remnants == 0 && o.StuckCRDs == 0 {
+	if nothingLeft(o) {
 		p.Action = ActionNone
 		return nil
 	}
-	// Without a CR, deleting what the operator left deletes its CRDs, and
-	// with them every VM: the same opt-in as a teardown.
-	if !o.KubeVirt && o.Remnants > 0 && o.Workloads > 0 && !d.Teardown.AllowWorkloadRemoval {
-		return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and removing what KubeVirt left behind deletes its CRDs and every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
-	}
-	if o.KubeVirt && !o.Terminating && o.Workloads > 0 {
-		if !d.Teardown.AllowWorkloadRemoval {
-			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and teardown deletes every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
-		}
-		if o.UninstallStrategy != "" && o.UninstallStrategy != "RemoveWorkloads" {
-			return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and the KubeVirt CR's uninstallStrategy %s blocks its deletion; remove the workloads or change the strategy", o.Workloads, redact.Quote(o.UninstallStrategy))
-		}
+	if err := workloadsAllowTeardown(d, o); err != nil {
+		return err
 	}
 	from := o.Installed
 	if from == "" {
@@ -162,20 +152,55 @@ func (p *Plan) absent(d Desired, o Observed) error {
 	}
 	p.Action = ActionTeardown
 	p.From = from
+	for _, t := range teardownSteps(d, o) {
+		p.Steps = append(p.Steps, Step{Type: t, From: from})
+	}
+	return nil
+}
+
+// nothingLeft: no CR, no operator, nothing either left behind.
+func nothingLeft(o Observed) bool {
+	return !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 && o.OperatorObjects == 0 && o.Remnants == 0 && o.StuckCRDs == 0
+}
+
+// teardownSteps are the steps a teardown needs, in the documented order.
+func teardownSteps(d Desired, o Observed) []StepType {
 	// Without its operator a CR can neither finish a deletion nor (its
 	// fail-closed webhook answers no more) start one.
 	stuck := (o.KubeVirt || o.StuckCRDs > 0) && !o.OperatorPresent
-	if stuck && d.Teardown.RemoveStuckFinalizers {
-		p.Steps = append(p.Steps, Step{Type: StepRemoveStuckFinalizers, From: from})
+	var out []StepType
+	for _, st := range []struct {
+		t    StepType
+		when bool
+	}{
+		{StepRemoveStuckFinalizers, stuck && d.Teardown.RemoveStuckFinalizers},
+		{StepDeleteKubeVirt, o.KubeVirt},
+		{StepDeleteLeftovers, o.KubeVirt || o.Leftovers > 0},
+		{StepDeleteOperator, o.OperatorPresent || o.OperatorObjects > 0 || o.Remnants > 0 || o.StuckCRDs > 0},
+	} {
+		if st.when {
+			out = append(out, st.t)
+		}
 	}
-	if o.KubeVirt {
-		p.Steps = append(p.Steps, Step{Type: StepDeleteKubeVirt, From: from})
+	return out
+}
+
+// workloadsAllowTeardown refuses a teardown that would delete VMs without
+// the opt-in, or that the CR's uninstall strategy blocks.
+func workloadsAllowTeardown(d Desired, o Observed) error {
+	// Without a CR, deleting what the operator left deletes its CRDs, and
+	// with them every VM: the same opt-in as a teardown.
+	if !o.KubeVirt && o.Remnants > 0 && o.Workloads > 0 && !d.Teardown.AllowWorkloadRemoval {
+		return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and removing what KubeVirt left behind deletes its CRDs and every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
 	}
-	if o.KubeVirt || o.Leftovers > 0 {
-		p.Steps = append(p.Steps, Step{Type: StepDeleteLeftovers, From: from})
+	if !o.KubeVirt || o.Terminating || o.Workloads == 0 {
+		return nil
 	}
-	if o.OperatorPresent || o.OperatorObjects > 0 || o.Remnants > 0 || o.StuckCRDs > 0 {
-		p.Steps = append(p.Steps, Step{Type: StepDeleteOperator, From: from})
+	if !d.Teardown.AllowWorkloadRemoval {
+		return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and teardown deletes every one of them; set spec.teardown.allowWorkloadRemoval: true to accept that", o.Workloads)
+	}
+	if o.UninstallStrategy != "" && o.UninstallStrategy != "RemoveWorkloads" {
+		return refuse(ReasonWorkloadsExist, "%d VMs/VMIs exist and the KubeVirt CR's uninstallStrategy %s blocks its deletion; remove the workloads or change the strategy", o.Workloads, redact.Quote(o.UninstallStrategy))
 	}
 	return nil
 }
@@ -221,15 +246,7 @@ func orNone(s string) string {
 func path(cur, t version, policy PathPolicy, c *Catalog) ([]version, error) {
 	cl, tl := cur.line(), t.line()
 	st := c.stable()
-	var hops []version
-	for _, v := range st {
-		if v.line() == cl && v.compare(cur) > 0 && (tl != cl || v.compare(t) <= 0) {
-			hops = append(hops, v)
-		}
-	}
-	if policy == PolicyLatestPatch && len(hops) > 1 {
-		hops = hops[len(hops)-1:]
-	}
+	hops := withinLine(cur, t, policy, st)
 	prev := cl
 	for i := 0; i < len(st); i++ {
 		l := st[i].line()
@@ -253,6 +270,22 @@ func path(cur, t version, policy PathPolicy, c *Catalog) ([]version, error) {
 		hops = append(hops, t)
 	}
 	return hops, nil
+}
+
+// withinLine are the hops in cur's line: every later stable release up to t
+// (Strict), or only the last of them (LatestPatch).
+func withinLine(cur, t version, policy PathPolicy, st []version) []version {
+	cl := cur.line()
+	var hops []version
+	for _, v := range st {
+		if v.line() == cl && v.compare(cur) > 0 && (t.line() != cl || v.compare(t) <= 0) {
+			hops = append(hops, v)
+		}
+	}
+	if policy == PolicyLatestPatch && len(hops) > 1 {
+		hops = hops[len(hops)-1:]
+	}
+	return hops
 }
 
 func noPath(from, to line, cur, t version) error {

@@ -165,6 +165,49 @@ func defaultDesired() Desired {
 	}
 }
 
+// decodeAcceptRisks reads spec.acceptRisks: risk ids, each once.
+func (d *Desired) decodeAcceptRisks(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		return &FieldError{Field: "spec.acceptRisks", Line: n.Line, Problem: "must be a list of risk ids, got " + kindName(n)}
+	}
+	for i, v := range n.Content {
+		field := fmt.Sprintf("spec.acceptRisks[%d]", i)
+		s, err := scalarString(v, field)
+		if err != nil {
+			return err
+		}
+		if !riskIDPattern.MatchString(s) {
+			return fieldErr(v, field, s, "not a risk id (letters, digits, '.', '_', '-')")
+		}
+		if slices.Contains(d.AcceptRisks, s) {
+			return fieldErr(v, field, s, "is listed twice")
+		}
+		d.AcceptRisks = append(d.AcceptRisks, s)
+	}
+	return nil
+}
+
+// checkVersion: spec.version is required, and must be a release,
+// "latest" or a constraint, with state Present; it is omitted with Absent.
+func (d *Desired) checkVersion(spec, versionNode *yaml.Node) error {
+	switch d.State {
+	case StatePresent:
+		if versionNode == nil {
+			return &FieldError{Field: "spec.version", Line: spec.Line, Problem: "required when spec.state is Present"}
+		}
+		sel, err := parseSelector(d.Version)
+		if err != nil {
+			return fieldErr(versionNode, "spec.version", d.Version, err.Error())
+		}
+		d.selector = sel
+	case StateAbsent:
+		if versionNode != nil {
+			return fieldErr(versionNode, "spec.version", d.Version, "must be omitted when spec.state is Absent")
+		}
+	}
+	return nil
+}
+
 func (d *Desired) decodeSpec(spec *yaml.Node) error {
 	var versionNode *yaml.Node
 	f := fields{
@@ -208,45 +251,14 @@ func (d *Desired) decodeSpec(spec *yaml.Node) error {
 		"compatibility": func(n *yaml.Node) error {
 			return enum(n, "spec.compatibility", &d.Compatibility, CompatibilityWarn, CompatibilityStrict)
 		},
-		"drift": func(n *yaml.Node) error { return enum(n, "spec.drift", &d.Drift, DriftReport, DriftCorrect) },
-		"acceptRisks": func(n *yaml.Node) error {
-			if n.Kind != yaml.SequenceNode {
-				return &FieldError{Field: "spec.acceptRisks", Line: n.Line, Problem: "must be a list of risk ids, got " + kindName(n)}
-			}
-			for i, v := range n.Content {
-				field := fmt.Sprintf("spec.acceptRisks[%d]", i)
-				s, err := scalarString(v, field)
-				if err != nil {
-					return err
-				}
-				if !riskIDPattern.MatchString(s) {
-					return fieldErr(v, field, s, "not a risk id (letters, digits, '.', '_', '-')")
-				}
-				if slices.Contains(d.AcceptRisks, s) {
-					return fieldErr(v, field, s, "is listed twice")
-				}
-				d.AcceptRisks = append(d.AcceptRisks, s)
-			}
-			return nil
-		},
+		"drift":       func(n *yaml.Node) error { return enum(n, "spec.drift", &d.Drift, DriftReport, DriftCorrect) },
+		"acceptRisks": d.decodeAcceptRisks,
 	}
 	if err := f.decode("spec", spec); err != nil {
 		return err
 	}
-	switch d.State {
-	case StatePresent:
-		if versionNode == nil {
-			return &FieldError{Field: "spec.version", Line: spec.Line, Problem: "required when spec.state is Present"}
-		}
-		sel, err := parseSelector(d.Version)
-		if err != nil {
-			return fieldErr(versionNode, "spec.version", d.Version, err.Error())
-		}
-		d.selector = sel
-	case StateAbsent:
-		if versionNode != nil {
-			return fieldErr(versionNode, "spec.version", d.Version, "must be omitted when spec.state is Absent")
-		}
+	if err := d.checkVersion(spec, versionNode); err != nil {
+		return err
 	}
 	if d.Approval == ApprovalAutomatic && d.ApprovedPlan != "" {
 		return &FieldError{Field: "spec.approvedPlan", Value: d.ApprovedPlan, Problem: "only meaningful with spec.approval: Manual"}

@@ -63,33 +63,15 @@ func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Ti
 			if _, held := f.Overrides[c]; held {
 				continue
 			}
-			p := peers[c]
-			switch {
-			case !p.Found:
-				gone, what := now.Sub(p.MissingSince), "no status file"
-				if p.Unknown != "" {
-					what = "no status it can prove (" + p.Unknown + ")"
-				}
-				if gone >= f.StatusMissingAfter {
-					halts = append(halts, fmt.Sprintf("%s (ring %s) has had %s for %s (spec.halt.statusMissingAfter %s)", c, r.Name, what, Human(gone), Human(f.StatusMissingAfter)))
-				} else {
-					waits = append(waits, fmt.Sprintf("%s has %s yet", c, what))
-				}
-			case p.Phase == peerFailed || p.Phase == peerRefused:
-				halts = append(halts, fmt.Sprintf("%s (ring %s) is %s %s: %s", c, r.Name, p.Phase, p.Reason, p.Message))
-			case !p.Current:
-				waits = append(waits, fmt.Sprintf("%s has not acted on this fleet file yet (%s)", c, p.Phase))
-			case p.Phase != peerOK || p.Version != version || p.ReadySince.IsZero():
-				at := p.Version
-				if at == "" {
-					at = "no version"
-				}
-				waits = append(waits, fmt.Sprintf("%s is %s at %s, not yet Succeeded on %s", c, p.Phase, at, version))
-			case now.Sub(p.ReadySince) < r.Soak:
-				waits = append(waits, fmt.Sprintf("%s on %s for %s of %s", c, version, Human(now.Sub(p.ReadySince)), Human(r.Soak)))
-				if end := p.ReadySince.Add(r.Soak); recheck.IsZero() || end.Before(recheck) {
-					recheck = end
-				}
+			v := f.judge(c, r, peers[c], version, now)
+			if v.halt != "" {
+				halts = append(halts, v.halt)
+			}
+			if v.wait != "" {
+				waits = append(waits, v.wait)
+			}
+			if !v.recheck.IsZero() && (recheck.IsZero() || v.recheck.Before(recheck)) {
+				recheck = v.recheck
 			}
 		}
 		if len(waits) > 0 && waiting.Reason == "" {
@@ -103,6 +85,41 @@ func (f *Fleet) Gate(cluster, version string, peers map[string]Peer, now time.Ti
 		return waiting
 	}
 	return RingGate{Open: true}
+}
+
+// peerVerdict is what one earlier cluster means for the gate: it halts it,
+// makes it wait (until recheck, when only time is missing), or neither.
+type peerVerdict struct {
+	halt, wait string
+	recheck    time.Time
+}
+
+func (f *Fleet) judge(c string, r Ring, p Peer, version string, now time.Time) peerVerdict {
+	switch {
+	case !p.Found:
+		gone, what := now.Sub(p.MissingSince), "no status file"
+		if p.Unknown != "" {
+			what = "no status it can prove (" + p.Unknown + ")"
+		}
+		if gone >= f.StatusMissingAfter {
+			return peerVerdict{halt: fmt.Sprintf("%s (ring %s) has had %s for %s (spec.halt.statusMissingAfter %s)", c, r.Name, what, Human(gone), Human(f.StatusMissingAfter))}
+		}
+		return peerVerdict{wait: fmt.Sprintf("%s has %s yet", c, what)}
+	case p.Phase == peerFailed || p.Phase == peerRefused:
+		return peerVerdict{halt: fmt.Sprintf("%s (ring %s) is %s %s: %s", c, r.Name, p.Phase, p.Reason, p.Message)}
+	case !p.Current:
+		return peerVerdict{wait: fmt.Sprintf("%s has not acted on this fleet file yet (%s)", c, p.Phase)}
+	case p.Phase != peerOK || p.Version != version || p.ReadySince.IsZero():
+		at := p.Version
+		if at == "" {
+			at = "no version"
+		}
+		return peerVerdict{wait: fmt.Sprintf("%s is %s at %s, not yet Succeeded on %s", c, p.Phase, at, version)}
+	case now.Sub(p.ReadySince) < r.Soak:
+		return peerVerdict{wait: fmt.Sprintf("%s on %s for %s of %s", c, version, Human(now.Sub(p.ReadySince)), Human(r.Soak)),
+			recheck: p.ReadySince.Add(r.Soak)}
+	}
+	return peerVerdict{}
 }
 
 // EarlierClusters are the clusters whose status gates cluster.

@@ -70,20 +70,31 @@ func checkEncoding(data []byte) ([]byte, error) {
 	lineNo := 1
 	for i := 0; i < len(data); {
 		r, size := utf8.DecodeRune(data[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1:
+		if r == utf8.RuneError && size <= 1 {
 			return nil, &FieldError{Line: lineNo, Problem: fmt.Sprintf("is not valid UTF-8 (byte %d)", i)}
-		case r == '\n':
+		}
+		if problem := badRune(r); problem != "" {
+			return nil, &FieldError{Line: lineNo, Problem: problem}
+		}
+		if r == '\n' {
 			lineNo++
-		case r == '\t' || r == '\r':
-		case r < 0x20 || r == 0x7F || (r >= 0x80 && r <= 0x9F):
-			return nil, &FieldError{Line: lineNo, Problem: fmt.Sprintf("contains control character %U", r)}
-		case (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0xFEFF:
-			return nil, &FieldError{Line: lineNo, Problem: fmt.Sprintf("contains invisible formatting character %U", r)}
 		}
 		i += size
 	}
 	return data, nil
+}
+
+// badRune says what is wrong with a character no desired file may hold.
+func badRune(r rune) string {
+	switch {
+	case r == '\n' || r == '\t' || r == '\r':
+		return ""
+	case r < 0x20 || r == 0x7F || (r >= 0x80 && r <= 0x9F):
+		return fmt.Sprintf("contains control character %U", r)
+	case (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0xFEFF:
+		return fmt.Sprintf("contains invisible formatting character %U", r)
+	}
+	return ""
 }
 
 func rejectAliases(n *yaml.Node) error {

@@ -142,21 +142,30 @@ func (s *safeClient) controlDial(network, address string, _ syscall.RawConn) err
 			return nil
 		}
 	}
+	if why := notPublic(ip); why != "" {
+		return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial %s", why)
+	}
+	return nil
+}
+
+// notPublic says why ip is not an address of the public Internet ("" when
+// it is).
+func notPublic(ip netip.Addr) string {
 	for _, m := range metadataAddrs {
 		if ip == m {
-			return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial the metadata address %s", ip)
+			return "the metadata address " + ip.String()
 		}
 	}
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
-		return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial the non-public address %s", ip)
+		return "the non-public address " + ip.String()
 	}
 	for _, p := range refusedNetworks {
 		if p.Contains(ip) {
-			return fault.Stalled(ReasonHostNotAllowed, nil, "refusing to dial %s, in %s, which is not on the public Internet", ip, p)
+			return fmt.Sprintf("%s, in %s, which is not on the public Internet", ip, p)
 		}
 	}
-	return nil
+	return ""
 }
 
 // get fetches u with the caps and deadlines; the body is at most max bytes.

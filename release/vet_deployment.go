@@ -34,6 +34,33 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 	obj := objectName(o)
 	const podPath = "spec.template.spec"
 	pod, _, _ := unstructured.NestedMap(o.Object, "spec", "template", "spec")
+	c.podIdentity(obj, podPath, pod)
+	sc, _ := pod["securityContext"].(map[string]any)
+	c.securityContext(obj, podPath+".securityContext", sc)
+	if s, _ := sc["sysctls"].([]any); len(s) > 0 {
+		c.add(obj, podPath+".securityContext.sysctls", "must be empty")
+	}
+	c.volumes(obj, podPath, pod)
+	containers, _ := pod["containers"].([]any)
+	found := false
+	for i, ct := range containers {
+		m, _ := ct.(map[string]any)
+		field := fmt.Sprintf("%s.containers[%d]", podPath, i)
+		if str(m["name"]) != "virt-operator" || found {
+			c.add(obj, field+".name", "only the virt-operator container is allowed, got %s", redact.Quote(str(m["name"])))
+			continue
+		}
+		found = true
+		c.container(obj, field, m)
+	}
+	if !found {
+		c.add(obj, podPath+".containers", "has no virt-operator container")
+	}
+}
+
+// podIdentity: the operator's ServiceAccount and priority, no host
+// namespaces, runtime class or extra containers.
+func (c *vetter) podIdentity(obj, podPath string, pod map[string]any) {
 	if sa := str(pod["serviceAccountName"]); sa != "kubevirt-operator" {
 		c.add(obj, podPath+".serviceAccountName", "must be kubevirt-operator, got %s", redact.Quote(sa))
 	}
@@ -56,11 +83,10 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 	if rc := str(pod["runtimeClassName"]); rc != "" {
 		c.add(obj, podPath+".runtimeClassName", "must not be set, got %s", redact.Quote(rc))
 	}
-	sc, _ := pod["securityContext"].(map[string]any)
-	c.securityContext(obj, podPath+".securityContext", sc)
-	if s, _ := sc["sysctls"].([]any); len(s) > 0 {
-		c.add(obj, podPath+".securityContext.sysctls", "must be empty")
-	}
+}
+
+// volumes: only a release's.
+func (c *vetter) volumes(obj, podPath string, pod map[string]any) {
 	volumes, _ := pod["volumes"].([]any)
 	for i, v := range volumes {
 		m, _ := v.(map[string]any)
@@ -73,21 +99,6 @@ func (c *vetter) deployment(o *unstructured.Unstructured) {
 			c.add(obj, fmt.Sprintf("%s.volumes[%d]", podPath, i), "%s is %s", redact.Quote(name), what)
 		}
 	}
-	containers, _ := pod["containers"].([]any)
-	found := false
-	for i, ct := range containers {
-		m, _ := ct.(map[string]any)
-		field := fmt.Sprintf("%s.containers[%d]", podPath, i)
-		if str(m["name"]) != "virt-operator" || found {
-			c.add(obj, field+".name", "only the virt-operator container is allowed, got %s", redact.Quote(str(m["name"])))
-			continue
-		}
-		found = true
-		c.container(obj, field, m)
-	}
-	if !found {
-		c.add(obj, podPath+".containers", "has no virt-operator container")
-	}
 }
 
 func (c *vetter) container(obj, field string, m map[string]any) {
@@ -97,6 +108,21 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 	if !operatorArgs.MatchString(strings.Join(argv, " ")) {
 		c.add(obj, field+".command", "must run virt-operator --port 8443 -v N as every release does, got %s", redact.Quote(strings.Join(argv, " ")))
 	}
+	env := c.env(obj, field, m, image)
+	c.Version, _ = OperatorVersion(image, env)
+	if c.Version != c.Tag {
+		c.add(obj, field+".image", "runs version %s (as virt-operator reads %s), want %s", redact.Quote(c.Version), redact.Quote(image), c.Tag)
+	}
+	if v := env["KUBEVIRT_VERSION"]; v != "" && v != c.Tag {
+		c.add(obj, field+".env.KUBEVIRT_VERSION", "must be %s, got %s", c.Tag, redact.Quote(v))
+	}
+	c.containerSecurity(obj, field, mapAt(m, "securityContext"))
+	c.containerHooks(obj, field, m)
+}
+
+// env checks the container's variables: only a release's names, literal
+// values, images from the allowed registries; it returns them.
+func (c *vetter) env(obj, field string, m map[string]any, image string) map[string]string {
 	env := map[string]string{}
 	list, _ := m["env"].([]any)
 	for i, e := range list {
@@ -124,14 +150,12 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 			c.image(obj, field+".env."+k, v, "")
 		}
 	}
-	c.Version, _ = OperatorVersion(image, env)
-	if c.Version != c.Tag {
-		c.add(obj, field+".image", "runs version %s (as virt-operator reads %s), want %s", redact.Quote(c.Version), redact.Quote(image), c.Tag)
-	}
-	if v := env["KUBEVIRT_VERSION"]; v != "" && v != c.Tag {
-		c.add(obj, field+".env.KUBEVIRT_VERSION", "must be %s, got %s", c.Tag, redact.Quote(v))
-	}
-	sc, _ := m["securityContext"].(map[string]any)
+	return env
+}
+
+// containerSecurity: no privilege, escalation, added capabilities or
+// unusual /proc, beside what a pod's security context must not hold.
+func (c *vetter) containerSecurity(obj, field string, sc map[string]any) {
 	c.securityContext(obj, field+".securityContext", sc)
 	if p, _ := sc["privileged"].(bool); p {
 		c.add(obj, field+".securityContext.privileged", "must not be true")
@@ -145,6 +169,10 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 	if pm := str(sc["procMount"]); pm != "" && pm != "Default" {
 		c.add(obj, field+".securityContext.procMount", "must be Default, got %s", redact.Quote(pm))
 	}
+}
+
+// containerHooks: no host ports, no commands run by probes or hooks.
+func (c *vetter) containerHooks(obj, field string, m map[string]any) {
 	ports, _ := m["ports"].([]any)
 	for i, p := range ports {
 		if hp, ok := mapAt(map[string]any{"p": p}, "p")["hostPort"]; ok && hp != nil {
