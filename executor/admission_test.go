@@ -291,7 +291,6 @@ func TestAManifestTheClusterRefusesAppliesNothing(t *testing.T) {
 	h := start(t, harnessOptions{})
 	env := testenv.Get(t)
 	h.install(t, "v1.7.4", planner.MethodOperator)
-	before := h.objectVersions(t)
 	data, err := os.ReadFile("../deploy/admission-policy.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +319,7 @@ func TestAManifestTheClusterRefusesAppliesNothing(t *testing.T) {
 		enforced(false)
 	})
 	enforced(true)
-	before = h.objectVersions(t)
+	before := h.objectVersions(t)
 	_, err2 := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), time.Minute)
 	if fault.ReasonOf(err2) != executor.ReasonForbidden || !fault.Stalls(err2) || !strings.Contains(err2.Error(), "nothing was applied") || !strings.Contains(err2.Error(), "Deployment virt-operator") {
 		t.Fatalf("the refused hop: %v", err2)

@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"slices"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -127,5 +126,3 @@ func strayKubeVirts(items []unstructured.Unstructured, namespace string) (served
 	}
 	return served, stray
 }
-
-func joinKinds(l []string) string { return strings.Join(l, ", ") }

@@ -99,14 +99,9 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 	if err := plannerTag(step.To); err != nil {
 		return err
 	}
-	if kv := obs.KubeVirt; kv != nil && !kv.Deleting && kv.Observed != "" {
-		if kv.Observed == step.To && hopComplete(kv, step.To) {
-			res.AlreadyDone = true
-			return nil
-		}
-		if kv.Observed != step.To {
-			return stale("install of %s planned, but %s is installed", step.To, kv.Observed)
-		}
+	if done, err := installed(obs, step); done || err != nil {
+		res.AlreadyDone = done
+		return err
 	}
 	if e.cfg.Releases == nil {
 		return fault.Stalled(release.ReasonMirrorUnavailable, nil, "no release client configured")
@@ -120,14 +115,7 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 	if err != nil {
 		return err
 	}
-	if kv := obs.KubeVirt; kv != nil && kv.Deleting {
-		say.say("waiting for the KubeVirt CR being deleted to go before installing")
-		if err := e.waitGone(ctx, obs.KubeVirtVersion, func() bool { return false }, say); err != nil {
-			return err
-		}
-		obs.KubeVirt = nil
-	}
-	if err := e.waitNamespaceGone(ctx, say); err != nil {
+	if err := e.clearWay(ctx, obs, say); err != nil {
 		return err
 	}
 	say.say("applying kubevirt-operator.yaml of %s (sha256 %s)", step.To, op.SHA256)
@@ -140,24 +128,65 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 	if err := e.waitEstablished(ctx); err != nil {
 		return err
 	}
-	obj := cr.Objects[0].DeepCopy()
-	if step.Method.PinsTag() {
-		if err := unstructured.SetNestedField(obj.Object, step.To, "spec", "imageTag"); err != nil {
-			return err
-		}
-	}
-	apiVersion := obj.GroupVersionKind().Version
-	if obs.KubeVirt == nil {
-		say.say("creating the KubeVirt CR")
-		ctx1, cancel := e.call(ctx)
-		_, err := e.dyn.Resource(kubevirtGVR(apiVersion)).Namespace(e.cfg.Namespace).Create(ctx1, obj, metav1.CreateOptions{FieldManager: e.cfg.FieldManager})
-		cancel()
-		if err != nil && !isAlreadyExists(err) {
-			return apiError(err, "create the KubeVirt CR")
-		}
+	apiVersion, err := e.createCR(ctx, obs, cr, step, say)
+	if err != nil {
+		return err
 	}
 	res.Notes = append(res.Notes, fmt.Sprintf("applied kubevirt-operator.yaml of %s (sha256 %s)", step.To, op.SHA256))
 	return e.waitHop(ctx, apiVersion, step.To, say)
+}
+
+// installed reports whether the install is already done; a different
+// version installed makes the plan stale.
+func installed(obs *Observation, step planner.Step) (bool, error) {
+	kv := obs.KubeVirt
+	if kv == nil || kv.Deleting || kv.Observed == "" {
+		return false, nil
+	}
+	if kv.Observed == step.To && hopComplete(kv, step.To) {
+		return true, nil
+	}
+	if kv.Observed != step.To {
+		return false, stale("install of %s planned, but %s is installed", step.To, kv.Observed)
+	}
+	return false, nil
+}
+
+// clearWay waits for a KubeVirt CR being deleted, then for its namespace,
+// to be gone before an install.
+func (e *Executor) clearWay(ctx context.Context, obs *Observation, say progress) error {
+	if kv := obs.KubeVirt; kv != nil && kv.Deleting {
+		say.say("waiting for the KubeVirt CR being deleted to go before installing")
+		if err := e.waitGone(ctx, obs.KubeVirtVersion, func() bool { return false }, say); err != nil {
+			return err
+		}
+		obs.KubeVirt = nil
+	}
+	return e.waitNamespaceGone(ctx, say)
+}
+
+// createCR creates the KubeVirt CR from the release's kubevirt-cr.yaml
+// (pinned to the tag when the method pins it), unless one is there; it
+// returns the CR's API version.
+func (e *Executor) createCR(ctx context.Context, obs *Observation, cr *release.Manifest, step planner.Step, say progress) (string, error) {
+	obj := cr.Objects[0].DeepCopy()
+	if step.Method.PinsTag() {
+		if err := unstructured.SetNestedField(obj.Object, step.To, "spec", "imageTag"); err != nil {
+			return "", err
+		}
+	}
+	apiVersion := obj.GroupVersionKind().Version
+	if obs.KubeVirt != nil {
+		return apiVersion, nil
+	}
+	say.say("creating the KubeVirt CR")
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	_, err := e.dyn.Resource(kubevirtGVR(apiVersion)).Namespace(e.cfg.Namespace).Create(ctx1, obj, metav1.CreateOptions{FieldManager: e.cfg.FieldManager})
+	if err != nil && !isAlreadyExists(err) {
+		return "", apiError(err, "create the KubeVirt CR")
+	}
+	return apiVersion, nil
 }
 
 // upgrade runs one hop with its method, then checks and waits for the

@@ -305,26 +305,9 @@ func (e *Executor) deleteOperator(ctx context.Context, obs *Observation, step pl
 	if obs.KubeVirt != nil {
 		return stale("operator removal planned, but the KubeVirt CR still exists")
 	}
-	var objs []*unstructured.Unstructured
-	if planner.ValidTag(step.From) && e.cfg.Releases != nil {
-		m, err := e.cfg.Releases.OperatorManifest(ctx, step.From, e.cfg.Namespace)
-		switch {
-		case err == nil:
-			objs = m.Objects
-		case !fault.Stalls(err):
-			return err
-		default:
-			res.Notes = append(res.Notes, "operator manifest of "+step.From+" unavailable ("+redact.Text(err.Error(), 200)+"); deleting the known objects by name")
-		}
-	}
-	// Every allow-listed object present goes too, whichever release put it
-	// there (a PriorityClass from a later release, say).
-	for _, o := range allowListObjects(e.cfg.Namespace) {
-		if slices.Contains(obs.OperatorObjects, o.GetKind()+"/"+o.GetName()) && !slices.ContainsFunc(objs, func(m *unstructured.Unstructured) bool {
-			return m.GetKind() == o.GetKind() && m.GetName() == o.GetName()
-		}) {
-			objs = append([]*unstructured.Unstructured{o}, objs...)
-		}
+	objs, err := e.operatorObjects(ctx, obs, step, res)
+	if err != nil {
+		return err
 	}
 	deleted := 0
 	for i := len(objs) - 1; i >= 0; i-- {
@@ -342,6 +325,41 @@ func (e *Executor) deleteOperator(ctx context.Context, obs *Observation, step pl
 		}
 	}
 	res.Notes = append(res.Notes, fmt.Sprintf("deleted %d objects of the operator manifest", deleted))
+	if err := e.deleteRemnants(ctx, obs, say, res); err != nil {
+		return err
+	}
+	return e.verifyAbsent(ctx, say)
+}
+
+// operatorObjects are the objects of the installed release's operator
+// manifest (the allow-listed names when it cannot be had), with every
+// allow-listed object present, whichever release put it there (a
+// PriorityClass from a later release, say).
+func (e *Executor) operatorObjects(ctx context.Context, obs *Observation, step planner.Step, res *StepResult) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	if planner.ValidTag(step.From) && e.cfg.Releases != nil {
+		m, err := e.cfg.Releases.OperatorManifest(ctx, step.From, e.cfg.Namespace)
+		switch {
+		case err == nil:
+			objs = m.Objects
+		case !fault.Stalls(err):
+			return nil, err
+		default:
+			res.Notes = append(res.Notes, "operator manifest of "+step.From+" unavailable ("+redact.Text(err.Error(), 200)+"); deleting the known objects by name")
+		}
+	}
+	for _, o := range allowListObjects(e.cfg.Namespace) {
+		if slices.Contains(obs.OperatorObjects, o.GetKind()+"/"+o.GetName()) && !slices.ContainsFunc(objs, func(m *unstructured.Unstructured) bool {
+			return m.GetKind() == o.GetKind() && m.GetName() == o.GetName()
+		}) {
+			objs = append([]*unstructured.Unstructured{o}, objs...)
+		}
+	}
+	return objs, nil
+}
+
+// deleteRemnants deletes what virt-operator created and left behind.
+func (e *Executor) deleteRemnants(ctx context.Context, obs *Observation, say progress, res *StepResult) error {
 	removed := 0
 	for _, r := range obs.Remnants {
 		ok, err := e.deleteIfPresent(ctx, e.dyn.Resource(r.gvr).Delete, r.Kind, r.Name, say)
@@ -355,7 +373,7 @@ func (e *Executor) deleteOperator(ctx context.Context, obs *Observation, step pl
 	if removed > 0 {
 		res.Notes = append(res.Notes, fmt.Sprintf("deleted %d objects virt-operator had created and left behind", removed))
 	}
-	return e.verifyAbsent(ctx, say)
+	return nil
 }
 
 type deleteFunc func(ctx context.Context, name string, opts metav1.DeleteOptions, sub ...string) error

@@ -63,21 +63,8 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 		}
 		res.Workloads.Outdated = outdated(vmis, to)
 		n := len(res.Workloads.Outdated)
-		switch {
-		case n == 0:
-			res.Workloads.Note = ""
-			return nil
-		case policy == planner.WorkloadsReportOnly && len(methods) == 0:
-			res.Workloads.Note = fmt.Sprintf("%d VMIs run a virt-launcher older than %s and stay so until restarted: the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods", n, to)
-			say.say("%s", res.Workloads.Note)
-			return nil
-		case policy == planner.WorkloadsReportOnly:
-			res.Workloads.Note = fmt.Sprintf("%d VMIs run a virt-launcher older than %s; virt-controller moves them (%s), not waited for (spec.workloads.policy ReportOnly)", n, to, strings.Join(methods, ", "))
-			say.say("%s", res.Workloads.Note)
-			return nil
-		case len(methods) == 0:
-			return fault.Stalled(ReasonWorkloadsOutdated, nil, "spec.workloads.policy is Wait, but the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods: %d VMIs (%s) stay on a virt-launcher older than %s until restarted; add LiveMigrate or Evict, or set policy ReportOnly",
-				n, listSome(res.Workloads.Outdated), to)
+		if stop, err := settledWorkloads(policy, methods, to, res, say); stop {
+			return err
 		}
 		msg := fmt.Sprintf("waiting for %d VMIs to move to the %s virt-launcher (%s): %s", n, to, strings.Join(methods, ", "), listSome(res.Workloads.Outdated))
 		if msg != last {
@@ -99,6 +86,29 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, methods []strin
 			len(res.Workloads.Outdated), to, w.Timeout, listSome(res.Workloads.Outdated))
 	}
 	return ctx.Err()
+}
+
+// settledWorkloads decides whether the wait ends: no VMI outdated, or the
+// policy reports them instead, or nothing will ever move them.
+func settledWorkloads(policy planner.WorkloadPolicy, methods []string, to string, res *StepResult, say progress) (bool, error) {
+	n := len(res.Workloads.Outdated)
+	switch {
+	case n == 0:
+		res.Workloads.Note = ""
+		return true, nil
+	case policy == planner.WorkloadsReportOnly && len(methods) == 0:
+		res.Workloads.Note = fmt.Sprintf("%d VMIs run a virt-launcher older than %s and stay so until restarted: the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods", n, to)
+		say.say("%s", res.Workloads.Note)
+		return true, nil
+	case policy == planner.WorkloadsReportOnly:
+		res.Workloads.Note = fmt.Sprintf("%d VMIs run a virt-launcher older than %s; virt-controller moves them (%s), not waited for (spec.workloads.policy ReportOnly)", n, to, strings.Join(methods, ", "))
+		say.say("%s", res.Workloads.Note)
+		return true, nil
+	case len(methods) == 0:
+		return true, fault.Stalled(ReasonWorkloadsOutdated, nil, "spec.workloads.policy is Wait, but the KubeVirt CR has no spec.workloadUpdateStrategy.workloadUpdateMethods: %d VMIs (%s) stay on a virt-launcher older than %s until restarted; add LiveMigrate or Evict, or set policy ReportOnly",
+			n, listSome(res.Workloads.Outdated), to)
+	}
+	return false, nil
 }
 
 // listSome names up to ten items.

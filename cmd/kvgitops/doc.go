@@ -7,6 +7,6 @@
 // main only wires: flags and environment into a config, then constructors,
 // then Run.
 //
-// It reads the environment (KVGITOPS_<FLAG>) and nothing else does; it must
-// not hold logic beyond turning flags into the constructors' configs.
+// It reads the environment (KVGITOPS_<FLAG>) and nothing else does.
+// It must not hold logic beyond turning flags into the constructors' configs.
 package main

@@ -67,6 +67,9 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 	if !since.IsZero() {
 		r.Since = &since
 	}
+	// overdue: the fleet file has been in force long enough for every
+	// cluster to have acted on it.
+	overdue := !since.IsZero() && now.Sub(since) > staleAfter
 	for _, ring := range f.Rings {
 		rr := ringReport{Name: ring.Name, Clusters: len(ring.Clusters)}
 		if ring.Soak > 0 {
@@ -74,38 +77,11 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 		}
 		var progressing, halted bool
 		for _, c := range ring.Clusters {
-			d, _, _ := f.DesiredFor(c)
-			l := clusterLine{Name: c, Ring: ring.Name, Desired: d.Version}
-			if d.State == planner.StateAbsent {
-				l.Desired = "(absent)"
-			}
-			if o, ok := f.Overrides[c]; ok {
-				l.Held = "pinned"
-				if o.Suspend {
-					l.Held = "suspended"
-				}
-			}
-			st := statuses[c]
-			acted := st != nil && st.Desired != nil && st.Desired.Digest == r.Digest
-			switch {
-			case unproven[c] != "":
-				l.Phase, l.Message, l.Stale = phaseUnverified, redact.Text(unproven[c], 300), true
-			case st == nil:
-				l.Phase, l.Stale = phaseNoStatus, since.IsZero() || now.Sub(since) > staleAfter
-			default:
-				l.Observed, l.Phase, l.Reason, l.Message = word(st.Observed.Version, planner.ValidTag), word(string(st.Phase), isPhase), word(st.Reason, isReason), redact.Text(st.Message, 300)
-				for _, cond := range st.Conditions {
-					if t := cond.LastTransitionTime.Time; !t.IsZero() && (l.Updated == nil || t.After(*l.Updated)) {
-						l.Updated = &t
-					}
-				}
-				l.Stale = !acted && !since.IsZero() && now.Sub(since) > staleAfter
-			}
+			l, acted := lineOf(f, c, ring.Name, statuses[c], unproven[c], r.Digest, overdue, since.IsZero())
 			switch agent.Phase(l.Phase) {
 			case agent.PhaseFailed, agent.PhaseRefused, agent.PhaseInvalid:
 				halted = true
-				r.Healthy = false
-				r.Problem = append(r.Problem, c+" is "+l.Phase+" "+l.Reason)
+				r.problem(c + " is " + l.Phase + " " + l.Reason)
 			case agent.PhaseProgressing:
 				progressing = true
 			case agent.PhaseSucceeded, agent.PhaseSuspended:
@@ -115,24 +91,72 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 			case agent.PhaseIdle, agent.PhaseAwaitingApproval, agent.PhaseWaitingForWindow, agent.PhaseWaitingForRing, agent.PhaseUnknown:
 			}
 			if l.Stale {
-				r.Healthy = false
-				r.Problem = append(r.Problem, c+" is stale ("+l.Phase+")")
+				r.problem(c + " is stale (" + l.Phase + ")")
 			}
 			r.Cluster = append(r.Cluster, l)
 		}
-		switch {
-		case halted:
-			rr.State = "Halted"
-		case rr.Done == rr.Clusters:
-			rr.State = "Done"
-		case progressing:
-			rr.State = "InProgress"
-		default:
-			rr.State = "Waiting"
-		}
+		rr.State = ringState(halted, progressing, rr.Done == rr.Clusters)
 		r.Rings = append(r.Rings, rr)
 	}
 	return r
+}
+
+func (r *fleetReport) problem(p string) {
+	r.Healthy = false
+	r.Problem = append(r.Problem, p)
+}
+
+func ringState(halted, progressing, done bool) string {
+	switch {
+	case halted:
+		return "Halted"
+	case done:
+		return "Done"
+	case progressing:
+		return "InProgress"
+	}
+	return "Waiting"
+}
+
+// lineOf is one cluster's line, and whether it acted on this fleet file
+// (its status's desired digest is the fleet file's). A cluster is stale
+// when its status cannot be proven, when it has none and the fleet file is
+// overdue (or its age unknown), or when it has not acted on an overdue one.
+func lineOf(f planner.Fleet, c, ring string, st *agent.Status, unproven, digest string, overdue, sinceUnknown bool) (clusterLine, bool) {
+	d, _, _ := f.DesiredFor(c)
+	l := clusterLine{Name: c, Ring: ring, Desired: d.Version}
+	if d.State == planner.StateAbsent {
+		l.Desired = "(absent)"
+	}
+	if o, ok := f.Overrides[c]; ok {
+		l.Held = "pinned"
+		if o.Suspend {
+			l.Held = "suspended"
+		}
+	}
+	acted := st != nil && st.Desired != nil && st.Desired.Digest == digest
+	switch {
+	case unproven != "":
+		l.Phase, l.Message, l.Stale = phaseUnverified, redact.Text(unproven, 300), true
+	case st == nil:
+		l.Phase, l.Stale = phaseNoStatus, overdue || sinceUnknown
+	default:
+		l.Observed, l.Phase, l.Reason, l.Message = word(st.Observed.Version, planner.ValidTag), word(string(st.Phase), isPhase), word(st.Reason, isReason), redact.Text(st.Message, 300)
+		l.Updated = newestTransition(st.Conditions)
+		l.Stale = !acted && overdue
+	}
+	return l, acted
+}
+
+// newestTransition is when a condition last changed.
+func newestTransition(conds []agent.Condition) *time.Time {
+	var newest *time.Time
+	for _, cond := range conds {
+		if t := cond.LastTransitionTime.Time; !t.IsZero() && (newest == nil || t.After(*newest)) {
+			newest = &t
+		}
+	}
+	return newest
 }
 
 // word is s when ok(s), else "?": a field that must be one word.

@@ -74,6 +74,13 @@ func (f planFlags) check() string {
 		return fmt.Sprintf("-o must be text or json, got %q", f.output)
 	case f.mode != string(planner.ModeLocked) && f.mode != string(planner.ModeImageTag):
 		return fmt.Sprintf("--mode must be Locked or ImageTag, got %q", f.mode)
+	}
+	return f.checkVersions()
+}
+
+// checkVersions: what planning offline is told of the cluster.
+func (f planFlags) checkVersions() string {
+	switch {
 	case f.installed != "" && f.installed != "none" && !planner.ValidTag(f.installed):
 		return fmt.Sprintf("--installed must be a release tag such as v1.8.4 or none, got %q", f.installed)
 	case f.operatorVersion != "" && !planner.ValidTag(f.operatorVersion):

@@ -82,6 +82,23 @@ func runFlags(c *runConfig, fs *flag.FlagSet) {
 // check validates every flag before anything is touched (the cluster, the
 // network, the Secret), and says all that is wrong at once.
 func (c *runConfig) check() error {
+	errs := c.checkBasics()
+	if c.fleetPath != "" {
+		errs = append(errs, c.checkFleet()...)
+		c.statusBranch = agent.PeerBranch(c.clusterName)
+		c.desiredPath = c.fleetPath
+	}
+	if c.statusPath == "" {
+		c.statusPath = agent.PeerStatusPath(c.clusterName)
+	}
+	if c.risksPath == "" {
+		c.risksPath = agent.DefaultRisksPath(c.desiredPath)
+	}
+	errs = append(errs, c.checkPaths()...)
+	return errors.Join(errs...)
+}
+
+func (c *runConfig) checkBasics() []error {
 	var errs []error
 	if c.repoURL == "" {
 		errs = append(errs, errors.New("--repo-url is required"))
@@ -97,38 +114,39 @@ func (c *runConfig) check() error {
 	if c.logEncoding != "json" && c.logEncoding != "console" {
 		errs = append(errs, fmt.Errorf("--log-encoding must be json or console, got %q", c.logEncoding))
 	}
-	if c.fleetPath != "" {
-		// A fleet reads its peers at status/<cluster>.yaml at the head of
-		// their own branch status/<cluster>, which each signs with the key
-		// the fleet file lists for it.
-		if c.statusPath != "" && c.statusPath != agent.PeerStatusPath(c.clusterName) {
-			errs = append(errs, fmt.Errorf("--status-path %q: with --fleet-path the status file is %s, where the other clusters read it", c.statusPath, agent.PeerStatusPath(c.clusterName)))
-		}
-		if c.statusBranch != "" && c.statusBranch != agent.PeerBranch(c.clusterName) {
-			errs = append(errs, fmt.Errorf("--status-branch %q: with --fleet-path status goes to branch %s, where the other clusters read it", c.statusBranch, agent.PeerBranch(c.clusterName)))
-		}
-		if c.statusSigning == "" {
-			errs = append(errs, errors.New("--fleet-path needs --status-signing: the other clusters count this cluster's status only when its commits are signed by the key the fleet file lists for it (spec.statusKeys)"))
-		}
-		c.statusBranch = agent.PeerBranch(c.clusterName)
-		c.desiredPath = c.fleetPath
-	}
-	if c.statusPath == "" {
-		c.statusPath = agent.PeerStatusPath(c.clusterName)
-	}
-	if c.risksPath == "" {
-		c.risksPath = agent.DefaultRisksPath(c.desiredPath)
-	}
 	if c.statusSigning != "" && c.statusSigning != "openpgp" && c.statusSigning != "ssh" {
 		errs = append(errs, fmt.Errorf("--status-signing must be openpgp or ssh, got %q", c.statusSigning))
 	}
-	if c.risksPath != "" && (overlaps(c.statusPath, c.risksPath) || c.risksPath == c.desiredPath) {
+	return errs
+}
+
+// checkFleet: a fleet reads its peers at status/<cluster>.yaml at the head
+// of their own branch status/<cluster>, which each signs with the key the
+// fleet file lists for it.
+func (c *runConfig) checkFleet() []error {
+	var errs []error
+	if c.statusPath != "" && c.statusPath != agent.PeerStatusPath(c.clusterName) {
+		errs = append(errs, fmt.Errorf("--status-path %q: with --fleet-path the status file is %s, where the other clusters read it", c.statusPath, agent.PeerStatusPath(c.clusterName)))
+	}
+	if c.statusBranch != "" && c.statusBranch != agent.PeerBranch(c.clusterName) {
+		errs = append(errs, fmt.Errorf("--status-branch %q: with --fleet-path status goes to branch %s, where the other clusters read it", c.statusBranch, agent.PeerBranch(c.clusterName)))
+	}
+	if c.statusSigning == "" {
+		errs = append(errs, errors.New("--fleet-path needs --status-signing: the other clusters count this cluster's status only when its commits are signed by the key the fleet file lists for it (spec.statusKeys)"))
+	}
+	return errs
+}
+
+// checkPaths: the agent never writes a file it reads.
+func (c *runConfig) checkPaths() []error {
+	var errs []error
+	if overlaps(c.statusPath, c.risksPath) || c.risksPath == c.desiredPath {
 		errs = append(errs, fmt.Errorf("--risks-path %q must differ from --desired-path and lie outside --status-path %q", c.risksPath, c.statusPath))
 	}
 	if overlaps(c.statusPath, c.desiredPath) {
 		errs = append(errs, fmt.Errorf("--status-path %q must not be, or be inside, --desired-path %q: the agent would overwrite the file it reads", c.statusPath, c.desiredPath))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 func runCommand(ctx context.Context, args []string, _, stderr io.Writer) int {

@@ -73,53 +73,67 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	log.Info("Agent starting", "version", version, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
 
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // stop the servers, then wait for them
-	serve := func(name, addr string, h http.Handler) error {
-		if addr == "" || addr == "0" {
-			return nil
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s server: %w", name, err)
-		}
-		srv := newHTTPServer(h, serverTimeouts)
-		wg.Add(2)
-		go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-		go func() {
-			defer wg.Done()
-			<-ctx.Done()
-			sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer scancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		log.Info("Server listening", "server", name, "address", ln.Addr().String())
-		return nil
-	}
-	if err := serve("metrics", c.metricsAddr, metrics.Handler()); err != nil {
+	srv := &servers{ctx: ctx, log: log}
+	defer func() { cancel(); srv.wg.Wait() }() // stop the servers, then wait for them
+	if err := srv.start(c, metrics, health, a); err != nil {
 		return err
 	}
-	if err := serve("health", c.healthAddr, health.Handler()); err != nil {
-		return err
-	}
-	if c.webhookSecretFile != "" {
-		secret, err := os.ReadFile(c.webhookSecretFile)
-		if err != nil {
-			return fmt.Errorf("webhook secret: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/hook", a.WebhookHandler([]byte(strings.TrimSpace(string(secret)))))
-		if err := serve("webhook", c.webhookAddr, mux); err != nil {
-			return err
-		}
-	}
-
 	go trimMemory(ctx, time.Minute)
 	if !c.leaderElect {
 		health.SetLeading(true)
 		return a.Run(ctx)
 	}
 	return el.run(ctx, c, log, health, a)
+}
+
+// servers are the agent's HTTP servers: metrics, health and (with a
+// secret) the webhook receiver. They stop when ctx ends; wg waits for them.
+type servers struct {
+	ctx context.Context
+	log *slog.Logger
+	wg  sync.WaitGroup
+}
+
+func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Health, a *agent.Agent) error {
+	if err := s.serve("metrics", c.metricsAddr, metrics.Handler()); err != nil {
+		return err
+	}
+	if err := s.serve("health", c.healthAddr, health.Handler()); err != nil {
+		return err
+	}
+	if c.webhookSecretFile == "" {
+		return nil
+	}
+	secret, err := os.ReadFile(c.webhookSecretFile)
+	if err != nil {
+		return fmt.Errorf("webhook secret: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/hook", a.WebhookHandler([]byte(strings.TrimSpace(string(secret)))))
+	return s.serve("webhook", c.webhookAddr, mux)
+}
+
+// serve listens on addr ("" or "0": not at all) until ctx ends.
+func (s *servers) serve(name, addr string, h http.Handler) error {
+	if addr == "" || addr == "0" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s server: %w", name, err)
+	}
+	srv := newHTTPServer(h, serverTimeouts)
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); _ = srv.Serve(ln) }()
+	go func() {
+		defer s.wg.Done()
+		<-s.ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	s.log.Info("Server listening", "server", name, "address", ln.Addr().String())
+	return nil
 }
 
 // memoryName is the ConfigMap that holds the agent's memory, in its own
