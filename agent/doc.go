@@ -6,13 +6,16 @@
 // cluster, computes the plan, passes the gates (suspend, maintenance window,
 // manual approval), runs at most one step, renders the status file and
 // commits it when its bytes changed. It is level-triggered: after a restart
-// it derives what to do from Git and the cluster; the previous status file
-// is read only for display continuity (history, the plan a hop belongs to)
-// and every use of it is re-verified by recomputing the plan.
+// it derives what to do from Git, the cluster and its memory in the
+// cluster (anchors, what it applied, the plan a hop belongs to, the
+// journal), re-verifying the plan by recomputing it.
 //
 // It owns two small interfaces it consumes, Repo (Git) and Cluster, plus a
-// function for the release catalog; it imports no client-go and no go-git
-// directly. It owns the status model and its deterministic rendering, the
+// function for the release catalog. It owns the agent's memory (kept in
+// the cluster), the status model and its deterministic rendering, the
 // Prometheus metrics, the webhook receiver and the health endpoints. Only
 // the top of a reconcile logs an error.
+//
+// It must not import client-go, Kubernetes' API types or go-git, and must
+// not read the status file back to decide anything (it is output only).
 package agent

@@ -2,5 +2,5 @@
 // server, a file or a user made safe for status files, events and logs
 // (Text, Quote, Truncate), and secrets that never print (Secret) or are
 // scrubbed, in every encoding they could be echoed in, from messages
-// (Scrubber). It depends on nothing of kvgitops.
+// (Scrubber). It must not import anything of kvgitops.
 package redact
