@@ -68,11 +68,8 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s)
 	  $(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); done
 
 .PHONY: bench
-bench: deps testbin ## run the benchmarks and print the figures (about 5 minutes)
-	$(GO) test -run '^$$' -bench . -benchmem ./planner/...
-	$(GO) test -run '^$$' -bench TenHopPlan -benchtime 1x -timeout 30m ./executor/...
-	$(GO) test -run '^$$' -bench VetGenuine -benchmem ./release/...
-	$(GO) run ./test/bench -sizes $(BENCH_SIZES)
+bench: deps testbin ## run the benchmarks and write the figures to docs/benchmarks.md (about 5 minutes)
+	@GO=$(GO) BENCH_SIZES=$(BENCH_SIZES) hack/bench.sh
 
 .PHONY: demo
 demo: deps testbin ## the whole story on an embedded default: install, upgrade hop by hop, teardown
@@ -87,14 +84,18 @@ vet: ## go vet
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: vet ## gofmt check and go vet
-	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed: $$out"; exit 1; }
+lint: vet ## gofmt check, go vet, staticcheck, exhaustive switches, complexity (product ≤ 15, test ground ≤ 25)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "lint: gofmt needed (make fmt): $$out"; exit 1; }
+	@tools=$$(GO=$(GO) hack/tools.sh); \
+	  $$tools/staticcheck ./... && \
+	  $$tools/exhaustive -d ./... && \
+	  { over=$$($$tools/gocyclo -over 15 -ignore '_test.go$$|^test/|^hack/' . || true; $$tools/gocyclo -over 25 test || true); \
+	    [ -z "$$over" ] || { echo "lint: too complex (split it):"; echo "$$over"; exit 1; }; }
 
 .PHONY: verify
-verify: ## fmt + vet + tidy, then fail if anything changed
-	$(MAKE) fmt vet
+verify: lint ## lint, then fail if go mod tidy changes anything (CI runs this before make test)
 	$(GO) mod tidy
-	git diff --exit-code
+	@git diff --exit-code -- go.mod go.sum || { echo "verify: go.mod/go.sum are not tidy (run go mod tidy)"; exit 1; }
 
 .PHONY: image
 image: ## build an OCI image tarball (dist/kvgitops.tar) without a Docker engine

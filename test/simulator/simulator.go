@@ -84,8 +84,7 @@ type Simulator struct {
 	changed       chan struct{} // closed and replaced on every transition
 	virtAPI       bool
 	deletingSince time.Time
-	pending       []func() // transitions waiting for a successful write
-	timers        []*time.Timer
+	pending       []func()             // transitions waiting for a successful write
 	migrations    map[string]time.Time // VMI UID → when its move to the new launcher started
 	shutdowns     map[string]time.Time // VMI UID → when its deletion was seen
 }
