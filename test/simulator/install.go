@@ -54,165 +54,246 @@ func deploymentID(target, registry string, spec map[string]any) (string, string)
 	return hex.EncodeToString(h.Sum(nil)), string(cfg)
 }
 
+// pass is one syncInstallation pass over the CR: what the operator read
+// and what it is about to write.
+type pass struct {
+	obj              *unstructured.Unstructured
+	spec, status     map[string]any
+	oldConds         []any
+	op               string
+	target, registry string
+	id, cfg          string
+	obsVer           string
+	copied           bool // observed* already name the target
+	in               condInput
+	now              time.Time
+	situation        situation
+	finalize         bool
+	completed        *hop // set when this pass finishes a hop
+}
+
+// hopFaults are the faults injected for a pass, read once under s.mu.
+type hopFaults struct {
+	stalled bool
+	slow    time.Duration
+	failing string
+}
+
+func newPass(kv *unstructured.Unstructured, op runningOperator, now time.Time) *pass {
+	p := &pass{obj: kv.DeepCopy(), op: op.version, now: now, situation: ready}
+	p.spec, _, _ = unstructured.NestedMap(p.obj.Object, "spec")
+	p.status, _, _ = unstructured.NestedMap(p.obj.Object, "status")
+	if p.status == nil {
+		p.status = map[string]any{}
+	}
+	p.oldConds, _, _ = unstructured.NestedSlice(p.obj.Object, "status", "conditions")
+	p.target, _ = p.spec["imageTag"].(string)
+	if p.target == "" {
+		p.target = op.version
+	}
+	p.registry, _ = p.spec["imageRegistry"].(string)
+	if p.registry == "" {
+		p.registry = op.registry
+	}
+	p.id, p.cfg = deploymentID(p.target, p.registry, p.spec)
+	p.obsVer, _ = p.status["observedKubeVirtVersion"].(string)
+	obsReg, _ := p.status["observedKubeVirtRegistry"].(string)
+	obsID, _ := p.status["observedDeploymentID"].(string)
+	p.copied = p.obsVer == p.target && obsReg == p.registry
+	if usesDeploymentID(p.op) {
+		p.copied = obsID == p.id
+	}
+	p.in = condInput{op: p.op, target: p.target, targetRegistry: p.registry, obs: p.obsVer, obsRegistry: obsReg}
+	return p
+}
+
+// writeTarget fills what the operator writes on every pass: its version and
+// the target it is working towards.
+func (p *pass) writeTarget() {
+	p.status["operatorVersion"] = operatorVersionField(p.op)
+	p.status["targetKubeVirtVersion"], p.status["targetKubeVirtRegistry"] = p.target, p.registry
+	if usesDeploymentID(p.op) {
+		p.status["targetDeploymentID"], p.status["targetDeploymentConfig"] = p.id, p.cfg
+	}
+	if p.status["phase"] == nil || p.status["phase"] == "" {
+		p.status["phase"] = "Deploying"
+	}
+}
+
+// observe copies the target into observed*.
+func (p *pass) observe() {
+	p.status["observedKubeVirtVersion"], p.status["observedKubeVirtRegistry"] = p.target, p.registry
+	if usesDeploymentID(p.op) {
+		p.status["observedDeploymentID"], p.status["observedDeploymentConfig"] = p.id, p.cfg
+	}
+}
+
+func (p *pass) fail(msg string) { p.finalize, p.situation, p.in.err = true, failed, msg }
+
 // syncInstall drives an install or update of the CR to its target, one pass
 // at a time, the way virt-operator's syncInstallation does.
 func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructured, op runningOperator) error {
-	now := time.Now()
-	obj := kv.DeepCopy()
-	spec, _, _ := unstructured.NestedMap(obj.Object, "spec")
-	status, _, _ := unstructured.NestedMap(obj.Object, "status")
-	if status == nil {
-		status = map[string]any{}
+	p := newPass(kv, op, time.Now())
+	if wrote, err := s.annotateAPIVersions(ctx, p.obj, p.op); wrote || err != nil {
+		return err
 	}
-	target, _ := spec["imageTag"].(string)
-	if target == "" {
-		target = op.version
+	p.writeTarget()
+	h, f := s.beginHop(p)
+	if err := s.decide(ctx, p, h, f); err != nil {
+		return err
 	}
-	registry, _ := spec["imageRegistry"].(string)
-	if registry == "" {
-		registry = op.registry
-	}
-	id, cfg := deploymentID(target, registry, spec)
-	modern := atLeast(op.version, "v0.20.0-alpha.0")
-
-	// The first thing a v0.20+ operator does is annotate the CR.
-	if modern {
-		ann := obj.GetAnnotations()
-		if ann == nil {
-			ann = map[string]string{}
-		}
-		latest, storage := "v1alpha3", "v1alpha3"
-		if atLeast(op.version, "v0.37.0-rc.0") {
-			latest = "v1"
-		}
-		if atLeast(op.version, "v1.0.0-beta.0") {
-			storage = "v1"
-		}
-		if ann["kubevirt.io/latest-observed-api-version"] != latest || ann["kubevirt.io/storage-observed-api-version"] != storage {
-			ann["kubevirt.io/latest-observed-api-version"], ann["kubevirt.io/storage-observed-api-version"] = latest, storage
-			obj.SetAnnotations(ann)
-			_, err := s.dyn.Resource(kubevirtGVR).Namespace(obj.GetNamespace()).Update(ctx, obj, metav1.UpdateOptions{})
+	if p.situation == ready {
+		if err := s.deployed(ctx, p); err != nil {
 			return err
 		}
 	}
+	p.status["conditions"] = mergeConditions(p.oldConds, conditionsFor(p.situation, p.in), p.now)
+	added := p.finalize && s.addFinalizer(p.obj, p.op)
+	return s.commitPass(ctx, kv, p, added)
+}
 
-	status["operatorVersion"] = operatorVersionField(op.version)
-	status["targetKubeVirtVersion"], status["targetKubeVirtRegistry"] = target, registry
-	if modern {
-		status["targetDeploymentID"], status["targetDeploymentConfig"] = id, cfg
+// annotateAPIVersions is the first thing a v0.20+ operator does: annotate
+// the CR with the API versions it serves and stores, and end the pass. It
+// reports whether it wrote.
+func (s *Simulator) annotateAPIVersions(ctx context.Context, obj *unstructured.Unstructured, op string) (bool, error) {
+	latest, storage, ok := observedAPIVersions(op)
+	if !ok {
+		return false, nil
 	}
-	if status["phase"] == nil || status["phase"] == "" {
-		status["phase"] = "Deploying"
+	ann := obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
 	}
-	obsVer, _ := status["observedKubeVirtVersion"].(string)
-	obsReg, _ := status["observedKubeVirtRegistry"].(string)
-	obsID, _ := status["observedDeploymentID"].(string)
-	copied := obsVer == target && obsReg == registry
-	if modern {
-		copied = obsID == id
+	if ann["kubevirt.io/latest-observed-api-version"] == latest && ann["kubevirt.io/storage-observed-api-version"] == storage {
+		return false, nil
 	}
-	in := condInput{op: op.version, target: target, targetRegistry: registry, obs: obsVer, obsRegistry: obsReg}
-	oldConds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
-	finalize := false
-	var completed *hop // set when this pass finishes a hop
+	ann["kubevirt.io/latest-observed-api-version"], ann["kubevirt.io/storage-observed-api-version"] = latest, storage
+	obj.SetAnnotations(ann)
+	_, err := s.dyn.Resource(kubevirtGVR).Namespace(obj.GetNamespace()).Update(ctx, obj, metav1.UpdateOptions{})
+	return true, err
+}
 
+// beginHop finds the hop of the pass's target, starting one (and recording
+// how it starts) when observed* do not name the target yet.
+func (s *Simulator) beginHop(p *pass) (*hop, hopFaults) {
 	s.mu.Lock()
-	h := s.hops[id]
-	if !copied && h == nil {
-		h = &hop{from: obsVer, to: target, strategy: strategyVersion(op.version, target), strategyAt: now.Add(s.opts.StrategyDelay)}
-		s.hops[id] = h
-		if obsVer == "" {
-			s.record(InstallStarted, "", target, "Deploying version "+target+" with registry "+registry)
-		} else {
-			s.record(HopStarted, obsVer, target, "Transitioning from "+obsVer+" to "+target)
-		}
-		for _, v := range s.rules.violations(obsVer, target) {
-			s.record(PathViolation, obsVer, target, v)
-		}
-		if h.strategy != target {
-			s.record(MixedInstall, obsVer, target, fmt.Sprintf("virt-operator %s ran the install strategy Job with its own image: %s's manifests with %s images, reported as %s (kubevirt#16050)",
-				op.version, h.strategy, target, target))
-		}
+	defer s.mu.Unlock()
+	h := s.hops[p.id]
+	if !p.copied && h == nil {
+		h = &hop{from: p.obsVer, to: p.target, strategy: strategyVersion(p.op, p.target), strategyAt: p.now.Add(s.opts.StrategyDelay)}
+		s.hops[p.id] = h
+		s.recordStart(p, h)
 	}
-	stalled := s.faults.stall[target]
-	slow := s.faults.slow
-	failing := s.faults.fail[target]
-	s.mu.Unlock()
+	return h, hopFaults{stalled: s.faults.stall[p.target], slow: s.faults.slow, failing: s.faults.fail[p.target]}
+}
 
-	situation := ready
+// recordStart records a hop's start, the path rules it breaks and whether
+// it mixes releases; callers hold s.mu.
+func (s *Simulator) recordStart(p *pass, h *hop) {
+	if p.obsVer == "" {
+		s.record(InstallStarted, "", p.target, "Deploying version "+p.target+" with registry "+p.registry)
+	} else {
+		s.record(HopStarted, p.obsVer, p.target, "Transitioning from "+p.obsVer+" to "+p.target)
+	}
+	for _, v := range s.rules.violations(p.obsVer, p.target) {
+		s.record(PathViolation, p.obsVer, p.target, v)
+	}
+	if h.strategy != p.target {
+		s.record(MixedInstall, p.obsVer, p.target, fmt.Sprintf("virt-operator %s ran the install strategy Job with its own image: %s's manifests with %s images, reported as %s (kubevirt#16050)",
+			p.op, h.strategy, p.target, p.target))
+	}
+}
+
+// decide is what the pass does: confirm a copied target, wait out a
+// readiness check or a backoff, fail, or roll the hop on.
+func (s *Simulator) decide(ctx context.Context, p *pass, h *hop, f hopFaults) error {
 	switch {
-	case copied && (h == nil || h.done || !now.Before(h.readyAt)):
-		finalize = true
+	case p.copied && (h == nil || h.done || !p.now.Before(h.readyAt)):
+		p.finalize = true
 		if h != nil && !h.done {
-			completed = h
+			p.completed = h
 		}
-	case copied:
+	case p.copied:
 		// Observed already says target; the readiness check has not passed.
-		finalize, situation = true, installing
-		s.pokeAfter(h.readyAt.Sub(now))
-	case h.rbacErr != "" && now.Before(h.retryAt):
-		finalize, situation, in.err = true, failed, h.rbacErr
-		s.pokeAfter(h.retryAt.Sub(now))
-	case failing != "" && !now.Before(h.strategyAt):
-		finalize, situation, in.err = true, failed, failing
+		p.finalize, p.situation = true, installing
+		s.pokeAfter(h.readyAt.Sub(p.now))
+	case h.rbacErr != "" && p.now.Before(h.retryAt):
+		p.fail(h.rbacErr)
+		s.pokeAfter(h.retryAt.Sub(p.now))
+	case f.failing != "" && !p.now.Before(h.strategyAt):
+		p.fail(f.failing)
 		s.mu.Lock()
 		h.failures++
 		wait := s.retryBackoff(h.failures)
 		s.mu.Unlock()
 		s.pokeAfter(wait)
 	default:
-		situation = updating
-		if obsVer == "" {
-			situation = installing
-		}
-		if now.Before(h.strategyAt) {
-			s.pokeAfter(h.strategyAt.Sub(now))
-			break
-		}
-		finalize = true
-		var err error
-		situation, err = s.progress(ctx, h, install{version: target, registry: registry, id: id, op: op.version, strategy: h.strategy}, stalled, slow, now, situation)
-		if err != nil {
-			var re *rbacError
-			if !errors.As(err, &re) {
-				return err
-			}
-			situation, in.err = failed, re.msg
-		}
-		if situation == ready {
-			status["observedKubeVirtVersion"], status["observedKubeVirtRegistry"] = target, registry
-			if modern {
-				status["observedDeploymentID"], status["observedDeploymentConfig"] = id, cfg
-			}
-			completed = h
-			if !readyBeforeObserved(op.version) && s.opts.ReadyLag > 0 {
-				s.mu.Lock()
-				lag := s.opts.ReadyLag + s.faults.slowReady
-				h.readyAt = now.Add(lag)
-				s.mu.Unlock()
-				situation, completed = installing, nil
-				s.pokeAfter(lag)
-			}
-		}
+		return s.roll(ctx, p, h, f)
 	}
-	if situation == ready {
-		status["phase"] = "Deployed"
-		if atLeast(op.version, "v0.52.0-rc.0") {
-			status["observedGeneration"] = obj.GetGeneration()
-		}
-		if hasWorkloadUpdates(op.version) {
-			methods, _, _ := unstructured.NestedStringSlice(spec, "workloadUpdateStrategy", "workloadUpdateMethods")
-			n, err := s.syncWorkloads(ctx, launcherImage(registry, target), methods)
-			if err != nil {
-				return err
-			}
-			status["outdatedVirtualMachineInstanceWorkloads"] = int64(n)
-		}
+	return nil
+}
+
+// roll moves a hop on once its install strategy exists: RBAC, components,
+// rollout; when they are ready the target is observed.
+func (s *Simulator) roll(ctx context.Context, p *pass, h *hop, f hopFaults) error {
+	p.situation = updating
+	if p.obsVer == "" {
+		p.situation = installing
 	}
-	status["conditions"] = mergeConditions(oldConds, conditionsFor(situation, in), now)
-	added := finalize && s.addFinalizer(obj, op.version)
-	err := s.writeKV(ctx, kv, obj, status)
-	// Transitions are recorded once they are visible in the cluster.
+	if p.now.Before(h.strategyAt) {
+		s.pokeAfter(h.strategyAt.Sub(p.now))
+		return nil
+	}
+	p.finalize = true
+	sit, err := s.progress(ctx, h, install{version: p.target, registry: p.registry, id: p.id, op: p.op, strategy: h.strategy}, f.stalled, f.slow, p.now, p.situation)
+	if err != nil {
+		var re *rbacError
+		if !errors.As(err, &re) {
+			return err
+		}
+		sit, p.in.err = failed, re.msg
+	}
+	p.situation = sit
+	if sit != ready {
+		return nil
+	}
+	p.observe()
+	p.completed = h
+	if !readyBeforeObserved(p.op) && s.opts.ReadyLag > 0 {
+		// Up to v1.8 observed* are copied before the readiness check passes.
+		s.mu.Lock()
+		lag := s.opts.ReadyLag + s.faults.slowReady
+		h.readyAt = p.now.Add(lag)
+		s.mu.Unlock()
+		p.situation, p.completed = installing, nil
+		s.pokeAfter(lag)
+	}
+	return nil
+}
+
+// deployed is a pass that found everything ready: the phase, the observed
+// generation, and the workload updater's count.
+func (s *Simulator) deployed(ctx context.Context, p *pass) error {
+	p.status["phase"] = "Deployed"
+	if reportsObservedGeneration(p.op) {
+		p.status["observedGeneration"] = p.obj.GetGeneration()
+	}
+	if !hasWorkloadUpdates(p.op) {
+		return nil
+	}
+	methods, _, _ := unstructured.NestedStringSlice(p.spec, "workloadUpdateStrategy", "workloadUpdateMethods")
+	n, err := s.syncWorkloads(ctx, launcherImage(p.registry, p.target), methods)
+	if err != nil {
+		return err
+	}
+	p.status["outdatedVirtualMachineInstanceWorkloads"] = int64(n)
+	return nil
+}
+
+// commitPass writes the CR; transitions are recorded once they are visible
+// in the cluster.
+func (s *Simulator) commitPass(ctx context.Context, kv *unstructured.Unstructured, p *pass, added bool) error {
+	err := s.writeKV(ctx, kv, p.obj, p.status)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pending := s.pending
@@ -224,11 +305,11 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 		f()
 	}
 	if added {
-		s.record(FinalizerAdded, "", target, finalizerFor(op.version))
+		s.record(FinalizerAdded, "", p.target, finalizerFor(p.op))
 	}
-	if completed != nil && !completed.done {
-		completed.done = true
-		s.record(HopCompleted, completed.from, target, "All components are ready.")
+	if p.completed != nil && !p.completed.done {
+		p.completed.done = true
+		s.record(HopCompleted, p.completed.from, p.target, "All components are ready.")
 	}
 	return nil
 }

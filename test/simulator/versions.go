@@ -56,6 +56,31 @@ func removesOnlyOwnFinalizer(op string) bool { return atLeast(op, "v1.9.0-alpha.
 // it deletes and waits for their instances to be gone (docs/kubevirt.md, "Deletion").
 func crdFinalizerDance(op string) bool { return atLeast(op, "v0.50.0-alpha.0") }
 
+// usesDeploymentID: from v0.20 the operator's target is a deployment id
+// over the version, the registry and the string spec fields, and it writes
+// target/observedDeploymentID and -Config (docs/kubevirt.md, "The KubeVirt CR").
+func usesDeploymentID(op string) bool { return atLeast(op, "v0.20.0-alpha.0") }
+
+// observedAPIVersions: from v0.20 the operator annotates the CR with the
+// newest API version it serves (v1 from v0.37) and the one it stores (v1
+// from v1.0).
+func observedAPIVersions(op string) (latest, storage string, ok bool) {
+	if !atLeast(op, "v0.20.0-alpha.0") {
+		return "", "", false
+	}
+	latest, storage = "v1alpha3", "v1alpha3"
+	if atLeast(op, "v0.37.0-rc.0") {
+		latest = "v1"
+	}
+	if atLeast(op, "v1.0.0-beta.0") {
+		storage = "v1"
+	}
+	return latest, storage, true
+}
+
+// reportsObservedGeneration: status.observedGeneration exists from v0.52.
+func reportsObservedGeneration(op string) bool { return atLeast(op, "v0.52.0-rc.0") }
+
 // hasWorkloadUpdates: the workload updater and
 // status.outdatedVirtualMachineInstanceWorkloads exist from v0.39.
 func hasWorkloadUpdates(op string) bool { return atLeast(op, "v0.39.0-alpha.0") }
