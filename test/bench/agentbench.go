@@ -20,6 +20,20 @@ import (
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
+// agentFigures are what benchAgent measures.
+type agentFigures struct {
+	idle, hopRSS, junkRSS    int64 // KiB
+	hookLatency, pollLatency []time.Duration
+}
+
+// agentBench is the stack the agent benchmark drives.
+type agentBench struct {
+	ctx  context.Context
+	st   *stack.Stack
+	fig  agentFigures
+	hook string // the webhook URL
+}
+
 // benchAgent runs the real binary against the stack and reports its memory
 // and how fast it reacts to a commit.
 func benchAgent() error {
@@ -35,7 +49,38 @@ func benchAgent() error {
 		return err
 	}
 	defer st.Close()
-	secret := filepath.Join(st.Dir, "webhook-secret")
+	b := &agentBench{ctx: ctx, st: st}
+	if err := b.webhook(); err != nil {
+		return err
+	}
+	if err := b.polling(); err != nil {
+		return err
+	}
+	b.print()
+	return nil
+}
+
+func (b *agentBench) commit(v string) error {
+	_, err := b.st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: "+v+"\n"), "set "+v)
+	return err
+}
+
+func (b *agentBench) succeeded(v string) error {
+	_, err := b.st.WaitStatus(b.ctx, "bench", stack.Phase(agent.PhaseSucceeded, v))
+	return err
+}
+
+// stepStarted waits for the agent to start the step to v.
+func (b *agentBench) stepStarted(a *stack.Agent, v string) error {
+	_, err := a.WaitLine(b.ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v })
+	return err
+}
+
+// webhook installs with an agent told of commits by its webhook (a long
+// interval: reactions come from the webhook), measures its idle RSS, then
+// its reaction and RSS over three hops.
+func (b *agentBench) webhook() error {
+	secret := filepath.Join(b.st.Dir, "webhook-secret")
 	if err := os.WriteFile(secret, []byte("bench-hmac-secret"), 0o600); err != nil {
 		return err
 	}
@@ -43,103 +88,111 @@ func benchAgent() error {
 	if err != nil {
 		return err
 	}
-	hook := fmt.Sprintf("http://127.0.0.1:%d/hook", port)
-	commit := func(v string) error {
-		_, err := st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: "+v+"\n"), "set "+v)
+	b.hook = fmt.Sprintf("http://127.0.0.1:%d/hook", port)
+	if err := b.commit("v1.4.1"); err != nil {
 		return err
 	}
-	if err := commit("v1.4.1"); err != nil {
-		return err
-	}
-	// A long interval: reactions come from the webhook.
-	a, err := st.StartAgent(stack.AgentOptions{ClusterName: "bench", Interval: "10m",
+	a, err := b.st.StartAgent(stack.AgentOptions{ClusterName: "bench", Interval: "10m",
 		Extra: []string{"--webhook-addr", fmt.Sprintf("127.0.0.1:%d", port), "--webhook-secret-file", secret}})
 	if err != nil {
 		return err
 	}
 	defer a.Stop()
-	if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, "v1.4.1")); err != nil {
+	if err := b.succeeded("v1.4.1"); err != nil {
 		return err
 	}
 	// Idle: a minute and more after the install, once the agent has handed
 	// back what the install left on its heap.
 	time.Sleep(65 * time.Second)
-	idle := maxRSS(a.Pid(), 5*time.Second)
-
-	var hookLatency []time.Duration
-	var hopRSS int64
+	b.fig.idle = maxRSS(a.Pid(), 5*time.Second)
 	for _, v := range []string{"v1.5.3", "v1.6.6", "v1.7.4"} {
-		if err := commit(v); err != nil {
+		if err := b.hookedHop(a, v); err != nil {
 			return err
-		}
-		t0 := time.Now()
-		if err := postHook(hook, "bench-hmac-secret"); err != nil {
-			return err
-		}
-		done, peak := make(chan struct{}), make(chan int64)
-		go func() { peak <- sampleRSS(a.Pid(), done) }()
-		if _, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v }); err != nil {
-			return err
-		}
-		hookLatency = append(hookLatency, time.Since(t0))
-		if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, v)); err != nil {
-			return err
-		}
-		close(done)
-		if r := <-peak; r > hopRSS {
-			hopRSS = r
 		}
 	}
-	a.Stop()
+	return nil
+}
 
-	// Polling only, with the default-like interval scaled down to 10s.
-	p, err := st.StartAgent(stack.AgentOptions{Name: "poller", ClusterName: "bench", Interval: "10s"})
+// hookedHop commits v, posts the webhook and measures the hop.
+func (b *agentBench) hookedHop(a *stack.Agent, v string) error {
+	if err := b.commit(v); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := postHook(b.hook, "bench-hmac-secret"); err != nil {
+		return err
+	}
+	done, peak := make(chan struct{}), make(chan int64)
+	go func() { peak <- sampleRSS(a.Pid(), done) }()
+	defer func() {
+		close(done)
+		b.fig.hopRSS = max(b.fig.hopRSS, <-peak)
+	}()
+	if err := b.stepStarted(a, v); err != nil {
+		return err
+	}
+	b.fig.hookLatency = append(b.fig.hookLatency, time.Since(t0))
+	return b.succeeded(v)
+}
+
+// polling measures an agent that polls every 10 s (the default interval
+// scaled down): its reaction over two hops, then its RSS reading a revision
+// with a big file beside the desired one.
+func (b *agentBench) polling() error {
+	p, err := b.st.StartAgent(stack.AgentOptions{Name: "poller", ClusterName: "bench", Interval: "10s"})
 	if err != nil {
 		return err
 	}
 	defer p.Stop()
-	if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, "v1.7.4")); err != nil {
+	if err := b.succeeded("v1.7.4"); err != nil {
 		return err
 	}
-	var pollLatency []time.Duration
 	for _, v := range []string{"v1.8.4", "v1.9.0"} {
-		if err := commit(v); err != nil {
+		if err := b.commit(v); err != nil {
 			return err
 		}
 		t0 := time.Now()
-		if _, err := p.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Step started" && l.Str("to") == v }); err != nil {
+		if err := b.stepStarted(p, v); err != nil {
 			return err
 		}
-		pollLatency = append(pollLatency, time.Since(t0))
-		if _, err := st.WaitStatus(ctx, "bench", stack.Phase(agent.PhaseSucceeded, v)); err != nil {
+		b.fig.pollLatency = append(b.fig.pollLatency, time.Since(t0))
+		if err := b.succeeded(v); err != nil {
 			return err
 		}
 	}
-	// A Git writer commits 192 MiB of zeros beside the desired file (it
-	// compresses to almost nothing on the wire), then changes the desired
-	// file: the agent reads the new revision; its RSS must stay flat.
-	if _, err := st.Human.CommitFile("junk.bin", make([]byte, 192<<20), "192 MiB of zeros"); err != nil {
+	return b.junk(p)
+}
+
+// junk: a Git writer commits 192 MiB of zeros beside the desired file (it
+// compresses to almost nothing on the wire), then changes the desired file:
+// the agent reads the new revision; its RSS must stay flat.
+func (b *agentBench) junk(p *stack.Agent) error {
+	if _, err := b.st.Human.CommitFile("junk.bin", make([]byte, 192<<20), "192 MiB of zeros"); err != nil {
 		return err
 	}
 	done, peak := make(chan struct{}), make(chan int64)
 	go func() { peak <- sampleRSS(p.Pid(), done) }()
-	if _, err := st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: v1.9.0\n  approval: Manual\n"), "read me beside the junk"); err != nil {
+	defer func() {
+		close(done)
+		b.fig.junkRSS = <-peak
+	}()
+	if _, err := b.st.Human.CommitFile("kubevirt.yaml", stack.DesiredFile("  version: v1.9.0\n  approval: Manual\n"), "read me beside the junk"); err != nil {
 		return err
 	}
-	if _, err := st.WaitStatus(ctx, "bench", func(s agent.Status) bool { return s.Desired != nil && s.Desired.Approval == "Manual" }); err != nil {
-		return err
-	}
-	close(done)
-	junkRSS := <-peak
+	_, err := b.st.WaitStatus(b.ctx, "bench", func(s agent.Status) bool { return s.Desired != nil && s.Desired.Approval == "Manual" })
+	return err
+}
+
+func (b *agentBench) print() {
+	f := b.fig
 	fmt.Printf("\n## agent (the kvgitops binary, as the deploy/ Deployment runs it)\n\n")
 	fmt.Println("| figure | value | goal |")
 	fmt.Println("|---|---|---|")
-	fmt.Printf("| idle RSS (max over 5 s, a minute after an install) | %.1f MiB | <= 30 MiB |\n", float64(idle)/1024)
-	fmt.Printf("| RSS during hops (max, 3 hops) | %.1f MiB | |\n", float64(hopRSS)/1024)
-	fmt.Printf("| commit -> first action, webhook (3 hops) | %s | <= 1 s |\n", durations(hookLatency))
-	fmt.Printf("| commit -> first action, polling every 10 s (2 hops) | %s | one interval |\n", durations(pollLatency))
-	fmt.Printf("| RSS reading a revision with a 192 MiB junk file beside the desired file (max) | %.1f MiB | flat (idle) |\n", float64(junkRSS)/1024)
-	return nil
+	fmt.Printf("| idle RSS (max over 5 s, a minute after an install) | %.1f MiB | <= 30 MiB |\n", float64(f.idle)/1024)
+	fmt.Printf("| RSS during hops (max, 3 hops) | %.1f MiB | |\n", float64(f.hopRSS)/1024)
+	fmt.Printf("| commit -> first action, webhook (3 hops) | %s | <= 1 s |\n", durations(f.hookLatency))
+	fmt.Printf("| commit -> first action, polling every 10 s (2 hops) | %s | one interval |\n", durations(f.pollLatency))
+	fmt.Printf("| RSS reading a revision with a 192 MiB junk file beside the desired file (max) | %.1f MiB | flat (idle) |\n", float64(f.junkRSS)/1024)
 }
 
 // sampleRSS samples VmRSS every 20 ms until done closes, returning the max.

@@ -467,10 +467,6 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 	installer := e.agent(stack.AgentOptions{Name: "installer"})
 	e.succeeded("v1.4.0")
 	installer.Stop()
-	type kill struct {
-		point, target, identity string
-		want                    agent.StepState // the killed attempt's state in the status file
-	}
 	kills := []*kill{
 		{point: "planned", target: "v1.5.0", want: ""}, // F1: nothing recorded, nothing applied
 		{point: "intent-recorded", target: "v1.6.0", want: agent.EntryInterrupted},
@@ -478,6 +474,46 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		{point: "step-finished", target: "v1.8.0", want: agent.EntryInterrupted},
 		{point: "outcome-recorded", target: "v1.8.4", want: agent.StepSucceeded},
 	}
+	fresh := e.killAtEachPoint(kills)
+	// Drained: what the status file holds leaves the memory's journal
+	// (right after the push; the last agent is still running).
+	var pending []agent.Entry
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if pending = e.memory().Journal; len(pending) == 0 {
+			break
+		}
+	}
+	if len(pending) != 0 {
+		t.Errorf("the memory still holds pushed entries as unpublished: %+v", pending)
+	}
+	fresh.Stop()
+
+	text, err := e.st.Git.Show("main", "status/e2e.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := agent.ParseStatus([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.checkAttempts(st.Journal)
+	for _, k := range kills {
+		e.checkKilled(st.Journal, k)
+	}
+}
+
+// kill is where TestNothingIsLostWhenKilledAtAnyPoint kills an agent, and
+// what the attempt it was making must then be.
+type kill struct {
+	point, target, identity string
+	want                    agent.StepState // the killed attempt's state in the status file
+}
+
+// killAtEachPoint starts an agent that dies at each kill's failpoint while
+// upgrading to its target, then a fresh agent that finishes the upgrade;
+// it returns the last fresh agent, still running.
+func (e *e2e) killAtEachPoint(kills []*kill) *stack.Agent {
+	t := e.t
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	var fresh *stack.Agent
@@ -500,27 +536,14 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		fresh = e.agent(stack.AgentOptions{Name: "after-" + k.point})
 		e.succeeded(k.target)
 	}
-	// Drained: what the status file holds leaves the memory's journal
-	// (right after the push; the last agent is still running).
-	var pending []agent.Entry
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if pending = e.memory().Journal; len(pending) == 0 {
-			break
-		}
-	}
-	if len(pending) != 0 {
-		t.Errorf("the memory still holds pushed entries as unpublished: %+v", pending)
-	}
-	fresh.Stop()
+	return fresh
+}
 
-	text, err := e.st.Git.Show("main", "status/e2e.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := agent.ParseStatus([]byte(text))
-	if err != nil {
-		t.Fatal(err)
-	}
+// checkAttempts: every attempt in the status file has an outcome, names
+// one of the agents that ran (invariant 4) and a plan's steps are
+// attempted in order.
+func (e *e2e) checkAttempts(journal []agent.Entry) {
+	t := e.t
 	actors := map[string]bool{}
 	for _, a := range e.agents {
 		if l := a.Lines(); len(l) > 0 && l[0].Msg() == "Agent starting" {
@@ -528,13 +551,11 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		}
 	}
 	lastStep := map[string]agent.Entry{} // per plan, in the order attempts started
-	for _, en := range slices.Backward(st.Journal) {
+	for _, en := range slices.Backward(journal) {
 		t.Logf("journal: %s step %d/%d %s %s->%s %s by %s %s", en.ID, en.Step, en.Of, en.Type, en.From, en.To, en.State, en.By, en.Message)
 		if en.State == agent.StepRunning {
 			t.Errorf("an attempt without an outcome in the status file: %+v", en)
 		}
-		// Invariant 4: each attempt names the process that made it, and a
-		// plan's steps are attempted in order.
 		if !actors[en.By] {
 			t.Errorf("attempt %s names actor %q, which is none of the agents that ran (%v)", en.ID, en.By, actors)
 		}
@@ -543,44 +564,45 @@ func TestNothingIsLostWhenKilledAtAnyPoint(t *testing.T) {
 		}
 		lastStep[en.PlanID] = en
 	}
-	for _, k := range kills {
-		var mine []agent.Entry
-		for _, en := range st.Journal {
-			if en.By == k.identity {
-				mine = append(mine, en)
-			}
+}
+
+// checkKilled: the killed agent's attempt is in the status file in the
+// state k wants, and the apiserver's audit log shows it touched nothing
+// before its intent was in the memory (or, killed before any intent,
+// nothing at all but draining the journal).
+func (e *e2e) checkKilled(journal []agent.Entry, k *kill) {
+	t := e.t
+	var mine []agent.Entry
+	for _, en := range journal {
+		if en.By == k.identity {
+			mine = append(mine, en)
 		}
-		writes, err := testenv.AuditLog(auditDir, k.identity)
-		if err != nil {
-			t.Fatal(err)
+	}
+	writes, err := testenv.AuditLog(auditDir, k.identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	isMemory := func(w testenv.AuditEvent) bool {
+		return w.ObjectRef.Resource == "configmaps" && w.ObjectRef.Name == stack.MemoryConfigMap
+	}
+	if k.want == "" {
+		other := slices.DeleteFunc(slices.Clone(writes), isMemory)
+		if len(mine) != 0 || len(other) != 0 {
+			t.Errorf("killed at %s: attempts %+v, writes %v, want none", k.point, mine, other)
 		}
-		if k.want == "" {
-			// Before any intent the agent may only have drained the journal
-			// of entries a pushed status already held: no attempt of its
-			// own, nothing else written.
-			var other []testenv.AuditEvent
-			for _, w := range writes {
-				if w.ObjectRef.Resource != "configmaps" || w.ObjectRef.Name != stack.MemoryConfigMap {
-					other = append(other, w)
-				}
-			}
-			if len(mine) != 0 || len(other) != 0 {
-				t.Errorf("killed at %s: attempts %+v, writes %v, want none", k.point, mine, other)
-			}
-			continue
-		}
-		if len(mine) != 1 || mine[0].State != k.want {
-			t.Errorf("killed at %s: its attempts in the status file %+v, want one %s", k.point, mine, k.want)
-		}
-		intent := false
-		for _, w := range writes {
-			switch {
-			case w.ObjectRef.Resource == "configmaps" && w.ObjectRef.Name == stack.MemoryConfigMap:
-				intent = intent || w.ResponseStatus.Code < 300 && holdsIntent(t, w, k.identity)
-			case w.ObjectRef.Resource == "events":
-			case !intent:
-				t.Errorf("killed at %s: %s before its intent was in the memory", k.point, w)
-			}
+		return
+	}
+	if len(mine) != 1 || mine[0].State != k.want {
+		t.Errorf("killed at %s: its attempts in the status file %+v, want one %s", k.point, mine, k.want)
+	}
+	intent := false
+	for _, w := range writes {
+		switch {
+		case isMemory(w):
+			intent = intent || w.ResponseStatus.Code < 300 && holdsIntent(t, w, k.identity)
+		case w.ObjectRef.Resource == "events":
+		case !intent:
+			t.Errorf("killed at %s: %s before its intent was in the memory", k.point, w)
 		}
 	}
 }

@@ -60,85 +60,142 @@ func (e *e2e) statusSigning(cluster string) ([]string, string) {
 // soak, prod after staging's; a failed canary halts the others, and its
 // fix lets them go on.
 func TestFleetRollsOutRingByRing(t *testing.T) {
-	e := setup(t, stack.Options{})
-	ctx := t.Context()
-	sims := map[string]*simulator.Simulator{"lab-1": e.st.Sim}
-	kubeconfigs := map[string]string{"lab-1": e.st.Kubeconfig}
-	for _, name := range []string{"eu-2", "ap-1"} {
+	f := newFleet(setup(t, stack.Options{}), "lab-1", "eu-2", "ap-1")
+	f.commit(fleetFile("v1.6.6", "", f.keys), "fleet: install v1.6.6")
+	for _, c := range f.order {
+		f.start(c)
+	}
+	f.rolledOut("v1.6.6")
+	f.aFailedCanaryHaltsTheOthers()
+	f.gitHoldsTheStory()
+
+	// `fleet status` reads the same repository and finds the fleet done.
+	if out, err := f.status(); err != nil || !strings.Contains(out, "prod     Done   1/1") || !strings.Contains(out, "): healthy") {
+		t.Errorf("fleet status: %v\n%s", err, out)
+	}
+
+	// A canary restarted after finishing remembers it finished (its memory
+	// is in its cluster, not on the branch it writes).
+	before := f.wait("lab-1", stack.Phase(agent.PhaseSucceeded, "v1.7.4"), "the canary's status")
+	f.agents["lab-1"].Stop()
+	f.start("lab-1")
+	f.e.polls(4)
+	if st := f.wait("lab-1", func(s agent.Status) bool { return true }, "the canary's status"); st.Phase != agent.PhaseSucceeded || len(st.History) != len(before.History) {
+		t.Errorf("the canary after a restart: %s %s, %d runs in its history, want Succeeded and %d", st.Phase, st.Reason, len(st.History), len(before.History))
+	}
+
+	f.aForgedCanaryMovesNobody()
+	// The canary comes back, writes its own signed status over it, and the
+	// rollout goes on ring by ring.
+	f.start("lab-1")
+	f.rolledOut("v1.8.4")
+}
+
+// fleet is TestFleetRollsOutRingByRing's world: clusters, each its own
+// apiserver with the simulator, in rings of one fleet file, with Git as
+// the only thing they share.
+type fleet struct {
+	e           *e2e
+	order       []string // canary first
+	sims        map[string]*simulator.Simulator
+	kubeconfigs map[string]string
+	keys        map[string]string   // cluster → public key its status is signed with
+	flags       map[string][]string // cluster → its agent's fleet flags
+	agents      map[string]*stack.Agent
+}
+
+// newFleet starts an apiserver with the simulator for every cluster but
+// the first (which is the stack's own).
+func newFleet(e *e2e, order ...string) *fleet {
+	t := e.t
+	f := &fleet{e: e, order: order, sims: map[string]*simulator.Simulator{order[0]: e.st.Sim}, kubeconfigs: map[string]string{order[0]: e.st.Kubeconfig},
+		keys: map[string]string{}, flags: map[string][]string{}, agents: map[string]*stack.Agent{}}
+	for _, name := range order[1:] {
 		env, err := testenv.Start()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = env.Stop() })
-		c, err := e.st.AddCluster(ctx, name, env.Config, 200*time.Millisecond)
+		c, err := e.st.AddCluster(t.Context(), name, env.Config, 200*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(c.Sim.Stop) // before its apiserver, which waits for open watches
-		sims[name], kubeconfigs[name] = c.Sim, c.Kubeconfig
+		f.sims[name], f.kubeconfigs[name] = c.Sim, c.Kubeconfig
 	}
-	commit := func(data []byte, msg string) {
-		t.Helper()
-		if _, err := e.st.Human.CommitFile("fleet.yaml", data, msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	wait := func(cluster string, cond func(agent.Status) bool, what string) agent.Status {
-		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		st, err := e.st.WaitStatus(wctx, cluster, cond)
-		if err != nil {
-			t.Fatalf("%s: waiting for %s: %v; phase %s %s: %s", cluster, what, err, st.Phase, st.Reason, st.Message)
-		}
-		return st
-	}
-	order := []string{"lab-1", "eu-2", "ap-1"}
-	keys, flags := map[string]string{}, map[string][]string{}
 	for _, c := range order {
-		f, pub := e.statusSigning(c)
-		flags[c], keys[c] = append([]string{"--fleet-path", "fleet.yaml"}, f...), pub
+		flags, pub := e.statusSigning(c)
+		f.flags[c], f.keys[c] = append([]string{"--fleet-path", "fleet.yaml"}, flags...), pub
 	}
-	agents := map[string]*stack.Agent{}
-	start := func(c string) {
-		agents[c] = e.agent(stack.AgentOptions{Name: c, ClusterName: c, Kubeconfig: kubeconfigs[c], Extra: flags[c]})
-	}
+	return f
+}
 
-	commit(fleetFile("v1.6.6", "", keys), "fleet: install v1.6.6")
-	for _, c := range order {
-		start(c)
-	}
-	for _, c := range order {
-		wait(c, stack.Phase(agent.PhaseSucceeded, "v1.6.6"), "v1.6.6")
-	}
-	assertRingOrder(t, sims, order, "v1.6.6")
+func (f *fleet) start(c string) {
+	f.agents[c] = f.e.agent(stack.AgentOptions{Name: c, ClusterName: c, Kubeconfig: f.kubeconfigs[c], Extra: f.flags[c]})
+}
 
-	// The canary's hop hangs past its timeout: staging and prod halt.
-	sims["lab-1"].StallHop("v1.7.4")
-	commit(fleetFile("v1.7.4", ", hopTimeout: 12s", keys), "fleet: v1.7.4")
-	wait("lab-1", stack.Phase(agent.PhaseFailed, ""), "the canary to fail")
-	for _, c := range order[1:] {
-		st := wait(c, func(s agent.Status) bool { return s.Reason == "RolloutHalted" }, "a halt")
+func (f *fleet) commit(data []byte, msg string) {
+	f.e.t.Helper()
+	if _, err := f.e.st.Human.CommitFile("fleet.yaml", data, msg); err != nil {
+		f.e.t.Fatal(err)
+	}
+}
+
+func (f *fleet) wait(cluster string, cond func(agent.Status) bool, what string) agent.Status {
+	f.e.t.Helper()
+	ctx, cancel := context.WithTimeout(f.e.t.Context(), 2*time.Minute)
+	defer cancel()
+	st, err := f.e.st.WaitStatus(ctx, cluster, cond)
+	if err != nil {
+		f.e.t.Fatalf("%s: waiting for %s: %v; phase %s %s: %s", cluster, what, err, st.Phase, st.Reason, st.Message)
+	}
+	return st
+}
+
+// rolledOut waits for every cluster to succeed at version, ring by ring.
+func (f *fleet) rolledOut(version string) {
+	for _, c := range f.order {
+		f.wait(c, stack.Phase(agent.PhaseSucceeded, version), version)
+	}
+	assertRingOrder(f.e.t, f.sims, f.order, version)
+}
+
+// status runs `fleet status` on the repository.
+func (f *fleet) status() (string, error) {
+	args := []string{"fleet", "status", "--repo-url", f.e.st.Git.URL(), "--git-secret-dir", f.e.st.SecretDir}
+	out, err := exec.CommandContext(f.e.t.Context(), binary, args...).CombinedOutput()
+	return string(out), err
+}
+
+// aFailedCanaryHaltsTheOthers: the canary's hop hangs past its timeout and
+// staging and prod halt; once the fault is fixed the canary's hop
+// completes and the others follow.
+func (f *fleet) aFailedCanaryHaltsTheOthers() {
+	t := f.e.t
+	f.sims["lab-1"].StallHop("v1.7.4")
+	f.commit(fleetFile("v1.7.4", ", hopTimeout: 12s", f.keys), "fleet: v1.7.4")
+	f.wait("lab-1", stack.Phase(agent.PhaseFailed, ""), "the canary to fail")
+	for _, c := range f.order[1:] {
+		st := f.wait(c, func(s agent.Status) bool { return s.Reason == "RolloutHalted" }, "a halt")
 		if st.Phase != agent.PhaseWaitingForRing || !strings.Contains(st.Message, "lab-1 (ring canary) is Failed HopTimeout") {
 			t.Errorf("%s: %s %s %q", c, st.Phase, st.Reason, st.Message)
 		}
 	}
 	time.Sleep(2 * time.Second) // polls at 1s: nothing may start while halted
-	for _, c := range order[1:] {
-		if hops := sims[c].CompletedHops(); len(hops) != 1 || firstTouch(sims[c], "v1.7.4") != nil {
-			t.Errorf("%s moved while the rollout was halted: %+v", c, sims[c].Transitions())
+	for _, c := range f.order[1:] {
+		if hops := f.sims[c].CompletedHops(); len(hops) != 1 || firstTouch(f.sims[c], "v1.7.4") != nil {
+			t.Errorf("%s moved while the rollout was halted: %+v", c, f.sims[c].Transitions())
 		}
 	}
+	f.sims["lab-1"].ClearFaults()
+	f.rolledOut("v1.7.4")
+}
 
-	// The fault is fixed: the canary's hop completes, the others follow.
-	sims["lab-1"].ClearFaults()
-	for _, c := range order {
-		wait(c, stack.Phase(agent.PhaseSucceeded, "v1.7.4"), "v1.7.4")
-	}
-	assertRingOrder(t, sims, order, "v1.7.4")
-
-	// Git holds the story: staging committed that it waited and was halted.
-	log, err := e.st.Git.LogOf("status/eu-2", agent.PeerStatusPath("eu-2"))
+// gitHoldsTheStory: staging committed to its status branch that it waited
+// and was halted; no fleet agent committed its status to main.
+func (f *fleet) gitHoldsTheStory() {
+	t := f.e.t
+	log, err := f.e.st.Git.LogOf("status/eu-2", agent.PeerStatusPath("eu-2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,32 +205,19 @@ func TestFleetRollsOutRingByRing(t *testing.T) {
 			t.Errorf("the status branch of eu-2 lacks %q:\n%s", want, joined)
 		}
 	}
-	if main, _ := e.st.Git.Log(""); strings.Contains(strings.Join(main, "\n"), "kvgitops: status(") {
+	if main, _ := f.e.st.Git.Log(""); strings.Contains(strings.Join(main, "\n"), "kvgitops: status(") {
 		t.Errorf("a fleet agent committed its status to main:\n%s", strings.Join(main, "\n"))
 	}
+}
 
-	// `fleet status` reads the same repository and finds the fleet done.
-	args := []string{"fleet", "status", "--repo-url", e.st.Git.URL(), "--git-secret-dir", e.st.SecretDir}
-	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "prod     Done   1/1") || !strings.Contains(string(out), "): healthy") {
-		t.Errorf("fleet status: %v\n%s", err, out)
-	}
-
-	// A canary restarted after finishing remembers it finished (its memory
-	// is in its cluster, not on the branch it writes).
-	before := wait("lab-1", stack.Phase(agent.PhaseSucceeded, "v1.7.4"), "the canary's status")
-	agents["lab-1"].Stop()
-	start("lab-1")
-	e.polls(4)
-	if st := wait("lab-1", func(s agent.Status) bool { return true }, "the canary's status"); st.Phase != agent.PhaseSucceeded || len(st.History) != len(before.History) {
-		t.Errorf("the canary after a restart: %s %s, %d runs in its history, want Succeeded and %d", st.Phase, st.Reason, len(st.History), len(before.History))
-	}
-
-	// Peers prove who they are. The canary is down; somebody pushes to its
-	// branch a status saying it runs the next version, Ready for years.
-	agents["lab-1"].Stop()
-	next := fleetFile("v1.8.4", "", keys)
-	commit(next, "fleet: v1.8.4")
+// aForgedCanaryMovesNobody: peers prove who they are. The canary is down;
+// somebody pushes to its branch a status saying it runs the next version,
+// Ready for years, then an oversized one: the others name it and wait.
+func (f *fleet) aForgedCanaryMovesNobody() {
+	t := f.e.t
+	f.agents["lab-1"].Stop()
+	next := fleetFile("v1.8.4", "", f.keys)
+	f.commit(next, "fleet: v1.8.4")
 	sum := sha256.Sum256(next)
 	forged := agent.Status{Cluster: "lab-1", Phase: agent.PhaseSucceeded, Reason: "UpToDate",
 		Desired:    &agent.DesiredSummary{State: "Present", Version: "v1.8.4", Digest: hex.EncodeToString(sum[:])[:16]},
@@ -183,34 +227,26 @@ func TestFleetRollsOutRingByRing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.pushToBranch("status/lab-1", agent.PeerStatusPath("lab-1"), data)
-	st := wait("eu-2", func(s agent.Status) bool { return strings.Contains(s.Message, "lab-1 has no status it can prove") }, "the forged canary refused")
+	f.e.pushToBranch("status/lab-1", agent.PeerStatusPath("lab-1"), data)
+	st := f.wait("eu-2", func(s agent.Status) bool { return strings.Contains(s.Message, "lab-1 has no status it can prove") }, "the forged canary refused")
 	if st.Phase != agent.PhaseWaitingForRing || !strings.Contains(st.Message, "is not signed") {
 		t.Errorf("eu-2 on a forged canary: %s %s %q", st.Phase, st.Reason, st.Message)
 	}
-	out, _ = exec.CommandContext(ctx, binary, args...).CombinedOutput()
-	if !strings.Contains(string(out), "Unverified") {
+	if out, _ := f.status(); !strings.Contains(out, "Unverified") {
 		t.Errorf("fleet status on a forged canary:\n%s", out)
 	}
 	// An oversized one is named, and the pass goes on (the status says so).
-	e.pushToBranch("status/lab-1", agent.PeerStatusPath("lab-1"), append(data, []byte("# "+strings.Repeat("x", agent.MaxStatusSize)+"\n")...))
-	st = wait("eu-2", func(s agent.Status) bool { return strings.Contains(s.Message, "TooLarge") }, "the oversized canary named")
+	f.e.pushToBranch("status/lab-1", agent.PeerStatusPath("lab-1"), append(data, []byte("# "+strings.Repeat("x", agent.MaxStatusSize)+"\n")...))
+	st = f.wait("eu-2", func(s agent.Status) bool { return strings.Contains(s.Message, "TooLarge") }, "the oversized canary named")
 	if !strings.Contains(st.Message, "status/lab-1.yaml on status/lab-1 (") {
 		t.Errorf("eu-2 on an oversized canary: %q", st.Message)
 	}
-	e.polls(2)
-	for _, c := range order[1:] {
-		if firstTouch(sims[c], "v1.8.4") != nil {
-			t.Errorf("%s moved on a forged canary status: %+v", c, sims[c].Transitions())
+	f.e.polls(2)
+	for _, c := range f.order[1:] {
+		if firstTouch(f.sims[c], "v1.8.4") != nil {
+			t.Errorf("%s moved on a forged canary status: %+v", c, f.sims[c].Transitions())
 		}
 	}
-	// The canary comes back, writes its own signed status over it, and the
-	// rollout goes on ring by ring.
-	start("lab-1")
-	for _, c := range order {
-		wait(c, stack.Phase(agent.PhaseSucceeded, "v1.8.4"), "v1.8.4")
-	}
-	assertRingOrder(t, sims, order, "v1.8.4")
 }
 
 // pushToBranch commits data at path on top of branch as somebody without
