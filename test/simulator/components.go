@@ -201,8 +201,9 @@ func (s *Simulator) workload(kind, name string, in install) map[string]any {
 	return map[string]any{"apiVersion": "apps/v1", "kind": kind, "metadata": meta, "spec": spec}
 }
 
-// workloadCRDs are the VM CRDs the install strategy carries; VMIs and VMs
-// are enough for the agent's workload checks and for deletion cascades.
+// workloadCRDs are the VM CRDs the install strategy carries: VMIs, VMs and
+// migrations are what the agent's workload checks and deletion cascades
+// touch.
 func workloadCRDs(in install) []map[string]any {
 	schema := map[string]any{"openAPIV3Schema": map[string]any{"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
 	versions := []any{map[string]any{"name": "v1alpha3", "served": true, "storage": true, "schema": schema}}
@@ -231,6 +232,7 @@ func workloadCRDs(in install) []map[string]any {
 	return []map[string]any{
 		crd("VirtualMachineInstance", "virtualmachineinstances", "vmi"),
 		crd("VirtualMachine", "virtualmachines", "vm"),
+		crd("VirtualMachineInstanceMigration", "virtualmachineinstancemigrations", "vmim"),
 	}
 }
 

@@ -23,6 +23,9 @@ type condInput struct {
 	target, targetRegistry string
 	obs, obsRegistry       string
 	err                    string
+	// created: every resource of the target is created but the readiness
+	// check has not passed (up to v1.8.x): Created=True beside the rest.
+	created bool
 }
 
 // conditionsFor computes the conditions of a pass from scratch, as the
@@ -34,17 +37,25 @@ func conditionsFor(s situation, in condInput) []cond {
 	three := func(a, p, d, reason, msg string) []cond {
 		return []cond{{"Available", a, reason, msg}, {"Progressing", p, reason, msg}, {"Degraded", d, reason, msg}}
 	}
+	created := cond{"Created", "True", "AllResourcesCreated", "All resources were created."}
 	switch s {
 	case installing:
-		return three("False", "True", "False", "DeploymentInProgress",
+		c := three("False", "True", "False", "DeploymentInProgress",
 			fmt.Sprintf("Deploying version %s with registry %s", in.target, in.targetRegistry))
+		if in.created {
+			c = append(c, created)
+		}
+		return c
 	case updating:
-		return three("True", "True", "True", "UpdateInProgress",
+		c := three("True", "True", "True", "UpdateInProgress",
 			fmt.Sprintf("Transitioning from previous version %s with registry %s to target version %s using registry %s",
 				in.obs, in.obsRegistry, in.target, in.targetRegistry))
+		if in.created {
+			c = append(c, created)
+		}
+		return c
 	case ready:
-		return append(three("True", "False", "False", "AllComponentsReady", "All components are ready."),
-			cond{"Created", "True", "AllResourcesCreated", "All resources were created."})
+		return append(three("True", "False", "False", "AllComponentsReady", "All components are ready."), created)
 	case failed:
 		msg := "An error occurred during deployment: " + in.err
 		return append(three("False", "False", "True", "DeploymentFailed", msg), cond{"Synchronized", "False", "DeploymentFailed", msg})

@@ -89,7 +89,7 @@ func (s *Simulator) syncDeletion(ctx context.Context, kv *unstructured.Unstructu
 const CRDFinalizer = "kubevirt.io/virtOperatorFinalizer"
 
 // managedCRDs are the CRDs of the install strategy the simulator creates.
-var managedCRDs = []string{"virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"}
+var managedCRDs = []string{"virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io", "virtualmachineinstancemigrations.kubevirt.io"}
 
 // deleteWorkloadCRDs deletes the managed CRDs first, which cascades to
 // every VM and VMI; a VMI holds its CRD until it has shut down. From v0.50

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kvgitops/kvgitops/test/releases"
@@ -29,87 +28,6 @@ func (h *harness) vmis(t *testing.T, n int) map[string]types.UID {
 		out[name] = uid
 	}
 	return out
-}
-
-type vmiState struct {
-	uid      types.UID
-	launcher string
-	outdated bool
-}
-
-func (h *harness) vmiStates(t *testing.T) map[string]vmiState {
-	t.Helper()
-	list, err := h.dyn.Resource(vmiGVR).Namespace("default").List(h.ctx(t), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]vmiState{}
-	for _, v := range list.Items {
-		l, _, _ := unstructured.NestedString(v.Object, "status", "launcherContainerImageVersion")
-		_, outdated := v.GetLabels()[simulator.OutdatedLabel]
-		out[v.GetName()] = vmiState{v.GetUID(), l, outdated}
-	}
-	return out
-}
-
-func (h *harness) outdatedCount(t *testing.T) int64 {
-	t.Helper()
-	n, _, _ := unstructured.NestedInt64(h.kv(t).Object, "status", "outdatedVirtualMachineInstanceWorkloads")
-	return n
-}
-
-// TestWorkloadUpdater: after a hop virt-controller labels VMIs on the old
-// virt-launcher, counts them in the CR and, per workloadUpdateMethods,
-// live-migrates them (same UID) or evicts them (restarted, new UID); with
-// no method they stay outdated; a failing migration leaves its VMI behind.
-func TestWorkloadUpdater(t *testing.T) {
-	const newLauncher = "quay.io/kubevirt/virt-launcher:v1.8.4"
-	for _, tt := range []struct {
-		name        string
-		methods     []any
-		fail        string
-		newUID      bool
-		outdatedEnd int64
-	}{
-		{"live migration keeps the VMI", []any{"LiveMigrate"}, "", false, 0},
-		{"eviction restarts it", []any{"Evict"}, "", true, 0},
-		{"no method leaves them outdated", nil, "", false, 2},
-		{"a failing migration stays outdated", []any{"LiveMigrate"}, "default/vma", false, 1},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			h := start(t)
-			spec := map[string]any{}
-			if tt.methods != nil {
-				spec["workloadUpdateStrategy"] = map[string]any{"workloadUpdateMethods": tt.methods}
-			}
-			h.install(t, "v1.7.4", spec)
-			before := h.vmis(t, 2)
-			if tt.fail != "" {
-				h.sim.FailMigrations(tt.fail)
-			}
-			h.sim.SlowMigrations(300 * time.Millisecond)
-			h.applyOperator(t, "v1.8.4")
-			h.wait(t, simulator.Has(simulator.HopCompleted, "v1.8.4"))
-			eventually(t, func() bool { return h.outdatedCount(t) == 2 }, "both VMIs counted outdated once the hop is done")
-			for name, st := range h.vmiStates(t) {
-				if !st.outdated {
-					t.Errorf("%s: not labelled %s after the hop", name, simulator.OutdatedLabel)
-				}
-			}
-			h.sim.SlowMigrations(0)
-			eventually(t, func() bool { return h.outdatedCount(t) == tt.outdatedEnd }, "the outdated count settles")
-			for name, st := range h.vmiStates(t) {
-				moved := st.launcher == newLauncher
-				if stays := tt.outdatedEnd == 2 || "default/"+name == tt.fail; moved == stays || st.outdated != stays {
-					t.Errorf("%s: launcher %s outdated %t, want moved %t", name, st.launcher, st.outdated, !stays)
-				}
-				if (st.uid != before[name]) != (tt.newUID && moved) {
-					t.Errorf("%s: UID %s (was %s), want a new one only after an eviction", name, st.uid, before[name])
-				}
-			}
-			h.noViolations(t)
-		})
-	}
 }
 
 // TestWorkloadsMoveOnlyOnceTheHopIsDone: the updater acts only when phase
@@ -148,13 +66,14 @@ func TestImageTagUnderABuggyOperatorIsAMixedInstall(t *testing.T) {
 	}
 }
 
-// TestObservedBeforeReady: up to v1.8.x observed* is copied before the
-// readiness check passes; v1.9 copies it after.
+// TestObservedBeforeReady: up to v1.8.x (and v1.9.0-beta.0) observed* is
+// copied before the readiness check passes, with Created=True beside
+// DeploymentInProgress; from v1.9.0-rc.0 it is copied after.
 func TestObservedBeforeReady(t *testing.T) {
 	for _, tt := range []struct {
 		tag    string
 		window bool
-	}{{"v1.8.4", true}, {"v1.9.0", false}} {
+	}{{"v1.8.4", true}, {"v1.9.0-beta.0", true}, {"v1.9.0-rc.0", false}, {"v1.9.0", false}} {
 		t.Run(tt.tag, func(t *testing.T) {
 			h := startWith(t, simulator.Options{ReadyLag: time.Second})
 			seen := false
@@ -166,7 +85,8 @@ func TestObservedBeforeReady(t *testing.T) {
 					kv, err := h.dyn.Resource(kvGVR).Namespace("kubevirt").Get(t.Context(), "kubevirt", metav1.GetOptions{})
 					if err == nil && str(kv, "status", "observedKubeVirtVersion") == tt.tag {
 						st, reason, _, _ := condition(kv, "Available")
-						seen = seen || st == "False" && reason == "DeploymentInProgress"
+						created, _, _, _ := condition(kv, "Created")
+						seen = seen || st == "False" && reason == "DeploymentInProgress" && created == "True"
 					}
 					time.Sleep(20 * time.Millisecond)
 				}
@@ -174,7 +94,7 @@ func TestObservedBeforeReady(t *testing.T) {
 			h.install(t, tt.tag, nil)
 			<-done
 			if seen != tt.window {
-				t.Errorf("observed == %s while Available=False DeploymentInProgress: seen %t, want %t", tt.tag, seen, tt.window)
+				t.Errorf("observed == %s while Available=False DeploymentInProgress and Created=True: seen %t, want %t", tt.tag, seen, tt.window)
 			}
 		})
 	}

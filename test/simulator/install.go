@@ -33,7 +33,7 @@ type hop struct {
 // stringSpecFields feed the deployment id (docs/kubevirt.md, "The KubeVirt CR").
 var stringSpecFields = []string{"imagePullPolicy", "uninstallStrategy", "productName", "productVersion", "productComponent", "monitorNamespace", "serviceMonitorNamespace", "monitorAccount"}
 
-func deploymentID(target, registry string, spec map[string]any) (string, string) {
+func deploymentID(target, registry, operatorImage string, spec map[string]any) (string, string) {
 	props := map[string]string{}
 	for _, f := range stringSpecFields {
 		if v, ok := spec[f].(string); ok && v != "" {
@@ -46,7 +46,7 @@ func deploymentID(target, registry string, spec map[string]any) (string, string)
 	}
 	sort.Strings(keys)
 	h := sha1.New()
-	h.Write([]byte(target + "|" + registry))
+	h.Write([]byte(target + "|" + registry + "|" + operatorImage))
 	for _, k := range keys {
 		h.Write([]byte("|" + k + "=" + props[k]))
 	}
@@ -89,13 +89,13 @@ func newPass(kv *unstructured.Unstructured, op runningOperator, now time.Time) *
 	p.oldConds, _, _ = unstructured.NestedSlice(p.obj.Object, "status", "conditions")
 	p.target, _ = p.spec["imageTag"].(string)
 	if p.target == "" {
-		p.target = op.version
+		p.target = op.target
 	}
 	p.registry, _ = p.spec["imageRegistry"].(string)
 	if p.registry == "" {
 		p.registry = op.registry
 	}
-	p.id, p.cfg = deploymentID(p.target, p.registry, p.spec)
+	p.id, p.cfg = deploymentID(p.target, p.registry, idOperatorImage(op, p.spec), p.spec)
 	p.obsVer, _ = p.status["observedKubeVirtVersion"].(string)
 	obsReg, _ := p.status["observedKubeVirtRegistry"].(string)
 	obsID, _ := p.status["observedDeploymentID"].(string)
@@ -128,6 +128,10 @@ func (p *pass) observe() {
 	}
 }
 
+// unpullable: the install names images that cannot exist (no registry, or
+// no tag), as a renamed operator image gives; it never becomes ready.
+func unpullable(p *pass) bool { return p.registry == "" || p.target == "" }
+
 func (p *pass) fail(msg string) { p.finalize, p.situation, p.in.err = true, failed, msg }
 
 // syncInstall drives an install or update of the CR to its target, one pass
@@ -143,9 +147,7 @@ func (s *Simulator) syncInstall(ctx context.Context, kv *unstructured.Unstructur
 		return err
 	}
 	if p.situation == ready {
-		if err := s.deployed(ctx, p); err != nil {
-			return err
-		}
+		p.deployed()
 	}
 	p.status["conditions"] = mergeConditions(p.oldConds, conditionsFor(p.situation, p.in), p.now)
 	added := p.finalize && s.addFinalizer(p.obj, p.op)
@@ -184,7 +186,7 @@ func (s *Simulator) beginHop(p *pass) (*hop, hopFaults) {
 		s.hops[p.id] = h
 		s.recordStart(p, h)
 	}
-	return h, hopFaults{stalled: s.faults.stall[p.target], slow: s.faults.slow, failing: s.faults.fail[p.target]}
+	return h, hopFaults{stalled: s.faults.stall[p.target] || unpullable(p), slow: s.faults.slow, failing: s.faults.fail[p.target]}
 }
 
 // recordStart records a hop's start, the path rules it breaks and whether
@@ -197,6 +199,9 @@ func (s *Simulator) recordStart(p *pass, h *hop) {
 	}
 	for _, v := range s.rules.violations(p.obsVer, p.target) {
 		s.record(PathViolation, p.obsVer, p.target, v)
+	}
+	if unpullable(p) {
+		s.record(ImagePullFailed, p.obsVer, p.target, fmt.Sprintf("component images %s/virt-api:%s cannot be pulled: an operator image whose name does not end in virt-operator gives no registry (or, before v1.0, no tag)", p.registry, p.target))
 	}
 	if h.strategy != p.target {
 		s.record(MixedInstall, p.obsVer, p.target, fmt.Sprintf("virt-operator %s ran the install strategy Job with its own image: %s's manifests with %s images, reported as %s (kubevirt#16050)",
@@ -214,8 +219,9 @@ func (s *Simulator) decide(ctx context.Context, p *pass, h *hop, f hopFaults) er
 			p.completed = h
 		}
 	case p.copied:
-		// Observed already says target; the readiness check has not passed.
-		p.finalize, p.situation = true, installing
+		// Observed already says target; the readiness check has not passed:
+		// Deploying with Created=True.
+		p.finalize, p.situation, p.in.created = true, installing, true
 		s.pokeAfter(h.readyAt.Sub(p.now))
 	case h.rbacErr != "" && p.now.Before(h.retryAt):
 		p.fail(h.rbacErr)
@@ -245,6 +251,7 @@ func (s *Simulator) roll(ctx context.Context, p *pass, h *hop, f hopFaults) erro
 		return nil
 	}
 	p.finalize = true
+	before := p.situation
 	sit, err := s.progress(ctx, h, install{version: p.target, registry: p.registry, id: p.id, op: p.op, strategy: h.strategy}, f.stalled, f.slow, p.now, p.situation)
 	if err != nil {
 		var re *rbacError
@@ -260,34 +267,27 @@ func (s *Simulator) roll(ctx context.Context, p *pass, h *hop, f hopFaults) erro
 	p.observe()
 	p.completed = h
 	if !readyBeforeObserved(p.op) && s.opts.ReadyLag > 0 {
-		// Up to v1.8 observed* are copied before the readiness check passes.
+		// Up to v1.8 observed* are copied before the readiness check
+		// passes: this pass keeps the conditions it started with and adds
+		// Created=True.
 		s.mu.Lock()
 		lag := s.opts.ReadyLag + s.faults.slowReady
 		h.readyAt = p.now.Add(lag)
 		s.mu.Unlock()
-		p.situation, p.completed = installing, nil
+		p.situation, p.completed, p.in.created = before, nil, true
 		s.pokeAfter(lag)
 	}
 	return nil
 }
 
-// deployed is a pass that found everything ready: the phase, the observed
-// generation, and the workload updater's count.
-func (s *Simulator) deployed(ctx context.Context, p *pass) error {
+// deployed is a pass that found everything ready: the phase and the
+// observed generation. (The outdated-workload count is virt-controller's:
+// its workload updater patches it.)
+func (p *pass) deployed() {
 	p.status["phase"] = "Deployed"
 	if reportsObservedGeneration(p.op) {
 		p.status["observedGeneration"] = p.obj.GetGeneration()
 	}
-	if !hasWorkloadUpdates(p.op) {
-		return nil
-	}
-	methods, _, _ := unstructured.NestedStringSlice(p.spec, "workloadUpdateStrategy", "workloadUpdateMethods")
-	n, err := s.syncWorkloads(ctx, launcherImage(p.registry, p.target), methods)
-	if err != nil {
-		return err
-	}
-	p.status["outdatedVirtualMachineInstanceWorkloads"] = int64(n)
-	return nil
 }
 
 // commitPass writes the CR; transitions are recorded once they are visible

@@ -12,8 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// runningOperator is the operator whose pods are ready and acting.
-type runningOperator struct{ version, registry string }
+// runningOperator is the operator whose pods are ready and acting: the
+// release it runs (version), and what a CR naming no tag or registry gets
+// from it (target, registry), read as virt-operator reads its image.
+type runningOperator struct {
+	version, target, registry string
+	image, prefix             string
+}
 
 // operatorState tracks the virt-operator Deployment's rollout.
 type operatorState struct {
@@ -45,7 +50,8 @@ func (s *Simulator) syncOperator(ctx context.Context) (*runningOperator, error) 
 	for _, e := range c.Env {
 		env[e.Name] = e.Value
 	}
-	version, registry := operatorVersionOf(c.Image, env)
+	read := readOperatorImage(c.Image, env)
+	version, registry := read.binary, read.registry
 	now := time.Now()
 
 	s.mu.Lock()
@@ -60,14 +66,14 @@ func (s *Simulator) syncOperator(ctx context.Context) (*runningOperator, error) 
 			s.pokeAfter(s.opts.RolloutDelay)
 		}
 	}
-	crash := s.faults.crashLoop[version]
+	crash := s.faults.crashLoop[version] || read.image == "" // VerifyEnv: no image env, no operator
 	switch {
 	case crash && !s.op.readyAt.IsZero() && !now.Before(s.op.readyAt):
 		s.record(OperatorCrashLooping, runningVersion(s.op.running), version, "virt-operator pods at "+version+" are in CrashLoopBackOff")
 		s.op.readyAt = time.Time{} // report once
 	case !crash && !s.op.readyAt.IsZero() && !now.Before(s.op.readyAt):
-		if s.op.running == nil || s.op.running.version != version || s.op.running.registry != registry {
-			s.op.running = &runningOperator{version: version, registry: registry}
+		if s.op.running == nil || s.op.running.version != version || s.op.running.registry != registry || s.op.running.image != read.image {
+			s.op.running = &runningOperator{version: version, target: read.version, registry: registry, image: read.image, prefix: read.prefix}
 			s.record(OperatorReady, "", version, "virt-operator rolled out")
 			for _, h := range s.hops { // a new operator process starts with a fresh work queue
 				h.retryAt, h.failures = time.Time{}, 0

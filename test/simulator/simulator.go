@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
@@ -55,6 +56,10 @@ type Options struct {
 	// VMIShutdownDelay is how long a deleted VMI takes to shut down before
 	// its finalizer is removed (while virt-controller runs). Default 50ms.
 	VMIShutdownDelay time.Duration
+	// ControllerInterval is the least time between two passes of the
+	// simulated virt-controller over the workloads (raise it for thousands
+	// of VMIs). Default 50ms.
+	ControllerInterval time.Duration
 	// Catalog lists the release tags the supported-path check knows.
 	// Default: the real catalog.
 	Catalog []string
@@ -84,9 +89,11 @@ type Simulator struct {
 	changed       chan struct{} // closed and replaced on every transition
 	virtAPI       bool
 	deletingSince time.Time
-	pending       []func()             // transitions waiting for a successful write
-	migrations    map[string]time.Time // VMI UID → when its move to the new launcher started
-	shutdowns     map[string]time.Time // VMI UID → when its deletion was seen
+	pending       []func()              // transitions waiting for a successful write
+	migrations    map[string]*migration // migration UID → what it started under
+	shutdowns     map[string]time.Time  // VMI UID → when its deletion was seen
+
+	lastControllerPass, lastEvictionBatch time.Time
 }
 
 // New prepares a simulator for the apiserver behind admin, which must be
@@ -115,6 +122,9 @@ func New(admin *rest.Config, opts Options) (*Simulator, error) {
 	}
 	if opts.VMIShutdownDelay == 0 {
 		opts.VMIShutdownDelay = 50 * time.Millisecond
+	}
+	if opts.ControllerInterval == 0 {
+		opts.ControllerInterval = 50 * time.Millisecond
 	}
 	if opts.Catalog == nil {
 		opts.Catalog = releases.Tags()
@@ -146,7 +156,7 @@ func New(admin *rest.Config, opts Options) (*Simulator, error) {
 		admin: cfg, kube: kube, dyn: dyn, opDyn: opDyn, opts: opts,
 		rules: newPathRules(opts.Catalog), log: opts.Logger,
 		kick: make(chan struct{}, 1), hops: map[string]*hop{}, changed: make(chan struct{}),
-		migrations: map[string]time.Time{}, shutdowns: map[string]time.Time{},
+		migrations: map[string]*migration{}, shutdowns: map[string]time.Time{},
 	}, nil
 }
 
@@ -172,7 +182,9 @@ func (s *Simulator) Start(ctx context.Context) error {
 	s.goRun(func() {
 		s.watchLoop(ctx, schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, s.opts.Namespace, "")
 	})
-	s.goRun(func() { s.watchLoop(ctx, vmiGVR, "", "") })
+	for _, gvr := range []schema.GroupVersionResource{vmiGVR, vmGVR, migrationGVR} {
+		s.goRun(func() { s.watchLoop(ctx, gvr, "", "") })
+	}
 	s.goRun(func() { s.loop(ctx) })
 	s.poke()
 	return nil
@@ -280,15 +292,22 @@ func (s *Simulator) reconcile(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("operator: %w", err)
 	}
-	if err := s.syncVMIDeletions(ctx); err != nil {
-		return fmt.Errorf("VMI deletions: %w", err)
-	}
 	kvs, err := s.dyn.Resource(kubevirtGVR).Namespace("").List(ctx, metav1.ListOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && len(kvs.Items) == 0) {
-		return nil
+	if apierrors.IsNotFound(err) {
+		kvs, err = &unstructured.UnstructuredList{}, nil
 	}
 	if err != nil {
 		return err
+	}
+	var served *unstructured.Unstructured // the CR virt-controller follows
+	if len(kvs.Items) == 1 && kvs.Items[0].GetNamespace() == s.opts.Namespace {
+		served = &kvs.Items[0]
+	}
+	if err := s.syncController(ctx, served); err != nil {
+		return fmt.Errorf("virt-controller: %w", err)
+	}
+	if len(kvs.Items) == 0 {
+		return nil
 	}
 	if op == nil {
 		return nil // no running operator: nothing acts on the CR

@@ -15,10 +15,20 @@ func (s *Simulator) operatorUp() bool {
 	return s.op.running != nil
 }
 
+// virtAPIUp: virt-api serves its webhooks once an install made it ready,
+// and only while its Deployment exists (deleting KubeVirt's namespace by
+// hand takes it away; its fail-closed webhooks stay behind).
 func (s *Simulator) virtAPIUp() bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.virtAPI
+	up := s.virtAPI
+	s.mu.Unlock()
+	if !up {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	dep, err := s.kube.AppsV1().Deployments(s.opts.Namespace).Get(ctx, "virt-api", metav1.GetOptions{})
+	return err == nil && dep.DeletionTimestamp == nil
 }
 
 func (s *Simulator) setVirtAPIUp(up bool) {

@@ -33,10 +33,32 @@ const (
 	PathViolation Kind = "PathViolation"
 	// MixedInstall: the install strategy came from the running operator, not
 	// from the target (kubevirt#16050): a broken install that reports success.
-	MixedInstall    Kind = "MixedInstall"
-	VMIMigrated     Kind = "VMIMigrated"
-	VMIEvicted      Kind = "VMIEvicted"
-	MigrationFailed Kind = "MigrationFailed"
+	MixedInstall Kind = "MixedInstall"
+	// MigrationInterrupted: the KubeVirt CR changed (spec or target) while a
+	// live migration ran and the guest was killed (kubevirt#18720): a
+	// violation, as nothing may change KubeVirt mid-migration.
+	MigrationInterrupted Kind = "MigrationInterrupted"
+	// MigrationStarted: a live migration of the VMI (message "ns/name from
+	// node") began; VMIMigrated, MigrationFailed or MigrationInterrupted
+	// ends it.
+	MigrationStarted Kind = "MigrationStarted"
+	VMIMigrated      Kind = "VMIMigrated"
+	MigrationFailed  Kind = "MigrationFailed"
+	// EvictionBatch: the workload updater evicted a batch.
+	EvictionBatch Kind = "EvictionBatch"
+	// EvictionDenied: virt-api denied an eviction (LiveMigrate on a VMI
+	// that cannot migrate).
+	EvictionDenied Kind = "EvictionDenied"
+	// VMIShutDown: an eviction killed the guest (its launcher pod died).
+	VMIShutDown Kind = "VMIShutDown"
+	// VMIStarted: a VM's run strategy started its first VMI.
+	VMIStarted Kind = "VMIStarted"
+	// VMIRestarted: a VM's run strategy started a new VMI (new UID) after
+	// the last one ended.
+	VMIRestarted Kind = "VMIRestarted"
+	// ImagePullFailed: the install points its components at images that
+	// cannot exist (an empty registry or tag from a renamed operator image).
+	ImagePullFailed Kind = "ImagePullFailed"
 	CRDsDeleted     Kind = "CRDsDeleted"
 )
 
@@ -45,7 +67,7 @@ const (
 func (s *Simulator) Violations() []Transition {
 	var out []Transition
 	for _, t := range s.Transitions() {
-		if t.Kind == PathViolation || t.Kind == MixedInstall {
+		if t.Kind == PathViolation || t.Kind == MixedInstall || t.Kind == MigrationInterrupted {
 			out = append(out, t)
 		}
 	}

@@ -1,6 +1,8 @@
 package simulator
 
 import (
+	"cmp"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -42,10 +44,12 @@ func strategyVersion(op, target string) string {
 	return target
 }
 
-// readyBeforeObserved: from v1.9.0 the operator copies observed* only once
-// its readiness check passes; up to v1.8.x it copies them first, so for a
-// while observed == target with DeploymentInProgress (docs/kubevirt.md, "What done means").
-func readyBeforeObserved(op string) bool { return atLeast(op, "v1.9.0-alpha.0") }
+// readyBeforeObserved: from v1.9.0-rc.0 the operator copies observed* only
+// once its readiness check passes; up to v1.8.x it copies them first, so
+// for a while observed == target with Created=True and DeploymentInProgress
+// (docs/kubevirt.md, "What done means"; the v1.9 fix f85a9748c7 is in
+// v1.9.0-rc.0, not in alpha.0 or beta.0).
+func readyBeforeObserved(op string) bool { return atLeast(op, "v1.9.0-rc.0") }
 
 // removesOnlyOwnFinalizer: up to v1.8.x the operator sets the CR's
 // finalizers to nil when deletion completes, taking any other finalizer
@@ -161,38 +165,95 @@ func (r pathRules) nextLine(l [2]uint64) ([2]uint64, bool) {
 
 func lineLess(a, b [2]uint64) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
-// operatorVersionOf reads the version a virt-operator container runs, the
-// way virt-operator reads its own (util/config.go getConfig; docs/kubevirt.md,
-// "How the operator reads its version"), written here independently of the product's reading: the image
-// comes from VIRT_OPERATOR_IMAGE, else OPERATOR_IMAGE; a tag is the version;
-// a digest, or an image that does not split, takes KUBEVIRT_VERSION
-// ("latest" without it); no tag at all is "latest".
-func operatorVersionOf(containerImage string, env map[string]string) (version, registry string) {
-	image := env["VIRT_OPERATOR_IMAGE"]
-	if image == "" {
-		image = env["OPERATOR_IMAGE"]
+// operatorImage is what virt-operator reads from its own Deployment
+// (util/config.go getConfig; docs/kubevirt.md, "How the operator reads its
+// version"), written here independently of the product's reading.
+type operatorImage struct {
+	// image is VIRT_OPERATOR_IMAGE, else OPERATOR_IMAGE; "" and the
+	// operator does not start (VerifyEnv).
+	image string
+	// binary is the release the image runs (its tag; by digest,
+	// KUBEVIRT_VERSION): what decides the operator's behaviour.
+	binary string
+	// version and registry are what the operator installs when the CR
+	// names neither (spec.imageTag, spec.imageRegistry).
+	version, registry string
+	// prefix is what stands before "virt-operator" in the image's name.
+	prefix string
+}
+
+// operatorImageRe is virt-operator's own: the last path element must end
+// in "virt-operator".
+var operatorImageRe = regexp.MustCompile(`^(.*)/(.*)virt-operator([@:].*)?$`)
+
+// readOperatorImage reads the operator's image as virt-operator does. An
+// image whose name does not end in virt-operator yields an empty registry
+// (component images become "/virt-api:…"), and KUBEVIRT_VERSION (else
+// "latest") from v1.0, an empty version before; a digest yields
+// KUBEVIRT_VERSION from v1.0, "latest" before unless every *_SHASUM and
+// KUBEVIRT_VERSION are set; no tag is "latest".
+func readOperatorImage(containerImage string, env map[string]string) operatorImage {
+	o := operatorImage{image: env["VIRT_OPERATOR_IMAGE"]}
+	if o.image == "" {
+		o.image = env["OPERATOR_IMAGE"]
 	}
-	if image == "" {
-		image = containerImage // a Deployment without either: the product reads it the same way
-	}
-	repo, digest, hasDigest := strings.Cut(image, "@")
-	tag := ""
-	if slash, colon := strings.LastIndex(repo, "/"), strings.LastIndex(repo, ":"); colon > slash {
-		repo, tag = repo[:colon], repo[colon+1:]
-	}
-	registry = ""
-	if i := strings.LastIndex(repo, "/"); i >= 0 {
-		registry = repo[:i]
-	}
-	kv := env["KUBEVIRT_VERSION"]
+	o.binary = binaryVersion(cmp.Or(o.image, containerImage), env["KUBEVIRT_VERSION"])
+	kv := cmp.Or(env["KUBEVIRT_VERSION"], "latest")
+	modern := atLeast(o.binary, "v1.0.0-alpha.0")
+	m := operatorImageRe.FindStringSubmatch(o.image)
 	switch {
-	case hasDigest || digest != "" || repo == "":
-		if kv == "" {
-			kv = "latest"
-		}
-		return kv, registry
-	case tag != "":
-		return tag, registry
+	case m == nil && modern:
+		o.version = kv
+	case m == nil:
+		o.version = ""
+	case m[3] == "":
+		o.version = "latest"
+	case strings.HasPrefix(m[3], ":"):
+		o.version = m[3][1:]
+	case modern || env["KUBEVIRT_VERSION"] != "" && allShasums(env):
+		o.version = kv
+	default:
+		o.version = "latest"
 	}
-	return "latest", registry
+	if m != nil {
+		o.registry, o.prefix = m[1], m[2]
+	}
+	return o
+}
+
+func allShasums(env map[string]string) bool {
+	for _, c := range []string{"VIRT_API", "VIRT_CONTROLLER", "VIRT_HANDLER", "VIRT_LAUNCHER"} {
+		if env[c+"_SHASUM"] == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// binaryVersion is the release an image runs: its tag, else (by digest)
+// KUBEVIRT_VERSION, else "latest".
+func binaryVersion(image, kubevirtVersion string) string {
+	repo, _, hasDigest := strings.Cut(image, "@")
+	if slash, colon := strings.LastIndex(repo, "/"), strings.LastIndex(repo, ":"); !hasDigest && colon > slash {
+		return repo[colon+1:]
+	}
+	return cmp.Or(kubevirtVersion, "latest")
+}
+
+// idOperatorImage is the operator image that goes into the install
+// strategy's deployment id: none before v0.58.1; the operator's own image
+// through v1.7.0-rc.0 (so swapping the operator under a pinned CR
+// redeploys the same version with the new operator's manifests); from
+// v1.7.0-rc.1 a CR naming a tag or registry hashes the image that pair
+// would give instead.
+func idOperatorImage(op runningOperator, spec map[string]any) string {
+	tag, _ := spec["imageTag"].(string)
+	reg, _ := spec["imageRegistry"].(string)
+	switch {
+	case !atLeast(op.version, "v0.58.1"):
+		return ""
+	case !atLeast(op.version, "v1.7.0-rc.1") || tag == "" && reg == "":
+		return op.image
+	}
+	return cmp.Or(reg, op.registry) + "/" + op.prefix + "virt-operator:" + cmp.Or(tag, op.target)
 }

@@ -51,7 +51,7 @@ var wiped = wipedObjects{
 	{schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, false, []string{releases.Namespace}},
 }
 
-var wipedCRDs = []string{"kubevirts.kubevirt.io", "virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io"}
+var wipedCRDs = []string{"kubevirts.kubevirt.io", "virtualmachineinstances.kubevirt.io", "virtualmachines.kubevirt.io", "virtualmachineinstancemigrations.kubevirt.io"}
 
 // Wipe removes everything a KubeVirt install and its operator manifest
 // create, the namespace included (finalized as kube-controller-manager
@@ -136,6 +136,7 @@ func (w *wiper) deleteCRs() {
 func (w *wiper) releaseFinalizers() {
 	w.check(stripFinalizers(w.ctx, w.dyn, vmiGVR))
 	w.check(stripFinalizers(w.ctx, w.dyn, vmGVR))
+	w.check(stripFinalizers(w.ctx, w.dyn, migrationGVR))
 	for _, c := range managedCRDs {
 		crd, err := w.dyn.Resource(crdGVR).Get(w.ctx, c, metav1.GetOptions{})
 		if err != nil || !slices.Contains(crd.GetFinalizers(), CRDFinalizer) {

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -37,6 +38,9 @@ type Options struct {
 	// Releases, when set, is the release server to use (it is not closed
 	// by the stack); default one with the real catalog.
 	Releases *releases.Server
+	// Simulator overrides the simulator's options (RolloutDelay and
+	// StrategyDelay above win when set).
+	Simulator simulator.Options
 }
 
 // Stack is a running test ground.
@@ -89,7 +93,9 @@ func Start(ctx context.Context, admin *rest.Config, o Options) (*Stack, error) {
 		if err := simulator.Wipe(ctx, admin); err != nil {
 			return fail(err)
 		}
-		if s.Sim, err = simulator.New(admin, simulator.Options{RolloutDelay: o.RolloutDelay, StrategyDelay: 20 * time.Millisecond}); err != nil {
+		so := o.Simulator
+		so.RolloutDelay, so.StrategyDelay = o.RolloutDelay, cmp.Or(so.StrategyDelay, 20*time.Millisecond)
+		if s.Sim, err = simulator.New(admin, so); err != nil {
 			return fail(err)
 		}
 		if err := s.Sim.Start(context.Background()); err != nil {
