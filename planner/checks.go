@@ -47,6 +47,12 @@ const (
 	// CheckFeatureGates: the CR's feature gates exist in the target (one
 	// check per gate, CheckFeatureGates + "/" + its name).
 	CheckFeatureGates = "FeatureGates"
+	// CheckWorkloads: every running VMI live-migrates to the hop's
+	// virt-launcher, or the desired file accepts what happens to it.
+	CheckWorkloads = "Workloads"
+	// CheckMigrationsInFlight: no live migration runs when a step starts
+	// (a change of KubeVirt under one can kill the guest, kubevirt#18720).
+	CheckMigrationsInFlight = "MigrationsInFlight"
 )
 
 // crdV1Since is the first release that ships its KubeVirt CRD as
@@ -67,7 +73,15 @@ func (p *Plan) preflight(d Desired, o Observed) error {
 		p.Checks = append([]Check{c}, p.Checks...)
 	}
 	kube, known := parseKubeVersion(o.KubernetesVersion) // once: the same for every step
+	gates, settings := effectiveSettings(d, o)
+	unknownSaid := false
 	for i, s := range p.Steps {
+		if s.Type.ChangesKubeVirt() && len(o.MigrationsInFlight) > 0 && i == 0 {
+			p.Checks = append(p.Checks, inFlightCheck(o.MigrationsInFlight))
+		}
+		if s.Type == StepConfigure {
+			p.Checks = append(p.Checks, gateChecks(i+1, Step{Type: StepUpgrade, From: s.From, To: s.To}, gates, d.Compatibility, true)...)
+		}
 		if !s.Type.Deploys() {
 			continue
 		}
@@ -77,18 +91,61 @@ func (p *Plan) preflight(d Desired, o Observed) error {
 		p.Checks = append(p.Checks, kubernetesCheck(i+1, s, kube, known, d.Compatibility))
 		p.Checks = append(p.Checks, riskChecks(i+1, s, d.ExtraRisks, d.AcceptRisks)...)
 		if s.Type == StepUpgrade {
-			p.Checks = append(p.Checks, gateChecks(i+1, s, o.FeatureGates, d.Compatibility, i == 0)...)
+			p.Checks = append(p.Checks, gateChecks(i+1, s, gates, d.Compatibility, i == 0)...)
+			p.workloadChecks(i+1, s, d, o, settings, &unknownSaid)
 		}
 	}
 	slices.SortStableFunc(p.Checks, func(a, b Check) int { return a.Step - b.Step })
 	for _, c := range p.Checks {
 		if c.Result == CheckRefuse {
 			s := p.Steps[c.Step-1]
-			return &RefusalError{Reason: c.Reason, Checks: p.Checks,
+			return &RefusalError{Reason: c.Reason, Checks: p.Checks, Forecast: p.Forecast,
 				Message: fmt.Sprintf("step %d/%d %s: %s", c.Step, len(p.Steps), s, c.Message)}
 		}
 	}
 	return nil
+}
+
+// effectiveSettings: the feature gates and workload settings a plan
+// runs under — the desired file's kubevirtConfig where it says them, the
+// cluster's otherwise.
+func effectiveSettings(d Desired, o Observed) ([]string, WorkloadSettings) {
+	gates, settings := o.FeatureGates, o.WorkloadSettings
+	if c := d.KubeVirtConfig; c != nil {
+		if g, ok := c.FeatureGates(); ok {
+			gates = g
+		}
+		settings = c.Settings(settings)
+	}
+	return gates, settings
+}
+
+// workloadChecks adds a hop's workload check (an unknown forecast is said
+// once) and forecasts the first hop's VMIs.
+func (p *Plan) workloadChecks(step int, s Step, d Desired, o Observed, settings WorkloadSettings, unknownSaid *bool) {
+	if o.WorkloadsKnown || !*unknownSaid {
+		p.Checks = append(p.Checks, workloadCheck(step, s, o, settings, d.Workloads))
+		*unknownSaid = true
+	}
+	if o.WorkloadsKnown && p.Forecast == nil {
+		f := ForecastWorkloads(o.VMIs, settings, s.To, d.Workloads)
+		p.Forecast = &f
+	}
+}
+
+// inFlightCheck says the first step waits for the live migrations that
+// run: a change of KubeVirt under one can kill its guest (kubevirt#18720).
+func inFlightCheck(vmis []string) Check {
+	return Check{Step: 1, Name: CheckMigrationsInFlight, Result: CheckWarn, Reason: ReasonMigrationsInFlight,
+		Message: fmt.Sprintf("%d live migrations are in flight (%s): the step waits until they finish, as a change of KubeVirt under a running migration can kill its guest (kubevirt#18720)",
+			len(vmis), quoteList(firstN(vmis, 10)))}
+}
+
+func firstN(l []string, n int) []string {
+	if len(l) > n {
+		return l[:n]
+	}
+	return l
 }
 
 // strategyCheck says where a plan stops pinning spec.imageTag: the first

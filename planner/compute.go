@@ -36,11 +36,27 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 	if p.Steps == nil {
 		p.Steps = []Step{}
 	}
+	if d.State == StatePresent {
+		p.configure(d, o)
+	}
 	if err := p.preflight(d, o); err != nil {
 		return Plan{}, err
 	}
 	p.ID = planID(p)
 	return p, nil
+}
+
+// configure puts a Configure step first when the CR's settings are not
+// those of spec.kubevirtConfig, so the hops run under them (an install
+// creates the CR with them).
+func (p *Plan) configure(d Desired, o Observed) {
+	if d.KubeVirtConfig == nil || !o.KubeVirt || o.Terminating || len(d.KubeVirtConfig.Differences(o.KubeVirtSpec)) == 0 {
+		return
+	}
+	p.Steps = append([]Step{{Type: StepConfigure, From: o.Installed, To: o.Installed}}, p.Steps...)
+	if p.Action == ActionNone {
+		p.Action, p.From, p.To = ActionConfigure, o.Installed, o.Installed
+	}
 }
 
 func (p *Plan) present(d Desired, o Observed, c *Catalog) error {
@@ -160,14 +176,15 @@ func (p *Plan) absent(d Desired, o Observed) error {
 
 // nothingLeft: no CR, no operator, nothing either left behind.
 func nothingLeft(o Observed) bool {
-	return !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 && o.OperatorObjects == 0 && o.Remnants == 0 && o.StuckCRDs == 0
+	return !o.KubeVirt && !o.OperatorPresent && o.Leftovers == 0 && o.OperatorObjects == 0 && o.Remnants == 0 && o.StuckCRDs == 0 &&
+		o.StuckWorkloads == 0
 }
 
 // teardownSteps are the steps a teardown needs, in the documented order.
 func teardownSteps(d Desired, o Observed) []StepType {
 	// Without its operator a CR can neither finish a deletion nor (its
 	// fail-closed webhook answers no more) start one.
-	stuck := (o.KubeVirt || o.StuckCRDs > 0) && !o.OperatorPresent
+	stuck := (o.KubeVirt || o.StuckCRDs > 0 || o.StuckWorkloads > 0) && !o.OperatorPresent
 	var out []StepType
 	for _, st := range []struct {
 		t    StepType
@@ -188,6 +205,10 @@ func teardownSteps(d Desired, o Observed) []StepType {
 // workloadsAllowTeardown refuses a teardown that would delete VMs without
 // the opt-in, or that the CR's uninstall strategy blocks.
 func workloadsAllowTeardown(d Desired, o Observed) error {
+	if o.StuckWorkloads > 0 && !d.Teardown.RemoveStuckFinalizers {
+		return refuse(ReasonStuckFinalizers, "%d VMIs, VMs or migrations are stuck Terminating on KubeVirt's finalizers (%s) and virt-controller, which removes them, is gone: their CRDs cannot go either; set spec.teardown.removeStuckFinalizers: true to let kvgitops remove KubeVirt's finalizers from them",
+			o.StuckWorkloads, quoteList(o.StuckWorkloadNames))
+	}
 	// Without a CR, deleting what the operator left deletes its CRDs, and
 	// with them every VM: the same opt-in as a teardown.
 	if !o.KubeVirt && o.Remnants > 0 && o.Workloads > 0 && !d.Teardown.AllowWorkloadRemoval {

@@ -23,13 +23,16 @@ const MaxDesiredSize = 64 << 10
 // Bounds of the durations in the desired file.
 const (
 	DefaultHopTimeout = 30 * time.Minute
-	// DefaultWorkloadTimeout bounds the wait for VMIs to reach a hop's
-	// virt-launcher: upstream's own update test allows 500s for a handful
-	// of VMIs; evictions go 10 per minute by default.
-	DefaultWorkloadTimeout = time.Hour
-	minDuration            = time.Second
-	maxHopTimeout          = 24 * time.Hour
-	maxWindow              = 7 * 24 * time.Hour
+	// MinWorkloadTimeout is the least a sized wait for a hop's VMIs lasts:
+	// upstream's own update test allows 500s for a handful of VMIs.
+	MinWorkloadTimeout = time.Hour
+	// DefaultWorkloadProgressTimeout fails a workload wait in which no VMI
+	// moved for this long (KubeVirt itself lets a migration run 150s per
+	// GiB of guest memory: raise it for large guests).
+	DefaultWorkloadProgressTimeout = 30 * time.Minute
+	minDuration                    = time.Second
+	maxHopTimeout                  = 24 * time.Hour
+	maxWindow                      = 7 * 24 * time.Hour
 )
 
 // State says whether KubeVirt should be installed.
@@ -67,8 +70,55 @@ const (
 
 // Workloads is spec.workloads.
 type Workloads struct {
-	Policy  WorkloadPolicy
+	Policy WorkloadPolicy
+	// Timeout caps the wait for the VMIs of one hop; 0 sizes it from their
+	// count and the cluster's throttles (docs/spec/desired.md).
 	Timeout time.Duration
+	// ProgressTimeout fails the wait when no VMI has moved for this long.
+	ProgressTimeout time.Duration
+	// Unmovable says what the preflight does about VMIs a hop will not
+	// live-migrate; Accept lists the ones it lets through anyway.
+	Unmovable UnmovablePolicy
+	Accept    Accepted
+}
+
+// UnmovablePolicy is spec.workloads.unmovable.
+type UnmovablePolicy string
+
+// Unmovable policies.
+const (
+	// UnmovableRefuse (default) refuses a plan while a running VMI will not
+	// live-migrate and spec.workloads.accept does not name it.
+	UnmovableRefuse UnmovablePolicy = "Refuse"
+	// UnmovableAccept lets every such VMI be shut down, restarted or left
+	// on its old virt-launcher, as KubeVirt decides; the status names them.
+	UnmovableAccept UnmovablePolicy = "Accept"
+)
+
+// Accepted is spec.workloads.accept: VMIs by namespace/name, or by labels
+// (every label given must match).
+type Accepted struct {
+	Names  []string
+	Labels map[string]string
+}
+
+// Accepts reports whether the desired file lets v be shut down, restarted
+// or left on its old virt-launcher.
+func (w Workloads) Accepts(v VMI) bool { return w.Unmovable == UnmovableAccept || w.Accept.covers(v) }
+
+func (a Accepted) covers(v VMI) bool {
+	if slices.Contains(a.Names, v.Key()) {
+		return true
+	}
+	if len(a.Labels) == 0 {
+		return false
+	}
+	for k, want := range a.Labels {
+		if got, ok := v.Labels[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
 }
 
 // Approval says whether a plan may run without a human naming its id.
@@ -105,6 +155,9 @@ type Desired struct {
 	// ExtraRisks are the repository's own risks (its risks file, read by
 	// the caller with ParseRisks), checked with the built-in ones.
 	ExtraRisks []Risk
+	// KubeVirtConfig are the KubeVirt CR settings kvgitops applies; nil
+	// leaves an existing CR's settings alone.
+	KubeVirtConfig *KubeVirtConfig
 
 	selector selector
 }
@@ -158,7 +211,7 @@ func defaultDesired() Desired {
 		PathPolicy: PolicyStrict,
 		Approval:   ApprovalAutomatic,
 		HopTimeout: DefaultHopTimeout,
-		Workloads:  Workloads{Policy: WorkloadsAuto, Timeout: DefaultWorkloadTimeout},
+		Workloads:  Workloads{Policy: WorkloadsAuto, ProgressTimeout: DefaultWorkloadProgressTimeout, Unmovable: UnmovableRefuse},
 
 		Compatibility: CompatibilityWarn,
 		Drift:         DriftReport,
@@ -253,6 +306,11 @@ func (d *Desired) decodeSpec(spec *yaml.Node) error {
 		},
 		"drift":       func(n *yaml.Node) error { return enum(n, "spec.drift", &d.Drift, DriftReport, DriftCorrect) },
 		"acceptRisks": d.decodeAcceptRisks,
+		"kubevirtConfig": func(n *yaml.Node) error {
+			c, err := decodeKubeVirtConfig(n)
+			d.KubeVirtConfig = c
+			return err
+		},
 	}
 	if err := f.decode("spec", spec); err != nil {
 		return err
@@ -286,9 +344,54 @@ func (d *Desired) decodeWorkloads(n *yaml.Node) error {
 		"timeout": func(v *yaml.Node) error {
 			return duration(v, "spec.workloads.timeout", maxHopTimeout, &d.Workloads.Timeout)
 		},
+		"progressTimeout": func(v *yaml.Node) error {
+			return duration(v, "spec.workloads.progressTimeout", maxHopTimeout, &d.Workloads.ProgressTimeout)
+		},
+		"unmovable": func(v *yaml.Node) error {
+			return enum(v, "spec.workloads.unmovable", &d.Workloads.Unmovable, UnmovableRefuse, UnmovableAccept)
+		},
+		"accept": d.decodeAccept,
 	}
 	return f.decode("spec.workloads", n)
 }
+
+// maxAcceptedNames bounds spec.workloads.accept.names.
+const maxAcceptedNames = 500
+
+// decodeAccept reads spec.workloads.accept: names (namespace/name) and
+// labels.
+func (d *Desired) decodeAccept(n *yaml.Node) error {
+	const p = "spec.workloads.accept"
+	tmp := map[string]any{}
+	err := fields{
+		"names": func(v *yaml.Node) error {
+			return stringList(v, p+".names", maxAcceptedNames, tmp, "names", func(s string) string {
+				ns, name, ok := strings.Cut(s, "/")
+				if !ok || !dnsLabel.MatchString(ns) || !dnsSubdomain.MatchString(name) {
+					return "not namespace/name of a VMI"
+				}
+				return ""
+			})
+		},
+		"labels": func(v *yaml.Node) error { return labelMap(v, p+".labels", tmp) },
+	}.decode(p, n)
+	if err != nil {
+		return err
+	}
+	d.Workloads.Accept.Names = fromAny(tmp["names"])
+	if m, ok := tmp["nodeSelector"].(map[string]any); ok {
+		d.Workloads.Accept.Labels = map[string]string{}
+		for k, v := range m {
+			d.Workloads.Accept.Labels[k] = v.(string)
+		}
+	}
+	return nil
+}
+
+var (
+	dnsLabel     = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$`)
+)
 
 var planIDPattern = regexp.MustCompile(`^[0-9a-f]{8}$`)
 

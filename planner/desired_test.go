@@ -204,8 +204,9 @@ func TestQuoteValueTruncates(t *testing.T) {
 
 func TestWorkloadPolicy(t *testing.T) {
 	d := mustDesired(t, "  version: v1.8.4")
-	if d.Workloads.Policy != planner.WorkloadsAuto || d.Workloads.Timeout != planner.DefaultWorkloadTimeout {
-		t.Errorf("defaults %+v, want Auto and %s", d.Workloads, planner.DefaultWorkloadTimeout)
+	if d.Workloads.Policy != planner.WorkloadsAuto || d.Workloads.Timeout != 0 || d.Workloads.ProgressTimeout != planner.DefaultWorkloadProgressTimeout ||
+		d.Workloads.Unmovable != planner.UnmovableRefuse {
+		t.Errorf("defaults %+v, want Auto, a sized timeout, a progress timeout of %s and Refuse", d.Workloads, planner.DefaultWorkloadProgressTimeout)
 	}
 	d = mustDesired(t, "  version: v1.8.4\n  workloads:\n    policy: Wait\n    timeout: 20m")
 	if d.Workloads.Policy != planner.WorkloadsWait || d.Workloads.Timeout != 20*time.Minute {

@@ -24,7 +24,17 @@ const (
 	ReasonDowngradeNotSupported    Reason = "DowngradeNotSupported"
 	ReasonUnsupportedSourceVersion Reason = "UnsupportedSourceVersion"
 	ReasonWorkloadsExist           Reason = "WorkloadsExist"
-	ReasonNoUpgradePath            Reason = "NoUpgradePath"
+	// ReasonWorkloadsCannotMove: a hop would shut down, restart or leave on
+	// the old virt-launcher a running VMI the desired file does not accept.
+	ReasonWorkloadsCannotMove Reason = "WorkloadsCannotMove"
+	// ReasonMigrationsInFlight: live migrations run; nothing changes
+	// KubeVirt until they finish (a warning, and the step waits).
+	ReasonMigrationsInFlight Reason = "MigrationsInFlight"
+	// ReasonStuckFinalizers: workloads are stuck Terminating on KubeVirt's
+	// finalizers with nothing left to remove them, and the desired file
+	// does not let kvgitops.
+	ReasonStuckFinalizers Reason = "StuckFinalizers"
+	ReasonNoUpgradePath   Reason = "NoUpgradePath"
 	// ReasonAPIVersionNotServed: a step would apply a manifest with an API
 	// the cluster does not serve (a v1beta1 CRD on Kubernetes 1.22+).
 	ReasonAPIVersionNotServed Reason = "APIVersionNotServed"
@@ -104,6 +114,8 @@ type RefusalError struct {
 	// Checks are the preflight checks made before the refusal, when a
 	// check refused the plan.
 	Checks []Check
+	// Forecast is what the first hop would have done to the running VMIs.
+	Forecast *WorkloadForecast
 }
 
 func (e *RefusalError) Error() string { return string(e.Reason) + ": " + e.Message }

@@ -24,6 +24,9 @@ const (
 	ActionInstall  Action = "Install"
 	ActionUpgrade  Action = "Upgrade"
 	ActionTeardown Action = "Teardown"
+	// ActionConfigure: the version is right; the KubeVirt CR's settings
+	// are not those of spec.kubevirtConfig.
+	ActionConfigure Action = "Configure"
 )
 
 // StepType is the kind of one step.
@@ -32,6 +35,7 @@ type StepType string
 // Step types, in the order a teardown runs them.
 const (
 	StepInstall               StepType = "Install"
+	StepConfigure             StepType = "Configure"
 	StepUpgrade               StepType = "Upgrade"
 	StepRemoveStuckFinalizers StepType = "RemoveStuckFinalizers"
 	StepDeleteKubeVirt        StepType = "DeleteKubeVirt"
@@ -45,7 +49,19 @@ func (t StepType) Deploys() bool {
 	switch t {
 	case StepInstall, StepUpgrade:
 		return true
-	case StepRemoveStuckFinalizers, StepDeleteKubeVirt, StepDeleteLeftovers, StepDeleteOperator:
+	case StepConfigure, StepRemoveStuckFinalizers, StepDeleteKubeVirt, StepDeleteLeftovers, StepDeleteOperator:
+	}
+	return false
+}
+
+// ChangesKubeVirt reports whether a step writes the KubeVirt CR or its
+// operator while KubeVirt runs: what must never happen while a live
+// migration is in flight (kubevirt#18720).
+func (t StepType) ChangesKubeVirt() bool {
+	switch t {
+	case StepConfigure, StepUpgrade, StepDeleteKubeVirt:
+		return true
+	case StepInstall, StepRemoveStuckFinalizers, StepDeleteLeftovers, StepDeleteOperator:
 	}
 	return false
 }
@@ -108,6 +124,23 @@ type Observed struct {
 	// ImageTag and ImageRegistry are the CR's spec fields, OperatorImage
 	// the virt-operator Deployment's image: what drift is measured on.
 	ImageTag, ImageRegistry, OperatorImage string
+	// WorkloadsKnown says VMIs were read: VMIs are the running ones, and
+	// WorkloadSettings how the CR moves them after a hop.
+	WorkloadsKnown   bool
+	VMIs             []VMI
+	WorkloadSettings WorkloadSettings
+	// MigrationsInFlight names (namespace/vmi) the live migrations that
+	// have not finished.
+	MigrationsInFlight []string
+	// KubeVirtSpec is the CR's spec as the cluster holds it (nil without a
+	// CR): what a desired kubevirtConfig is compared with.
+	KubeVirtSpec map[string]any
+	// StuckWorkloads counts VMIs, VMs and migrations being deleted that
+	// hold KubeVirt's finalizers while virt-controller, which removes
+	// them, is gone; StuckWorkloadNames names the first of them
+	// ("VirtualMachineInstance default/db-0").
+	StuckWorkloads     int
+	StuckWorkloadNames []string
 }
 
 // Step is one unit of execution. From and To are release tags.
@@ -129,6 +162,9 @@ type Plan struct {
 	Steps  []Step `json:"steps"`
 	// Checks are the preflight checks of the steps.
 	Checks []Check `json:"checks,omitempty"`
+	// Forecast is what the first hop does to the running VMIs (nil when
+	// there is no hop or the VMIs are unknown).
+	Forecast *WorkloadForecast `json:"workloadForecast,omitempty"`
 
 	// The inputs, recorded so a plan can be re-derived and compared.
 	Origin        Observed   `json:"-"`
@@ -157,6 +193,9 @@ func planID(p Plan) string {
 		b.WriteString("step=" + string(s.Type) + "|" + s.From + "|" + s.To + "|" + string(s.Method) + "\n")
 	}
 	for _, c := range p.Checks {
+		if c.Name == CheckWorkloads || c.Name == CheckMigrationsInFlight {
+			continue // the VMIs come and go: an approved plan stays approved (a refusal has no id)
+		}
 		b.WriteString("check=" + strconv.Itoa(c.Step) + "|" + c.Name + "|" + string(c.Result) + "|" + string(c.Reason) + "\n")
 	}
 	_, _ = io.WriteString(h, b.String())
