@@ -19,6 +19,7 @@ import (
 	"github.com/kvgitops/kvgitops/executor"
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
+	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
@@ -83,8 +84,12 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 	env := testenv.Get(t)
 	ctx := context.Background()
 	h.install(t, "v1.8.4", planner.MethodOperator)
+	if _, err := h.sim.CreateVM(ctx, "default", "db", simulator.RunStrategyAlways); err != nil {
+		t.Fatal(err)
+	}
 	agent := dynamic.NewForConfigOrDie(env.Impersonate("kvgitops", "kvgitops"))
 	admin := dynamic.NewForConfigOrDie(env.Config)
+	vmi, vm := gvr("kubevirt.io", "v1", "virtualmachineinstances"), gvr("kubevirt.io", "v1", "virtualmachines")
 	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
 	crb, cr := gvr("rbac.authorization.k8s.io", "v1", "clusterrolebindings"), gvr("rbac.authorization.k8s.io", "v1", "clusterroles")
 	rb, dep := gvr("rbac.authorization.k8s.io", "v1", "rolebindings"), gvr("apps", "v1", "deployments")
@@ -170,12 +175,17 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 			_, err := c.Resource(gvr("", "v1", "namespaces")).Create(ctx, obj(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"evil"}}`), dry)
 			return err
 		}},
-		// The KubeVirt CR: only the image tag and registry move.
+		// The KubeVirt CR: only the image tag and registry, and the settings
+		// of kubevirtConfig in their shape, move.
 		{"point KubeVirt at another registry", patchCR(`{"spec":{"imageRegistry":"evil.example.com/kubevirt"}}`)},
 		{"pin KubeVirt to a tag that is no release", patchCR(`{"spec":{"imageTag":"latest; rm -rf /"}}`)},
 		{"patch KubeVirt's components (customizeComponents)", patchCR(`{"spec":{"customizeComponents":{"patches":[{"resourceName":"virt-handler","resourceType":"DaemonSet","type":"strategic","patch":"{}"}]}}}`)},
 		{"let a delete take every VM (uninstallStrategy)", patchCR(`{"spec":{"uninstallStrategy":"RemoveWorkloads"}}`)},
-		{"change KubeVirt's configuration", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"featureGates":["Root"]}}}}`)},
+		{"change a KubeVirt setting kubevirtConfig has no place for", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"useEmulation":true}}}}`)},
+		{"let migrations ignore safety (unsafeMigrationOverride)", patchCR(`{"spec":{"configuration":{"migrations":{"unsafeMigrationOverride":true}}}}`)},
+		{"change KubeVirt's network configuration", patchCR(`{"spec":{"configuration":{"network":{"defaultNetworkInterface":"bridge"}}}}`)},
+		{"a workload update method KubeVirt does not have", patchCR(`{"spec":{"workloadUpdateStrategy":{"workloadUpdateMethods":["Reboot"]}}}`)},
+		{"place virt-handler by affinity (not in kubevirtConfig)", patchCR(`{"spec":{"workloads":{"nodePlacement":{"affinity":{}}}}}`)},
 		{"add a finalizer to the KubeVirt CR", patchCR(`{"metadata":{"finalizers":["example.com/hold"]}}`)},
 		{"label the KubeVirt CR", patchCR(`{"metadata":{"labels":{"example.com/x":"y"}}}`)},
 		// The operator Deployment, as Vet accepts it only.
@@ -197,6 +207,25 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		// CRDs: a label added by an update does not make a CRD KubeVirt's.
 		{"claim a foreign CRD with KubeVirt's label", func(c dynamic.Interface) error {
 			_, err := c.Resource(crd).Patch(ctx, "leases.example.com", types.MergePatchType, []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"virt-operator"}}}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		// Workloads: finalizers go only from one being deleted.
+		{"stop a VM (runStrategy Halted)", func(c dynamic.Interface) error {
+			u, err := c.Resource(vm).Namespace("default").Get(ctx, "db", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			_ = unstructured.SetNestedField(u.Object, "Halted", "spec", "runStrategy")
+			_, err = c.Resource(vm).Namespace("default").Update(ctx, u, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+			return err
+		}},
+		{"strip a running VMI of its finalizers", func(c dynamic.Interface) error {
+			u, err := c.Resource(vmi).Namespace("default").Get(ctx, "db", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			u.SetFinalizers(nil)
+			_, err = c.Resource(vmi).Namespace("default").Update(ctx, u, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		}},
 		// The agent's own memory: its one key, bounded.

@@ -27,6 +27,12 @@ const (
 	// ReasonRestoreRefused: drift correction was asked to write a value
 	// kvgitops never writes (another registry, another release's tag).
 	ReasonRestoreRefused fault.Reason = "RestoreRefused"
+	// ReasonMigrationsInFlight: live migrations run; KubeVirt is not
+	// changed under them (transient: tried again next pass).
+	ReasonMigrationsInFlight fault.Reason = "MigrationsInFlight"
+	// ReasonConfigRefused: the cluster refused the KubeVirt CR settings of
+	// spec.kubevirtConfig (a field its KubeVirt does not know).
+	ReasonConfigRefused fault.Reason = "ConfigRefused"
 )
 
 // ErrStalePlan is returned when the cluster no longer matches the state a

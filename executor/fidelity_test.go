@@ -60,7 +60,7 @@ func TestHopWaitsForWorkloadsToReachItsLauncher(t *testing.T) {
 	if n := h.sim.Count(simulator.VMIMigrated); n != 2 {
 		t.Errorf("%d VMIs migrated when the step returned, want 2", n)
 	}
-	if len(res.Workloads.Outdated) != 0 || !saidAny(said, "waiting for 2 VMIs to move to the v1.8.4 virt-launcher (LiveMigrate)") {
+	if res.Workloads.Outdated.Count != 0 || res.Workloads.Moved != 2 || !saidAny(said, "waiting for VMIs to move to the v1.8.4 virt-launcher (LiveMigrate)") {
 		t.Errorf("outdated %v, progress %q", res.Workloads.Outdated, said)
 	}
 }
@@ -87,6 +87,7 @@ func TestOutdatedWorkloadsThatNeverDrainFailTheHop(t *testing.T) {
 func TestReportOnlyWithoutUpdateMethods(t *testing.T) {
 	h := start(t, harnessOptions{})
 	h.install(t, "v1.7.4", planner.MethodOperator)
+	h.patchCR(t, `{"spec":{"workloadUpdateStrategy":null}}`) // an administrator took kvgitops's default away
 	if _, err := h.sim.CreateVMI(context.Background(), "default", "vma"); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestReportOnlyWithoutUpdateMethods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(res.Workloads.Outdated, []string{"default/vma"}) || !strings.Contains(res.Workloads.Note, "stay so until restarted") {
+	if !slices.Equal(res.Workloads.CannotMove.Names, []string{"default/vma"}) || !strings.Contains(res.Workloads.Note, "until restarted") {
 		t.Errorf("workloads %+v, want default/vma outdated and a note that it stays so", res.Workloads)
 	}
 }
@@ -131,23 +132,41 @@ func TestANextStepWaitsForTheInstallToBeReady(t *testing.T) {
 	}
 }
 
-// TestVersionAsTheOperatorReadsIt: a mirrored, renamed image by digest
-// runs the version its KUBEVIRT_VERSION says.
+// TestVersionAsTheOperatorReadsIt: the version and registry virt-operator
+// installs, read as it reads its own image (util/config.go): the name must
+// end in virt-operator, or the registry is empty (and before v1.0 the
+// version too); a digest takes KUBEVIRT_VERSION.
 func TestVersionAsTheOperatorReadsIt(t *testing.T) {
+	shasums := map[string]string{"VIRT_API_SHASUM": "sha256:1", "VIRT_CONTROLLER_SHASUM": "sha256:2", "VIRT_HANDLER_SHASUM": "sha256:3", "VIRT_LAUNCHER_SHASUM": "sha256:4"}
+	with := func(m map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
 	for _, tt := range []struct {
-		image   string
-		env     map[string]string
-		version string
+		env               map[string]string
+		version, registry string
 	}{
-		{"quay.io/kubevirt/virt-operator:v1.8.4", nil, "v1.8.4"},
-		{"registry.example.com/mirror/kv-operator:v1.8.4", nil, "v1.8.4"},
-		{"ignored:v0", map[string]string{"VIRT_OPERATOR_IMAGE": "registry.example.com/kv@sha256:0123", "KUBEVIRT_VERSION": "v1.8.4"}, "v1.8.4"},
-		{"ignored:v0", map[string]string{"OPERATOR_IMAGE": "index.docker.io/kubevirt/virt-operator:v0.26.0"}, "v0.26.0"},
-		{"x", map[string]string{"VIRT_OPERATOR_IMAGE": "registry:5000/kubevirt/virt-operator", "OPERATOR_IMAGE": "quay.io/x:v1"}, "latest"},
-		{"x", map[string]string{"VIRT_OPERATOR_IMAGE": "quay.io/kubevirt/virt-operator@sha256:0123"}, "latest"},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "quay.io/kubevirt/virt-operator:v1.8.4"}, "v1.8.4", "quay.io/kubevirt"},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "registry.example.com/mirror/kv-operator:v1.8.4", "KUBEVIRT_VERSION": "v1.8.4"}, "v1.8.4", ""},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "registry.example.com/mirror/kv-operator:v1.8.4"}, "latest", ""},
+		{map[string]string{"OPERATOR_IMAGE": "registry.example.com/mirror/kv-operator:v0.36.0"}, "", ""},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "registry.example.com/mirror/my-virt-operator:v1.8.4"}, "v1.8.4", "registry.example.com/mirror"},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "registry.example.com/kv@sha256:0123", "KUBEVIRT_VERSION": "v1.8.4"}, "v1.8.4", ""},
+		{map[string]string{"OPERATOR_IMAGE": "index.docker.io/kubevirt/virt-operator:v0.26.0"}, "v0.26.0", "index.docker.io/kubevirt"},
+		{with(shasums, "OPERATOR_IMAGE", "index.docker.io/kubevirt/virt-operator@sha256:0123", "KUBEVIRT_VERSION", "v0.26.0"), "v0.26.0", "index.docker.io/kubevirt"},
+		{map[string]string{"OPERATOR_IMAGE": "index.docker.io/kubevirt/virt-operator@sha256:0123", "KUBEVIRT_VERSION": "v0.26.0"}, "latest", "index.docker.io/kubevirt"},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "registry:5000/kubevirt/virt-operator", "OPERATOR_IMAGE": "quay.io/x:v1"}, "latest", "registry:5000/kubevirt"},
+		{map[string]string{"VIRT_OPERATOR_IMAGE": "quay.io/kubevirt/virt-operator@sha256:0123"}, "latest", "quay.io/kubevirt"},
+		{map[string]string{}, "", ""}, // no image variable: the operator does not start
 	} {
-		if got, _ := release.OperatorVersion(tt.image, tt.env); got != tt.version {
-			t.Errorf("OperatorVersion(%q, %v) = %s, want %s", tt.image, tt.env, got, tt.version)
+		if v, r := release.OperatorVersion(tt.env); v != tt.version || r != tt.registry {
+			t.Errorf("OperatorVersion(%v) = %q, %q; want %q, %q", tt.env, v, r, tt.version, tt.registry)
 		}
 	}
 }
@@ -170,8 +189,8 @@ func TestTeardownSaysWhatItWaitsFor(t *testing.T) {
 	if !saidAny(said, "CRDs terminating: ") {
 		t.Errorf("progress %q does not say what the deletion waits for", said)
 	}
-	if o := h.observe(t); o.KubeVirt != nil || len(o.VMIs) != 0 {
-		t.Errorf("after the deletion: CR %v, VMIs %v", o.KubeVirt, o.VMIs)
+	if o := h.observe(t); o.KubeVirt != nil || o.WorkloadCount != 0 {
+		t.Errorf("after the deletion: CR %v, %d VMs and VMIs", o.KubeVirt, o.WorkloadCount)
 	}
 }
 

@@ -40,6 +40,8 @@ type KubeVirtState struct {
 	FeatureGates                   []string
 	TargetID, ObservedID           string
 	OutdatedWorkloads              int64 // status.outdatedVirtualMachineInstanceWorkloads
+	HasOutdatedWorkloads           bool  // the workload updater has written it
+	Spec                           map[string]any
 	Conditions                     []Condition
 	Finalizers                     []string
 	Deleting                       bool
@@ -70,8 +72,11 @@ type Observation struct {
 	ServerVersion string
 	KubeVirt      *KubeVirtState // nil: no CR
 	Operator      *OperatorState // nil: no virt-operator Deployment
-	VMIs          []VMI
-	VMs           int
+	// WorkloadCount counts VMs and VMIs (cheaply: one request each);
+	// Workloads has them one by one, once ObserveWorkloads read them (nil
+	// before: a pass with nothing to do never lists thousands of VMIs).
+	WorkloadCount int
+	Workloads     *Workloads
 	Leftovers     []string // "APIService/v1.subresources.kubevirt.io", ...
 	// Strays names every KubeVirt CR when virt-operator serves none.
 	Strays []string
@@ -82,6 +87,9 @@ type Observation struct {
 	Remnants []Remnant
 	// KubeVirtVersion is the kubevirt.io API version used to read the CR.
 	KubeVirtVersion string
+	// stuck are the workloads held by KubeVirt's finalizers with
+	// virt-controller gone.
+	stuck []stuckObject
 }
 
 // leftoverObjects are what an unclean uninstall leaves (docs/teardown.md).
@@ -121,7 +129,14 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 			return nil, err
 		}
 	}
-	if o.VMIs, o.VMs, err = e.observeWorkloads(ctx1); err != nil {
+	for _, r := range []string{"virtualmachineinstances", "virtualmachines"} {
+		n, err := e.countKubeVirtObjects(ctx1, r)
+		if err != nil {
+			return nil, err
+		}
+		o.WorkloadCount += n
+	}
+	if err := e.observeStuckWorkloads(ctx1, o); err != nil {
 		return nil, err
 	}
 	if o.OperatorObjects, err = e.observeOperatorObjects(ctx1); err != nil {
@@ -143,9 +158,53 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 	return o, nil
 }
 
+// observeStuckWorkloads: without virt-operator nothing may remain to
+// remove the workloads' finalizers; those being deleted are read then.
+func (e *Executor) observeStuckWorkloads(ctx context.Context, o *Observation) error {
+	if o.Operator != nil || o.WorkloadCount == 0 {
+		return nil
+	}
+	w, err := e.observeWorkloads(ctx)
+	if err != nil {
+		return err
+	}
+	o.Workloads = w
+	if len(w.stuck()) == 0 {
+		return nil
+	}
+	running, err := e.controllerRunning(ctx)
+	if err != nil || running {
+		return err
+	}
+	o.stuck = w.stuck()
+	return nil
+}
+
+// ObserveWorkloads reads every VMI, VM and migration into o: what planning
+// a hop and waiting for its VMIs need.
+func (e *Executor) ObserveWorkloads(ctx context.Context, o *Observation) error {
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	w, err := e.observeWorkloads(ctx1)
+	if err != nil {
+		return err
+	}
+	o.Workloads = w
+	o.Observed = o.plannerView()
+	return nil
+}
+
 func (o *Observation) plannerView() planner.Observed {
-	p := planner.Observed{Mode: planner.ModeLocked, Workloads: len(o.VMIs) + o.VMs, KubernetesVersion: o.ServerVersion,
+	p := planner.Observed{Mode: planner.ModeLocked, Workloads: o.WorkloadCount, KubernetesVersion: o.ServerVersion,
 		StrayKubeVirts: o.Strays, OperatorObjects: len(o.OperatorObjects)}
+	if w := o.Workloads; w != nil {
+		p.WorkloadsKnown, p.MigrationsInFlight = true, w.InFlight()
+		for _, v := range w.VMIs {
+			if v.Running() {
+				p.VMIs = append(p.VMIs, v.plannerVMI())
+			}
+		}
+	}
 	if o.KubeVirt == nil {
 		// With a live CR these objects are KubeVirt's own; only without one
 		// are they leftovers and remnants.
@@ -154,6 +213,10 @@ func (o *Observation) plannerView() planner.Observed {
 	}
 	if o.Operator == nil {
 		p.StuckCRDs = len(stuckCRDs(o.Remnants))
+	}
+	p.StuckWorkloads = len(o.stuck)
+	for _, s := range o.stuck[:min(len(o.stuck), 20)] {
+		p.StuckWorkloadNames = append(p.StuckWorkloadNames, s.String())
 	}
 	if op := o.Operator; op != nil {
 		p.OperatorPresent = true
@@ -168,6 +231,7 @@ func (o *Observation) plannerView() planner.Observed {
 		p.Terminating = kv.Deleting
 		p.UninstallStrategy = kv.UninstallStrategy
 		p.ImageTag, p.ImageRegistry, p.FeatureGates = kv.ImageTag, kv.ImageRegistry, kv.FeatureGates
+		p.KubeVirtSpec, p.WorkloadSettings = kv.Spec, kv.settings()
 		if kv.ImageTag != "" {
 			p.Mode = planner.ModeImageTag
 		}
@@ -244,7 +308,8 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 		TargetID: s("status", "targetDeploymentID"), ObservedID: s("status", "observedDeploymentID"),
 		Finalizers: u.GetFinalizers(),
 	}
-	k.OutdatedWorkloads, _, _ = unstructured.NestedInt64(u.Object, "status", "outdatedVirtualMachineInstanceWorkloads")
+	k.OutdatedWorkloads, k.HasOutdatedWorkloads, _ = unstructured.NestedInt64(u.Object, "status", "outdatedVirtualMachineInstanceWorkloads")
+	k.Spec, _, _ = unstructured.NestedMap(u.Object, "spec")
 	k.FeatureGates, _, _ = unstructured.NestedStringSlice(u.Object, "spec", "configuration", "developerConfiguration", "featureGates")
 	if og, ok, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration"); ok {
 		k.ObservedGeneration, k.HasObservedGeneration = og, true
@@ -286,7 +351,7 @@ func operatorState(dep *appsv1.Deployment) *OperatorState {
 			env[v.Name] = v.Value
 		}
 		op.Image = c.Image
-		op.Version, op.Registry = release.OperatorVersion(c.Image, env)
+		op.Version, op.Registry = release.OperatorVersion(env)
 		break
 	}
 	op.RolledOut, op.RolloutFailed = rolloutStatus(dep)
@@ -331,13 +396,38 @@ func (o *Observation) Settling() bool {
 	return kv != nil && !kv.Deleting && kv.Observed != "" && kv.Observed == kv.Target && !hopComplete(kv, kv.Observed)
 }
 
-// OutdatedVMIs names the VMIs on a virt-launcher older than the installed
-// version.
-func (o *Observation) OutdatedVMIs() []string {
-	if o.Installed == "" {
-		return nil
+// OutdatedCount is how many VMIs run a virt-launcher older than the
+// installed version: counted when the VMIs were read, else the workload
+// updater's count (-1 when neither is known).
+func (o *Observation) OutdatedCount() int {
+	switch {
+	case o.Installed == "":
+		return 0
+	case o.Workloads != nil:
+		return len(outdated(o.Workloads.VMIs, o.Installed))
+	case o.KubeVirt != nil && o.KubeVirt.HasOutdatedWorkloads:
+		return int(o.KubeVirt.OutdatedWorkloads)
 	}
-	return outdated(o.VMIs, o.Installed)
+	return -1
+}
+
+// settings are how the CR moves VMIs after a hop.
+func (k *KubeVirtState) settings() planner.WorkloadSettings {
+	s := planner.WorkloadSettings{Methods: k.WorkloadUpdateMethods}
+	s.EvictionStrategy, _, _ = unstructured.NestedString(k.Spec, "configuration", "evictionStrategy")
+	if n, ok, _ := unstructured.NestedInt64(k.Spec, "workloadUpdateStrategy", "batchEvictionSize"); ok {
+		s.BatchEvictionSize = int(n)
+	}
+	if d, ok, _ := unstructured.NestedString(k.Spec, "workloadUpdateStrategy", "batchEvictionInterval"); ok {
+		s.BatchEvictionInterval, _ = time.ParseDuration(d)
+	}
+	if n, ok, _ := unstructured.NestedInt64(k.Spec, "configuration", "migrations", "parallelMigrationsPerCluster"); ok {
+		s.ParallelMigrationsPerCluster = int(n)
+	}
+	if n, ok, _ := unstructured.NestedInt64(k.Spec, "configuration", "migrations", "parallelOutboundMigrationsPerNode"); ok {
+		s.ParallelOutboundMigrationsPerNode = int(n)
+	}
+	return s
 }
 
 // Summary describes the KubeVirt CR for messages ("" without one).

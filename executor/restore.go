@@ -28,6 +28,9 @@ func (e *Executor) RestoreCR(ctx context.Context, version, imageTag, imageRegist
 	if err != nil || apiVersion == "" {
 		return false, err
 	}
+	if err := e.quiet(ctx); err != nil {
+		return false, err
+	}
 	patched := false
 	err = e.patchKubeVirt(ctx, apiVersion, func(k *KubeVirtState) []map[string]any {
 		patched = false

@@ -2,11 +2,14 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
@@ -26,6 +29,9 @@ type StepOptions struct {
 	Workloads planner.Workloads
 	// Baseline are the VMIs before the hop; nil: observe them now.
 	Baseline []VMI
+	// Config is spec.kubevirtConfig: what a Configure step applies, and
+	// what an install creates the CR with (nil: the defaults).
+	Config *planner.KubeVirtConfig
 	// Progress receives human-readable progress.
 	Progress func(msg string)
 	// Milestone receives the few moments worth a status commit (a hop
@@ -45,8 +51,8 @@ func (e *Executor) Run(ctx context.Context, step planner.Step, opts StepOptions)
 	if opts.Workloads.Policy == "" {
 		opts.Workloads.Policy = planner.WorkloadsAuto
 	}
-	if opts.Workloads.Timeout == 0 {
-		opts.Workloads.Timeout = planner.DefaultWorkloadTimeout
+	if opts.Workloads.ProgressTimeout == 0 {
+		opts.Workloads.ProgressTimeout = planner.DefaultWorkloadProgressTimeout
 	}
 	hopCtx, cancel := context.WithDeadline(ctx, opts.Deadline)
 	defer cancel()
@@ -57,7 +63,9 @@ func (e *Executor) Run(ctx context.Context, step planner.Step, opts StepOptions)
 	say := progress(opts.Progress)
 	switch step.Type {
 	case planner.StepInstall:
-		err = e.install(hopCtx, obs, step, say, &res)
+		err = e.install(hopCtx, obs, step, opts, say, &res)
+	case planner.StepConfigure:
+		err = e.configure(hopCtx, obs, step, opts, say, &res)
 	case planner.StepUpgrade:
 		err = e.upgrade(ctx, hopCtx, obs, step, opts, say, &res)
 	case planner.StepDeleteKubeVirt:
@@ -95,7 +103,7 @@ func (e *Executor) settle(ctx context.Context, obs *Observation, say progress) e
 // install applies the operator manifest, waits for its rollout, creates the
 // CR from kubevirt-cr.yaml (pinned to the tag for the ImageTag method) and
 // waits for the install to complete.
-func (e *Executor) install(ctx context.Context, obs *Observation, step planner.Step, say progress, res *StepResult) error {
+func (e *Executor) install(ctx context.Context, obs *Observation, step planner.Step, opts StepOptions, say progress, res *StepResult) error {
 	if err := plannerTag(step.To); err != nil {
 		return err
 	}
@@ -128,7 +136,7 @@ func (e *Executor) install(ctx context.Context, obs *Observation, step planner.S
 	if err := e.waitEstablished(ctx); err != nil {
 		return err
 	}
-	apiVersion, err := e.createCR(ctx, obs, cr, step, say)
+	apiVersion, err := e.createCR(ctx, obs, cr, step, planner.InstallConfig(opts.Config), say)
 	if err != nil {
 		return err
 	}
@@ -165,11 +173,15 @@ func (e *Executor) clearWay(ctx context.Context, obs *Observation, say progress)
 	return e.waitNamespaceGone(ctx, say)
 }
 
-// createCR creates the KubeVirt CR from the release's kubevirt-cr.yaml
-// (pinned to the tag when the method pins it), unless one is there; it
-// returns the CR's API version.
-func (e *Executor) createCR(ctx context.Context, obs *Observation, cr *release.Manifest, step planner.Step, say progress) (string, error) {
+// createCR creates the KubeVirt CR from the release's kubevirt-cr.yaml with
+// the settings of config (pinned to the tag when the method pins it),
+// unless one is there; it returns the CR's API version.
+func (e *Executor) createCR(ctx context.Context, obs *Observation, cr *release.Manifest, step planner.Step, config *planner.KubeVirtConfig, say progress) (string, error) {
 	obj := cr.Objects[0].DeepCopy()
+	spec, _, _ := unstructured.NestedMap(obj.Object, "spec")
+	if err := unstructured.SetNestedMap(obj.Object, mergeSpec(spec, config.Spec()), "spec"); err != nil {
+		return "", err
+	}
 	if step.Method.PinsTag() {
 		if err := unstructured.SetNestedField(obj.Object, step.To, "spec", "imageTag"); err != nil {
 			return "", err
@@ -208,37 +220,89 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, redact.OrDash(kv.Observed))
 	}
 	baseline := opts.Baseline
-	if baseline == nil {
-		baseline = obs.VMIs
-	}
 	if !res.AlreadyDone {
 		run, ok := hopBy[step.Method]
 		if !ok {
 			return fault.Stalled(ReasonInvalidStep, nil, "a hop cannot be made by method %s", redact.Quote(string(step.Method)))
 		}
+		w, err := e.readWorkloads(hopCtx)
+		if err != nil {
+			return err
+		}
+		if f := w.InFlight(); len(f) > 0 {
+			return inFlight(f)
+		}
+		if baseline == nil {
+			baseline = w.VMIs
+		}
 		if err := run(&hop{e: e, ctx: hopCtx, obs: obs, step: step, say: say, res: res}); err != nil {
 			return err
 		}
 	}
-	if err := e.checkWorkloads(hopCtx, baseline, kv.WorkloadUpdateMethods, res); err != nil {
-		return err
-	}
-	return e.waitWorkloads(ctx, step.To, kv.WorkloadUpdateMethods, opts, say, res)
+	// A hop found done (resumed after a restart) has no baseline: the VMIs
+	// are judged from now on.
+	return e.waitWorkloads(ctx, step.To, kv, baseline, opts, say, res)
 }
 
-// checkWorkloads compares the VMIs with the baseline; a disruption fails the
-// hop (and stops the plan). methods are the CR's workloadUpdateMethods as
-// observed when the step began.
-func (e *Executor) checkWorkloads(ctx context.Context, baseline []VMI, methods []string, res *StepResult) error {
-	ctx1, cancel := e.call(ctx)
-	defer cancel()
-	now, _, err := e.observeWorkloads(ctx1)
+// configure applies spec.kubevirtConfig to the CR with server-side apply
+// (field manager kvgitops, strict field validation: a field the running
+// KubeVirt does not know is refused, nothing applied), once no live
+// migration runs, then waits for the operator to take it in.
+func (e *Executor) configure(ctx context.Context, obs *Observation, step planner.Step, opts StepOptions, say progress, res *StepResult) error {
+	kv := obs.KubeVirt
+	switch {
+	case opts.Config == nil:
+		return fault.Stalled(ReasonInvalidStep, nil, "a Configure step without spec.kubevirtConfig")
+	case kv == nil || kv.Deleting:
+		return stale("configure planned, but there is no live KubeVirt CR")
+	case len(opts.Config.Differences(kv.Spec)) == 0:
+		res.AlreadyDone = true
+		return nil
+	}
+	if err := e.quiet(ctx); err != nil {
+		return err
+	}
+	body := map[string]any{"apiVersion": "kubevirt.io/" + obs.KubeVirtVersion, "kind": "KubeVirt",
+		"metadata": map[string]any{"name": kv.Name, "namespace": kv.Namespace}, "spec": opts.Config.Spec()}
+	data, err := json.Marshal(body)
 	if err != nil {
 		return err
 	}
-	res.Workloads = compareWorkloads(baseline, now, methods)
-	if len(res.Workloads.Disrupted) > 0 {
-		return fault.Stalled(ReasonWorkloadDisrupted, nil, "VMIs disrupted during the hop to %s: %v", res.Step.To, res.Workloads.Disrupted)
+	say.say("applying spec.kubevirtConfig to the KubeVirt CR (server-side apply, field manager %s)", e.cfg.FieldManager)
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	force := true
+	_, err = e.dyn.Resource(kubevirtGVR(obs.KubeVirtVersion)).Namespace(kv.Namespace).Patch(ctx1, kv.Name, types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: e.cfg.FieldManager, Force: &force, FieldValidation: "Strict"})
+	switch {
+	case apierrors.IsBadRequest(err) || apierrors.IsInvalid(err):
+		return fault.Stalled(ReasonConfigRefused, err, "the cluster refused spec.kubevirtConfig (nothing was applied): %s", redact.Text(err.Error(), 400))
+	case err != nil:
+		return apiError(err, "apply spec.kubevirtConfig")
 	}
-	return nil
+	res.Notes = append(res.Notes, "applied spec.kubevirtConfig ("+opts.Config.Digest()+")")
+	return e.waitHop(ctx, obs.KubeVirtVersion, kv.Observed, say)
+}
+
+// inFlight is the refusal to change KubeVirt under live migrations.
+func inFlight(vmis []string) error {
+	return fault.Transient(ReasonMigrationsInFlight, nil, "%d live migrations are in flight (%s): nothing changes KubeVirt until they finish (kubevirt#18720)",
+		len(vmis), listSome(vmis))
+}
+
+// mergeSpec lays over on spec, mapping by mapping.
+func mergeSpec(spec, over map[string]any) map[string]any {
+	if spec == nil {
+		spec = map[string]any{}
+	}
+	for k, v := range over {
+		sub, isMap := v.(map[string]any)
+		cur, curMap := spec[k].(map[string]any)
+		if isMap && curMap {
+			spec[k] = mergeSpec(cur, sub)
+			continue
+		}
+		spec[k] = v
+	}
+	return spec
 }

@@ -153,7 +153,7 @@ func TestDisruptedVMIStopsThePlan(t *testing.T) {
 	if fault.ReasonOf(err) != executor.ReasonWorkloadDisrupted || !fault.Stalls(err) {
 		t.Fatalf("disrupted VMI: %v, want a terminal WorkloadDisrupted", err)
 	}
-	if !slices.Equal(res.Workloads.Disrupted, []string{"default/db-0 (restarted)"}) || res.Workloads.RunningBefore != 2 {
+	if !slices.Equal(res.Workloads.Disrupted.Names, []string{"default/db-0 (restarted)"}) || res.Workloads.RunningBefore != 2 {
 		t.Errorf("workload report %+v", res.Workloads)
 	}
 }

@@ -94,9 +94,9 @@ func (e *Executor) deletionProgress(ctx context.Context) string {
 	ctx1, cancel := e.call(ctx)
 	defer cancel()
 	var parts []string
-	if vmis, _, err := e.observeWorkloads(ctx1); err == nil {
+	if w, err := e.observeWorkloads(ctx1); err == nil {
 		n := 0
-		for _, v := range vmis {
+		for _, v := range w.VMIs {
 			if v.Deleting {
 				n++
 			}
@@ -144,30 +144,23 @@ func (e *Executor) removeStuckFinalizers(ctx context.Context, obs *Observation, 
 	switch {
 	case obs.Operator != nil:
 		return stale("finalizer removal planned, but virt-operator is running and will finish the deletion")
-	case kv == nil && len(crds) == 0:
+	case kv == nil && len(crds) == 0 && len(obs.stuck) == 0:
 		res.AlreadyDone = true
 		return nil
 	}
+	if len(obs.stuck) > 0 {
+		say.say("removing KubeVirt's finalizers from %d VMIs, VMs and migrations being deleted (virt-controller is gone)", len(obs.stuck))
+		released, err := e.releaseWorkloads(ctx, obs.Workloads)
+		if len(released) > 0 {
+			res.Notes = append(res.Notes, fmt.Sprintf("removed KubeVirt's finalizers from %d workloads being deleted: %s", len(released), listSome(released)))
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if kv != nil {
-		say.say("deleting virt-operator-validator, whose fail-closed webhook rejects every change of the CR now that virt-operator is gone")
-		ctx1, cancel := e.call(ctx)
-		err := e.dyn.Resource(vwcGVR).Delete(ctx1, "virt-operator-validator", metav1.DeleteOptions{})
-		cancel()
-		if err != nil && !apierrors.IsNotFound(err) {
-			return apiError(err, "delete virt-operator-validator")
-		}
-		if !kv.Deleting {
-			say.say("deleting the KubeVirt CR")
-			if err := e.throughWebhookRemoval(ctx, say, func() error { return e.deleteCR(ctx, obs.KubeVirtVersion, kv) }); err != nil {
-				return err
-			}
-		}
-		if len(kv.Finalizers) > 0 {
-			say.say("removing finalizers %v from the KubeVirt CR", kv.Finalizers)
-			if err := e.throughWebhookRemoval(ctx, say, func() error { return e.removeCRFinalizers(ctx, obs.KubeVirtVersion) }); err != nil {
-				return err
-			}
-			res.Notes = append(res.Notes, fmt.Sprintf("removed stuck finalizers %v after deleting virt-operator-validator", kv.Finalizers))
+		if err := e.releaseCR(ctx, obs, say, res); err != nil {
+			return err
 		}
 	}
 	for _, name := range crds {
@@ -176,6 +169,33 @@ func (e *Executor) removeStuckFinalizers(ctx context.Context, obs *Observation, 
 			return err
 		}
 		res.Notes = append(res.Notes, "released CRD "+name+" from "+CRDFinalizer)
+	}
+	return nil
+}
+
+// releaseCR deletes virt-operator-validator, then the CR (if not yet being
+// deleted), then removes the CR's finalizers.
+func (e *Executor) releaseCR(ctx context.Context, obs *Observation, say progress, res *StepResult) error {
+	kv := obs.KubeVirt
+	say.say("deleting virt-operator-validator, whose fail-closed webhook rejects every change of the CR now that virt-operator is gone")
+	ctx1, cancel := e.call(ctx)
+	err := e.dyn.Resource(vwcGVR).Delete(ctx1, "virt-operator-validator", metav1.DeleteOptions{})
+	cancel()
+	if err != nil && !apierrors.IsNotFound(err) {
+		return apiError(err, "delete virt-operator-validator")
+	}
+	if !kv.Deleting {
+		say.say("deleting the KubeVirt CR")
+		if err := e.throughWebhookRemoval(ctx, say, func() error { return e.deleteCR(ctx, obs.KubeVirtVersion, kv) }); err != nil {
+			return err
+		}
+	}
+	if len(kv.Finalizers) > 0 {
+		say.say("removing finalizers %v from the KubeVirt CR", kv.Finalizers)
+		if err := e.throughWebhookRemoval(ctx, say, func() error { return e.removeCRFinalizers(ctx, obs.KubeVirtVersion) }); err != nil {
+			return err
+		}
+		res.Notes = append(res.Notes, fmt.Sprintf("removed stuck finalizers %v after deleting virt-operator-validator", kv.Finalizers))
 	}
 	return nil
 }
@@ -419,6 +439,9 @@ func (e *Executor) verifyAbsent(ctx context.Context, say progress) error {
 			if len(left) == 0 {
 				return nil
 			}
+			if err := e.heldWorkloads(ctx, rs); err != nil {
+				return err
+			}
 			if msg := listSome(left); msg != said {
 				say.say("waiting for %d objects of KubeVirt to go: %s", len(left), msg)
 				said = msg
@@ -428,6 +451,33 @@ func (e *Executor) verifyAbsent(ctx context.Context, say progress) error {
 			return fault.Stalled(ReasonTeardownIncomplete, err, "KubeVirt is not gone: %d objects are left after the teardown: %s", len(left), listSome(left))
 		}
 	}
+}
+
+// heldWorkloads: a KubeVirt CRD being deleted waits for its instances; with
+// virt-controller gone, those holding KubeVirt's finalizers never go.
+// Said at once (transient: the next plan names them and, with
+// spec.teardown.removeStuckFinalizers, releases them) instead of waiting
+// out the deadline.
+func (e *Executor) heldWorkloads(ctx context.Context, rs []Remnant) error {
+	if !slices.ContainsFunc(rs, func(r Remnant) bool { return r.Kind == "CustomResourceDefinition" && r.Deleting }) {
+		return nil
+	}
+	ctx1, cancel := e.call(ctx)
+	defer cancel()
+	w, err := e.observeWorkloads(ctx1)
+	if err != nil || len(w.stuck()) == 0 {
+		return err
+	}
+	if running, err := e.controllerRunning(ctx1); err != nil || running {
+		return err
+	}
+	stuck := w.stuck()
+	names := make([]string, 0, len(stuck))
+	for _, s := range stuck {
+		names = append(names, s.String())
+	}
+	return fault.Transient(ReasonTeardownIncomplete, nil, "%d VMIs, VMs or migrations are stuck Terminating on KubeVirt's finalizers with virt-controller gone: %s",
+		len(names), listSome(names))
 }
 
 // waitNamespaceGone lets an install that follows a teardown wait for

@@ -1,7 +1,10 @@
 package release
 
 import (
+	"regexp"
 	"strings"
+
+	"github.com/kvgitops/kvgitops/planner"
 )
 
 // ImageRef is a container image reference split the way virt-operator
@@ -58,31 +61,61 @@ func canonicalRepository(repo string) string {
 // variable first, then the one it replaced in v0.58.1.
 var operatorImageEnv = []string{"VIRT_OPERATOR_IMAGE", "OPERATOR_IMAGE"}
 
+// operatorImageName is virt-operator's own pattern for its image: the last
+// path element must end in "virt-operator" (util/config.go).
+var operatorImageName = regexp.MustCompile(`^(.*)/(.*)virt-operator([@:].*)?$`)
+
 // OperatorVersion derives the KubeVirt version a virt-operator container
-// runs, with the operator's own rules: its image is VIRT_OPERATOR_IMAGE,
-// else OPERATOR_IMAGE (else, for a Deployment without either, the
-// container's image); a tag is the version; an image by digest, or one that
-// does not parse, takes KUBEVIRT_VERSION; an image with neither is
-// "latest". It also returns the registry. A mirrored or renamed image works
-// as long as its tag (or KUBEVIRT_VERSION) says the version.
-func OperatorVersion(containerImage string, env map[string]string) (version, registry string) {
-	image := containerImage
+// installs, and the registry of its components, with the operator's own
+// rules (util/config.go getConfig; docs/kubevirt.md, "How the operator
+// reads its version"): its image is VIRT_OPERATOR_IMAGE, else
+// OPERATOR_IMAGE (with neither it does not start: ""); a tag is the
+// version; by digest, KUBEVIRT_VERSION (before v1.0 only with every
+// *_SHASUM set, else "latest"); no tag, "latest". An image whose name does
+// not end in virt-operator gives no registry and, from v1.0,
+// KUBEVIRT_VERSION (else "latest"), before v1.0 no version at all: a
+// renamed mirror does not keep the version.
+func OperatorVersion(env map[string]string) (version, registry string) {
+	image := operatorImage(env)
+	if image == "" || strings.ContainsAny(image, " \t\n") {
+		return "", ""
+	}
+	kv := env["KUBEVIRT_VERSION"]
+	ref := ParseImage(image)
+	modern := planner.ValidTag(ref.Tag) && planner.TagAtLeast(ref.Tag, "v1.0.0-alpha.0") || planner.ValidTag(kv) && planner.TagAtLeast(kv, "v1.0.0-alpha.0")
+	m := operatorImageName.FindStringSubmatch(image)
+	switch {
+	case m == nil && modern:
+		return orLatest(kv), ""
+	case m == nil:
+		return "", ""
+	case m[3] == "":
+		return "latest", m[1]
+	case strings.HasPrefix(m[3], ":"):
+		return m[3][1:], m[1]
+	case modern || kv != "" && allShasums(env):
+		return orLatest(kv), m[1]
+	}
+	return "latest", m[1]
+}
+
+// operatorImage: VIRT_OPERATOR_IMAGE, else OPERATOR_IMAGE.
+func operatorImage(env map[string]string) string {
 	for _, k := range operatorImageEnv {
-		if v := env[k]; v != "" {
-			image = v
-			break
+		if image := env[k]; image != "" {
+			return image
 		}
 	}
-	ref := ParseImage(image)
-	switch {
-	case ref.Repository == "" || strings.ContainsAny(image, " \t\n"):
-		return orLatest(env["KUBEVIRT_VERSION"]), ref.Registry()
-	case ref.Digest != "":
-		return orLatest(env["KUBEVIRT_VERSION"]), ref.Registry()
-	case ref.Tag != "":
-		return ref.Tag, ref.Registry()
+	return ""
+}
+
+func allShasums(env map[string]string) bool {
+	for _, c := range []string{"VIRT_API", "VIRT_CONTROLLER", "VIRT_HANDLER", "VIRT_LAUNCHER"} {
+		if env[c+"_SHASUM"] == "" {
+			return false
+		}
 	}
-	return "latest", ref.Registry()
+	return true
 }
 
 func orLatest(v string) string {

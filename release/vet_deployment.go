@@ -109,7 +109,7 @@ func (c *vetter) container(obj, field string, m map[string]any) {
 		c.add(obj, field+".command", "must run virt-operator --port 8443 -v N as every release does, got %s", redact.Quote(strings.Join(argv, " ")))
 	}
 	env := c.env(obj, field, m, image)
-	c.Version, _ = OperatorVersion(image, env)
+	c.Version, _ = OperatorVersion(env)
 	if c.Version != c.Tag {
 		c.add(obj, field+".image", "runs version %s (as virt-operator reads %s), want %s", redact.Quote(c.Version), redact.Quote(image), c.Tag)
 	}
