@@ -24,6 +24,10 @@ func (a *Agent) drifted(ctx context.Context, p *pass) (verdict, error) {
 		return goOn, nil
 	}
 	p.Drift = ap.DriftFrom(p.obs.Observed)
+	if c := p.desired.KubeVirtConfig; c != nil && p.obs.KubeVirt != nil {
+		// kvgitops left the CR with these settings (the plan was done).
+		p.Drift = append(p.Drift, c.Differences(p.obs.KubeVirtSpec)...)
+	}
 	if len(p.Drift) == 0 {
 		a.driftSaid = ""
 		return goOn, nil

@@ -134,19 +134,41 @@ func (r *fakeRepo) file(path string) string {
 
 // fakeCluster is a KubeVirt that moves to a step's target when it runs.
 type fakeCluster struct {
-	mu         sync.Mutex
-	installed  string
-	operator   string // "" once the operator manifest is deleted
-	mode       planner.Mode
-	ran        []planner.Step
-	failNext   error // returned (once) by the next Run
-	observeErr error
-	events     []string
-	underWay   string // a hop already moving the cluster to this version
-	noop       bool   // steps succeed without changing anything
-	settling   bool   // observed == target, not ready yet
-	imageTag   string // spec.imageTag, set by hand in drift tests
-	restored   int    // RestoreCR calls that wrote
+	mu            sync.Mutex
+	installed     string
+	operator      string // "" once the operator manifest is deleted
+	mode          planner.Mode
+	ran           []planner.Step
+	failNext      error // returned (once) by the next Run
+	observeErr    error
+	events        []string
+	underWay      string // a hop already moving the cluster to this version
+	noop          bool   // steps succeed without changing anything
+	settling      bool   // observed == target, not ready yet
+	imageTag      string // spec.imageTag, set by hand in drift tests
+	restored      int    // RestoreCR calls that wrote
+	vmis          []executor.VMI
+	migrating     []string // namespace/vmi with a live migration in flight
+	workloadsRead int
+}
+
+// ObserveWorkloads hands out the fake's VMIs and migrations.
+func (c *fakeCluster) ObserveWorkloads(_ context.Context, o *executor.Observation) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.workloadsRead++
+	w := &executor.Workloads{VMIs: c.vmis}
+	for _, m := range c.migrating {
+		ns, vmi, _ := strings.Cut(m, "/")
+		w.Migrations = append(w.Migrations, executor.Migration{Namespace: ns, VMI: vmi, Phase: "Running"})
+	}
+	o.Workloads = w
+	o.WorkloadsKnown, o.MigrationsInFlight, o.VMIs = true, w.InFlight(), nil
+	for _, v := range c.vmis {
+		o.VMIs = append(o.VMIs, planner.VMI{Namespace: v.Namespace, Name: v.Name, Labels: v.Labels, Migratable: v.Migratable,
+			NotMigratableReason: v.NotMigratableReason, EvictionStrategy: v.EvictionStrategy, RunStrategy: v.RunStrategy})
+	}
+	return nil
 }
 
 func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
@@ -44,7 +45,24 @@ func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observatio
 					st.ClosesAt.UTC().Format(time.RFC3339), d.HopTimeout, st.NextOpen.UTC().Format(time.RFC3339))}
 		}
 	}
+	if s := p.Steps[0]; s.Type.ChangesKubeVirt() && len(obs.MigrationsInFlight) > 0 && !hopUnderWay(p, obs) {
+		a.wakeAt = a.cfg.Clock().Add(migrationsRecheck)
+		return &gateResult{PhaseProgressing, ReasonMigrationsInFlight,
+			fmt.Sprintf("%d live migrations are in flight (%s): the next step waits until they finish, as a change of KubeVirt under a running migration can kill its guest (kubevirt#18720)",
+				len(obs.MigrationsInFlight), firstNames(obs.MigrationsInFlight, 10))}
+	}
 	return nil
+}
+
+// migrationsRecheck is how soon a step waiting for live migrations looks
+// again.
+const migrationsRecheck = 10 * time.Second
+
+func firstNames(l []string, n int) string {
+	if len(l) <= n {
+		return strings.Join(l, ", ")
+	}
+	return strings.Join(l[:n], ", ") + fmt.Sprintf(" and %d more", len(l)-n)
 }
 
 // approved: the desired file names this plan, or the plan the active one

@@ -32,6 +32,9 @@ type Repo interface {
 // Cluster is what the agent needs from the cluster.
 type Cluster interface {
 	Observe(ctx context.Context) (*executor.Observation, error)
+	// ObserveWorkloads reads every VMI, VM and migration into obs (what
+	// planning a hop needs; a pass with nothing to do skips it).
+	ObserveWorkloads(ctx context.Context, obs *executor.Observation) error
 	Run(ctx context.Context, step planner.Step, opts executor.StepOptions) (executor.StepResult, error)
 	// Event records a Kubernetes Event about KubeVirt; best effort.
 	Event(ctx context.Context, warning bool, reason fault.Reason, message string)

@@ -29,6 +29,8 @@ type Metrics struct {
 	pushFailures   prometheus.Counter
 	outdatedVMIs   prometheus.Gauge
 	checks         *prometheus.GaugeVec
+	forecastVMIs   *prometheus.GaugeVec
+	kubeRequests   *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on a registry of their own (plus the Go
@@ -47,12 +49,27 @@ func NewMetrics() *Metrics {
 	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_phase", Help: "The status phase (1 for the current one)."}, []string{"phase"})
 	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_status_push_failures_total", Help: "Status commits that could not be pushed."})
 	m.outdatedVMIs = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_outdated_vmis", Help: "VMIs running a virt-launcher older than the installed KubeVirt."})
+	m.forecastVMIs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_workload_forecast_vmis", Help: "What the plan's next hop does to the running VMIs, by fate (LiveMigrate, Restart, ShutDown, StaysOutdated)."}, []string{"fate"})
+	m.kubeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kvgitops_kube_requests_total", Help: "Requests to the Kubernetes API server, by HTTP method."}, []string{"method"})
 	m.checks = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_preflight_checks", Help: "Preflight checks of the current plan that warn or refuse, by check."}, []string{"check", "result"})
 	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
-		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs, m.checks,
+		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs, m.checks, m.forecastVMIs, m.kubeRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// CountRequests wraps a client transport to count its requests
+// (kvgitops_kube_requests_total): what one pass costs the API server.
+func (m *Metrics) CountRequests(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		m.kubeRequests.WithLabelValues(r.Method).Inc()
+		return rt.RoundTrip(r)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // Handler serves /metrics.
 func (m *Metrics) Handler() http.Handler {
@@ -108,10 +125,18 @@ func (m *Metrics) observed(o *executor.Observation) {
 	if o.Installed != "" {
 		m.currentVersion.WithLabelValues(o.Installed).Set(1)
 	}
-	m.outdatedVMIs.Set(float64(len(o.OutdatedVMIs())))
+	if n := o.OutdatedCount(); n >= 0 {
+		m.outdatedVMIs.Set(float64(n))
+	}
 }
 
 func (m *Metrics) setOutdated(n int) { m.outdatedVMIs.Set(float64(n)) }
+
+func (m *Metrics) forecast(f planner.WorkloadForecast) {
+	for _, fate := range []planner.Fate{planner.FateLiveMigrate, planner.FateRestart, planner.FateShutDown, planner.FateStays} {
+		m.forecastVMIs.WithLabelValues(string(fate)).Set(float64(f.Counts[fate]))
+	}
+}
 
 func (m *Metrics) setSuspended(s bool) {
 	if s {

@@ -27,6 +27,9 @@ const (
 	// ReasonWaitingForWorkloads: a hop is done, its VMIs are moving to its
 	// virt-launcher.
 	ReasonWaitingForWorkloads fault.Reason = "WaitingForWorkloads"
+	// ReasonMigrationsInFlight: live migrations run; the next step waits
+	// for them (a change of KubeVirt under one can kill its guest).
+	ReasonMigrationsInFlight fault.Reason = "MigrationsInFlight"
 	// ReasonRetrying: a step failed transiently; retried with back-off.
 	ReasonRetrying fault.Reason = "Retrying"
 	// ReasonNoProgress: a step succeeded but the cluster did not change;

@@ -156,8 +156,20 @@ func (a *Agent) suspended(_ context.Context, p *pass) (verdict, error) {
 // is published, and so is a cluster that is as desired.
 func (a *Agent) planned(ctx context.Context, p *pass) (verdict, error) {
 	plan, err := a.plan(ctx, p.desired, p.obs)
+	if err == nil && needsWorkloads(plan) && p.obs.Workloads == nil {
+		// The plan changes KubeVirt: what it does to every VMI is checked
+		// (and with it, what runs), so it is planned again with them.
+		if err := a.cluster.ObserveWorkloads(ctx, p.obs); err != nil {
+			p.set(PhaseUnknown, ReasonClusterUnavailable, "cannot read the VMIs: "+err.Error())
+			return done, err
+		}
+		plan, err = a.plan(ctx, p.desired, p.obs)
+	}
 	if err != nil {
 		return done, a.refused(p, err)
+	}
+	if p.Forecast = plan.Forecast; plan.Forecast != nil {
+		a.cfg.Metrics.forecast(*plan.Forecast)
 	}
 	p.plan = plan
 	p.Desired = a.desiredSummary(plan.To)
@@ -169,6 +181,16 @@ func (a *Agent) planned(ctx context.Context, p *pass) (verdict, error) {
 	return goOn, nil
 }
 
+// needsWorkloads: a plan whose steps change KubeVirt.
+func needsWorkloads(plan planner.Plan) bool {
+	for _, s := range plan.Steps {
+		if s.Type.ChangesKubeVirt() {
+			return true
+		}
+	}
+	return false
+}
+
 // refused shows a plan the planner refused, with its checks; any other
 // planning error is the catalog's (Unknown, retried: returned).
 func (a *Agent) refused(p *pass, err error) error {
@@ -178,7 +200,7 @@ func (a *Agent) refused(p *pass, err error) error {
 		return err
 	}
 	a.cfg.Metrics.preflight(re.Checks)
-	p.Preflight = re.Checks
+	p.Preflight, p.Forecast = re.Checks, re.Forecast
 	a.supersede("refused: " + re.Message)
 	p.set(PhaseRefused, re.Reason, re.Message)
 	return nil

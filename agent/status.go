@@ -56,8 +56,10 @@ type Status struct {
 	Message         string          `yaml:"message,omitempty"`
 	Plan            *PlanStatus     `yaml:"plan,omitempty"`
 	Workloads       *Workloads      `yaml:"workloads,omitempty"`
-	Conditions      []Condition     `yaml:"conditions"`
-	History         []Run           `yaml:"history,omitempty"`
+	// Forecast is what the plan's first hop does to the running VMIs.
+	Forecast   *planner.WorkloadForecast `yaml:"workloadForecast,omitempty"`
+	Conditions []Condition               `yaml:"conditions"`
+	History    []Run                     `yaml:"history,omitempty"`
 	// Journal is every attempt at a step, newest first: intent and outcome,
 	// recorded in the cluster before and after acting, so none is lost.
 	Journal []Entry `yaml:"journal,omitempty"`
@@ -164,15 +166,28 @@ type StepStatus struct {
 	Message       string     `yaml:"message,omitempty"`
 }
 
-// Workloads is the last hop's workload check: VMIs disrupted, and VMIs
-// still on an older virt-launcher (with what happens to them).
+// Workloads is the last hop's VMIs (docs/kubevirt.md, "Workload updates"):
+// how many ran before and now, moved to the new virt-launcher, are moving,
+// are still outdated; the ones that will not move, were shut down or
+// restarted (as the desired file accepted), or were disrupted although it
+// did not — counted, the first 20 of each named.
 type Workloads struct {
-	RunningBefore int      `yaml:"runningBefore"`
-	RunningNow    int      `yaml:"runningNow"`
-	Disrupted     []string `yaml:"disrupted"`
-	Outdated      int      `yaml:"outdated,omitempty"`
-	OutdatedVMIs  []string `yaml:"outdatedVMIs,omitempty"`
-	Note          string   `yaml:"note,omitempty"`
+	RunningBefore int        `yaml:"runningBefore" json:"runningBefore"`
+	RunningNow    int        `yaml:"runningNow" json:"runningNow"`
+	Moved         int        `yaml:"moved" json:"moved"`
+	Moving        NamedCount `yaml:"moving,omitempty" json:"moving,omitzero"`
+	Outdated      NamedCount `yaml:"outdated,omitempty" json:"outdated,omitzero"`
+	CannotMove    NamedCount `yaml:"cannotMove,omitempty" json:"cannotMove,omitzero"`
+	ShutDown      NamedCount `yaml:"shutDown,omitempty" json:"shutDown,omitzero"`
+	Restarted     NamedCount `yaml:"restarted,omitempty" json:"restarted,omitzero"`
+	Disrupted     NamedCount `yaml:"disrupted,omitempty" json:"disrupted,omitzero"`
+	Note          string     `yaml:"note,omitempty" json:"note,omitempty"`
+}
+
+// NamedCount counts VMIs and names the first of them.
+type NamedCount struct {
+	Count int      `yaml:"count" json:"count"`
+	Names []string `yaml:"names,omitempty" json:"names,omitempty"`
 }
 
 // Condition is a kstatus-style condition.
@@ -264,9 +279,6 @@ func Render(s Status) ([]byte, error) {
 	s.History = hist
 	if s.Workloads != nil {
 		w := *s.Workloads
-		if w.Disrupted == nil {
-			w.Disrupted = []string{}
-		}
 		w.Note = redact.Text(w.Note, redact.MaxMessage)
 		s.Workloads = &w
 	}

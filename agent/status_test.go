@@ -38,7 +38,8 @@ func sampleStatus() agent.Status {
 					Notes: []string{"applied kubevirt-operator.yaml of v1.7.4 (sha256 4da7b371)"}},
 				{Type: "Upgrade", From: "v1.7.4", To: "v1.8.4", Method: "Operator", State: "Running", StartedAt: at(7)},
 			}},
-		Workloads: &agent.Workloads{RunningBefore: 12, RunningNow: 12, Disrupted: []string{}},
+		Workloads: &agent.Workloads{RunningBefore: 12, RunningNow: 12, Moved: 10, Moving: agent.NamedCount{Count: 1, Names: []string{"default/db-0"}},
+			CannotMove: agent.NamedCount{Count: 1, Names: []string{"default/gpu-0"}}},
 		Conditions: []agent.Condition{
 			{Type: "Ready", Status: "False", Reason: "HopInProgress", Message: "step 2/2", LastTransitionTime: *at(0)},
 			{Type: "Reconciling", Status: "True", Reason: "HopInProgress", LastTransitionTime: *at(0)},

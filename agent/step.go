@@ -37,6 +37,7 @@ func (a *Agent) step(ctx context.Context, p *pass) (verdict, error) {
 	res, err := a.cluster.Run(ctx, r.step, executor.StepOptions{
 		Deadline:  r.startedAt.Add(p.desired.HopTimeout),
 		Workloads: p.desired.Workloads,
+		Config:    p.desired.KubeVirtConfig,
 		Progress:  func(msg string) { a.progress(r.where, msg) },
 		Milestone: func(msg string, w executor.WorkloadReport) { a.milestone(ctx, p, r, msg, w) },
 	})
@@ -103,7 +104,7 @@ func (a *Agent) begin(ctx context.Context, p *pass, r *stepRun) (verdict, error)
 // milestone: a hop is done and its VMIs are moving to its virt-launcher.
 func (a *Agent) milestone(ctx context.Context, p *pass, r *stepRun, msg string, w executor.WorkloadReport) {
 	a.workloads = workloadStatus(w)
-	a.cfg.Metrics.setOutdated(len(w.Outdated))
+	a.cfg.Metrics.setOutdated(w.Outdated.Count + w.Moving.Count + w.CannotMove.Count)
 	p.set(PhaseProgressing, ReasonWaitingForWorkloads, r.where+": "+msg)
 	a.publishNow(ctx, p)
 }
@@ -177,8 +178,8 @@ func (a *Agent) recordWorkloads(r *stepRun, res executor.StepResult, err error) 
 	}
 	w := res.Workloads
 	a.workloads = workloadStatus(w)
-	a.cfg.Metrics.disruptions(len(w.Disrupted))
-	a.cfg.Metrics.setOutdated(len(w.Outdated))
+	a.cfg.Metrics.disruptions(w.Disrupted.Count + w.ShutDown.Count + w.Restarted.Count)
+	a.cfg.Metrics.setOutdated(w.Outdated.Count + w.Moving.Count + w.CannotMove.Count)
 	if w.Note != "" {
 		r.status.Notes = append(r.status.Notes, w.Note)
 	}
@@ -192,6 +193,8 @@ func (a *Agent) progress(where, msg string) {
 }
 
 func workloadStatus(w executor.WorkloadReport) *Workloads {
-	return &Workloads{RunningBefore: w.RunningBefore, RunningNow: w.RunningNow, Disrupted: w.Disrupted,
-		Outdated: len(w.Outdated), OutdatedVMIs: w.Outdated, Note: w.Note}
+	named := func(g executor.WorkloadGroup) NamedCount { return NamedCount{Count: g.Count, Names: g.Names} }
+	return &Workloads{RunningBefore: w.RunningBefore, RunningNow: w.RunningNow, Moved: w.Moved,
+		Moving: named(w.Moving), Outdated: named(w.Outdated), CannotMove: named(w.CannotMove), ShutDown: named(w.ShutDown),
+		Restarted: named(w.Restarted), Disrupted: named(w.Disrupted), Note: w.Note}
 }

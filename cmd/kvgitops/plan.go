@@ -174,14 +174,15 @@ func readCapped(path string, limit int64) ([]byte, error) {
 func writePlanError(stdout, stderr io.Writer, output, reason string, err error) {
 	if output == "json" {
 		type body struct {
-			Reason  string          `json:"reason"`
-			Message string          `json:"message"`
-			Checks  []planner.Check `json:"checks,omitempty"`
+			Reason   string                    `json:"reason"`
+			Message  string                    `json:"message"`
+			Checks   []planner.Check           `json:"checks,omitempty"`
+			Forecast *planner.WorkloadForecast `json:"workloadForecast,omitempty"`
 		}
 		b := body{Reason: reason, Message: err.Error()}
 		var re *planner.RefusalError
 		if errors.As(err, &re) {
-			b.Message, b.Checks = re.Message, re.Checks
+			b.Message, b.Checks, b.Forecast = re.Message, re.Checks, re.Forecast
 		}
 		_ = json.NewEncoder(stdout).Encode(map[string]body{"error": b})
 		return
@@ -190,6 +191,7 @@ func writePlanError(stdout, stderr io.Writer, output, reason string, err error) 
 	var re *planner.RefusalError
 	if errors.As(err, &re) && len(re.Checks) > 0 {
 		writeChecks(stderr, re.Checks, -1)
+		writeForecast(stderr, re.Forecast)
 	}
 }
 
@@ -217,6 +219,29 @@ func writePlanText(w io.Writer, p planner.Plan) {
 	}
 	_ = tw.Flush()
 	writeChecks(w, p.Checks, len(p.Steps))
+	writeForecast(w, p.Forecast)
+}
+
+// writeForecast prints what the first hop does to the running VMIs: a
+// count per fate, then each VMI that will not simply live-migrate.
+func writeForecast(w io.Writer, f *planner.WorkloadForecast) {
+	if f == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nWorkloads (the first hop):")
+	for _, fate := range []planner.Fate{planner.FateLiveMigrate, planner.FateRestart, planner.FateShutDown, planner.FateStays} {
+		fmt.Fprintf(w, " %s %d", fate, f.Counts[fate])
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, u := range f.Unmoved {
+		verdict := "refused"
+		if u.Accepted {
+			verdict = "accepted"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.VMI, u.Fate, verdict, u.Why)
+	}
+	_ = tw.Flush()
 }
 
 // writeChecks prints the preflight report: one line per check of a step.

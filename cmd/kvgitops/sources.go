@@ -121,5 +121,8 @@ func observeCluster(ctx context.Context, kubeconfig, namespace string) (planner.
 	if err != nil {
 		return planner.Observed{}, err
 	}
+	if err := ex.ObserveWorkloads(ctx, o); err != nil {
+		return planner.Observed{}, err
+	}
 	return o.Observed, nil
 }

@@ -37,16 +37,18 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 	var el *election
+	metrics := agent.NewMetrics()
 	execCfg := rest.CopyConfig(restCfg)
 	identity := replicaIdentity()
 	execCfg.UserAgent = "kvgitops/" + version + " (" + identity + ")"
+	execCfg.WrapTransport = metrics.CountRequests
 	if c.leaderElect {
 		if el, err = newElection(c, restCfg, identity); err != nil {
 			return err
 		}
 		// Every write to the cluster and every status push is made only
 		// while this replica's Lease renewal is fresh.
-		execCfg.WrapTransport = el.guard.wrap
+		execCfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return el.guard.wrap(metrics.CountRequests(rt)) }
 		src.SetPushGuard(el.guard.held)
 	}
 	exec, err := executor.New(execCfg, executor.Config{
@@ -55,7 +57,6 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	metrics := agent.NewMetrics()
 	acfg := agent.Config{
 		ClusterName: c.clusterName, DesiredPath: c.desiredPath, RisksPath: c.risksPath, StatusPath: c.statusPath,
 		Interval: c.interval, CatalogRefresh: c.catalogRefresh, Logger: log, Metrics: metrics,
