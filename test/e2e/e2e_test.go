@@ -518,6 +518,9 @@ func (e *e2e) killAtEachPoint(kills []*kill) *stack.Agent {
 	defer cancel()
 	var fresh *stack.Agent
 	for _, k := range kills {
+		if fresh != nil {
+			fresh.Stop() // one agent at a time: two without leader election race for the same step
+		}
 		a := e.agent(stack.AgentOptions{Name: "killed-at-" + k.point, Extra: []string{"--failpoint", k.point}})
 		start, err := a.WaitLine(ctx, func(l stack.Line) bool { return l.Msg() == "Agent starting" })
 		if err != nil {
@@ -529,9 +532,6 @@ func (e *e2e) killAtEachPoint(kills []*kill) *stack.Agent {
 		case <-a.Done():
 		case <-ctx.Done():
 			t.Fatalf("the agent never reached %s", k.point)
-		}
-		if fresh != nil {
-			fresh.Stop()
 		}
 		fresh = e.agent(stack.AgentOptions{Name: "after-" + k.point})
 		e.succeeded(k.target)
