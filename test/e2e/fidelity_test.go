@@ -58,9 +58,9 @@ func TestWorkloadsReachEachHopsLauncherBeforeTheNext(t *testing.T) {
 	e.st.Sim.SlowMigrations(2 * time.Second)
 	e.commit("  version: v1.8.4\n", "two hops")
 	waiting := e.wait(func(s agent.Status) bool {
-		return s.Reason == "WaitingForWorkloads" && strings.Contains(s.Message, "waiting for 2 VMIs to move to the v1.7.4 virt-launcher")
+		return s.Reason == "WaitingForWorkloads" && strings.Contains(s.Message, "waiting for VMIs to move to the v1.7.4 virt-launcher")
 	}, "the outdated VMIs in the status")
-	if waiting.Plan == nil || waiting.Plan.Steps[1].State != agent.StepPending || waiting.Workloads == nil || waiting.Workloads.Outdated != 2 {
+	if waiting.Plan == nil || waiting.Plan.Steps[1].State != agent.StepPending || waiting.Workloads == nil || waiting.Workloads.Outdated.Count+waiting.Workloads.Moving.Count != 2 {
 		t.Errorf("plan %+v workloads %+v: want the count in the status and the second hop pending", waiting.Plan, waiting.Workloads)
 	}
 	e.st.Sim.SlowMigrations(0)
@@ -79,7 +79,7 @@ func TestWorkloadsReachEachHopsLauncherBeforeTheNext(t *testing.T) {
 	if len(first) != 2 || first[1].After(second) {
 		t.Errorf("migrations to v1.7.4 at %v, second hop at %v: every VMI must move before the next hop", first, second)
 	}
-	if st.Workloads == nil || st.Workloads.Outdated != 0 || len(st.Workloads.Disrupted) != 0 {
+	if st.Workloads == nil || st.Workloads.Outdated.Count != 0 || st.Workloads.Disrupted.Count != 0 || st.Workloads.Moved != 2 {
 		t.Errorf("workloads %+v, want none outdated or disrupted", st.Workloads)
 	}
 }
