@@ -87,6 +87,9 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 	if _, err := h.sim.CreateVM(ctx, "default", "db", simulator.RunStrategyAlways); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := h.sim.CreateVMI(ctx, "default", "scratch"); err != nil {
+		t.Fatal(err)
+	}
 	agent := dynamic.NewForConfigOrDie(env.Impersonate("kvgitops", "kvgitops"))
 	admin := dynamic.NewForConfigOrDie(env.Config)
 	vmi, vm := gvr("kubevirt.io", "v1", "virtualmachineinstances"), gvr("kubevirt.io", "v1", "virtualmachines")
@@ -228,6 +231,9 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 			_, err = c.Resource(vmi).Namespace("default").Update(ctx, u, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 			return err
 		}},
+		{"delete a VMI no VM starts again", func(c dynamic.Interface) error {
+			return c.Resource(vmi).Namespace("default").Delete(ctx, "scratch", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		}},
 		// The agent's own memory: its one key, bounded.
 		{"a second key in the agent's memory", func(c dynamic.Interface) error {
 			cms := gvr("", "v1", "configmaps")
@@ -309,6 +315,10 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		if err := a.do(admin); err != nil {
 			t.Errorf("%s as an administrator: %v (the policy must bind the agent only)", a.name, err)
 		}
+	}
+	// What spec.workloads.unmovable: Restart needs stays allowed.
+	if err := agent.Resource(vmi).Namespace("default").Delete(ctx, "db", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Errorf("deleting a VMI its VM starts again: %v, want allowed", err)
 	}
 }
 

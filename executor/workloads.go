@@ -28,6 +28,7 @@ type VMI struct {
 	Owner                       string // the VM that owns it ("" standalone)
 	RunStrategy                 string // that VM's
 	Migrating                   bool   // a live migration started and has not ended
+	APIVersion                  string // as read (kubevirt.io/v1 or v1alpha3)
 }
 
 // VM is one virtual machine (what teardown names).
@@ -137,7 +138,7 @@ func runStrategy(u *unstructured.Unstructured) string {
 func vmiOf(u *unstructured.Unstructured) VMI {
 	str := func(path ...string) string { s, _, _ := unstructured.NestedString(u.Object, path...); return s }
 	_, outdated := u.GetLabels()[OutdatedLabel]
-	v := VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: str("status", "phase"),
+	v := VMI{Namespace: u.GetNamespace(), Name: u.GetName(), UID: string(u.GetUID()), Phase: str("status", "phase"), APIVersion: u.GetAPIVersion(),
 		Outdated: outdated, Launcher: str("status", "launcherContainerImageVersion"), Deleting: u.GetDeletionTimestamp() != nil,
 		Finalizers: u.GetFinalizers(), Labels: u.GetLabels(), EvictionStrategy: str("spec", "evictionStrategy")}
 	for _, ref := range u.GetOwnerReferences() {

@@ -156,3 +156,50 @@ func TestAWorkloadWaitEndsWhenNothingMoves(t *testing.T) {
 		t.Fatalf("a wait with no progress: %v", err)
 	}
 }
+
+// TestUnmovableRestartRestartsWhatKubeVirtLeaves: under LiveMigrate a VM
+// whose disk cannot migrate stays on the old virt-launcher; with
+// spec.workloads.unmovable: Restart the hop deletes its VMI (by UID), its
+// VM (run strategy Always) starts it again on the new virt-launcher, and
+// the report names it restarted. Without the policy it stays behind.
+func TestUnmovableRestartRestartsWhatKubeVirtLeaves(t *testing.T) {
+	for _, restart := range []bool{true, false} {
+		h := start(t, harnessOptions{})
+		h.install(t, "v1.7.4", planner.MethodOperator)
+		ctx := context.Background()
+		before, err := h.sim.CreateVM(ctx, "default", "db", simulator.RunStrategyAlways, simulator.NotMigratable("DisksNotLiveMigratable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.sim.CreateVMI(ctx, "default", "web"); err != nil {
+			t.Fatal(err)
+		}
+		w := planner.Workloads{Policy: planner.WorkloadsWait, Unmovable: planner.UnmovableAccept}
+		if restart {
+			w.Unmovable = planner.UnmovableRestart
+		}
+		res, said, err := h.runWith(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), executor.StepOptions{Workloads: w})
+		if err != nil {
+			t.Fatalf("restart %v: %v", restart, err)
+		}
+		o := h.observe(t)
+		if err := h.exec.ObserveWorkloads(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		var db executor.VMI
+		for _, v := range o.Workloads.VMIs {
+			if v.Name == "db" {
+				db = v
+			}
+		}
+		switch {
+		case restart && (!slices.Equal(res.Workloads.Restarted.Names, []string{"default/db"}) || res.Workloads.Moved != 1 ||
+			!saidAny(said, "restarting 1 VMIs KubeVirt leaves on a virt-launcher older than v1.8.4") || h.sim.Count(simulator.VMIRestarted) != 1):
+			t.Errorf("Restart: %+v, progress %q, %d restarts recorded", res.Workloads, said, h.sim.Count(simulator.VMIRestarted))
+		case restart && (string(before) == db.UID || !strings.HasSuffix(db.Launcher, ":v1.8.4")):
+			t.Errorf("Restart: db is %+v, want a new VMI on the v1.8.4 virt-launcher", db)
+		case !restart && (!slices.Equal(res.Workloads.CannotMove.Names, []string{"default/db"}) || h.sim.Count(simulator.VMIRestarted) != 0 || db.UID != string(before)):
+			t.Errorf("Accept: %+v, db %+v; want db left on the old launcher, untouched", res.Workloads, db)
+		}
+	}
+}

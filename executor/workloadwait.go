@@ -53,6 +53,9 @@ type WorkloadReport struct {
 	Restarted     WorkloadGroup
 	Disrupted     WorkloadGroup
 	Note          string
+	// restart: VMIs KubeVirt leaves on the old virt-launcher that kvgitops
+	// restarts (spec.workloads.unmovable: Restart).
+	restart []VMI
 }
 
 // notMoved are the VMIs waited for: outdated or moving.
@@ -111,11 +114,11 @@ func newJudge(to string, settings planner.WorkloadSettings, policy planner.Workl
 	return j
 }
 
-// fate is what KubeVirt does to v, and whether the desired file accepts it.
+// fate is what the hop does to v as the desired file has it
+// (planner.PlanVMI), and whether the file accepts it.
 func (j judge) fate(v VMI) (planner.Fate, bool) {
-	pv := v.plannerVMI()
-	fate, _ := planner.ForecastVMI(pv, j.settings, j.to)
-	return fate, fate.Moves() || j.policy.Accepts(pv)
+	fate, _, ok := planner.PlanVMI(v.plannerVMI(), j.settings, j.to, j.policy)
+	return fate, ok
 }
 
 func (j judge) classify(w *Workloads) WorkloadReport {
@@ -165,11 +168,15 @@ func (j judge) restarted(r *WorkloadReport, b VMI) {
 
 // waiting: v runs on an older virt-launcher and no migration moves it yet.
 func (j judge) waiting(r *WorkloadReport, v VMI) {
-	if fate, _ := j.fate(v); fate == planner.FateStays {
+	fate, _ := j.fate(v)
+	switch kube, _ := planner.ForecastVMI(v.plannerVMI(), j.settings, j.to); {
+	case fate == planner.FateStays:
 		r.CannotMove.add(v.key())
 		return
+	case kube == planner.FateStays: // KubeVirt leaves it; kvgitops restarts it
+		r.restart = append(r.restart, v)
 	}
-	r.Outdated.add(v.key()) // migrated or evicted soon
+	r.Outdated.add(v.key()) // migrated, evicted or restarted soon
 }
 
 // gone: b no longer runs under its UID.
@@ -212,8 +219,11 @@ func (e *Executor) waitWorkloads(ctx context.Context, to string, kv *KubeVirtSta
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	ws := &workloadWait{e: e, j: j, opts: opts, say: say, res: res, lastProgress: time.Now(), progress: -1, milestoneAt: -1}
+	ws := &workloadWait{e: e, j: j, opts: opts, say: say, res: res, lastProgress: time.Now(), progress: -1, milestoneAt: -1, restarted: map[string]bool{}}
 	for {
+		if err := ws.restartLeftBehind(ctx); err != nil {
+			return err
+		}
 		if stop, err := ws.judged(wait); stop {
 			return err
 		}
@@ -254,6 +264,7 @@ type workloadWait struct {
 	progress      int
 	lastMilestone time.Time
 	milestoneAt   int
+	restarted     map[string]bool // VMI UIDs kvgitops deleted for their VM to start again
 }
 
 func (ws *workloadWait) poll() time.Duration {

@@ -93,6 +93,12 @@ const (
 	// UnmovableAccept lets every such VMI be shut down, restarted or left
 	// on its old virt-launcher, as KubeVirt decides; the status names them.
 	UnmovableAccept UnmovablePolicy = "Accept"
+	// UnmovableRestart: a VMI KubeVirt would leave on its old virt-launcher
+	// whose VM starts it again (run strategy Always or RerunOnFailure) is
+	// restarted by kvgitops after the hop, and a restart KubeVirt's
+	// eviction makes is accepted; a VMI nothing would start again is
+	// refused unless spec.workloads.accept names it.
+	UnmovableRestart UnmovablePolicy = "Restart"
 )
 
 // Accepted is spec.workloads.accept: VMIs by namespace/name, or by labels
@@ -105,6 +111,13 @@ type Accepted struct {
 // Accepts reports whether the desired file lets v be shut down, restarted
 // or left on its old virt-launcher.
 func (w Workloads) Accepts(v VMI) bool { return w.Unmovable == UnmovableAccept || w.Accept.covers(v) }
+
+// Restarts reports whether kvgitops restarts v after a hop that leaves it
+// on its old virt-launcher (spec.workloads.unmovable: Restart): only a VMI
+// whose VM starts it again.
+func (w Workloads) Restarts(v VMI) bool {
+	return w.Unmovable == UnmovableRestart && restarting(v.RunStrategy)
+}
 
 func (a Accepted) covers(v VMI) bool {
 	if slices.Contains(a.Names, v.Key()) {
@@ -348,7 +361,7 @@ func (d *Desired) decodeWorkloads(n *yaml.Node) error {
 			return duration(v, "spec.workloads.progressTimeout", maxHopTimeout, &d.Workloads.ProgressTimeout)
 		},
 		"unmovable": func(v *yaml.Node) error {
-			return enum(v, "spec.workloads.unmovable", &d.Workloads.Unmovable, UnmovableRefuse, UnmovableAccept)
+			return enum(v, "spec.workloads.unmovable", &d.Workloads.Unmovable, UnmovableRefuse, UnmovableAccept, UnmovableRestart)
 		},
 		"accept": d.decodeAccept,
 	}

@@ -114,13 +114,35 @@ func shutDownFate(v VMI, strategy, notMigratable string) (Fate, string) {
 	if strategy == "LiveMigrateIfPossible" {
 		why = "evicted, " + notMigratable + " (eviction strategy LiveMigrateIfPossible)"
 	}
-	switch v.RunStrategy {
-	case "Always", "RerunOnFailure":
+	switch {
+	case restarting(v.RunStrategy):
 		return FateRestart, why + ": the guest is shut down and its VM (run strategy " + v.RunStrategy + ") starts it again"
-	case "":
+	case v.RunStrategy == "":
 		return FateShutDown, why + ": the guest is shut down and, a standalone VMI, stays off"
 	}
 	return FateShutDown, why + ": the guest is shut down and its VM (run strategy " + v.RunStrategy + ") leaves it off"
+}
+
+// restarting: a VM run strategy that starts its VMI again when it ends.
+func restarting(runStrategy string) bool {
+	return runStrategy == "Always" || runStrategy == "RerunOnFailure"
+}
+
+// PlanVMI is a VMI's fate in a hop as the desired file has it: KubeVirt's
+// (ForecastVMI), but a VMI left on its old virt-launcher is restarted by
+// kvgitops under spec.workloads.unmovable: Restart when its VM starts it
+// again; and whether the desired file accepts that fate.
+func PlanVMI(v VMI, s WorkloadSettings, target string, w Workloads) (fate Fate, why string, accepted bool) {
+	fate, why = ForecastVMI(v, s, target)
+	switch {
+	case fate.Moves():
+		return fate, why, true
+	case fate == FateStays && w.Restarts(v):
+		return FateRestart, why + "; kvgitops restarts it after the hop (spec.workloads.unmovable: Restart) and its VM (run strategy " + v.RunStrategy + ") starts it on the new virt-launcher", true
+	case fate == FateRestart && w.Unmovable == UnmovableRestart:
+		return fate, why, true
+	}
+	return fate, why, w.Accepts(v)
 }
 
 func orUnknown(s string) string {
@@ -159,18 +181,18 @@ type WorkloadForecast struct {
 // MaxForecastNames bounds the VMIs a forecast names, whatever the count.
 const MaxForecastNames = 20
 
-// ForecastWorkloads forecasts every VMI for a hop to target, marking those
-// spec.workloads.accept covers (or all, under unmovable: Accept).
+// ForecastWorkloads forecasts every VMI for a hop to target (PlanVMI),
+// marking those the desired file accepts.
 func ForecastWorkloads(vmis []VMI, s WorkloadSettings, target string, w Workloads) WorkloadForecast {
 	f := WorkloadForecast{Counts: map[Fate]int{}}
 	var refusedFirst, acceptedRest []Forecast
 	for _, v := range vmis {
-		fate, why := ForecastVMI(v, s, target)
+		fate, why, accepted := PlanVMI(v, s, target, w)
 		f.Counts[fate]++
 		if fate.Moves() {
 			continue
 		}
-		fc := Forecast{VMI: v.Key(), Fate: fate, Why: why, Accepted: w.Accepts(v)}
+		fc := Forecast{VMI: v.Key(), Fate: fate, Why: why, Accepted: accepted}
 		if fc.Accepted {
 			acceptedRest = append(acceptedRest, fc)
 		} else {
@@ -203,7 +225,7 @@ func workloadCheck(i int, s Step, o Observed, settings WorkloadSettings, w Workl
 		c.Message = fmt.Sprintf("%d running VMIs, every one live-migrates to %s's virt-launcher", len(o.VMIs), s.To)
 	case f.Refused > 0:
 		c.Result, c.Reason = CheckRefuse, ReasonWorkloadsCannotMove
-		c.Message = fmt.Sprintf("%d of %d running VMIs will not live-migrate to %s's virt-launcher (%s): %s; accept them by name or label in spec.workloads.accept (or set spec.workloads.unmovable: Accept), make them migratable, or change workloadUpdateMethods",
+		c.Message = fmt.Sprintf("%d of %d running VMIs will not live-migrate to %s's virt-launcher (%s): %s; accept them by name or label in spec.workloads.accept (or set spec.workloads.unmovable: Accept, or Restart for VMs that start again), make them migratable, or change workloadUpdateMethods",
 			f.Refused, len(o.VMIs), s.To, fateCounts(f.Counts), forecastNames(f.Unmoved, true, f.Refused))
 	default:
 		c.Result = CheckWarn

@@ -108,6 +108,35 @@ func TestUnmovableVMIsAreRefusedByName(t *testing.T) {
 	}
 }
 
+// TestUnmovableRestartRestartsOnlyWhatComesBack: under unmovable: Restart a
+// VMI left on its old launcher whose VM runs Always is forecast restarted
+// by kvgitops and accepted; a standalone one and one whose VM runs Manual
+// would stay off, so they are still refused, by name.
+func TestUnmovableRestartRestartsOnlyWhatComesBack(t *testing.T) {
+	always := planner.VMI{Namespace: "prod", Name: "db-0", NotMigratableReason: "DisksNotLiveMigratable", RunStrategy: "Always"}
+	manual := planner.VMI{Namespace: "prod", Name: "db-1", NotMigratableReason: "DisksNotLiveMigratable", RunStrategy: "Manual"}
+	alone := planner.VMI{Namespace: "prod", Name: "scratch", NotMigratableReason: "HostDeviceNotLiveMigratable"}
+	d := mustDesired(t, "  version: v1.8.4\n  workloads:\n    unmovable: Restart\n")
+	p, err := planner.Compute(d, upgradeObserved(vmis(3, always), "LiveMigrate"), realCatalog(t))
+	if err != nil {
+		t.Fatalf("only a VM that starts again: %v", err)
+	}
+	if f := p.Forecast; f.Counts[planner.FateRestart] != 1 || f.Refused != 0 || f.Unmoved[0].VMI != "prod/db-0" ||
+		!strings.Contains(f.Unmoved[0].Why, "kvgitops restarts it after the hop") {
+		t.Errorf("forecast %+v", p.Forecast)
+	}
+	_, err = planner.Compute(d, upgradeObserved(vmis(3, always, manual, alone), "LiveMigrate"), realCatalog(t))
+	var re *planner.RefusalError
+	if !errors.As(err, &re) || re.Forecast.Refused != 2 || !strings.Contains(re.Message, "prod/db-1 StaysOutdated") ||
+		!strings.Contains(re.Message, "prod/scratch StaysOutdated") || strings.Contains(re.Message, "prod/db-0 ") {
+		t.Errorf("a Manual VM and a standalone VMI under Restart: %v", err)
+	}
+	if _, err := planner.ParseDesired([]byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  version: v1.8.4\n  workloads:\n    unmovable: Reboot\n")); err == nil ||
+		!strings.Contains(err.Error(), "spec.workloads.unmovable") || !strings.Contains(err.Error(), "Restart") {
+		t.Errorf("unmovable: Reboot: %v", err)
+	}
+}
+
 // TestAForecastNamesAFewAndCountsAll: 5,000 VMIs that will be shut down:
 // the check and the forecast stay small.
 func TestAForecastNamesAFewAndCountsAll(t *testing.T) {

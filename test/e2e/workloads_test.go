@@ -71,6 +71,40 @@ func TestVMIsThatCannotMoveAreRefusedByName(t *testing.T) {
 	}
 }
 
+// TestUnmovableRestartStartsAVMAgainOnTheNewLauncher: a VM (run strategy
+// Always) whose disk cannot migrate is left on the old virt-launcher by
+// KubeVirt; with spec.workloads.unmovable: Restart the agent (under
+// deploy/'s RBAC and admission policy) deletes its VMI after the hop, the
+// VM starts it again on the new virt-launcher, and the status names it
+// restarted; a migratable VMI beside it moves without a restart.
+func TestUnmovableRestartStartsAVMAgainOnTheNewLauncher(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	ctx := t.Context()
+	if _, err := e.st.Sim.CreateVM(ctx, "default", "db", simulator.RunStrategyAlways, simulator.NotMigratable("DisksNotLiveMigratable")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.Sim.CreateVMI(ctx, "default", "web"); err != nil {
+		t.Fatal(err)
+	}
+	e.commit("  version: v1.8.4\n  workloads:\n    unmovable: Restart\n", "upgrade, restarting what cannot move")
+	st := e.succeeded("v1.8.4")
+	if w := st.Workloads; w == nil || w.Moved != 1 || !slices.Equal(w.Restarted.Names, []string{"default/db"}) || w.CannotMove.Count != 0 {
+		t.Errorf("workloads %+v, want web moved and db restarted", st.Workloads)
+	}
+	restarts := 0
+	for _, tr := range e.st.Sim.Transitions() {
+		if tr.Kind == simulator.VMIRestarted && strings.HasPrefix(tr.Message, "default/db ") && strings.HasSuffix(tr.Message, ":v1.8.4") {
+			restarts++
+		}
+	}
+	if restarts != 1 {
+		t.Errorf("db started again on the v1.8.4 virt-launcher %d times, want once", restarts)
+	}
+}
+
 // TestTwoHundredVMsEvictedInBatches: 200 VMs (run strategy Always) under
 // Evict at the default batch size (10), the interval set to 2s from Git
 // (spec.kubevirtConfig): the hop completes, every VM restarted once on the
