@@ -44,6 +44,12 @@ func TestVMIsThatCannotMoveAreRefusedByName(t *testing.T) {
 	if _, err := e.st.Sim.CreateVMI(ctx, "default", "db-0", simulator.NotMigratable("DisksNotLiveMigratable"), batch); err != nil {
 		t.Fatal(err)
 	}
+	// A VMI whose guest has ended keeps its old virt-launcher image in its
+	// status: KubeVirt does not count it outdated, neither does kvgitops.
+	if _, err := e.st.Sim.CreateVMI(ctx, "default", "done", simulator.NotMigratable("DisksNotLiveMigratable")); err != nil {
+		t.Fatal(err)
+	}
+	e.setVMIPhase("default", "done", "Succeeded")
 	e.commit("  version: v1.8.4\n", "upgrade")
 	st := e.wait(func(s agent.Status) bool { return s.Reason == "WorkloadsCannotMove" }, "the plan refused")
 	for _, want := range []string{"2 of 10 running VMIs will not live-migrate", "default/trainer StaysOutdated", "HostDeviceNotLiveMigratable", "default/db-0 StaysOutdated", "DisksNotLiveMigratable"} {
@@ -102,6 +108,20 @@ func TestUnmovableRestartStartsAVMAgainOnTheNewLauncher(t *testing.T) {
 	}
 	if restarts != 1 {
 		t.Errorf("db started again on the v1.8.4 virt-launcher %d times, want once", restarts)
+	}
+}
+
+// setVMIPhase sets a VMI's status.phase, as virt-handler would.
+func (e *e2e) setVMIPhase(ns, name, phase string) {
+	e.t.Helper()
+	vmis := e.dyn().Resource(schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}).Namespace(ns)
+	u, err := vmis.Get(e.t.Context(), name, metav1.GetOptions{})
+	if err == nil {
+		_ = unstructured.SetNestedField(u.Object, phase, "status", "phase")
+		_, err = vmis.Update(e.t.Context(), u, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		e.t.Fatalf("set VMI %s/%s %s: %v", ns, name, phase, err)
 	}
 }
 
