@@ -1,15 +1,16 @@
 // Command bench prints the figures `make bench` reports that Go benchmarks
 // cannot: gitsource against the git CLI on generated repositories (time and
 // peak RSS, side by side), and the agent's memory and reaction latency as a
-// user runs it.
+// user runs it, and what thousands of running VMIs cost it.
 //
-//	go run ./test/bench [-sizes small,medium,large,refs100k] [-runs 7] [-skip-git] [-skip-fleet] [-skip-agent]
+//	go run ./test/bench [-sizes small,medium,large,refs100k] [-runs 7] [-skip-git] [-skip-fleet] [-skip-agent] [-vmis 100,1000,10000]
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -20,6 +21,7 @@ func main() {
 	skipGit := flag.Bool("skip-git", false, "skip the gitsource benchmark")
 	skipAgent := flag.Bool("skip-agent", false, "skip the agent figures")
 	skipFleet := flag.Bool("skip-fleet", false, "skip the fleet's status writers")
+	vmis := flag.String("vmis", "100,1000,10000", "VMI counts for the workload figures (\"\" skips them)")
 	flag.Parse()
 	if *child != "" {
 		os.Exit(runChild(*child, flag.Args()))
@@ -38,6 +40,21 @@ func main() {
 	}
 	if !*skipAgent {
 		if err := benchAgent(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if *vmis != "" {
+		var counts []int
+		for _, c := range strings.Split(*vmis, ",") {
+			n, err := strconv.Atoi(c)
+			if err != nil || n <= 0 {
+				fmt.Fprintln(os.Stderr, "bench: -vmis: not a count:", c)
+				os.Exit(2)
+			}
+			counts = append(counts, n)
+		}
+		if err := benchWorkloads(counts); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
