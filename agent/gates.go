@@ -19,7 +19,8 @@ type gateResult struct {
 // gate decides whether the next step may start: manual approval first (a
 // human must name this plan), then the maintenance window (a step starts
 // only inside a window with room for its timeout; a hop already under way
-// in the cluster is finished).
+// in the cluster is finished), then live migrations (nothing changes
+// KubeVirt while one runs).
 func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observation) *gateResult {
 	a.wakeAt = time.Time{}
 	if d.Approval == planner.ApprovalManual && !a.approved(d, p) {
@@ -45,7 +46,7 @@ func (a *Agent) gate(d planner.Desired, p planner.Plan, obs *executor.Observatio
 					st.ClosesAt.UTC().Format(time.RFC3339), d.HopTimeout, st.NextOpen.UTC().Format(time.RFC3339))}
 		}
 	}
-	if s := p.Steps[0]; s.Type.ChangesKubeVirt() && len(obs.MigrationsInFlight) > 0 && !hopUnderWay(p, obs) {
+	if len(p.Steps) > 0 && p.Steps[0].Type.ChangesKubeVirt() && len(obs.MigrationsInFlight) > 0 && !hopUnderWay(p, obs) {
 		a.wakeAt = a.cfg.Clock().Add(migrationsRecheck)
 		return &gateResult{PhaseProgressing, ReasonMigrationsInFlight,
 			fmt.Sprintf("%d live migrations are in flight (%s): the next step waits until they finish, as a change of KubeVirt under a running migration can kill its guest (kubevirt#18720)",
