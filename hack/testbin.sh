@@ -24,45 +24,13 @@ mkdir -p "$DIR"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Staging modules of k8s.io/kubernetes are replaced by ./staging paths in its
-# go.mod; a consumer module must pin each of them to the matching v0.x tag.
+# shellcheck source=hack/kube.sh
+. "$(dirname "$0")/kube.sh"
+
 build_apiserver() {
-  local staging=0.${KUBE_VERSION#1.}
-  local mod=$work/apiserver
-  mkdir -p "$mod"
-  cd "$mod"
-  cat >go.mod <<MOD
-module kvgitops.local/testbin/apiserver
-
-go 1.26
-MOD
-  log "resolving k8s.io/kubernetes v$KUBE_VERSION through the module proxy"
-  local gomod
-  gomod=$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-  [[ -f $gomod ]] || { log "could not download the go.mod of k8s.io/kubernetes v$KUBE_VERSION"; exit 1; }
-  local n=0
-  while read -r m; do
-    echo "replace $m => $m v$staging" >>go.mod
-    n=$((n + 1))
-  done < <(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\1#p' "$gomod")
-  log "pinned $n staging modules to v$staging"
-  cat >tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
-  go get "k8s.io/kubernetes@v$KUBE_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes@v$KUBE_VERSION"
-  go mod tidy -e >/dev/null 2>&1 || true
-  local pkg=k8s.io/component-base/version
-  local major=${KUBE_VERSION%%.*} minor=${KUBE_VERSION#*.}
-  minor=${minor%%.*}
+  kube_module "$work/apiserver" "$KUBE_VERSION" kube-apiserver
   log "building kube-apiserver v$KUBE_VERSION (about 5 minutes cold on 2 cores)"
-  CGO_ENABLED=0 go build -trimpath -o "$DIR/kube-apiserver.tmp" \
-    -ldflags "-s -w -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z" \
-    k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$DIR/kube-apiserver.tmp" "$DIR/kube-apiserver"
+  kube_build "$work/apiserver" "$KUBE_VERSION" kube-apiserver "$DIR/kube-apiserver"
 }
 
 build_etcd() {
