@@ -20,7 +20,9 @@ import (
 // TestAPodRunsOnARealNode: a cluster comes up in its own namespace, a pod
 // as restricted as kvgitops's own (non-root, no capabilities, read-only
 // root, seccomp, a readiness probe, a projected token) becomes Ready on the
-// real kubelet and containerd, and Stop leaves nothing behind.
+// real kubelet and containerd — ready only once it reaches the apiserver
+// through the kubernetes Service with its token — and Stop leaves nothing
+// behind.
 func TestAPodRunsOnARealNode(t *testing.T) {
 	opts := binaries(t)
 	dir := t.TempDir()
