@@ -46,8 +46,8 @@ operators: ## build KubeVirt's virt-operator for the lane's releases from the Go
 	@hack/virt-operator.sh >/dev/null
 
 .PHONY: test
-test: deps testbin operators ## run every test: unit, real apiserver, real git server, real virt-operator, end-to-end (what CI runs)
-	@GO=$(GO) hack/test.sh
+test: deps testbin operators node ## run every test: unit, real apiserver, real git server, real virt-operator, a real node, end-to-end (what CI runs)
+	@KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) GO=$(GO) hack/test.sh
 
 .PHONY: lane
 lane: deps testbin operators ## the real virt-operator lane alone
@@ -58,7 +58,7 @@ node: ## build a real node's binaries (kubelet, controller-manager, scheduler, k
 	@KUBE_VERSION=$(KUBE_VERSION) hack/node.sh >/dev/null
 
 .PHONY: node-lane
-node-lane: deps testbin node ## a real single-node cluster in its own network namespace runs a restricted pod (root; issue 23, not yet in make test)
+node-lane: deps testbin node ## the real node alone: a single-node cluster in its own network namespace runs a restricted pod (root)
 	KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) $(GO) test -tags realnode -count=1 -timeout 10m -v ./test/cluster/...
 
 .PHONY: test-unit
