@@ -107,9 +107,16 @@ func Image(binary, caBundle []byte, version string) (v1.Image, error) {
 		return nil, err
 	}
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	// The layer's diff ID goes into rootfs.diff_ids: without it a runtime
+	// refuses the image (containerd: "mismatched image rootfs and manifest
+	// layers").
+	diffID, err := layer.DiffID()
+	if err != nil {
+		return nil, err
+	}
 	return mutate.ConfigFile(img, &v1.ConfigFile{
 		Architecture: "amd64", OS: "linux", Created: v1.Time{Time: epoch},
-		RootFS: v1.RootFS{Type: "layers"},
+		RootFS: v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{diffID}},
 		Config: v1.Config{
 			Entrypoint: []string{"/kvgitops"},
 			Cmd:        []string{"run"},
@@ -138,7 +145,9 @@ func WriteOCIArchive(img v1.Image, tag, out string) error {
 	if err != nil {
 		return err
 	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})); err != nil {
+	// ref.name as OCI tools read it; io.containerd.image.name for
+	// `ctr images import` (containerd's own name for the same thing).
+	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag, "io.containerd.image.name": tag})); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
@@ -57,6 +58,13 @@ func TestArchiveConfig(t *testing.T) {
 	layers, _ := img.Layers()
 	if len(layers) != 1 {
 		t.Fatalf("%d layers", len(layers))
+	}
+	// A runtime unpacks only an image whose config lists its layers' diff IDs.
+	if diffID, err := layers[0].DiffID(); err != nil || !slices.Equal(cfg.RootFS.DiffIDs, []v1.Hash{diffID}) {
+		t.Errorf("rootfs.diff_ids %v, want the layer's %v (%v)", cfg.RootFS.DiffIDs, diffID, err)
+	}
+	if man.Manifests[0].Annotations["io.containerd.image.name"] != "ghcr.io/kvgitops/kvgitops:test" {
+		t.Errorf("annotations %v: ctr import names the image by io.containerd.image.name", man.Manifests[0].Annotations)
 	}
 	rc, _ := layers[0].Uncompressed()
 	defer rc.Close()
