@@ -75,3 +75,29 @@ func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, err
 	r := <-ch
 	return r.conn, r.err
 }
+
+// listen makes a listener inside the namespace, the way dial connects.
+func (c *Cluster) listen(network, addr string) (net.Listener, error) {
+	type result struct {
+		l   net.Listener
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
+		f, err := os.Open("/run/netns/" + c.name)
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("enter %s: %w", c.name, err)}
+			return
+		}
+		l, err := net.Listen(network, addr)
+		ch <- result{l, err}
+	}()
+	r := <-ch
+	return r.l, r.err
+}

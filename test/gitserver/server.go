@@ -123,6 +123,10 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Handler serves the repositories: for a second listener (one inside a
+// test's network namespace).
+func (s *Server) Handler() http.Handler { return s.srv.Config.Handler }
+
 // Close stops the server and removes its repositories.
 func (s *Server) Close() {
 	s.srv.Close()

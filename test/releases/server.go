@@ -55,6 +55,10 @@ func NewServer(tags []string) *Server {
 	return s
 }
 
+// Handler serves the list and the manifests (URLs in the list follow the
+// request's host): for a second listener.
+func (s *Server) Handler() http.Handler { return s.srv.Config.Handler }
+
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 

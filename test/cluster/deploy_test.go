@@ -1,0 +1,231 @@
+//go:build realnode
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kvgitops/kvgitops/test/gitserver"
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+// TestKvgitopsDeployedFromDeploy installs kvgitops as a user does: its
+// image from hack/image (make image), deploy/ applied in its
+// kustomization's order with its image pin, the config pointing at a git
+// server and a release server inside the cluster's network, the Secrets
+// created. Both replicas run under restricted settings (non-root,
+// read-only root, no capabilities) and pass their probes, one holds the
+// leader Lease, and the leader commits to Git that the cluster is as
+// desired (KubeVirt absent).
+func TestKvgitopsDeployedFromDeploy(t *testing.T) {
+	opts := binaries(t)
+	dir := t.TempDir()
+	kust := kustomization(t)
+	image := kust.image()
+	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, image))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, filepath.Join(dir, "node"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+
+	git, err := gitserver.New(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	gitURL, stopGit, err := c.Serve(git.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopGit()
+	rel := releases.NewServer(nil)
+	defer rel.Close()
+	relURL, stopRel, err := c.Serve(rel.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopRel()
+	user, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.CommitFile("clusters/real/kubevirt.yaml", []byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"), "KubeVirt absent"); err != nil {
+		t.Fatal(err)
+	}
+
+	config := map[string]string{
+		"KVGITOPS_REPO_URL": gitURL + "/repo.git", "KVGITOPS_DESIRED_PATH": "clusters/real/kubevirt.yaml", "KVGITOPS_CLUSTER_NAME": "real",
+		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
+		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
+	}
+	for _, f := range kust.Resources {
+		data, err := os.ReadFile(filepath.Join("../../deploy", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err = rendered(data, image, config); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := testenv.Apply(ctx, c.Config, data); err != nil {
+			t.Fatalf("apply deploy/%s: %v", f, err)
+		}
+	}
+	ca, err := c.CAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	for name, data := range map[string]map[string][]byte{"kvgitops-git": {"ca.crt": ca}, "kvgitops-webhook": {"secret": []byte("not-used-here")}} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kvgitops"}, Data: data}
+		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	created := time.Now()
+	err = c.until(ctx, 3*time.Minute, "both replicas available", func() bool {
+		d, err := kube.AppsV1().Deployments("kvgitops").Get(ctx, "kvgitops", metav1.GetOptions{})
+		return err == nil && d.Status.AvailableReplicas == 2
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, podReport(ctx, kube))
+	}
+	t.Logf("2 replicas available %s after the Secrets", time.Since(created).Round(100*time.Millisecond))
+	var status string
+	err = c.until(ctx, 2*time.Minute, "the leader's status in Git", func() bool {
+		status, _ = git.Show("main", "status/real.yaml")
+		return strings.Contains(status, "reason: UpToDate") && strings.Contains(status, "message: KubeVirt is absent, as desired")
+	})
+	if err != nil {
+		t.Fatalf("%v; status %q\n%s", err, status, podReport(ctx, kube))
+	}
+	t.Logf("status committed %s after the Secrets", time.Since(created).Round(100*time.Millisecond))
+	leases, err := kube.CoordinationV1().Leases("kvgitops").List(ctx, metav1.ListOptions{})
+	if err != nil || len(leases.Items) != 1 || leases.Items[0].Spec.HolderIdentity == nil || *leases.Items[0].Spec.HolderIdentity == "" {
+		t.Errorf("leases %v (%v), want one held", leases, err)
+	}
+}
+
+// kustomizationFile is what the test reads of deploy/kustomization.yaml.
+type kustomizationFile struct {
+	Resources []string `json:"resources"`
+	Images    []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
+}
+
+func (k kustomizationFile) image() string { return k.Images[0].Name + ":" + k.Images[0].NewTag }
+
+func kustomization(t *testing.T) kustomizationFile {
+	t.Helper()
+	data, err := os.ReadFile("../../deploy/kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomizationFile
+	if err := yaml.Unmarshal(data, &k); err != nil || len(k.Images) != 1 || len(k.Resources) == 0 {
+		t.Fatalf("deploy/kustomization.yaml: %v (%d images, %d resources)", err, len(k.Images), len(k.Resources))
+	}
+	return k
+}
+
+// rendered is what kustomize makes of one resource file here: the image
+// pinned, the config's values set.
+func rendered(data []byte, image string, config map[string]string) ([]byte, error) {
+	objs, err := testenv.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "Deployment":
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			for _, c := range containers {
+				m := c.(map[string]any)
+				if name, _ := m["image"].(string); strings.HasPrefix(image, name+":") {
+					m["image"] = image
+				}
+			}
+			_ = unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers")
+		case "ConfigMap":
+			for k, v := range config {
+				_ = unstructured.SetNestedField(o.Object, v, "data", k)
+			}
+		}
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, string(b))
+	}
+	return []byte(strings.Join(out, "\n---\n")), nil
+}
+
+// kvgitopsImage builds kvgitops and its image as make image does, named
+// as deploy/ pins it.
+func kvgitopsImage(t *testing.T, dir, name string) string {
+	t.Helper()
+	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
+		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Env = "../..", append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %v: %v\n%s", args, err, b)
+		}
+	}
+	return out
+}
+
+// pauseImage is the sandbox image.
+func pauseImage(t *testing.T, dir string) string {
+	t.Helper()
+	app := filepath.Join(dir, "app")
+	build := exec.Command("go", "build", "-tags", "realnode", "-ldflags", "-s -w", "-o", app, "./app")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the sandbox's binary: %v\n%s", err, out)
+	}
+	img := filepath.Join(dir, "pause.tar")
+	if err := ociArchive(img, PauseImage, app, []string{"pause"}); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// podReport says how kvgitops's pods are, with their last log lines.
+func podReport(ctx context.Context, kube kubernetes.Interface) string {
+	pods, err := kube.CoreV1().Pods("kvgitops").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s: %s %+v\n", p.Name, p.Status.Phase, p.Status.ContainerStatuses)
+		tail := int64(15)
+		logs, err := kube.CoreV1().Pods("kvgitops").GetLogs(p.Name, &corev1.PodLogOptions{TailLines: &tail}).DoRaw(ctx)
+		fmt.Fprintf(&b, "%s%v\n", logs, err)
+	}
+	return b.String()
+}
