@@ -29,8 +29,8 @@ import (
 // server and a release server inside the cluster's network, the Secrets
 // created. Both replicas run under restricted settings (non-root,
 // read-only root, no capabilities) and pass their probes, one holds the
-// leader Lease, and the leader commits to Git that the cluster is as
-// desired (KubeVirt absent).
+// leader Lease, the leader commits to Git that the cluster is as desired
+// (KubeVirt absent), and when its pod is deleted the standby leads.
 func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 	opts := binaries(t)
 	dir := t.TempDir()
@@ -117,10 +117,31 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 		t.Fatalf("%v; status %q\n%s", err, status, podReport(ctx, kube))
 	}
 	t.Logf("status committed %s after the Secrets", time.Since(created).Round(100*time.Millisecond))
-	leases, err := kube.CoordinationV1().Leases("kvgitops").List(ctx, metav1.ListOptions{})
-	if err != nil || len(leases.Items) != 1 || leases.Items[0].Spec.HolderIdentity == nil || *leases.Items[0].Spec.HolderIdentity == "" {
-		t.Errorf("leases %v (%v), want one held", leases, err)
+	leader := holder(ctx, t, kube)
+	// The leader's pod goes (a node drain, an eviction): the standby leads.
+	pod, _, _ := strings.Cut(leader, "_")
+	if err := kube.CoreV1().Pods("kvgitops").Delete(ctx, pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
+	deleted := time.Now()
+	var next string
+	if err := c.until(ctx, 2*time.Minute, "the standby leading", func() bool {
+		next = holder(ctx, t, kube)
+		return next != "" && !strings.HasPrefix(next, pod+"_")
+	}); err != nil {
+		t.Fatalf("%v: the Lease is held by %q\n%s", err, next, podReport(ctx, kube))
+	}
+	t.Logf("%s leads %s after %s's pod was deleted", next, time.Since(deleted).Round(100*time.Millisecond), pod)
+}
+
+// holder is who holds kvgitops's leader Lease ("" for nobody).
+func holder(ctx context.Context, t *testing.T, kube kubernetes.Interface) string {
+	t.Helper()
+	l, err := kube.CoordinationV1().Leases("kvgitops").Get(ctx, "kvgitops", metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
 }
 
 // kustomizationFile is what the test reads of deploy/kustomization.yaml.
