@@ -49,55 +49,41 @@ func (c *Cluster) makeNetns() error {
 	return run("nsenter", "--net=/run/netns/"+c.name, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 }
 
-// dial connects from inside the namespace: the socket is made on a thread
-// moved into it (the thread ends with the goroutine, never reused).
-func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
+// inNamespace runs f on a thread moved into the namespace: sockets f makes
+// are the namespace's. The thread is never unlocked, so it ends with its
+// goroutine and no other goroutine runs there.
+func (c *Cluster) inNamespace(f func()) error {
+	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
-		f, err := os.Open("/run/netns/" + c.name)
+		runtime.LockOSThread()
+		ns, err := os.Open("/run/netns/" + c.name)
 		if err != nil {
-			ch <- result{nil, err}
+			errc <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("enter %s: %w", c.name, err)}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter %s: %w", c.name, err)
 			return
 		}
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-		ch <- result{conn, err}
+		f()
+		errc <- nil
 	}()
-	r := <-ch
-	return r.conn, r.err
+	return <-errc
 }
 
-// listen makes a listener inside the namespace, the way dial connects.
-func (c *Cluster) listen(network, addr string) (net.Listener, error) {
-	type result struct {
-		l   net.Listener
-		err error
+// dial connects from inside the namespace.
+func (c *Cluster) dial(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+	if nsErr := c.inNamespace(func() { conn, err = (&net.Dialer{}).DialContext(ctx, network, addr) }); nsErr != nil {
+		return nil, nsErr
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread leaves with the goroutine
-		f, err := os.Open("/run/netns/" + c.name)
-		if err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("enter %s: %w", c.name, err)}
-			return
-		}
-		l, err := net.Listen(network, addr)
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	return r.l, r.err
+	return conn, err
+}
+
+// listen makes a listener inside the namespace.
+func (c *Cluster) listen(network, addr string) (l net.Listener, err error) {
+	if nsErr := c.inNamespace(func() { l, err = net.Listen(network, addr) }); nsErr != nil {
+		return nil, nsErr
+	}
+	return l, err
 }
