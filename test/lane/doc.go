@@ -9,7 +9,8 @@
 // server. The apiserver reaches the operator's webhooks and the virt-api
 // stand-in through EndpointSlices on private addresses of that namespace's
 // loopback; no packet leaves it. Where the namespace cannot be made the
-// tests skip saying so, except under CI=true, where they fail.
+// tests skip saying so — on stderr even without -v — except when CI is set
+// to anything, where they fail.
 //
 // Limits: no VMs, no real virt-api, virt-controller or virt-handler, no
 // real pod rollouts, garbage collection only approximated. It proves what
