@@ -250,6 +250,12 @@ func TestTheMemoryLivesInTheCluster(t *testing.T) {
 	head := e.commit("  version: v1.7.4\n", "install")
 	a := e.agent(stack.AgentOptions{})
 	e.succeeded("v1.7.4")
+	// The memory records what was published right after the push: the
+	// status can be in Git a moment before. Stopped in between, the next
+	// agent publishes it again (by its ID); here it is let finish.
+	for deadline := time.Now().Add(30 * time.Second); len(e.memory().Journal) != 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
 	a.Stop()
 	m := e.memory()
 	if m.Applied == nil || m.Applied.Version != "v1.7.4" || len(m.History) != 1 || m.Seen == "" || m.Desired == nil || !strings.HasSuffix(m.Desired.Revision, head) {
