@@ -132,6 +132,29 @@ func TestANextStepWaitsForTheInstallToBeReady(t *testing.T) {
 	}
 }
 
+// TestAHopResumedInItsReadinessWindowFinishes: a hop whose agent died is
+// resumed while the operator already reports the target observed but not
+// yet ready (up to v1.8): the step waits for it and succeeds, it does not
+// call its plan stale (which left the step without its start, and so
+// without its deadline, once under make test).
+func TestAHopResumedInItsReadinessWindowFinishes(t *testing.T) {
+	h := start(t, harnessOptions{})
+	h.install(t, "v1.8.3", planner.MethodOperator)
+	h.sim.SlowReadiness(5 * time.Second)
+	h.patchCR(t, `{"spec":{"imageTag":"v1.8.4"}}`) // what the agent that died did
+	eventually(t, func() bool {
+		o := h.observe(t)
+		return o.KubeVirt.Observed == "v1.8.4" && o.Settling()
+	}, "observed v1.8.4 before it is ready")
+	res, said, err := h.runWith(t, upgrade("v1.8.3", "v1.8.4", planner.MethodImageTag), executor.StepOptions{})
+	if err != nil || !res.AlreadyDone || !saidAny(said, "the hop to v1.8.4 is finishing") {
+		t.Fatalf("resumed in the readiness window: %v, already done %v, progress %q", err, res.AlreadyDone, said)
+	}
+	if !simulator.Has(simulator.HopCompleted, "v1.8.4")(h.sim.Transitions()) {
+		t.Error("the step returned before the hop completed")
+	}
+}
+
 // TestVersionAsTheOperatorReadsIt: the version and registry virt-operator
 // installs, read as it reads its own image (util/config.go): the name must
 // end in virt-operator, or the registry is empty (and before v1.0 the

@@ -216,6 +216,15 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 		return stale("hop %s -> %s planned, but there is no live KubeVirt CR", step.From, step.To)
 	case kv.Observed == step.To && hopComplete(kv, step.To):
 		res.AlreadyDone = true
+	case kv.Observed == step.To && kv.Target == step.To:
+		// Up to v1.8 the operator reports the target observed before its
+		// readiness check passes (docs/kubevirt.md, "What done means"): a
+		// hop resumed in that window is finishing, not stale.
+		say.say("the hop to %s is finishing (observed, not yet ready)", step.To)
+		if err := e.waitHop(hopCtx, obs.KubeVirtVersion, step.To, say); err != nil {
+			return err
+		}
+		res.AlreadyDone = true
 	case kv.Observed != step.From:
 		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, redact.OrDash(kv.Observed))
 	}
