@@ -210,24 +210,10 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 	if err := e.settle(hopCtx, obs, say); err != nil {
 		return err
 	}
-	kv := obs.KubeVirt
-	switch {
-	case kv == nil || kv.Deleting:
-		return stale("hop %s -> %s planned, but there is no live KubeVirt CR", step.From, step.To)
-	case kv.Observed == step.To && hopComplete(kv, step.To):
-		res.AlreadyDone = true
-	case kv.Observed == step.To && kv.Target == step.To:
-		// Up to v1.8 the operator reports the target observed before its
-		// readiness check passes (docs/kubevirt.md, "What done means"): a
-		// hop resumed in that window is finishing, not stale.
-		say.say("the hop to %s is finishing (observed, not yet ready)", step.To)
-		if err := e.waitHop(hopCtx, obs.KubeVirtVersion, step.To, say); err != nil {
-			return err
-		}
-		res.AlreadyDone = true
-	case kv.Observed != step.From:
-		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, redact.OrDash(kv.Observed))
+	if err := e.hopState(hopCtx, obs, step, say, res); err != nil {
+		return err
 	}
+	kv := obs.KubeVirt
 	baseline := opts.Baseline
 	if !res.AlreadyDone {
 		run, ok := hopBy[step.Method]
@@ -251,6 +237,30 @@ func (e *Executor) upgrade(ctx, hopCtx context.Context, obs *Observation, step p
 	// A hop found done (resumed after a restart) has no baseline: the VMIs
 	// are judged from now on.
 	return e.waitWorkloads(ctx, step.To, kv, baseline, opts, say, res)
+}
+
+// hopState checks the hop against the CR: done already, finishing, to do,
+// or stale.
+func (e *Executor) hopState(hopCtx context.Context, obs *Observation, step planner.Step, say progress, res *StepResult) error {
+	kv := obs.KubeVirt
+	switch {
+	case kv == nil || kv.Deleting:
+		return stale("hop %s -> %s planned, but there is no live KubeVirt CR", step.From, step.To)
+	case kv.Observed == step.To && hopComplete(kv, step.To):
+		res.AlreadyDone = true
+	case kv.Observed == step.To && kv.Target == step.To:
+		// Up to v1.8 the operator reports the target observed before its
+		// readiness check passes (docs/kubevirt.md, "What done means"): a
+		// hop resumed in that window is finishing, not stale.
+		say.say("the hop to %s is finishing (observed, not yet ready)", step.To)
+		if err := e.waitHop(hopCtx, obs.KubeVirtVersion, step.To, say); err != nil {
+			return err
+		}
+		res.AlreadyDone = true
+	case kv.Observed != step.From:
+		return stale("hop %s -> %s planned, but %s is installed", step.From, step.To, redact.OrDash(kv.Observed))
+	}
+	return nil
 }
 
 // configure applies spec.kubevirtConfig to the CR with server-side apply
