@@ -90,8 +90,10 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 	var last atomic.Int64
 	wg.Add(1)
 	// The other writer runs until the hop's patch has landed (or 10 s).
+	writing := make(chan struct{})
 	go func() {
 		defer wg.Done()
+		defer close(writing)
 		deadline := time.Now().Add(10 * time.Second)
 		for i := int64(1); ctx.Err() == nil && time.Now().Before(deadline); i++ {
 			patch := fmt.Sprintf(`{"metadata":{"annotations":{"example.com/writer":"%d"}}}`, i)
@@ -104,12 +106,18 @@ func TestAConcurrentWriterIsNeverOverwritten(t *testing.T) {
 			}
 		}
 	}()
-	// The first read of the hop's patch waits for the other writer's next
-	// change: the patch is decided on a stale resourceVersion.
-	before := last.Load()
+	// The first read of the hop's patch waits for a change of the other
+	// writer that started after the read: the patch is decided on a stale
+	// resourceVersion. (With last = k when the read returned, change k+1
+	// may already be in the read; k+2 starts only after k+1 returned.)
 	stale := func() {
-		for last.Load() == before && ctx.Err() == nil {
-			time.Sleep(time.Millisecond)
+		k := last.Load()
+		for last.Load() < k+2 {
+			select {
+			case <-writing:
+				return
+			case <-time.After(time.Millisecond):
+			}
 		}
 	}
 	onRead.Store(&stale)
