@@ -32,9 +32,12 @@ type Cluster struct {
 	procs            []*proc
 	netnsMade        bool
 	createdRunNetns  bool
-	createdRunCtrd   bool
 	cgroupsMade      []string
 	testbin, nodeBin string
+	// host is PID 1 of the node's PID and mount namespaces (host.go).
+	host      *proc
+	hostPID   int
+	hostPaths map[string]bool // hostPaths that existed before Start
 }
 
 type proc struct {
@@ -62,14 +65,15 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	if _, err := rand.Read(suffix); err != nil {
 		return nil, err
 	}
-	c = &Cluster{name: "kvg-" + hex.EncodeToString(suffix), dir: dir, testbin: opts.Testbin, nodeBin: opts.NodeBin}
+	c = &Cluster{name: "kvg-" + hex.EncodeToString(suffix), dir: dir, testbin: opts.Testbin, nodeBin: opts.NodeBin,
+		hostPaths: existing(hostPaths)}
 	defer func() {
 		if err != nil {
 			c.Stop()
 			c = nil
 		}
 	}()
-	for _, d := range []string{"logs", "etcd", "kubelet", "pod-logs", "cni/ipam", "containerd"} {
+	for _, d := range []string{"logs", "etcd", "pod-logs", "cni/ipam", "containerd"} {
 		if err := os.MkdirAll(c.path(d), 0o755); err != nil {
 			return c, err
 		}
@@ -89,6 +93,9 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 		return c, err
 	}
 	if err := c.makeCgroups(); err != nil {
+		return c, err
+	}
+	if err := c.makeHost(); err != nil {
 		return c, err
 	}
 	if err := c.writeConfigs(); err != nil {
@@ -149,9 +156,6 @@ func (c *Cluster) controlPlane(ctx context.Context) error {
 
 // runtime starts containerd and imports the images.
 func (c *Cluster) runtime(ctx context.Context, images []string) error {
-	if _, err := os.Stat("/run/containerd"); os.IsNotExist(err) {
-		c.createdRunCtrd = true // containerd 1.6 puts shim sockets there whatever --state says
-	}
 	if err := c.start("containerd", "containerd", "--config", c.path("containerd.toml")); err != nil {
 		return err
 	}
@@ -173,7 +177,7 @@ func (c *Cluster) ctr(args ...string) error {
 // node starts kubelet and kube-proxy and waits for the node to be Ready.
 func (c *Cluster) node(ctx context.Context) error {
 	if err := c.start("kubelet", filepath.Join(c.nodeBin, "kubelet"), "--config", c.path("kubelet.yaml"),
-		"--kubeconfig", c.path("kubelet.kubeconfig"), "--root-dir", c.path("kubelet"),
+		"--kubeconfig", c.path("kubelet.kubeconfig"), "--root-dir", "/var/lib/kubelet",
 		"--hostname-override", c.name, "--node-ip", NodeIP, "--v=1"); err != nil {
 		return err
 	}
@@ -201,14 +205,14 @@ func (c *Cluster) node(ctx context.Context) error {
 	})
 }
 
-// start runs argv inside the namespace (nsenter --net keeps the host's
-// mount namespace: kubelet's mounts stay visible to runc).
+// start runs argv on the node: in its network, PID and mount namespaces
+// (host.go), in a process group of its own.
 func (c *Cluster) start(name string, argv ...string) error {
 	log, err := os.Create(c.path("logs/" + name + ".log"))
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("nsenter", append([]string{"--net=/run/netns/" + c.name}, argv...)...)
+	cmd := exec.Command("nsenter", append(c.enter(), argv...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

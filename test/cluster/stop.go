@@ -59,6 +59,7 @@ func (c *Cluster) Stop() {
 	c.killShims()
 	c.stop("kube-apiserver")
 	c.stop("etcd")
+	c.stopHost()
 	c.unmountAll()
 	if c.netnsMade {
 		_ = run("ip", "netns", "del", c.name)
@@ -71,9 +72,6 @@ func (c *Cluster) Stop() {
 	}
 	for _, d := range c.cgroups() {
 		removeCgroup(d)
-	}
-	if c.createdRunCtrd && !hasSockets("/run/containerd") { // another cluster's shims may still use it
-		_ = os.RemoveAll("/run/containerd")
 	}
 }
 
@@ -95,19 +93,20 @@ func (c *Cluster) running(name string) bool {
 	return false
 }
 
-// stop sends SIGTERM, waits up to 10s, then kills.
+// stop sends SIGTERM to the process's group (nsenter and what it runs),
+// waits up to 10s, then kills the group.
 func (c *Cluster) stop(name string) {
 	for _, p := range c.procs {
 		if p.name != name || p.cmd.ProcessState != nil {
 			continue
 		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = p.cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-done
 		}
 		p.log.Close()
@@ -175,24 +174,17 @@ func removeCgroup(root string) {
 	}
 }
 
-// hasSockets reports whether any socket is left under dir.
-func hasSockets(dir string) bool {
-	found := false
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type()&fs.ModeSocket != 0 {
-			found = true
-		}
-		return nil
-	})
-	return found
-}
-
 // Leftovers lists what a stopped cluster left: mounts under its folder,
 // its namespace, its cgroups, processes naming its folder.
 func (c *Cluster) Leftovers() []string {
 	var left []string
 	if b, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(b, []byte(" "+c.dir+"/")) {
 		left = append(left, "mounts under "+c.dir)
+	}
+	for p := range existing(hostPaths) {
+		if !c.hostPaths[p] {
+			left = append(left, "host path "+p)
+		}
 	}
 	if _, err := os.Stat("/run/netns/" + c.name); err == nil {
 		left = append(left, "network namespace "+c.name)
