@@ -243,14 +243,28 @@ func decodeConfiguration(n *yaml.Node, out map[string]any) error {
 	const p = "spec.kubevirtConfig.configuration"
 	return fields{
 		"developerConfiguration": into(out, "developerConfiguration", func(n *yaml.Node, dev map[string]any) error {
-			return fields{"featureGates": func(v *yaml.Node) error {
-				return stringList(v, p+".developerConfiguration.featureGates", maxFeatureGates, dev, "featureGates", func(s string) string {
-					if !gateName.MatchString(s) {
-						return "not a feature gate name (letters and digits)"
+			return fields{
+				"featureGates": func(v *yaml.Node) error {
+					return stringList(v, p+".developerConfiguration.featureGates", maxFeatureGates, dev, "featureGates", func(s string) string {
+						if !gateName.MatchString(s) {
+							return "not a feature gate name (letters and digits)"
+						}
+						return ""
+					})
+				},
+				// Software emulation (qemu TCG) where nodes have no
+				// hardware virtualization: nested clouds, CI. KubeVirt
+				// reads it when it starts a VMI; running ones keep
+				// theirs.
+				"useEmulation": func(v *yaml.Node) error {
+					var b bool
+					if err := scalarBool(v, p+".developerConfiguration.useEmulation", &b); err != nil {
+						return err
 					}
-					return ""
-				})
-			}}.decode(p+".developerConfiguration", n)
+					dev["useEmulation"] = b
+					return nil
+				},
+			}.decode(p+".developerConfiguration", n)
 		}),
 		"evictionStrategy": func(v *yaml.Node) error {
 			var s string

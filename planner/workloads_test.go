@@ -208,6 +208,7 @@ func TestKubeVirtConfig(t *testing.T) {
     configuration:
       developerConfiguration:
         featureGates: [Snapshot, ExpandDisks]
+        useEmulation: true
       evictionStrategy: LiveMigrate
       migrations:
         parallelMigrationsPerCluster: 10
@@ -234,6 +235,9 @@ func TestKubeVirtConfig(t *testing.T) {
 	}
 	if g, ok := c.FeatureGates(); !ok || fmt.Sprint(g) != "[Snapshot ExpandDisks]" {
 		t.Errorf("gates %v %v", g, ok)
+	}
+	if got := fmt.Sprint(spec["configuration"].(map[string]any)["developerConfiguration"]); got != "map[featureGates:[Snapshot ExpandDisks] useEmulation:true]" {
+		t.Errorf("developerConfiguration %s", got)
 	}
 	// The CR holds it all (written as the API server gives it back: a
 	// duration the way the user or another tool wrote it).
@@ -271,7 +275,8 @@ func TestKubeVirtConfigIsStrict(t *testing.T) {
 		{"workloadUpdateStrategy:\n      batchEvictionInterval: soon", "spec.kubevirtConfig.workloadUpdateStrategy.batchEvictionInterval", "soon"},
 		{"configuration:\n      evictionStrategy: Sometimes", "spec.kubevirtConfig.configuration.evictionStrategy", "Sometimes"},
 		{"configuration:\n      developerConfiguration:\n        featureGates: [\"rm -rf\"]", "spec.kubevirtConfig.configuration.developerConfiguration.featureGates[0]", "rm -rf"},
-		{"configuration:\n      developerConfiguration:\n        useEmulation: true", "spec.kubevirtConfig.configuration.developerConfiguration.useEmulation", ""},
+		{"configuration:\n      developerConfiguration:\n        useEmulation: yes", "spec.kubevirtConfig.configuration.developerConfiguration.useEmulation", ""},
+		{"configuration:\n      developerConfiguration:\n        memoryOvercommit: 150", "spec.kubevirtConfig.configuration.developerConfiguration.memoryOvercommit", ""},
 		{"configuration:\n      migrations:\n        unsafeMigrationOverride: true", "spec.kubevirtConfig.configuration.migrations.unsafeMigrationOverride", ""},
 		{"configuration:\n      migrations:\n        bandwidthPerMigration: lots", "spec.kubevirtConfig.configuration.migrations.bandwidthPerMigration", "lots"},
 		{"infra:\n      nodePlacement:\n        nodeSelector:\n          \"bad key!\": x", "spec.kubevirtConfig.infra.nodePlacement.nodeSelector", "bad key!"},
