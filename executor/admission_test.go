@@ -184,7 +184,7 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		{"pin KubeVirt to a tag that is no release", patchCR(`{"spec":{"imageTag":"latest; rm -rf /"}}`)},
 		{"patch KubeVirt's components (customizeComponents)", patchCR(`{"spec":{"customizeComponents":{"patches":[{"resourceName":"virt-handler","resourceType":"DaemonSet","type":"strategic","patch":"{}"}]}}}`)},
 		{"let a delete take every VM (uninstallStrategy)", patchCR(`{"spec":{"uninstallStrategy":"RemoveWorkloads"}}`)},
-		{"change a KubeVirt setting kubevirtConfig has no place for", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"useEmulation":true}}}}`)},
+		{"change a KubeVirt setting kubevirtConfig has no place for", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"memoryOvercommit":150}}}}`)},
 		{"let migrations ignore safety (unsafeMigrationOverride)", patchCR(`{"spec":{"configuration":{"migrations":{"unsafeMigrationOverride":true}}}}`)},
 		{"change KubeVirt's network configuration", patchCR(`{"spec":{"configuration":{"network":{"defaultNetworkInterface":"bridge"}}}}`)},
 		{"a workload update method KubeVirt does not have", patchCR(`{"spec":{"workloadUpdateStrategy":{"workloadUpdateMethods":["Reboot"]}}}`)},
@@ -315,6 +315,11 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		if err := a.do(admin); err != nil {
 			t.Errorf("%s as an administrator: %v (the policy must bind the agent only)", a.name, err)
 		}
+	}
+	// What kubevirtConfig holds stays allowed (useEmulation: nodes without
+	// hardware virtualization).
+	if err := patchCR(`{"spec":{"configuration":{"developerConfiguration":{"useEmulation":true}}}}`)(agent); err != nil {
+		t.Errorf("turning on useEmulation: %v, want allowed", err)
 	}
 	// What spec.workloads.unmovable: Restart needs stays allowed.
 	if err := agent.Resource(vmi).Namespace("default").Delete(ctx, "db", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {

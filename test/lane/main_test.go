@@ -167,19 +167,10 @@ func findOperators() error {
 			continue
 		}
 		tag := f[0]
-		gen := filepath.Join(lane.ops, tag, "resource-generator")
 		if _, err := os.Stat(filepath.Join(lane.ops, tag, "virt-operator")); err != nil {
 			return fmt.Errorf("no virt-operator build of %s in %s: run `make operators`", tag, lane.ops)
 		}
-		var out []byte
-		for _, typ := range []string{"kv", "priorityclass", "operator-rbac"} {
-			b, err := exec.Command(gen, "--type="+typ, "--namespace=kubevirt").Output()
-			if err != nil {
-				return fmt.Errorf("resource-generator %s --type=%s: %v", tag, typ, err)
-			}
-			out = append(append(out, "\n---\n"...), b...)
-		}
-		if lane.rendered[tag], err = releases.FromGenerated(tag, out); err != nil {
+		if lane.rendered[tag], err = releases.FromResourceGenerator(lane.ops, tag); err != nil {
 			return err
 		}
 		lane.tags = append(lane.tags, tag)

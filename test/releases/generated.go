@@ -3,9 +3,27 @@ package releases
 import (
 	"bytes"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 
 	"sigs.k8s.io/yaml"
 )
+
+// FromResourceGenerator runs the resource-generator of tag built in dir
+// (hack/virt-operator.sh: dir/<tag>/resource-generator) and builds the
+// tag's kubevirt-operator.yaml around its output (FromGenerated).
+func FromResourceGenerator(dir, tag string) ([]byte, error) {
+	gen := filepath.Join(dir, tag, "resource-generator")
+	var out []byte
+	for _, typ := range []string{"kv", "priorityclass", "operator-rbac"} {
+		b, err := exec.Command(gen, "--type="+typ, "--namespace="+Namespace).Output()
+		if err != nil {
+			return nil, fmt.Errorf("resource-generator %s --type=%s: %w", tag, typ, err)
+		}
+		out = append(append(out, "\n---\n"...), b...)
+	}
+	return FromGenerated(tag, out)
+}
 
 // FromGenerated builds kubevirt-operator.yaml of tag around what KubeVirt's
 // own resource-generator renders for it (the KubeVirt CRD, the
