@@ -46,7 +46,7 @@ operators: ## build KubeVirt's virt-operator for the lane's releases from the Go
 	@hack/virt-operator.sh >/dev/null
 
 .PHONY: test
-test: deps testbin operators node ## run every test: unit, real apiserver, real git server, real virt-operator, a real node, end-to-end (what CI runs)
+test: deps testbin operators node kubevirt ## run every test: unit, real apiserver, real git server, real virt-operator, a real node, end-to-end (what CI runs)
 	@KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) GO=$(GO) hack/test.sh
 
 .PHONY: lane
@@ -57,9 +57,13 @@ lane: deps testbin operators ## the real virt-operator lane alone
 node: ## build a real node's binaries (kubelet, controller-manager, scheduler, kube-proxy) and install containerd, runc, CNI (idempotent)
 	@KUBE_VERSION=$(KUBE_VERSION) hack/node.sh >/dev/null
 
+.PHONY: kubevirt
+kubevirt: operators ## build KubeVirt's own components (virt-api, -controller, -handler, -launcher) and the launcher's root filesystem for the real node (idempotent)
+	@hack/kubevirt.sh >/dev/null
+
 .PHONY: node-lane
-node-lane: deps testbin node ## the real node alone: a single-node cluster in its own network namespace runs a restricted pod (root)
-	KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) $(GO) test -tags realnode -count=1 -timeout 10m -v ./test/cluster/...
+node-lane: deps testbin node kubevirt ## the real node alone: a single-node cluster in its own namespaces runs a restricted pod, kvgitops from deploy/ and KubeVirt with VMs (root)
+	KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) $(GO) test -tags realnode -count=1 -timeout 25m -v ./test/cluster/...
 
 .PHONY: test-unit
 test-unit: ## fast tests only (-short: no control plane, no lane, no end-to-end)

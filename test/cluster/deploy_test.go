@@ -35,8 +35,7 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 	opts := binaries(t)
 	dir := t.TempDir()
 	kust := kustomization(t)
-	image := kust.image()
-	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, image))
+	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, kust.image()))
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, filepath.Join(dir, "node"), opts)
@@ -44,62 +43,9 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-
-	git, err := gitserver.New(gitserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	gitURL, stopGit, err := c.Serve(git.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopGit()
-	rel := releases.NewServer(nil)
-	defer rel.Close()
-	relURL, stopRel, err := c.Serve(rel.Handler())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stopRel()
-	user, err := git.User()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := user.CommitFile("clusters/real/kubevirt.yaml", []byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"), "KubeVirt absent"); err != nil {
-		t.Fatal(err)
-	}
-
-	config := map[string]string{
-		"KVGITOPS_REPO_URL": gitURL + "/repo.git", "KVGITOPS_DESIRED_PATH": "clusters/real/kubevirt.yaml", "KVGITOPS_CLUSTER_NAME": "real",
-		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
-		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
-	}
-	for _, f := range kust.Resources {
-		data, err := os.ReadFile(filepath.Join("../../deploy", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = rendered(data, image, config); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := testenv.Apply(ctx, c.Config, data); err != nil {
-			t.Fatalf("apply deploy/%s: %v", f, err)
-		}
-	}
-	ca, err := c.CAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kube := kubernetes.NewForConfigOrDie(c.Config)
-	for name, data := range map[string]map[string][]byte{"kvgitops-git": {"ca.crt": ca}, "kvgitops-webhook": {"secret": []byte("not-used-here")}} {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kvgitops"}, Data: data}
-		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	created := time.Now()
+	d := deploy(ctx, t, c, kust, releases.NewServer(nil), "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n")
+	git, kube := d.git, d.kube
+	created := d.created
 	err = c.until(ctx, 3*time.Minute, "both replicas available", func() bool {
 		d, err := kube.AppsV1().Deployments("kvgitops").Get(ctx, "kvgitops", metav1.GetOptions{})
 		return err == nil && d.Status.AvailableReplicas == 2
@@ -132,6 +78,74 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 		t.Fatalf("%v: the Lease is held by %q\n%s", err, next, podReport(ctx, kube))
 	}
 	t.Logf("%s leads %s after %s's pod was deleted", next, time.Since(deleted).Round(100*time.Millisecond), pod)
+}
+
+// deployed is kvgitops running on a cluster, deployed from deploy/.
+type deployed struct {
+	git     *gitserver.Server
+	kube    kubernetes.Interface
+	created time.Time // when its Secrets were created
+}
+
+// deploy installs kvgitops as a user does: deploy/ applied in its
+// kustomization's order with its image pin, the config pointing at a git
+// server and rel inside the cluster's network (both stopped with the
+// test), desired committed to clusters/real/kubevirt.yaml, the Secrets
+// created.
+func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFile, rel *releases.Server, desired string) deployed {
+	t.Helper()
+	t.Cleanup(rel.Close)
+	git, err := gitserver.New(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { git.Close() })
+	gitURL, stopGit, err := c.Serve(git.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopGit)
+	relURL, stopRel, err := c.Serve(rel.Handler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopRel)
+	user, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.CommitFile("clusters/real/kubevirt.yaml", []byte(desired), "desired"); err != nil {
+		t.Fatal(err)
+	}
+	config := map[string]string{
+		"KVGITOPS_REPO_URL": gitURL + "/repo.git", "KVGITOPS_DESIRED_PATH": "clusters/real/kubevirt.yaml", "KVGITOPS_CLUSTER_NAME": "real",
+		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
+		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
+	}
+	for _, f := range kust.Resources {
+		data, err := os.ReadFile(filepath.Join("../../deploy", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if data, err = rendered(data, kust.image(), config); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := testenv.Apply(ctx, c.Config, data); err != nil {
+			t.Fatalf("apply deploy/%s: %v", f, err)
+		}
+	}
+	ca, err := c.CAPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := kubernetes.NewForConfigOrDie(c.Config)
+	for name, data := range map[string]map[string][]byte{"kvgitops-git": {"ca.crt": ca}, "kvgitops-webhook": {"secret": []byte("not-used-here")}} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kvgitops"}, Data: data}
+		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return deployed{git: git, kube: kube, created: time.Now()}
 }
 
 // holder is who holds kvgitops's leader Lease ("" for nobody).

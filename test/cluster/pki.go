@@ -35,23 +35,19 @@ func newPKI(dir string, nodeName string, nodeIP net.IP) (*pki, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p := &pki{dir: dir}
+	var err error
+	if p.caCert, p.caKey, err = p.newCA("ca", "kvgitops-test-ca"); err != nil {
+		return nil, err
+	}
+	// The front proxy's CA and client: the apiserver's request-header
+	// authentication, which aggregated API servers (virt-api) require.
+	frontCA, frontKey, err := p.newCA("front-proxy-ca", "kvgitops-test-front-proxy-ca")
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kvgitops-test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	p := &pki{dir: dir, caCert: ca, caKey: key}
-	if err := p.write("ca", der, key); err != nil {
+	front := &pki{dir: dir, caCert: frontCA, caKey: frontKey}
+	if err := front.issue(2, identity{name: "front-proxy-client", cn: "front-proxy-client"}, nodeName, nodeIP); err != nil {
 		return nil, err
 	}
 	// The service-account signing key pair.
@@ -86,6 +82,26 @@ func newPKI(dir string, nodeName string, nodeIP net.IP) (*pki, error) {
 }
 
 func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
+
+// newCA writes a self-signed CA as name.crt and name.key.
+func (p *pki) newCA(name, cn string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, key, p.write(name, der, key)
+}
 
 func (p *pki) issue(serial int64, id identity, nodeName string, nodeIP net.IP) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

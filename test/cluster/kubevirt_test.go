@@ -1,0 +1,423 @@
+//go:build realnode
+
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kvgitops/kvgitops/test/gitserver"
+	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/testenv"
+)
+
+// The real node's KubeVirt releases (hack/kubevirt.sh NODE_TAGS): one hop.
+var nodeTags = []string{"v1.7.0", "v1.8.4"}
+
+var (
+	kvGVR  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "kubevirts"}
+	vmiGVR = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachineinstances"}
+	vmGVR  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "virtualmachines"}
+)
+
+// TestKubeVirtOnARealNode drives KubeVirt's own components through
+// kvgitops deployed from deploy/: the agent installs v1.7.0 (the release's
+// operator manifest; virt-operator deploys virt-api, virt-controller and
+// virt-handler as real pods), a VMI and a VM (runStrategy Always) run
+// under qemu TCG, the agent upgrades to v1.8.4, and after each step every
+// component runs the step's version and nothing else; the guests keep
+// their qemu processes (PID and start time) through the hop and are
+// labelled outdated; the agent then removes KubeVirt and nothing the
+// install created is left.
+func TestKubeVirtOnARealNode(t *testing.T) {
+	opts := binaries(t)
+	builds := kubevirtBuilds(t)
+	dir := t.TempDir()
+	kust := kustomization(t)
+	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, kust.image()))
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	c, err := Start(ctx, filepath.Join(dir, "node"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if err := c.Import(func(w io.Writer) error { return WriteKubeVirtImages(w, builds, nodeTags) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("node Ready with KubeVirt's images of %v %s after start", nodeTags, time.Since(start).Round(100*time.Millisecond))
+
+	// The catalog lists the releases whose images the node has: a release
+	// without them is a stuck rollout (ImagePullBackOff), not a hop.
+	rel := releases.NewServer(nodeTags)
+	for _, tag := range nodeTags {
+		m, err := releases.FromResourceGenerator(builds.Operators, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return m })
+	}
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	before := snapshot(ctx, t, c)
+	d := deploy(ctx, t, c, kust, rel, desiredKubeVirt(nodeTags[0]))
+	r := &realKubeVirt{t: t, c: c, kube: d.kube, dyn: dyn, git: d.git}
+
+	// Install.
+	r.step(ctx, "install "+nodeTags[0], nodeTags[0], 8*time.Minute, d.created)
+	created := snapshot(ctx, t, c)
+
+	// Guests.
+	vms := r.startGuests(ctx)
+	// The hop.
+	if _, err := r.user().CommitFile("clusters/real/kubevirt.yaml", []byte(desiredKubeVirt(nodeTags[1])), "upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	r.step(ctx, "upgrade to "+nodeTags[1], nodeTags[1], 8*time.Minute, time.Now())
+	r.guestsUntouched(ctx, vms)
+
+	// Removal: the guests go first (kvgitops refuses to remove KubeVirt
+	// under running VMIs), then KubeVirt.
+	r.stopGuests(ctx)
+	if _, err := r.user().CommitFile("clusters/real/kubevirt.yaml", []byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"), "remove"); err != nil {
+		t.Fatal(err)
+	}
+	removed := time.Now()
+	r.waitStatus(ctx, 6*time.Minute, "KubeVirt absent", func(s map[string]any) bool {
+		return s["reason"] == "UpToDate" && strings.Contains(fmt.Sprint(s["message"]), "absent")
+	})
+	t.Logf("KubeVirt removed %s after the commit", time.Since(removed).Round(time.Second))
+	after := snapshot(ctx, t, c)
+	var left []string
+	for k := range created {
+		if !before[k] && after[k] && !kvgitopsOwn(k) {
+			left = append(left, k)
+		}
+	}
+	slices.Sort(left)
+	if len(left) > 0 {
+		t.Errorf("left after removal, of what the install created: %v", left)
+	}
+}
+
+// desiredKubeVirt is the desired file for tag on this node: qemu TCG (no
+// usable KVM here), one replica of virt-api and virt-controller, and no
+// workload update method — one node cannot live-migrate — so the VMIs
+// stay on their launchers, accepted as such.
+func desiredKubeVirt(tag string) string {
+	return fmt.Sprintf(`apiVersion: kvgitops.dev/v1alpha1
+kind: KubeVirtDesiredState
+spec:
+  version: %s
+  workloads:
+    unmovable: Accept
+  kubevirtConfig:
+    workloadUpdateStrategy:
+      workloadUpdateMethods: []
+    configuration:
+      developerConfiguration:
+        useEmulation: true
+    infra:
+      replicas: 1
+`, tag)
+}
+
+type realKubeVirt struct {
+	t    *testing.T
+	c    *Cluster
+	kube kubernetes.Interface
+	dyn  dynamic.Interface
+	git  *gitserver.Server
+}
+
+func (r *realKubeVirt) user() *gitserver.User {
+	u, err := r.git.User()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return u
+}
+
+// status is the agent's status file, parsed.
+func (r *realKubeVirt) status() map[string]any {
+	text, err := r.git.Show("main", "status/real.yaml")
+	if err != nil {
+		return nil
+	}
+	var s map[string]any
+	if yaml.Unmarshal([]byte(text), &s) != nil {
+		return nil
+	}
+	return s
+}
+
+func (r *realKubeVirt) waitStatus(ctx context.Context, limit time.Duration, what string, ok func(map[string]any) bool) map[string]any {
+	r.t.Helper()
+	var s map[string]any
+	stalled := false
+	err := r.c.until(ctx, limit, what, func() bool {
+		s = r.status()
+		if s == nil {
+			return false
+		}
+		// A phase the agent does not leave by itself ends the wait.
+		stalled = s["phase"] == "Failed" || s["phase"] == "Refused" || s["phase"] == "Invalid"
+		return stalled || ok(s)
+	})
+	if err != nil || stalled {
+		r.t.Fatalf("%s: %v; the status file: %s: %s\n%s", what, err, s["reason"], s["message"], r.report(ctx))
+	}
+	return s
+}
+
+// step waits for the agent to say the cluster runs tag, then checks the
+// cluster itself: the CR and every component.
+func (r *realKubeVirt) step(ctx context.Context, what, tag string, limit time.Duration, since time.Time) {
+	r.t.Helper()
+	r.waitStatus(ctx, limit, what, func(s map[string]any) bool {
+		observed, _ := s["observed"].(map[string]any)
+		return s["reason"] == "UpToDate" && observed["version"] == tag
+	})
+	r.t.Logf("%s: the agent's status says done %s after the commit", what, time.Since(since).Round(time.Second))
+	if err := r.componentsAt(ctx, tag); err != nil {
+		r.t.Fatalf("%s: %v\n%s", what, err, r.report(ctx))
+	}
+}
+
+// componentsAt checks the cluster runs tag and nothing else: the CR
+// observed, targeted and Available at tag; the operator, virt-api,
+// virt-controller and virt-handler workloads and every one of their pods
+// on tag's images, ready.
+func (r *realKubeVirt) componentsAt(ctx context.Context, tag string) error {
+	kv, err := r.dyn.Resource(kvGVR).Namespace("kubevirt").Get(ctx, "kubevirt", metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	observed, _, _ := unstructured.NestedString(kv.Object, "status", "observedKubeVirtVersion")
+	target, _, _ := unstructured.NestedString(kv.Object, "status", "targetKubeVirtVersion")
+	phase, _, _ := unstructured.NestedString(kv.Object, "status", "phase")
+	if observed != tag || target != tag || phase != "Deployed" || !condition(kv, "Available") {
+		return fmt.Errorf("the KubeVirt CR: observed %q target %q phase %q Available %v, want %s Deployed", observed, target, phase, condition(kv, "Available"), tag)
+	}
+	want := map[string]bool{"virt-operator": false, "virt-api": false, "virt-controller": false, "virt-handler": false}
+	pods, err := r.kube.CoreV1().Pods("kubevirt").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	for _, p := range pods.Items {
+		comp := p.Labels["kubevirt.io"]
+		if _, ok := want[comp]; !ok {
+			continue
+		}
+		want[comp] = true
+		for _, cs := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			if !strings.HasPrefix(cs.Image, KubeVirtRegistry+"/") || !strings.HasSuffix(cs.Image, ":"+tag) {
+				return fmt.Errorf("pod %s container %s runs %s, not %s (a mixed install)", p.Name, cs.Name, cs.Image, tag)
+			}
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if !cs.Ready {
+				return fmt.Errorf("pod %s container %s not ready", p.Name, cs.Name)
+			}
+		}
+	}
+	for comp, seen := range want {
+		if !seen {
+			return fmt.Errorf("no %s pod", comp)
+		}
+	}
+	return nil
+}
+
+func condition(u *unstructured.Unstructured, typ string) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ {
+			return m["status"] == "True"
+		}
+	}
+	return false
+}
+
+// guest is a running VMI and its qemu process.
+type guest struct {
+	name      string
+	pid       int
+	startTime string // /proc/<pid>/stat field 22: changes if the PID is reused
+}
+
+const guestSpec = `
+  domain:
+    resources: {requests: {memory: 64Mi}}
+    devices: {autoattachPodInterface: false, autoattachGraphicsDevice: false, autoattachMemBalloon: false}
+  terminationGracePeriodSeconds: 5
+`
+
+// startGuests starts a VMI and a VM (runStrategy Always) in namespace vms:
+// disk-less guests whose firmware keeps looking for something to boot.
+func (r *realKubeVirt) startGuests(ctx context.Context) []guest {
+	r.t.Helper()
+	objs := "apiVersion: v1\nkind: Namespace\nmetadata: {name: vms}\n---\n" +
+		"apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: tiny, namespace: vms}\nspec:" + guestSpec +
+		"---\napiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {name: always, namespace: vms}\nspec:\n  runStrategy: Always\n  template:\n    spec:" +
+		strings.ReplaceAll(guestSpec, "\n  ", "\n      ")
+	created := time.Now()
+	if err := testenv.Apply(ctx, r.c.Config, []byte(objs)); err != nil {
+		r.t.Fatal(err)
+	}
+	var gs []guest
+	for _, name := range []string{"tiny", "always"} {
+		var g guest
+		err := r.c.until(ctx, 3*time.Minute, "VMI "+name+" Running with its qemu", func() bool {
+			vmi, err := r.dyn.Resource(vmiGVR).Namespace("vms").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			phase, _, _ := unstructured.NestedString(vmi.Object, "status", "phase")
+			g.pid, g.startTime = qemuOf("vms", name)
+			return phase == "Running" && g.pid != 0
+		})
+		if err != nil {
+			r.t.Fatalf("%v\n%s", err, r.report(ctx))
+		}
+		g.name = name
+		gs = append(gs, g)
+	}
+	r.t.Logf("2 guests Running under TCG %s after create (qemu %d, %d)", time.Since(created).Round(100*time.Millisecond), gs[0].pid, gs[1].pid)
+	return gs
+}
+
+// guestsUntouched checks each guest runs in the same qemu process, is
+// Running, and is labelled outdated (KubeVirt's virt-controller: its
+// launcher is of the old release and no update method moves it).
+func (r *realKubeVirt) guestsUntouched(ctx context.Context, gs []guest) {
+	r.t.Helper()
+	for _, g := range gs {
+		var vmi *unstructured.Unstructured
+		err := r.c.until(ctx, 2*time.Minute, "VMI "+g.name+" labelled outdated", func() bool {
+			var err error
+			vmi, err = r.dyn.Resource(vmiGVR).Namespace("vms").Get(ctx, g.name, metav1.GetOptions{})
+			if err != nil {
+				return false
+			}
+			_, outdated := vmi.GetLabels()["kubevirt.io/outdatedLauncherImage"]
+			return outdated
+		})
+		if err != nil {
+			r.t.Errorf("%v: labels %v", err, vmi.GetLabels())
+		}
+		phase, _, _ := unstructured.NestedString(vmi.Object, "status", "phase")
+		pid, st := qemuOf("vms", g.name)
+		if phase != "Running" || pid != g.pid || st != g.startTime {
+			r.t.Errorf("guest %s after the hop: %s, qemu %d (started %s), want Running in qemu %d (started %s)", g.name, phase, pid, st, g.pid, g.startTime)
+		}
+	}
+	s := r.status()
+	if w, _ := s["workloads"].(map[string]any); w == nil {
+		r.t.Errorf("the status file has no workloads section after the hop: %v", s)
+	} else {
+		r.t.Logf("the status file's workloads after the hop: %v", w)
+	}
+}
+
+// stopGuests deletes the VM and the VMI and waits until they are gone.
+func (r *realKubeVirt) stopGuests(ctx context.Context) {
+	r.t.Helper()
+	_ = r.dyn.Resource(vmGVR).Namespace("vms").Delete(ctx, "always", metav1.DeleteOptions{})
+	_ = r.dyn.Resource(vmiGVR).Namespace("vms").Delete(ctx, "tiny", metav1.DeleteOptions{})
+	if err := r.c.until(ctx, 3*time.Minute, "the guests gone", func() bool {
+		l, err := r.dyn.Resource(vmiGVR).Namespace("vms").List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) == 0
+	}); err != nil {
+		r.t.Fatalf("%v\n%s", err, r.report(ctx))
+	}
+}
+
+// qemuOf finds the guest's qemu process (the node's PIDs are visible from
+// here: its PID namespace is a child of ours).
+func qemuOf(ns, name string) (int, string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !strings.Contains(string(cmdline), "qemu-system") || !strings.Contains(string(cmdline), "guest="+ns+"_"+name+"\x00") &&
+			!strings.Contains(string(cmdline), "guest="+ns+"_"+name+",") {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which ends with ')'.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 19 {
+			return pid, f[19]
+		}
+	}
+	return 0, ""
+}
+
+// report says how KubeVirt's and kvgitops's pods are.
+func (r *realKubeVirt) report(ctx context.Context) string {
+	var b strings.Builder
+	for _, ns := range []string{"kubevirt", "vms"} {
+		pods, err := r.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, p := range pods.Items {
+			fmt.Fprintf(&b, "pod %s/%s: %s", ns, p.Name, p.Status.Phase)
+			for _, cs := range p.Status.ContainerStatuses {
+				fmt.Fprintf(&b, " [%s %s ready=%v restarts=%d %+v]", cs.Name, cs.Image, cs.Ready, cs.RestartCount, cs.State)
+			}
+			b.WriteString("\n")
+		}
+	}
+	b.WriteString(podReport(ctx, r.kube))
+	return b.String()
+}
+
+// kubevirtBuilds finds KubeVirt's builds; without them the test fails
+// (make kubevirt builds them), never skips.
+func kubevirtBuilds(t *testing.T) KubeVirtBuilds {
+	t.Helper()
+	cache := os.Getenv("XDG_CACHE_HOME")
+	if cache == "" {
+		home, _ := os.UserHomeDir()
+		cache = filepath.Join(home, ".cache")
+	}
+	b := KubeVirtBuilds{Operators: filepath.Join(cache, "kvgitops", "virt-operator"), Components: filepath.Join(cache, "kvgitops", "kubevirt")}
+	if d := os.Getenv("OPERATOR_DIR"); d != "" {
+		b.Operators = d
+	}
+	if d := os.Getenv("KUBEVIRT_DIR"); d != "" {
+		b.Components = d
+	}
+	for _, tag := range nodeTags {
+		for _, f := range []string{filepath.Join(b.Operators, tag, "virt-operator"), filepath.Join(b.Components, tag, "virt-launcher"), filepath.Join(b.Components, "rootfs.tar")} {
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("%v: run make kubevirt (it builds KubeVirt's components)", err)
+			}
+		}
+	}
+	return b
+}

@@ -1,0 +1,71 @@
+//go:build realnode
+
+package cluster
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+)
+
+// noise are resources whose objects come and go on their own (events,
+// leases, endpoints) or are not KubeVirt's to clean up.
+var noise = map[string]bool{"events": true, "events.events.k8s.io": true, "leases.coordination.k8s.io": true,
+	"endpoints": true, "endpointslices.discovery.k8s.io": true, "certificatesigningrequests.certificates.k8s.io": true}
+
+// snapshot names every object in the cluster, as
+// "resource.group namespace/name", for the resources that can be listed
+// (a resource served by an aggregated API that is down is skipped: its
+// objects are gone with it).
+func snapshot(ctx context.Context, t *testing.T, c *Cluster) map[string]bool {
+	t.Helper()
+	disc := discovery.NewDiscoveryClientForConfigOrDie(c.Config)
+	lists, _ := disc.ServerPreferredResources() // partial on an unavailable APIService
+	dyn := dynamic.NewForConfigOrDie(c.Config)
+	out := map[string]bool{}
+	for _, l := range lists {
+		gv, err := schema.ParseGroupVersion(l.GroupVersion)
+		if err != nil {
+			continue
+		}
+		for _, res := range l.APIResources {
+			name := res.Name
+			if gv.Group != "" {
+				name += "." + gv.Group
+			}
+			if noise[name] || strings.Contains(res.Name, "/") || !hasVerb(res.Verbs, "list") {
+				continue
+			}
+			items, err := dyn.Resource(gv.WithResource(res.Name)).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				continue
+			}
+			for _, o := range items.Items {
+				out[name+" "+o.GetNamespace()+"/"+o.GetName()] = true
+			}
+		}
+	}
+	return out
+}
+
+func hasVerb(verbs []string, v string) bool {
+	for _, x := range verbs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// kvgitopsOwn says whether a snapshot key is kvgitops's own (deploy/ and
+// what the agent keeps in its namespace), not KubeVirt's.
+func kvgitopsOwn(key string) bool {
+	_, obj, _ := strings.Cut(key, " ")
+	ns, name, _ := strings.Cut(obj, "/")
+	return ns == "kvgitops" || strings.HasPrefix(name, "kvgitops")
+}
