@@ -31,6 +31,11 @@ low=(nice -n "${TEST_NICE:-10}")
 $GO test "${exec_flag[@]}" -v -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 
+# The real node's package (a real cluster per test, KubeVirt's components
+# and VMs on one: the longest chain after the lane) in its own process.
+$GO test "${exec_flag[@]}" -tags realnode -count=1 -timeout 25m ./test/cluster >"$out/cluster" 2>&1 &
+pids+=($!)
+
 # shard DIR N: the package in DIR in N processes, its tests (fuzz seeds and
 # examples too) split by name, every one in exactly one shard, each process
 # with its own servers.
@@ -53,15 +58,15 @@ shard() {
 shard test/e2e "$SHARDS"
 
 # shellcheck disable=SC2046
-# The realnode tag adds test/cluster (a real node; root, hack/node.sh).
-"${low[@]}" $GO test "${exec_flag[@]}" -tags realnode -count=1 -p "$P" -timeout 25m $($GO list -tags realnode ./... | grep -v -e '/test/e2e$' -e '/test/lane$') >"$out/rest" 2>&1 &
+# The other packages, built with the realnode tag as test/cluster is.
+"${low[@]}" $GO test "${exec_flag[@]}" -tags realnode -count=1 -p "$P" -timeout 25m $($GO list -tags realnode ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/test/cluster$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
 for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then rc=1; fi
 done
-cat "$out/rest"
+cat "$out/rest" "$out/cluster"
 if grep -q '^ok' "$out/lane"; then
   grep -E '^(--- |ok|lane:)' "$out/lane"
 else

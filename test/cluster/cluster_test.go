@@ -24,6 +24,7 @@ import (
 // through the kubernetes Service with its token — and Stop leaves nothing
 // behind.
 func TestAPodRunsOnARealNode(t *testing.T) {
+	t.Parallel() // each test has its own cluster
 	opts := binaries(t)
 	dir := t.TempDir()
 	app := filepath.Join(dir, "app")

@@ -32,6 +32,7 @@ import (
 // leader Lease, the leader commits to Git that the cluster is as desired
 // (KubeVirt absent), and when its pod is deleted the standby leads.
 func TestKvgitopsDeployedFromDeploy(t *testing.T) {
+	t.Parallel() // each test has its own cluster
 	opts := binaries(t)
 	dir := t.TempDir()
 	kust := kustomization(t)

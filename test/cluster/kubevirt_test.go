@@ -45,6 +45,7 @@ var (
 // labelled outdated; the agent then removes KubeVirt and nothing the
 // install created is left.
 func TestKubeVirtOnARealNode(t *testing.T) {
+	t.Parallel() // each test has its own cluster
 	opts := binaries(t)
 	builds := kubevirtBuilds(t)
 	dir := t.TempDir()
