@@ -353,3 +353,37 @@ func TestAStepThatChangesNothingIsNotRepeated(t *testing.T) {
 		t.Errorf("no-op step: %s %s after %d runs", st.Phase, st.Reason, len(w.cluster.ran))
 	}
 }
+
+// TestAStepsProgressReachesTheStatusFile: what a running step waits for is
+// committed to the status file, at most every ProgressEvery (a hop takes
+// minutes; the file is where people look), not only "starting".
+func TestAStepsProgressReachesTheStatusFile(t *testing.T) {
+	w := newWorld(t, "  version: v1.6.6\n", "v1.6.6")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	w.cluster.progress = []func(func(string)){
+		func(say func(string)) { say("waiting for the virt-operator v1.7.4 rollout") }, // at once: not committed
+		func(say func(string)) {
+			w.clock.add(agent.ProgressEvery)
+			say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 0/1 updated")
+		},
+		func(say func(string)) { say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated") }, // too soon
+	}
+	w.desire("  version: v1.7.4\n")
+	if _, err := w.settle(); err != nil {
+		t.Fatal(err)
+	}
+	var messages []string
+	for i := range w.repo.commits {
+		st, err := agent.ParseStatus(w.repo.commits[i]["status/prod-east.yaml"])
+		if err == nil && st.Reason == string(agent.ReasonHopInProgress) && (len(messages) == 0 || messages[len(messages)-1] != st.Message) {
+			messages = append(messages, st.Message)
+		}
+	}
+	want := []string{"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): starting",
+		"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 0/1 updated"}
+	if !slices.Equal(messages, want) {
+		t.Errorf("the status file said, while the step ran:\n%s\nwant\n%s", strings.Join(messages, "\n"), strings.Join(want, "\n"))
+	}
+}

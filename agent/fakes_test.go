@@ -134,19 +134,22 @@ func (r *fakeRepo) file(path string) string {
 
 // fakeCluster is a KubeVirt that moves to a step's target when it runs.
 type fakeCluster struct {
-	mu            sync.Mutex
-	installed     string
-	operator      string // "" once the operator manifest is deleted
-	mode          planner.Mode
-	ran           []planner.Step
-	failNext      error // returned (once) by the next Run
-	observeErr    error
-	events        []string
-	underWay      string // a hop already moving the cluster to this version
-	noop          bool   // steps succeed without changing anything
-	settling      bool   // observed == target, not ready yet
-	imageTag      string // spec.imageTag, set by hand in drift tests
-	restored      int    // RestoreCR calls that wrote
+	mu         sync.Mutex
+	installed  string
+	operator   string // "" once the operator manifest is deleted
+	mode       planner.Mode
+	ran        []planner.Step
+	failNext   error // returned (once) by the next Run
+	observeErr error
+	events     []string
+	underWay   string // a hop already moving the cluster to this version
+	noop       bool   // steps succeed without changing anything
+	settling   bool   // observed == target, not ready yet
+	imageTag   string // spec.imageTag, set by hand in drift tests
+	restored   int    // RestoreCR calls that wrote
+	// progress runs during every step, each with the step's progress
+	// callback (what the executor says while it waits).
+	progress      []func(say func(string))
 	vmis          []executor.VMI
 	migrating     []string // namespace/vmi with a live migration in flight
 	workloadsRead int
@@ -202,7 +205,13 @@ func (c *fakeCluster) Observe(context.Context) (*executor.Observation, error) {
 	return o, nil
 }
 
-func (c *fakeCluster) Run(_ context.Context, s planner.Step, _ executor.StepOptions) (executor.StepResult, error) {
+func (c *fakeCluster) Run(_ context.Context, s planner.Step, opts executor.StepOptions) (executor.StepResult, error) {
+	c.mu.Lock()
+	progress := c.progress
+	c.mu.Unlock()
+	for _, p := range progress {
+		p(opts.Progress)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.ran = append(c.ran, s)

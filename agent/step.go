@@ -20,7 +20,14 @@ type stepRun struct {
 	where     string    // "step 2/3 Upgrade v1.7.4 -> v1.8.4 (Operator)"
 	startedAt time.Time // the step's first start: the hop deadline counts from it
 	attempt   Entry
+	published time.Time    // when the status last said what the step does
+	reason    fault.Reason // what it says the step does: the hop, or waiting for its VMIs
 }
+
+// ProgressEvery is how often, at most, a running step's progress (what it
+// waits for) is committed to the status file: a hop takes minutes, and
+// the file is where people look.
+const ProgressEvery = 30 * time.Second
 
 // step runs the next step of the plan and records how it went.
 func (a *Agent) step(ctx context.Context, p *pass) (verdict, error) {
@@ -38,7 +45,7 @@ func (a *Agent) step(ctx context.Context, p *pass) (verdict, error) {
 		Deadline:  r.startedAt.Add(p.desired.HopTimeout),
 		Workloads: p.desired.Workloads,
 		Config:    p.desired.KubeVirtConfig,
-		Progress:  func(msg string) { a.progress(r.where, msg) },
+		Progress:  func(msg string) { a.progress(ctx, p, r, msg) },
 		Milestone: func(msg string, w executor.WorkloadReport) { a.milestone(ctx, p, r, msg, w) },
 	})
 	a.hook("step-finished")
@@ -95,6 +102,7 @@ func (a *Agent) begin(ctx context.Context, p *pass, r *stepRun) (verdict, error)
 	a.hook("intent-recorded")
 	p.set(PhaseProgressing, ReasonHopInProgress, r.where+": starting")
 	a.publishNow(ctx, p)
+	r.published, r.reason = a.cfg.Clock(), ReasonHopInProgress
 	a.log = a.log.with("plan", act.plan.ID)
 	a.log.stepStarted(r.i+1, len(act.steps), r.step)
 	a.cluster.Event(ctx, false, EventStepStarted, r.where)
@@ -107,6 +115,7 @@ func (a *Agent) milestone(ctx context.Context, p *pass, r *stepRun, msg string, 
 	a.cfg.Metrics.setOutdated(w.Outdated.Count + w.Moving.Count + w.CannotMove.Count)
 	p.set(PhaseProgressing, ReasonWaitingForWorkloads, r.where+": "+msg)
 	a.publishNow(ctx, p)
+	r.published, r.reason = a.cfg.Clock(), ReasonWaitingForWorkloads
 }
 
 // publishNow publishes in the middle of a step: the status is not on the
@@ -185,11 +194,18 @@ func (a *Agent) recordWorkloads(r *stepRun, res executor.StepResult, err error) 
 	}
 }
 
-func (a *Agent) progress(where, msg string) {
-	a.log.stepProgress(where, msg)
+// progress logs what the step does, shows it on the status endpoint, and
+// commits it to the status file at most every ProgressEvery.
+func (a *Agent) progress(ctx context.Context, p *pass, r *stepRun, msg string) {
+	a.log.stepProgress(r.where, msg)
 	a.mu.Lock()
-	a.snapshot.Message = where + ": " + msg
+	a.snapshot.Message = r.where + ": " + msg
 	a.mu.Unlock()
+	if now := a.cfg.Clock(); now.Sub(r.published) >= ProgressEvery {
+		r.published = now
+		p.set(PhaseProgressing, r.reason, r.where+": "+msg)
+		a.publishNow(ctx, p)
+	}
 }
 
 func workloadStatus(w executor.WorkloadReport) *Workloads {
