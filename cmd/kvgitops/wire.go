@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -106,8 +108,16 @@ func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Healt
 		return nil
 	}
 	secret, err := os.ReadFile(c.webhookSecretFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		// deploy/ mounts the Secret as optional: without it, no webhook.
+		s.log.Info("Webhook off", "reason", "no secret file", "file", c.webhookSecretFile)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("webhook secret: %w", err)
+	}
+	if len(strings.TrimSpace(string(secret))) == 0 {
+		return fmt.Errorf("webhook secret %s is empty: an HMAC needs a key (delete the Secret to turn the webhook off)", c.webhookSecretFile)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/hook", a.WebhookHandler([]byte(strings.TrimSpace(string(secret)))))

@@ -55,6 +55,9 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 		t.Fatalf("%v\n%s", err, podReport(ctx, kube))
 	}
 	t.Logf("2 replicas available %s after the Secrets", time.Since(created).Round(100*time.Millisecond))
+	if report := podReport(ctx, kube); !strings.Contains(report, `"msg":"Webhook off"`) {
+		t.Errorf("no replica says its webhook is off (no webhook Secret):\n%s", report)
+	}
 	var status string
 	err = c.until(ctx, 2*time.Minute, "the leader's status in Git", func() bool {
 		status, _ = git.Show("main", "status/real.yaml")
@@ -91,7 +94,7 @@ type deployed struct {
 // deploy installs kvgitops as a user does: deploy/ applied in its
 // kustomization's order with its image pin, the config pointing at a git
 // server and rel inside the cluster's network (both stopped with the
-// test), desired committed to clusters/real/kubevirt.yaml, the Secrets
+// test), desired committed to clusters/real/kubevirt.yaml, the Git Secret
 // created.
 func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFile, rel *releases.Server, desired string) deployed {
 	t.Helper()
@@ -140,11 +143,11 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(c.Config)
-	for name, data := range map[string]map[string][]byte{"kvgitops-git": {"ca.crt": ca}, "kvgitops-webhook": {"secret": []byte("not-used-here")}} {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kvgitops"}, Data: data}
-		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	// The Git Secret only, as the README's install steps have it: the
+	// webhook's is optional (without it the agent has no webhook).
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-git", Namespace: "kvgitops"}, Data: map[string][]byte{"ca.crt": ca}}
+	if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	return deployed{git: git, kube: kube, created: time.Now()}
 }
