@@ -368,7 +368,16 @@ func TestAStepsProgressReachesTheStatusFile(t *testing.T) {
 			w.clock.add(agent.ProgressEvery)
 			say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 0/1 updated")
 		},
-		func(say func(string)) { say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated") }, // too soon
+		// Too soon after the last commit: not committed.
+		func(say func(string)) {
+			say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated")
+		},
+		func(say func(string)) {
+			// Said again later (the executor repeats what it waits for):
+			// the last of a burst is not lost.
+			w.clock.add(agent.ProgressEvery)
+			say("waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated")
+		},
 	}
 	w.desire("  version: v1.7.4\n")
 	if _, err := w.settle(); err != nil {
@@ -382,7 +391,8 @@ func TestAStepsProgressReachesTheStatusFile(t *testing.T) {
 		}
 	}
 	want := []string{"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): starting",
-		"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 0/1 updated"}
+		"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 0/1 updated",
+		"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated"}
 	if !slices.Equal(messages, want) {
 		t.Errorf("the status file said, while the step ran:\n%s\nwant\n%s", strings.Join(messages, "\n"), strings.Join(want, "\n"))
 	}

@@ -14,14 +14,16 @@ import (
 
 // stepRun is one attempt at the next step of the active plan.
 type stepRun struct {
-	i         int // index of the step in the active plan
-	status    *StepStatus
-	step      planner.Step
-	where     string    // "step 2/3 Upgrade v1.7.4 -> v1.8.4 (Operator)"
-	startedAt time.Time // the step's first start: the hop deadline counts from it
-	attempt   Entry
-	published time.Time    // when the status last said what the step does
-	reason    fault.Reason // what it says the step does: the hop, or waiting for its VMIs
+	i            int // index of the step in the active plan
+	status       *StepStatus
+	step         planner.Step
+	where        string    // "step 2/3 Upgrade v1.7.4 -> v1.8.4 (Operator)"
+	startedAt    time.Time // the step's first start: the hop deadline counts from it
+	attempt      Entry
+	published    time.Time    // when the status last said what the step does
+	publishedMsg string       // and what it said
+	reason       fault.Reason // the hop, or waiting for its VMIs
+	said         string       // the last progress message logged
 }
 
 // ProgressEvery is how often, at most, a running step's progress (what it
@@ -196,13 +198,18 @@ func (a *Agent) recordWorkloads(r *stepRun, res executor.StepResult, err error) 
 
 // progress logs what the step does, shows it on the status endpoint, and
 // commits it to the status file at most every ProgressEvery.
+// A message said again (the executor repeats what it waits for) is logged
+// once.
 func (a *Agent) progress(ctx context.Context, p *pass, r *stepRun, msg string) {
-	a.log.stepProgress(r.where, msg)
-	a.mu.Lock()
-	a.snapshot.Message = r.where + ": " + msg
-	a.mu.Unlock()
-	if now := a.cfg.Clock(); now.Sub(r.published) >= ProgressEvery {
-		r.published = now
+	if msg != r.said {
+		r.said = msg
+		a.log.stepProgress(r.where, msg)
+		a.mu.Lock()
+		a.snapshot.Message = r.where + ": " + msg
+		a.mu.Unlock()
+	}
+	if now := a.cfg.Clock(); msg != r.publishedMsg && now.Sub(r.published) >= ProgressEvery {
+		r.published, r.publishedMsg = now, msg
 		p.set(PhaseProgressing, r.reason, r.where+": "+msg)
 		a.publishNow(ctx, p)
 	}

@@ -28,6 +28,11 @@ type errRBAC struct{ msg string }
 
 func (e *errRBAC) Error() string { return e.msg }
 
+// sayAgain is how often a long wait says again what it waits for, changed
+// or not: the agent logs a message once and commits the latest to the
+// status file at most every 30 s, so the last of a burst is not lost.
+const sayAgain = 10 * time.Second
+
 // progress reports what a step waits for.
 type progress func(msg string)
 
@@ -58,8 +63,11 @@ func (e *Executor) waitOperatorRollout(ctx context.Context, version string, say 
 			return false, 0, nil
 		case op.RolloutFailed != "":
 			return false, 0, fault.Stalled(ReasonOperatorRolloutFailed, nil, "%s", op.RolloutFailed)
+		case !op.RolledOut:
+			say.say("waiting for the virt-operator %s rollout: %s", version, last)
+			return false, sayAgain, nil
 		}
-		return op.RolledOut, 0, nil
+		return true, 0, nil
 	})
 	return e.timeout(err, "virt-operator %s rollout: last seen %s", version, last)
 }
@@ -155,17 +163,13 @@ func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacA
 	say.say("waiting for observedKubeVirtVersion %s", to)
 	var failingSince time.Time
 	last := "no KubeVirt CR"
-	lastSaid := ""
 	err := e.watchObject(ctx, e.dyn.Resource(kubevirtGVR(apiVersion)).Namespace(e.cfg.Namespace), "kubevirt", func(u *unstructured.Unstructured) (bool, time.Duration, error) {
 		if u == nil {
 			return false, 0, fmt.Errorf("the KubeVirt CR disappeared during the hop: %w", ErrStalePlan)
 		}
 		k := kubeVirtState(u)
 		last = summary(k)
-		if last != lastSaid {
-			say.say("waiting for observedKubeVirtVersion %s: %s", to, last)
-			lastSaid = last
-		}
+		say.say("waiting for observedKubeVirtVersion %s: %s", to, last)
 		if msg := deploymentFailed(k); msg != "" && k.Target == to && (msg != stale || k.OperatorVersion == to) {
 			if rbacAtOnce && strings.Contains(msg, rbacMarker) {
 				return false, 0, &errRBAC{msg: msg}
@@ -179,7 +183,7 @@ func (e *Executor) waitHopRBAC(ctx context.Context, apiVersion, to string, rbacA
 			return false, 0, fault.Stalled(ReasonHopFailed, nil, "virt-operator reports DeploymentFailed for %s: %s", to, msg)
 		}
 		failingSince = time.Time{}
-		return hopComplete(k, to), 0, nil
+		return hopComplete(k, to), sayAgain, nil
 	})
 	return e.timeout(err, "hop to %s: last seen %s", to, last)
 }
