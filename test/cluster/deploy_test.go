@@ -84,6 +84,9 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 	t.Logf("%s leads %s after %s's pod was deleted", next, time.Since(deleted).Round(100*time.Millisecond), pod)
 }
 
+// catalogRefresh is how long the deployed agent reuses the release list.
+const catalogRefresh = 20 * time.Second
+
 // deployed is kvgitops running on a cluster, deployed from deploy/.
 type deployed struct {
 	git     *gitserver.Server
@@ -123,7 +126,7 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 	}
 	config := map[string]string{
 		"KVGITOPS_REPO_URL": gitURL + "/repo.git", "KVGITOPS_DESIRED_PATH": "clusters/real/kubevirt.yaml", "KVGITOPS_CLUSTER_NAME": "real",
-		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
+		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_CATALOG_REFRESH": catalogRefresh.String(), "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
 		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
 	}
 	for _, f := range kust.Resources {

@@ -3,6 +3,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -28,6 +29,9 @@ import (
 
 // The real node's KubeVirt releases (hack/kubevirt.sh NODE_TAGS): one hop.
 var nodeTags = []string{"v1.7.0", "v1.8.4"}
+
+// noImages is a release the catalog lists but the node has no images of.
+const noImages = "v1.7.1"
 
 var (
 	kvGVR  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "kubevirts"}
@@ -64,15 +68,20 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	}
 	t.Logf("node Ready with KubeVirt's images of %v %s after start", nodeTags, time.Since(start).Round(100*time.Millisecond))
 
-	// The catalog lists the releases whose images the node has: a release
-	// without them is a stuck rollout (ImagePullBackOff), not a hop.
-	rel := releases.NewServer(nodeTags)
+	// The catalog lists the releases whose images the node has, and one
+	// whose images it lacks (noImages, v1.7.0's manifest naming v1.7.1):
+	// that hop's rollout is stuck (ImagePullBackOff).
+	rel := releases.NewServer(append([]string{noImages}, nodeTags...))
 	for _, tag := range nodeTags {
 		m, err := releases.FromResourceGenerator(builds.Operators, tag)
 		if err != nil {
 			t.Fatal(err)
 		}
 		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return m })
+		if tag == nodeTags[0] {
+			stuck := bytes.ReplaceAll(m, []byte(tag), []byte(noImages))
+			rel.Mutate(noImages+"/kubevirt-operator.yaml", func([]byte) []byte { return stuck })
+		}
 	}
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 	before := snapshot(ctx, t, c)
@@ -85,19 +94,45 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 
 	// Guests.
 	vms := r.startGuests(ctx)
-	// The hop.
-	if _, err := r.user().CommitFile("clusters/real/kubevirt.yaml", []byte(desiredKubeVirt(nodeTags[1])), "upgrade"); err != nil {
-		t.Fatal(err)
+
+	// A hop whose images do not exist: the new operator never rolls out;
+	// the agent says so within the hop's timeout and touches nothing
+	// else; KubeVirt and the guests run on.
+	stuckAt := time.Now()
+	r.commit(desiredKubeVirt(noImages)+"  hopTimeout: 60s\n", "a release without images")
+	sawProgress := false
+	s := r.waitStatus(ctx, 4*time.Minute, "the stuck rollout reported", func(s map[string]any) bool {
+		if s["reason"] == "HopInProgress" && strings.Contains(fmt.Sprint(s["message"]), "rollout: virt-operator "+noImages+",") {
+			sawProgress = true
+		}
+		return s["reason"] == "HopTimeout" || s["reason"] == "OperatorRolloutFailed"
+	}, "Failed")
+	if !sawProgress {
+		t.Errorf("while the rollout was stuck the status file never said how far it got")
 	}
+	t.Logf("a rollout without images: %s %s after the commit: %s", s["reason"], time.Since(stuckAt).Round(time.Second), s["message"])
+	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "virt-operator "+noImages) || !strings.Contains(msg, "replicas updated") {
+		t.Errorf("the stuck rollout's message %q does not say how far the operator got", msg)
+	}
+	if err := r.componentsAt(ctx, nodeTags[0], "virt-api", "virt-controller", "virt-handler"); err != nil {
+		t.Errorf("after the stuck rollout: %v", err)
+	}
+	r.guestsRun(ctx, vms)
+	// The hop.
+	// The broken release is withdrawn (kvgitops's path to a new minor
+	// goes through the current minor's latest patch, so it would be
+	// tried again), and the next one asked for: the agent upgrades from
+	// the stuck state, the new operator replacing the stuck one.
+	rel.Withdraw(noImages)
+	time.Sleep(catalogRefresh + time.Second) // the agent's catalog is older than it reuses
+	r.commit(desiredKubeVirt(nodeTags[1]), "upgrade")
 	r.step(ctx, "upgrade to "+nodeTags[1], nodeTags[1], 8*time.Minute, time.Now())
 	r.guestsUntouched(ctx, vms)
 
 	// Removal: the guests go first (kvgitops refuses to remove KubeVirt
 	// under running VMIs), then KubeVirt.
 	r.stopGuests(ctx)
-	if _, err := r.user().CommitFile("clusters/real/kubevirt.yaml", []byte("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"), "remove"); err != nil {
-		t.Fatal(err)
-	}
+	r.commit("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n", "remove")
 	removed := time.Now()
 	r.waitStatus(ctx, 6*time.Minute, "KubeVirt absent", func(s map[string]any) bool {
 		return s["reason"] == "UpToDate" && strings.Contains(fmt.Sprint(s["message"]), "absent")
@@ -144,14 +179,19 @@ type realKubeVirt struct {
 	kube kubernetes.Interface
 	dyn  dynamic.Interface
 	git  *gitserver.Server
+	rev  string // the last desired commit of the test ("": deploy's)
 }
 
-func (r *realKubeVirt) user() *gitserver.User {
+// commit commits the desired file.
+func (r *realKubeVirt) commit(desired, msg string) {
+	r.t.Helper()
 	u, err := r.git.User()
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	return u
+	if r.rev, err = u.CommitFile("clusters/real/kubevirt.yaml", []byte(desired), msg); err != nil {
+		r.t.Fatal(err)
+	}
 }
 
 // status is the agent's status file, parsed.
@@ -167,7 +207,9 @@ func (r *realKubeVirt) status() map[string]any {
 	return s
 }
 
-func (r *realKubeVirt) waitStatus(ctx context.Context, limit time.Duration, what string, ok func(map[string]any) bool) map[string]any {
+// waitStatus waits until ok holds for the status file; a phase the agent
+// does not leave by itself ends the wait, unless it is one of expected.
+func (r *realKubeVirt) waitStatus(ctx context.Context, limit time.Duration, what string, ok func(map[string]any) bool, expected ...string) map[string]any {
 	r.t.Helper()
 	var s map[string]any
 	stalled := false
@@ -176,9 +218,15 @@ func (r *realKubeVirt) waitStatus(ctx context.Context, limit time.Duration, what
 		if s == nil {
 			return false
 		}
-		// A phase the agent does not leave by itself ends the wait.
-		stalled = s["phase"] == "Failed" || s["phase"] == "Refused" || s["phase"] == "Invalid"
-		return stalled || ok(s)
+		if ok(s) {
+			return true
+		}
+		// A phase the agent does not leave by itself, for the commit
+		// waited on (not the one before), ends the wait.
+		phase, _ := s["phase"].(string)
+		current := strings.Contains(fmt.Sprint(s["desiredRevision"]), r.rev)
+		stalled = current && (phase == "Failed" || phase == "Refused" || phase == "Invalid") && !slices.Contains(expected, phase)
+		return stalled
 	})
 	if err != nil || stalled {
 		r.t.Fatalf("%s: %v; the status file: %s: %s\n%s", what, err, s["reason"], s["message"], r.report(ctx))
@@ -204,7 +252,7 @@ func (r *realKubeVirt) step(ctx context.Context, what, tag string, limit time.Du
 // observed, targeted and Available at tag; the operator, virt-api,
 // virt-controller and virt-handler workloads and every one of their pods
 // on tag's images, ready.
-func (r *realKubeVirt) componentsAt(ctx context.Context, tag string) error {
+func (r *realKubeVirt) componentsAt(ctx context.Context, tag string, only ...string) error {
 	kv, err := r.dyn.Resource(kvGVR).Namespace("kubevirt").Get(ctx, "kubevirt", metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -215,7 +263,13 @@ func (r *realKubeVirt) componentsAt(ctx context.Context, tag string) error {
 	if observed != tag || target != tag || phase != "Deployed" || !condition(kv, "Available") {
 		return fmt.Errorf("the KubeVirt CR: observed %q target %q phase %q Available %v, want %s Deployed", observed, target, phase, condition(kv, "Available"), tag)
 	}
-	want := map[string]bool{"virt-operator": false, "virt-api": false, "virt-controller": false, "virt-handler": false}
+	if len(only) == 0 {
+		only = []string{"virt-operator", "virt-api", "virt-controller", "virt-handler"}
+	}
+	want := map[string]bool{}
+	for _, c := range only {
+		want[c] = false
+	}
 	pods, err := r.kube.CoreV1().Pods("kubevirt").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -323,17 +377,29 @@ func (r *realKubeVirt) guestsUntouched(ctx context.Context, gs []guest) {
 		if err != nil {
 			r.t.Errorf("%v: labels %v", err, vmi.GetLabels())
 		}
-		phase, _, _ := unstructured.NestedString(vmi.Object, "status", "phase")
-		pid, st := qemuOf("vms", g.name)
-		if phase != "Running" || pid != g.pid || st != g.startTime {
-			r.t.Errorf("guest %s after the hop: %s, qemu %d (started %s), want Running in qemu %d (started %s)", g.name, phase, pid, st, g.pid, g.startTime)
-		}
 	}
+	r.guestsRun(ctx, gs)
 	s := r.status()
 	if w, _ := s["workloads"].(map[string]any); w == nil {
 		r.t.Errorf("the status file has no workloads section after the hop: %v", s)
 	} else {
 		r.t.Logf("the status file's workloads after the hop: %v", w)
+	}
+}
+
+// guestsRun checks each guest is Running in the qemu process it started
+// in.
+func (r *realKubeVirt) guestsRun(ctx context.Context, gs []guest) {
+	r.t.Helper()
+	for _, g := range gs {
+		phase := ""
+		if vmi, err := r.dyn.Resource(vmiGVR).Namespace("vms").Get(ctx, g.name, metav1.GetOptions{}); err == nil {
+			phase, _, _ = unstructured.NestedString(vmi.Object, "status", "phase")
+		}
+		pid, st := qemuOf("vms", g.name)
+		if phase != "Running" || pid != g.pid || st != g.startTime {
+			r.t.Errorf("guest %s: %s, qemu %d (started %s), want Running in qemu %d (started %s)", g.name, phase, pid, st, g.pid, g.startTime)
+		}
 	}
 }
 

@@ -99,6 +99,14 @@ func (s *Server) Mutate(name string, f func([]byte) []byte) {
 	s.mutate[name] = f
 }
 
+// Withdraw takes tag and its assets off the server (a release pulled after
+// publication).
+func (s *Server) Withdraw(tag string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tags = slices.DeleteFunc(s.tags, func(t string) bool { return t == tag })
+}
+
 // Handle replaces the whole server with h (hostile-server tests); nil
 // restores the default.
 func (s *Server) Handle(h http.Handler) {
@@ -161,7 +169,9 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 	if page <= 0 {
 		page = 1
 	}
+	s.mu.Lock()
 	all := append([]string{DraftTag}, s.tags...)
+	s.mu.Unlock()
 	last := (len(all) + perPage - 1) / perPage
 	lo, hi := min((page-1)*perPage, len(all)), min(page*perPage, len(all))
 	items := make([]release, 0, hi-lo)
@@ -198,7 +208,10 @@ func (s *Server) release(tag string) release {
 func (s *Server) serveAsset(w http.ResponseWriter, r *http.Request) {
 	rest := strings.TrimPrefix(r.URL.Path, DownloadPath+"/")
 	tag, name, ok := strings.Cut(rest, "/")
-	if !ok || !slices.Contains(s.tags, tag) {
+	s.mu.Lock()
+	listed := slices.Contains(s.tags, tag)
+	s.mu.Unlock()
+	if !ok || !listed {
 		http.NotFound(w, r)
 		return
 	}
