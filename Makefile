@@ -92,14 +92,15 @@ fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
 .PHONY: vet
-vet: ## go vet
+vet: ## go vet (the realnode package too)
 	$(GO) vet ./...
+	$(GO) vet -tags realnode ./test/cluster/...
 
 .PHONY: lint
 lint: vet ## gofmt check, go vet, staticcheck, exhaustive switches, complexity (product ≤ 15, test ground ≤ 25)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "lint: gofmt needed (make fmt): $$out"; exit 1; }
 	@tools=$$(GO=$(GO) hack/tools.sh); \
-	  $$tools/staticcheck ./... && \
+	  $$tools/staticcheck ./... && $$tools/staticcheck -tags realnode ./test/cluster/... && \
 	  $$tools/exhaustive -d ./... && \
 	  { over=$$($$tools/gocyclo -over 15 -ignore '_test.go$$|^test/|^hack/' . || true; $$tools/gocyclo -over 25 test || true); \
 	    [ -z "$$over" ] || { echo "lint: too complex (split it):"; echo "$$over"; exit 1; }; }
