@@ -141,7 +141,9 @@ func TestImageTagStrategyBug(t *testing.T) {
 }
 
 // TestMoreThanOneKubeVirtIsRefused: virt-operator ignores every CR while
-// there is more than one; the plan names them all.
+// there is more than one; the plan names them all, and does not advise
+// deleting any (on an HCO or Harvester cluster one of them is the one
+// every VM depends on).
 func TestMoreThanOneKubeVirtIsRefused(t *testing.T) {
 	for _, spec := range []string{"  version: v1.8.4", "  state: Absent"} {
 		o := locked("v1.7.4")
@@ -150,6 +152,9 @@ func TestMoreThanOneKubeVirtIsRefused(t *testing.T) {
 		re, ok := err.(*planner.RefusalError)
 		if !ok || re.Reason != planner.ReasonMultipleKubeVirts || !strings.Contains(re.Message, `"default/kubevirt", "team-a/kv"`) {
 			t.Errorf("%s: %v, want MultipleKubeVirts naming both", spec, err)
+		}
+		if ok && (strings.Contains(re.Message, "delete the others") || !strings.Contains(re.Message, "Delete none of them")) {
+			t.Errorf("%s: %q advises deleting KubeVirt CRs", spec, re.Message)
 		}
 	}
 }

@@ -18,7 +18,9 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 		Method:        d.Method,
 	}
 	if n := len(o.StrayKubeVirts); n > 0 {
-		return Plan{}, refuse(ReasonMultipleKubeVirts, "virt-operator ignores every KubeVirt CR while there is more than one, or one outside its namespace; found %s: keep one, in KubeVirt's namespace, and delete the others",
+		return Plan{}, refuse(ReasonMultipleKubeVirts, "virt-operator ignores every KubeVirt CR while there is more than one, or one outside its namespace; found %s. "+
+			"Delete none of them on kvgitops's word: every VM depends on the one in use. If another tool manages one (OpenShift Virtualization/HCO, Harvester, OLM, Helm, Argo CD, Flux), "+
+			"that tool runs KubeVirt here: take this cluster out of kvgitops; otherwise find which one the VMs run under before removing the others",
 			quoteList(o.StrayKubeVirts))
 	}
 	var err error
