@@ -8,7 +8,8 @@ SHELL := /usr/bin/env bash
 
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X main.version=$(VERSION)
+COMMIT    ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS   := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN       := bin/kvgitops
 FUZZTIME  ?= 30s
 BENCH_SIZES ?= small,medium,large,refs100k

@@ -21,7 +21,7 @@ if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -
 trap 'rm -rf "$out"' EXIT
 
 # One kvgitops binary for every package that runs it.
-$GO build -o "$out/kvgitops" ./cmd/kvgitops
+$GO build -ldflags "-X main.commit=$(git rev-parse --short=12 HEAD)" -o "$out/kvgitops" ./cmd/kvgitops
 export KVGITOPS_TEST_BINARY="$out/kvgitops"
 
 pids=()

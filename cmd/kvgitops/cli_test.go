@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -33,13 +34,19 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "kvgitops")
 	if bin := os.Getenv("KVGITOPS_TEST_BINARY"); bin != "" { // built once by hack/test.sh
 		binary = bin
-	} else if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	} else if out, err := buildStamped(binary); err != nil {
 		fmt.Fprintf(os.Stderr, "build kvgitops: %v\n%s", err, out)
 		os.Exit(1)
 	}
 	code := testenv.Main(m)
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// buildStamped builds kvgitops as make build stamps it with its commit.
+func buildStamped(binary string) ([]byte, error) {
+	rev, _ := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	return exec.Command("go", "build", "-ldflags", "-X main.commit="+strings.TrimSpace(string(rev)), "-o", binary, ".").CombinedOutput()
 }
 
 type result struct {
@@ -259,4 +266,18 @@ func writeKubeconfig(t *testing.T, env *testenv.Env) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestVersionSaysReleaseCommitAndGo: `kvgitops version` names the release,
+// the commit it was built from and the Go toolchain, as an issue report
+// needs them.
+func TestVersionSaysReleaseCommitAndGo(t *testing.T) {
+	r := kvgitops(t, "version")
+	line := regexp.MustCompile(`^kvgitops \S+ \(commit ([0-9a-f]{12}|unknown)(, modified)?; go1\.\d+\S*, linux/amd64\)\n$`)
+	if r.code != 0 || !line.MatchString(r.stdout) {
+		t.Errorf("kvgitops version: exit %d, %q", r.code, r.stdout)
+	}
+	if out, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output(); err == nil && !strings.Contains(r.stdout, "commit "+strings.TrimSpace(string(out))) {
+		t.Errorf("kvgitops version: %q does not name the checkout's commit %s", r.stdout, out)
+	}
 }

@@ -45,7 +45,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "fleet":
 		return fleetCommand(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintln(stdout, "kvgitops", version)
+		fmt.Fprintln(stdout, versionLine())
 		return exitOK
 	case "help", "-h", "--help":
 		usage(stdout)

@@ -73,7 +73,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	}
 	a := agent.New(acfg, repo, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
-	log.Info("Agent starting", "version", version, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
+	log.Info("Agent starting", "version", version, "commit", commit, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
 
 	ctx, cancel := context.WithCancel(ctx)
 	srv := &servers{ctx: ctx, log: log}
