@@ -14,8 +14,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kvgitops/kvgitops/test/gitserver"
@@ -129,17 +130,12 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_CATALOG_REFRESH": catalogRefresh.String(), "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
 		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
 	}
-	for _, f := range kust.Resources {
-		data, err := os.ReadFile(filepath.Join("../../deploy", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = rendered(data, kust.image(), config); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-		if err := testenv.Apply(ctx, c.Config, data); err != nil {
-			t.Fatalf("apply deploy/%s: %v", f, err)
-		}
+	data, err := kustomize(kust, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.Apply(ctx, c.Config, data); err != nil {
+		t.Fatalf("apply what kustomize renders of deploy/: %v", err)
 	}
 	ca, err := c.CAPEM()
 	if err != nil {
@@ -189,37 +185,41 @@ func kustomization(t *testing.T) kustomizationFile {
 	return k
 }
 
-// rendered is what kustomize makes of one resource file here: the image
-// pinned, the config's values set.
-func rendered(data []byte, image string, config map[string]string) ([]byte, error) {
-	objs, err := testenv.Decode(data)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "Deployment":
-			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
-			for _, c := range containers {
-				m := c.(map[string]any)
-				if name, _ := m["image"].(string); strings.HasPrefix(image, name+":") {
-					m["image"] = image
-				}
-			}
-			_ = unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers")
-		case "ConfigMap":
-			for k, v := range config {
-				_ = unstructured.SetNestedField(o.Object, v, "data", k)
-			}
-		}
-		b, err := yaml.Marshal(o.Object)
+// kustomize renders deploy/ as a user's overlay does, with kustomize
+// itself (its Go API): deploy/ as the base, the config's values patched
+// into its ConfigMap.
+func kustomize(kust kustomizationFile, config map[string]string) ([]byte, error) {
+	fs := filesys.MakeFsInMemory()
+	for _, f := range append([]string{"kustomization.yaml"}, kust.Resources...) {
+		data, err := os.ReadFile(filepath.Join("../../deploy", f))
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, string(b))
+		if err := fs.WriteFile("/deploy/"+f, data); err != nil {
+			return nil, err
+		}
 	}
-	return []byte(strings.Join(out, "\n---\n")), nil
+	patch, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "kvgitops-config", "namespace": "kvgitops"}, "data": config})
+	if err != nil {
+		return nil, err
+	}
+	overlay, err := yaml.Marshal(map[string]any{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+		"resources": []string{"../deploy"}, "patches": []any{map[string]any{"path": "config.yaml"}}})
+	if err != nil {
+		return nil, err
+	}
+	if err := fs.WriteFile("/overlay/kustomization.yaml", overlay); err != nil {
+		return nil, err
+	}
+	if err := fs.WriteFile("/overlay/config.yaml", patch); err != nil {
+		return nil, err
+	}
+	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, "/overlay")
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build of deploy/: %w", err)
+	}
+	return res.AsYaml()
 }
 
 // kvgitopsImage builds kvgitops and its image as make image does, named
