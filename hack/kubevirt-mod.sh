@@ -5,7 +5,8 @@
 #   kubevirt_module DIR TAG PKG...   a throwaway module in DIR that requires
 #                                    kubevirt.io/kubevirt TAG and imports the
 #                                    packages PKG (e.g. cmd/virt-api)
-#   kubevirt_build DIR TAG PKG OUT CGO   build PKG with CGO_ENABLED=CGO
+#   kubevirt_build DIR TAG PKG OUT CGO   build PKG with CGO_ENABLED=CGO (in
+#                                    the environment kubevirt_module set)
 #
 # The module repeats the tag's replace lines, except its ./staging ones,
 # which become kubevirt.io/api and kubevirt.io/client-go at the same tag;
@@ -56,7 +57,6 @@ kubevirt_build() {
   local v=kubevirt.io/client-go/version major=${tag#v} minor
   minor=${major#*.}; minor=${minor%%.*}; major=${major%%.*}
   local ld="-s -w -X $v.gitVersion=$tag -X $v.gitMajor=$major -X $v.gitMinor=$minor -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
-  kubevirt_env "$tag"
   (cd "$mod" && CGO_ENABLED=$cgo go build -trimpath -ldflags "$ld" -o "$out.tmp" "kubevirt.io/kubevirt/$pkg")
   mv "$out.tmp" "$out"
 }

@@ -23,31 +23,23 @@ PACKAGES=(gcc libc6-dev libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu li
 log() { printf 'kubevirt: %s\n' "$*" >&2; }
 # shellcheck source=hack/kubevirt-mod.sh
 . "$here/kubevirt-mod.sh"
+# shellcheck source=hack/apt.sh
+. "$here/apt.sh"
 
-packages() {
-  local missing=()
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return
-  log "installing ${missing[*]} from Debian's apt"
-  timeout 600 apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 build_tag() {
   local tag=$1 out=$DIR/$1
-  local stamp="${CMDS[*]} container-disk $tag, $(go env GOVERSION)"
-  local ok=1
+  local stamp="${CMDS[*]} container-disk $tag, $(go env GOVERSION)" fresh=0 ok=1
+  [[ "$(cat "$out/.stamp" 2>/dev/null)" == "$stamp" ]] && fresh=1
   for c in "${CMDS[@]}" container-disk:0; do [[ -x $out/${c%:*} ]] || ok=0; done
-  [[ $ok == 1 && "$(cat "$out/.stamp" 2>/dev/null)" == "$stamp" ]] && return
+  [[ $fresh == 1 && $ok == 1 ]] && return
   local start=$SECONDS mod=$work/$tag pkgs=()
   mkdir -p "$out"
   for c in "${CMDS[@]}"; do pkgs+=("cmd/${c%:*}"); done
   log "resolving kubevirt.io/kubevirt $tag through the module proxy"
   kubevirt_module "$mod" "$tag" "${pkgs[@]}"
   for c in "${CMDS[@]}"; do
-    [[ -x $out/${c%:*} && "$(cat "$out/.stamp" 2>/dev/null)" == "$stamp" ]] && continue
+    [[ $fresh == 1 && -x $out/${c%:*} ]] && continue
     log "building ${c%:*} $tag"
     kubevirt_build "$mod" "$tag" "cmd/${c%:*}" "$out/${c%:*}" "${c#*:}"
   done
@@ -125,7 +117,7 @@ SH
   log "root filesystem: $(du -h "$out" | cut -f1)"
 }
 
-packages
+apt_install "${PACKAGES[@]}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$DIR"

@@ -18,24 +18,16 @@ PACKAGES=(containerd runc containernetworking-plugins iptables conntrack)
 STAMP="${CMDS[*]} v$KUBE_VERSION"
 
 log() { printf 'node: %s\n' "$*" >&2; }
+# shellcheck source=hack/apt.sh
+. "$(dirname "$0")/apt.sh"
 
-packages() {
-  local missing=()
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  [[ ${#missing[@]} -eq 0 ]] && return
-  log "installing ${missing[*]} from Debian's apt"
-  timeout 600 apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 built() {
   [[ "$(cat "$DIR/.stamp" 2>/dev/null)" == "$STAMP" ]] || return 1
   for c in "${CMDS[@]}"; do [[ -x $DIR/$c ]] || return 1; done
 }
 
-packages
+apt_install "${PACKAGES[@]}"
 if built; then
   echo "$DIR"
   exit 0
