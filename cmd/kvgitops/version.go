@@ -14,25 +14,22 @@ var commit = ""
 // the Makefile from the Git tag), the commit and whether the tree was
 // modified, the Go version and platform.
 func versionLine() string {
-	commit, modified := commit, false
-	if info, ok := debug.ReadBuildInfo(); ok && commit == "" {
+	rev, modified := commit, false
+	if info, ok := debug.ReadBuildInfo(); ok && rev == "" {
 		for _, s := range info.Settings {
 			switch s.Key {
 			case "vcs.revision":
-				commit = s.Value
-				if len(commit) > 12 {
-					commit = commit[:12]
-				}
+				rev = s.Value[:min(len(s.Value), 12)]
 			case "vcs.modified":
 				modified = s.Value == "true"
 			}
 		}
 	}
-	if commit == "" {
-		commit = "unknown"
+	if rev == "" {
+		rev = "unknown"
 	}
 	if modified {
-		commit += ", modified"
+		rev += ", modified"
 	}
-	return fmt.Sprintf("kvgitops %s (commit %s; %s, %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return fmt.Sprintf("kvgitops %s (commit %s; %s, %s/%s)", version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -116,11 +116,12 @@ func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Healt
 	if err != nil {
 		return fmt.Errorf("webhook secret: %w", err)
 	}
-	if len(strings.TrimSpace(string(secret))) == 0 {
+	key := []byte(strings.TrimSpace(string(secret)))
+	if len(key) == 0 {
 		return fmt.Errorf("webhook secret %s is empty: an HMAC needs a key (delete the Secret to turn the webhook off)", c.webhookSecretFile)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/hook", a.WebhookHandler([]byte(strings.TrimSpace(string(secret)))))
+	mux.Handle("/hook", a.WebhookHandler(key))
 	return s.serve("webhook", c.webhookAddr, mux)
 }
 
