@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -34,21 +33,10 @@ import (
 // (KubeVirt absent), and when its pod is deleted the standby leads.
 func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 	t.Parallel() // each test has its own cluster
-	opts := binaries(t)
-	dir := t.TempDir()
-	kust := kustomization(t)
-	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, kust.image()))
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	c, err := Start(ctx, filepath.Join(dir, "node"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	ctx, c, kust := nodeWithKvgitops(t, 5*time.Minute)
 	d := deploy(ctx, t, c, kust, releases.NewServer(nil), "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n")
-	git, kube := d.git, d.kube
-	created := d.created
-	err = c.until(ctx, 3*time.Minute, "both replicas available", func() bool {
+	git, kube, created := d.git, d.kube, d.created
+	err := c.until(ctx, 3*time.Minute, "both replicas available", func() bool {
 		d, err := kube.AppsV1().Deployments("kvgitops").Get(ctx, "kvgitops", metav1.GetOptions{})
 		return err == nil && d.Status.AvailableReplicas == 2
 	})
@@ -220,40 +208,6 @@ func kustomize(kust kustomizationFile, config map[string]string) ([]byte, error)
 		return nil, fmt.Errorf("kustomize build of deploy/: %w", err)
 	}
 	return res.AsYaml()
-}
-
-// kvgitopsImage builds kvgitops and its image as make image does, named
-// as deploy/ pins it.
-func kvgitopsImage(t *testing.T, dir, name string) string {
-	t.Helper()
-	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
-		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
-	} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir, cmd.Env = "../..", append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %v: %v\n%s", args, err, b)
-		}
-	}
-	return out
-}
-
-// pauseImage is the sandbox image.
-func pauseImage(t *testing.T, dir string) string {
-	t.Helper()
-	app := filepath.Join(dir, "app")
-	build := exec.Command("go", "build", "-tags", "realnode", "-ldflags", "-s -w", "-o", app, "./app")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the sandbox's binary: %v\n%s", err, out)
-	}
-	img := filepath.Join(dir, "pause.tar")
-	if err := ociArchive(img, PauseImage, app, []string{"pause"}); err != nil {
-		t.Fatal(err)
-	}
-	return img
 }
 
 // podReport says how kvgitops's pods are, with their last log lines.

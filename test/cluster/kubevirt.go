@@ -3,21 +3,14 @@
 package cluster
 
 import (
-	"archive/tar"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -69,31 +62,20 @@ func WriteKubeVirtImages(w io.Writer, b KubeVirtBuilds, tags []string) error {
 		return fmt.Errorf("the launcher's root filesystem (make kubevirt): %w", err)
 	}
 	rootLayer := static.NewLayer(root, types.OCIUncompressedLayer)
-	out := &layoutWriter{tw: tar.NewWriter(w), written: map[v1.Hash]bool{}}
+	out := newLayoutWriter(w)
 	for _, tag := range tags {
 		for _, comp := range components {
 			layer, err := comp.layer(b, tag)
 			if err != nil {
 				return err
 			}
-			img, err := mutate.AppendLayers(empty.Image, rootLayer, layer)
-			if err != nil {
-				return err
-			}
-			cf, err := img.ConfigFile()
-			if err != nil {
-				return err
-			}
-			cf.Architecture, cf.OS = "amd64", "linux"
-			cf.Config = v1.Config{
+			img, err := imageOf(v1.Config{
 				Entrypoint: []string{"/usr/bin/" + comp.bins[0]}, User: comp.user,
 				Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-			}
-			if img, err = mutate.ConfigFile(img, cf); err != nil {
+			}, rootLayer, layer)
+			if err != nil {
 				return err
 			}
-			img = mutate.MediaType(img, types.OCIManifestSchema1)
-			img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 			if err := out.image(img, KubeVirtRegistry+"/"+comp.name+":"+tag); err != nil {
 				return fmt.Errorf("%s:%s: %w", comp.name, tag, err)
 			}
@@ -104,8 +86,8 @@ func WriteKubeVirtImages(w io.Writer, b KubeVirtBuilds, tags []string) error {
 
 // layer is the component's own layer of tag.
 func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	dir := filepath.Join(b.Components, tag)
+	files := map[string]file{}
 	add := func(name, src string, xattrs map[string]string) error {
 		data, err := os.ReadFile(src)
 		if err != nil {
@@ -115,20 +97,9 @@ func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 		if err != nil {
 			return err
 		}
-		h := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(fi.Mode().Perm()), Size: int64(len(data)), ModTime: time.Unix(0, 0)}
-		for k, v := range xattrs {
-			if h.PAXRecords == nil {
-				h.PAXRecords = map[string]string{}
-			}
-			h.PAXRecords["SCHILY.xattr."+k] = v
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		_, err = tw.Write(data)
-		return err
+		files[name] = file{data: data, mode: int64(fi.Mode().Perm()), xattrs: xattrs}
+		return nil
 	}
-	dir := filepath.Join(b.Components, tag)
 	for _, bin := range c.bins {
 		src := filepath.Join(dir, bin)
 		if c.name == "virt-operator" {
@@ -142,100 +113,12 @@ func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 			return nil, fmt.Errorf("%s %s (make kubevirt): %w", c.name, tag, err)
 		}
 	}
-	for _, name := range slices.Sorted(maps.Keys(c.files)) {
-		if err := add(name, filepath.Join(dir, c.files[name]), nil); err != nil {
+	for name, src := range c.files {
+		if err := add(name, filepath.Join(dir, src), nil); err != nil {
 			return nil, err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return static.NewLayer(buf.Bytes(), types.OCIUncompressedLayer), nil
-}
-
-// layoutWriter writes an OCI image layout into a tar stream, each blob
-// once.
-type layoutWriter struct {
-	tw        *tar.Writer
-	written   map[v1.Hash]bool
-	manifests []any
-}
-
-func (l *layoutWriter) blob(h v1.Hash, size int64, r io.Reader) error {
-	if l.written[h] {
-		return nil
-	}
-	l.written[h] = true
-	if err := l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "blobs/" + h.Algorithm + "/" + h.Hex, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0)}); err != nil {
-		return err
-	}
-	_, err := io.Copy(l.tw, r)
-	return err
-}
-
-func (l *layoutWriter) image(img v1.Image, name string) error {
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	for _, layer := range layers {
-		h, err := layer.Digest()
-		if err != nil {
-			return err
-		}
-		size, err := layer.Size()
-		if err != nil {
-			return err
-		}
-		rc, err := layer.Compressed()
-		if err != nil {
-			return err
-		}
-		err = l.blob(h, size, rc)
-		rc.Close()
-		if err != nil {
-			return err
-		}
-	}
-	for _, raw := range []func() ([]byte, error){img.RawConfigFile, img.RawManifest} {
-		b, err := raw()
-		if err != nil {
-			return err
-		}
-		h, _, err := v1.SHA256(bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		if err := l.blob(h, int64(len(b)), bytes.NewReader(b)); err != nil {
-			return err
-		}
-	}
-	m, err := img.RawManifest()
-	if err != nil {
-		return err
-	}
-	h, _, _ := v1.SHA256(bytes.NewReader(m))
-	l.manifests = append(l.manifests, map[string]any{
-		"mediaType": string(types.OCIManifestSchema1), "digest": h.String(), "size": len(m),
-		"annotations": map[string]string{"io.containerd.image.name": name, "org.opencontainers.image.ref.name": name},
-	})
-	return nil
-}
-
-func (l *layoutWriter) close() error {
-	index, err := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": l.manifests})
-	if err != nil {
-		return err
-	}
-	for name, b := range map[string][]byte{"oci-layout": []byte(`{"imageLayoutVersion":"1.0.0"}`), "index.json": index} {
-		if err := l.tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(b)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := l.tw.Write(b); err != nil {
-			return err
-		}
-	}
-	return l.tw.Close()
+	return layerTar(files)
 }
 
 // Import streams the images write produces into the node's containerd.

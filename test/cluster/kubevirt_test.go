@@ -50,19 +50,9 @@ var (
 // install created is left.
 func TestKubeVirtOnARealNode(t *testing.T) {
 	t.Parallel() // each test has its own cluster
-	opts := binaries(t)
 	builds := kubevirtBuilds(t)
-	dir := t.TempDir()
-	kust := kustomization(t)
-	opts.Images = append(opts.Images, pauseImage(t, dir), kvgitopsImage(t, dir, kust.image()))
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
-	defer cancel()
 	start := time.Now()
-	c, err := Start(ctx, filepath.Join(dir, "node"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Stop()
+	ctx, c, kust := nodeWithKvgitops(t, 15*time.Minute)
 	if err := c.Import(func(w io.Writer) error { return WriteKubeVirtImages(w, builds, nodeTags) }); err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +108,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 		t.Errorf("after the stuck rollout: %v", err)
 	}
 	r.guestsRun(ctx, vms)
-	// The hop.
-	// The broken release is withdrawn (kvgitops's path to a new minor
+	// The hop. The broken release is withdrawn (kvgitops's path to a new minor
 	// goes through the current minor's latest patch, so it would be
 	// tried again), and the next one asked for: the agent upgrades from
 	// the stuck state, the new operator replacing the stuck one.

@@ -25,7 +25,9 @@ func TestDeployRendersWithKustomize(t *testing.T) {
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
-		t.Logf("%s %s/%s", o.GetKind(), o.GetNamespace(), o.GetName())
+		if ns := o.GetNamespace(); ns != "" && ns != "kvgitops" {
+			t.Errorf("%s %s rendered into namespace %s", o.GetKind(), o.GetName(), ns)
+		}
 	}
 	if kinds["Deployment"] != 1 || kinds["ConfigMap"] != 1 || kinds["ValidatingAdmissionPolicy"] == 0 {
 		t.Errorf("rendered kinds %v", kinds)

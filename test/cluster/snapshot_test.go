@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -38,7 +39,7 @@ func snapshot(ctx context.Context, t *testing.T, c *Cluster) map[string]bool {
 			if gv.Group != "" {
 				name += "." + gv.Group
 			}
-			if noise[name] || strings.Contains(res.Name, "/") || !hasVerb(res.Verbs, "list") {
+			if noise[name] || strings.Contains(res.Name, "/") || !slices.Contains(res.Verbs, "list") {
 				continue
 			}
 			items, err := dyn.Resource(gv.WithResource(res.Name)).List(ctx, metav1.ListOptions{})
@@ -51,15 +52,6 @@ func snapshot(ctx context.Context, t *testing.T, c *Cluster) map[string]bool {
 		}
 	}
 	return out
-}
-
-func hasVerb(verbs []string, v string) bool {
-	for _, x := range verbs {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // kvgitopsOwn says whether a snapshot key is kvgitops's own (deploy/ and
