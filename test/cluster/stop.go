@@ -3,11 +3,9 @@
 package cluster
 
 import (
-	"bufio"
 	"bytes"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -40,27 +38,18 @@ func (c *Cluster) makeCgroups() error {
 	return nil
 }
 
-// Stop tears the cluster down and leaves nothing: every process (the
-// containers' shims too), every mount under its folder, the namespace,
-// its cgroups, /run entries it made.
+// Stop tears the cluster down and leaves nothing: every process of the
+// node is in its PID namespace and dies with the namespace's PID 1 (the
+// containers' shims too), every mount of it with its mount namespace;
+// then the network namespace, the cgroups, /run entries it made go.
 func (c *Cluster) Stop() {
-	for _, n := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
-		c.stop(n)
-	}
-	if c.running("containerd") {
-		for _, verb := range [][]string{{"tasks", "kill", "-s", "SIGKILL"}, {"tasks", "rm", "-f"}, {"containers", "rm"}} {
-			for _, id := range c.ctrList(verb[0]) {
-				_ = c.ctr(append(slices.Clone(verb), id)...)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
-	}
-	c.stop("containerd")
-	c.killShims()
-	c.stop("kube-apiserver")
-	c.stop("etcd")
 	c.stopHost()
-	c.unmountAll()
+	for _, p := range c.procs { // nsenter ends with what it ran
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Wait()
+		}
+		p.log.Close()
+	}
 	if c.netnsMade {
 		_ = run("ip", "netns", "del", c.name)
 	}
@@ -84,93 +73,25 @@ func (c *Cluster) cgroups() []string {
 	return append(slices.Clone(c.cgroupsMade), filepath.Join("/sys/fs/cgroup/unified", c.name))
 }
 
-func (c *Cluster) running(name string) bool {
-	for _, p := range c.procs {
-		if p.name == name && p.cmd.ProcessState == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// stop sends SIGTERM to the process's group (nsenter and what it runs),
-// waits up to 10s, then kills the group.
-func (c *Cluster) stop(name string) {
-	for _, p := range c.procs {
-		if p.name != name || p.cmd.ProcessState != nil {
-			continue
-		}
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = p.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-		p.log.Close()
-	}
-}
-
-func (c *Cluster) ctrList(what string) []string {
-	out, err := execOutput("ctr", "--address", c.socket(), "-n", "k8s.io", what, "ls", "-q")
-	if err != nil {
-		return nil
-	}
-	return strings.Fields(out)
-}
-
-// killShims: containerd's shims outlive it; they carry its socket on
-// their command line.
-func (c *Cluster) killShims() {
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(c.socket())) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// unmountAll unmounts everything under the folder, deepest first.
-func (c *Cluster) unmountAll() {
-	f, err := os.Open("/proc/self/mounts")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	var mounts []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 1 && strings.HasPrefix(fields[1], c.dir+"/") {
-			mounts = append(mounts, fields[1])
-		}
-	}
-	slices.Sort(mounts)
-	for _, m := range slices.Backward(mounts) {
-		if syscall.Unmount(m, 0) != nil {
-			_ = syscall.Unmount(m, syscall.MNT_DETACH)
-		}
-	}
-}
-
 // removeCgroup removes a cgroup directory and the ones under it, deepest
-// first (cgroupfs directories are removed with rmdir, never their files).
+// first (cgroupfs directories are removed with rmdir, never their files);
+// a cgroup whose last tasks are still exiting is busy for a moment, so it
+// tries again for up to 5 s.
 func removeCgroup(root string) {
-	var dirs []string
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, p)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var dirs []string
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for _, d := range slices.Backward(dirs) {
+			_ = syscall.Rmdir(d)
 		}
-		return nil
-	})
-	for _, d := range slices.Backward(dirs) {
-		_ = syscall.Rmdir(d)
+		if _, err := os.Stat(root); os.IsNotExist(err) || time.Now().After(deadline) {
+			return
+		}
 	}
 }
 
@@ -204,12 +125,4 @@ func (c *Cluster) Leftovers() []string {
 		}
 	}
 	return left
-}
-
-func execOutput(name string, args ...string) (string, error) {
-	var out bytes.Buffer
-	cmd := exec.Command(name, args...)
-	cmd.Stdout = &out
-	err := cmd.Run()
-	return out.String(), err
 }
