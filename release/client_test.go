@@ -28,7 +28,7 @@ func releaseClient(t *testing.T, srv *releases.Server, mod func(*release.Config)
 	cfg := release.Config{
 		ReleasesURL:     srv.ReleasesURL(),
 		ManifestBaseURL: srv.DownloadBaseURL(),
-		HTTP:            release.HTTPConfig{AllowedNetworks: loopback, RootCAs: srv.CertPool(), IdleTimeout: 500 * time.Millisecond, Timeout: 5 * time.Second},
+		HTTP:            release.HTTPConfig{AllowedNetworks: loopback, RootCAs: srv.CertPool(), IdleTimeout: 5 * time.Second, Timeout: 8 * time.Second},
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -130,19 +130,6 @@ func TestHostileServers(t *testing.T) {
 				}
 			})
 		}, release.ReasonTooLarge},
-		{"slow server, one byte now and then", func(*releases.Server) http.Handler {
-			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(http.StatusOK)
-				for r.Context().Err() == nil {
-					_, _ = w.Write([]byte("#"))
-					w.(http.Flusher).Flush()
-					select {
-					case <-r.Context().Done():
-					case <-time.After(2 * time.Second):
-					}
-				}
-			})
-		}, release.ReasonMirrorTimeout},
 		{"redirect loop", func(*releases.Server) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				http.Redirect(w, r, r.URL.Path+"x", http.StatusFound)
@@ -190,6 +177,32 @@ func TestHostileServers(t *testing.T) {
 				t.Errorf("took %s; the deadlines should have ended it", d)
 			}
 		})
+	}
+}
+
+// TestASlowServerTimesOut: a server that sends one byte now and then is cut
+// off at the idle timeout between two reads, not at the request's end.
+func TestASlowServerTimesOut(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	srv.Handle(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		for r.Context().Err() == nil {
+			_, _ = w.Write([]byte("#"))
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(2 * time.Second):
+			}
+		}
+	}))
+	_, err := releaseClient(t, srv, func(c *release.Config) {
+		c.HTTP.IdleTimeout = 500 * time.Millisecond
+		c.HTTP.Timeout = time.Minute
+	}).OperatorManifest(t.Context(), "v1.8.4", "kubevirt")
+	wantReason(t, err, release.ReasonMirrorTimeout)
+	if !strings.Contains(err.Error(), "sent nothing for 500ms") {
+		t.Errorf("not the idle timeout: %v", err)
 	}
 }
 
