@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // KubeVersion is the kube-apiserver version `make testbin` builds.
@@ -51,6 +53,9 @@ func AssetsDir() (string, error) {
 // Start starts a control plane. Stop it with Stop. args are more
 // kube-apiserver flags (name → value), set over the defaults.
 func Start(args ...map[string]string) (*Env, error) {
+	// envtest logs through controller-runtime's logger, which says on
+	// stderr, with a stack, that nobody set it; its lines are not wanted.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := AssetsDir()
 	if err != nil {
 		return nil, err
