@@ -131,6 +131,13 @@ func lookup(m map[string]any, path ...string) (any, bool) {
 // sameValue compares as the CR would hold them: numbers by value,
 // durations parsed, everything else by its JSON.
 func sameValue(path []string, want, got any) bool {
+	// Every list of KubeVirt's spec is `omitempty` in its Go types:
+	// virt-operator's typed update of the CR (its first pass) drops an
+	// empty one, and KubeVirt reads absent as empty (docs/kubevirt.md,
+	// "The CR's spec").
+	if l, ok := want.([]any); ok && len(l) == 0 && got == nil {
+		return true
+	}
 	if path[len(path)-1] == "batchEvictionInterval" {
 		w, _ := want.(string)
 		g, _ := got.(string)

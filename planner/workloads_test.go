@@ -263,6 +263,26 @@ func TestKubeVirtConfig(t *testing.T) {
 	}
 }
 
+// TestAnEmptyListIsAnAbsentOne: virt-operator's first pass drops an empty
+// list from the CR's spec (KubeVirt's Go types omit it); the agent sees no
+// difference to configure (found on the real node: an extra Configure
+// plan after every install that asked for no workload update method).
+func TestAnEmptyListIsAnAbsentOne(t *testing.T) {
+	d := mustDesired(t, `  version: v1.8.4
+  kubevirtConfig:
+    workloadUpdateStrategy:
+      workloadUpdateMethods: []
+`)
+	cr := map[string]any{"workloadUpdateStrategy": map[string]any{}}
+	if diff := d.KubeVirtConfig.Differences(cr); len(diff) != 0 {
+		t.Errorf("differences from a CR whose operator dropped the empty list: %v", diff)
+	}
+	cr["workloadUpdateStrategy"] = map[string]any{"workloadUpdateMethods": []any{"LiveMigrate"}}
+	if diff := d.KubeVirtConfig.Differences(cr); len(diff) != 1 || diff[0].Field != "spec.workloadUpdateStrategy.workloadUpdateMethods" {
+		t.Errorf("differences from a CR that live-migrates: %v", diff)
+	}
+}
+
 // TestKubeVirtConfigIsStrict: every unknown key and bad value is an error
 // naming the field and the value.
 func TestKubeVirtConfigIsStrict(t *testing.T) {

@@ -171,8 +171,30 @@ func (s *Simulator) annotateAPIVersions(ctx context.Context, obj *unstructured.U
 	}
 	ann["kubevirt.io/latest-observed-api-version"], ann["kubevirt.io/storage-observed-api-version"] = latest, storage
 	obj.SetAnnotations(ann)
+	// The real operator updates the object it decoded into its Go types:
+	// what they omit when empty is gone from the spec (docs/kubevirt.md,
+	// "The CR's spec").
+	if spec, ok := obj.Object["spec"].(map[string]any); ok {
+		dropEmptyLists(spec)
+	}
 	_, err := s.dyn.Resource(kubevirtGVR).Namespace(obj.GetNamespace()).Update(ctx, obj, metav1.UpdateOptions{})
 	return true, err
+}
+
+// dropEmptyLists removes the empty lists of m and of the mappings under it
+// (not inside list elements): every list field of KubeVirt's spec types is
+// `omitempty`, so a typed round trip drops it.
+func dropEmptyLists(m map[string]any) {
+	for k, v := range m {
+		switch v := v.(type) {
+		case []any:
+			if len(v) == 0 {
+				delete(m, k)
+			}
+		case map[string]any:
+			dropEmptyLists(v)
+		}
+	}
 }
 
 // beginHop finds the hop of the pass's target, starting one (and recording

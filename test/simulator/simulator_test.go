@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 
@@ -405,5 +406,26 @@ func eventually(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTheFirstPassDropsEmptyLists: as the real operator's typed update of
+// the CR (found on the real node), the first pass removes the spec's empty
+// lists — a new generation — and keeps the others.
+func TestTheFirstPassDropsEmptyLists(t *testing.T) {
+	h := start(t)
+	h.install(t, "v1.8.4", map[string]any{
+		"workloadUpdateStrategy": map[string]any{"workloadUpdateMethods": []any{}},
+		"configuration":          map[string]any{"developerConfiguration": map[string]any{"featureGates": []any{"Snapshot"}}},
+	})
+	kv := h.kv(t)
+	if _, found, _ := unstructured.NestedSlice(kv.Object, "spec", "workloadUpdateStrategy", "workloadUpdateMethods"); found {
+		t.Error("the empty workloadUpdateMethods is still in the spec")
+	}
+	if gates, _, _ := unstructured.NestedStringSlice(kv.Object, "spec", "configuration", "developerConfiguration", "featureGates"); !slices.Equal(gates, []string{"Snapshot"}) {
+		t.Errorf("featureGates %v, want [Snapshot]", gates)
+	}
+	if kv.GetGeneration() != 2 {
+		t.Errorf("generation %d, want 2 (the create, the operator's update)", kv.GetGeneration())
 	}
 }
