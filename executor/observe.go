@@ -80,6 +80,9 @@ type Observation struct {
 	Leftovers     []string // "APIService/v1.subresources.kubevirt.io", ...
 	// Strays names every KubeVirt CR when virt-operator serves none.
 	Strays []string
+	// Managed are the KubeVirt CRs and the virt-operator Deployment with
+	// what says who manages them (planner.Owner reads it).
+	Managed []planner.ManagedObject
 	// OperatorObjects are the objects of kubevirt-operator.yaml present
 	// ("Deployment/virt-operator", ...).
 	OperatorObjects []string
@@ -118,14 +121,14 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 		return nil, apiError(err, "read the server version")
 	}
 	var err error
-	if o.Operator, err = e.observeOperator(ctx1); err != nil {
+	if o.Operator, err = e.observeOperator(ctx1, o); err != nil {
 		return nil, err
 	}
 	if o.KubeVirtVersion, err = e.kubevirtAPIVersion(ctx1); err != nil {
 		return nil, err
 	}
 	if o.KubeVirtVersion != "" {
-		if o.KubeVirt, o.Strays, err = e.observeKubeVirt(ctx1, o.KubeVirtVersion); err != nil {
+		if o.KubeVirt, o.Strays, err = e.observeKubeVirt(ctx1, o); err != nil {
 			return nil, err
 		}
 	}
@@ -196,7 +199,7 @@ func (e *Executor) ObserveWorkloads(ctx context.Context, o *Observation) error {
 
 func (o *Observation) plannerView() planner.Observed {
 	p := planner.Observed{Mode: planner.ModeLocked, Workloads: o.WorkloadCount, KubernetesVersion: o.ServerVersion,
-		StrayKubeVirts: o.Strays, OperatorObjects: len(o.OperatorObjects)}
+		StrayKubeVirts: o.Strays, OperatorObjects: len(o.OperatorObjects), Managed: o.Managed}
 	if w := o.Workloads; w != nil {
 		p.WorkloadsKnown, p.MigrationsInFlight = true, w.InFlight()
 		for _, v := range w.VMIs {
@@ -274,8 +277,8 @@ func kubevirtGVR(version string) schema.GroupVersionResource {
 // observeKubeVirt reads every KubeVirt CR in the cluster: the one in
 // KubeVirt's namespace is the CR; when virt-operator would serve none of
 // them (more than one, or one elsewhere), all are named as strays.
-func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVirtState, []string, error) {
-	list, err := e.dyn.Resource(kubevirtGVR(version)).Namespace("").List(ctx, metav1.ListOptions{})
+func (e *Executor) observeKubeVirt(ctx context.Context, o *Observation) (*KubeVirtState, []string, error) {
+	list, err := e.dyn.Resource(kubevirtGVR(o.KubeVirtVersion)).Namespace("").List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil, nil
 	}
@@ -283,6 +286,9 @@ func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVi
 		return nil, nil, apiError(err, "list KubeVirt CRs")
 	}
 	items := list.Items
+	for i := range items {
+		o.Managed = append(o.Managed, managed("KubeVirt", &items[i]))
+	}
 	slices.SortFunc(items, func(a, b unstructured.Unstructured) int {
 		return a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time)
 	})
@@ -329,7 +335,7 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 	return k
 }
 
-func (e *Executor) observeOperator(ctx context.Context) (*OperatorState, error) {
+func (e *Executor) observeOperator(ctx context.Context, o *Observation) (*OperatorState, error) {
 	dep, err := e.kube.AppsV1().Deployments(e.cfg.Namespace).Get(ctx, "virt-operator", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -337,7 +343,17 @@ func (e *Executor) observeOperator(ctx context.Context) (*OperatorState, error) 
 	if err != nil {
 		return nil, apiError(err, "read the virt-operator Deployment")
 	}
+	o.Managed = append(o.Managed, managed("Deployment", dep))
 	return operatorState(dep), nil
+}
+
+// managed is what of obj's metadata says who manages it.
+func managed(kind string, obj metav1.Object) planner.ManagedObject {
+	m := planner.ManagedObject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Labels: obj.GetLabels(), Annotations: obj.GetAnnotations()}
+	for _, r := range obj.GetOwnerReferences() {
+		m.OwnerKinds = append(m.OwnerKinds, r.Kind)
+	}
+	return m
 }
 
 func operatorState(dep *appsv1.Deployment) *OperatorState {

@@ -17,6 +17,10 @@ func Compute(d Desired, o Observed, c *Catalog) (Plan, error) {
 		Policy:        d.PathPolicy,
 		Method:        d.Method,
 	}
+	if f, ok := Owner(o.Managed); ok {
+		return Plan{}, refuse(ReasonManagedElsewhere, "%s manages KubeVirt in this cluster (%s has %s): kvgitops changes nothing another tool manages, "+
+			"as the two would undo each other's changes under running VMs; %s", f.Tool, f.Object, f.Evidence, f.Advice)
+	}
 	if n := len(o.StrayKubeVirts); n > 0 {
 		return Plan{}, refuse(ReasonMultipleKubeVirts, "virt-operator ignores every KubeVirt CR while there is more than one, or one outside its namespace; found %s. "+
 			"Delete none of them on kvgitops's word: every VM depends on the one in use. If another tool manages one (OpenShift Virtualization/HCO, Harvester, OLM, Helm, Argo CD, Flux), "+

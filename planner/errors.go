@@ -42,6 +42,9 @@ const (
 	// ignores spec.imageTag when it writes the install strategy
 	// (kubevirt#16050); it would report success for a mixed install.
 	ReasonImageTagStrategyBug Reason = "ImageTagStrategyBug"
+	// ReasonManagedElsewhere: another tool (HCO, Harvester, OLM, Flux,
+	// Argo CD, Helm) manages KubeVirt here; kvgitops changes nothing.
+	ReasonManagedElsewhere Reason = "ManagedElsewhere"
 	// ReasonMultipleKubeVirts: more than one KubeVirt CR exists (or the only
 	// one is outside KubeVirt's namespace): virt-operator ignores them all.
 	ReasonMultipleKubeVirts Reason = "MultipleKubeVirts"

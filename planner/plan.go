@@ -103,6 +103,9 @@ type Observed struct {
 	// KubernetesVersion is the API server's version (v1.37.2), "" when
 	// unknown: the checks that need it are then not made.
 	KubernetesVersion string
+	// Managed are the KubeVirt CRs and the virt-operator Deployment with
+	// the labels, annotations and owners that say who manages them.
+	Managed []ManagedObject
 	// StrayKubeVirts names (namespace/name) every KubeVirt CR when
 	// virt-operator serves none of them: there is more than one, or the
 	// only one is outside its namespace. Empty otherwise.

@@ -138,6 +138,37 @@ func TestASecondKubeVirtCRIsRefused(t *testing.T) {
 	}
 }
 
+// TestKubeVirtManagedByFluxIsLeftAlone: once Flux tracks the KubeVirt CR
+// kvgitops installed, the agent refuses to upgrade it and to remove it,
+// naming Flux and what to do, and changes nothing.
+func TestKubeVirtManagedByFluxIsLeftAlone(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.0.0\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.0.0")
+	patch := []byte(`{"metadata":{"labels":{"kustomize.toolkit.fluxcd.io/name":"kubevirt","kustomize.toolkit.fluxcd.io/namespace":"flux-system"}}}`)
+	if _, err := e.dyn().Resource(kvGVR).Namespace("kubevirt").Patch(e.t.Context(), "kubevirt", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ spec, state, version string }{{"  version: v1.0.1\n", "Present", "v1.0.1"}, {"  state: Absent\n", "Absent", ""}} {
+		spec := want.spec
+		e.commit(spec, spec)
+		st := e.wait(func(s agent.Status) bool {
+			return s.Phase == agent.PhaseRefused && s.Desired != nil && s.Desired.State == want.state && s.Desired.Version == want.version
+		}, "Refused")
+		if st.Reason != "ManagedElsewhere" || !strings.Contains(st.Message, "Flux manages KubeVirt") ||
+			!strings.Contains(st.Message, `label kustomize.toolkit.fluxcd.io/name="kubevirt"`) {
+			t.Errorf("%s: refusal %s %q", spec, st.Reason, st.Message)
+		}
+	}
+	if n := e.st.Sim.Count(simulator.HopStarted); n != 0 {
+		t.Errorf("%d hops started under Flux", n)
+	}
+	if _, err := e.dyn().Resource(kvGVR).Namespace("kubevirt").Get(e.t.Context(), "kubevirt", metav1.GetOptions{}); err != nil {
+		t.Errorf("the KubeVirt CR Flux manages: %v", err)
+	}
+}
+
 // TestAbsentMeansAbsent: the operator deleted by hand, the CR stuck
 // Terminating, then state Absent with the opt-in: success is reported only
 // once nothing of KubeVirt is left (its namespace, its CRDs, its
