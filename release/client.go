@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/planner"
@@ -54,6 +56,17 @@ type Client struct {
 	http      *safeClient
 	list, dl  *url.URL
 	apiHeader http.Header
+
+	mu    sync.Mutex
+	pages map[string]listPage // the last catalog's pages, by URL
+}
+
+// listPage is a page of the release list as last served: asked for again
+// with its ETag, an unchanged page costs a 304 (which GitHub does not count
+// against the rate limit) instead of its body.
+type listPage struct {
+	etag, next string
+	body       []byte
 }
 
 // New validates cfg. Both URLs must be https; their hosts (and
@@ -114,6 +127,7 @@ func (c *Client) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	next := *c.list
 	next.RawQuery = "per_page=100"
 	seen := map[string]bool{}
+	pages := map[string]listPage{}
 	var items []planner.GitHubRelease
 	left := int64(maxCatalogBytes)
 	for page := 0; ; page++ {
@@ -124,20 +138,21 @@ func (c *Client) Catalog(ctx context.Context) (*planner.Catalog, error) {
 			return nil, fault.Stalled(ReasonMirrorUnavailable, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
 		}
 		seen[next.String()] = true
-		data, header, err := c.http.get(ctx, &next, c.headerFor(&next), min(planner.MaxCatalogPageSize, left))
+		pg, err := c.listPage(ctx, &next, min(planner.MaxCatalogPageSize, left))
 		if fault.ReasonOf(err) == ReasonTooLarge && left < planner.MaxCatalogPageSize {
 			return nil, fault.Stalled(ReasonTooLarge, nil, "the release list is over %d bytes across its pages", maxCatalogBytes)
 		}
 		if err != nil {
 			return nil, err
 		}
-		left -= int64(len(data))
-		got, err := planner.ParseGitHubPage(data)
+		pages[next.String()] = pg
+		left -= int64(len(pg.body))
+		got, err := planner.ParseGitHubPage(pg.body)
 		if err != nil {
 			return nil, fault.Stalled(ReasonMirrorUnavailable, err, "%s: %v", next.Hostname(), err)
 		}
 		items = append(items, got...)
-		link := nextLink(header.Get("Link"))
+		link := pg.next
 		if link == "" {
 			break
 		}
@@ -151,7 +166,38 @@ func (c *Client) Catalog(ctx context.Context) (*planner.Catalog, error) {
 		next = *u
 	}
 	cat, _, err := planner.CatalogFromGitHub(items)
+	if err == nil {
+		c.mu.Lock()
+		c.pages = pages
+		c.mu.Unlock()
+	}
 	return cat, err
+}
+
+// listPage fetches a page of the release list, conditionally when the last
+// catalog had it: on 304 Not Modified the page is what it was.
+func (c *Client) listPage(ctx context.Context, u *url.URL, max int64) (listPage, error) {
+	c.mu.Lock()
+	old, cached := c.pages[u.String()]
+	c.mu.Unlock()
+	header := c.headerFor(u)
+	if cached && old.etag != "" {
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("If-None-Match", old.etag)
+	}
+	data, h, err := c.http.get(ctx, u, header, max)
+	switch {
+	case errors.Is(err, errNotModified) && cached:
+		return old, nil
+	case errors.Is(err, errNotModified):
+		return listPage{}, fault.Transient(ReasonMirrorUnavailable, nil, "%s answered 304 to a request without a validator", u.Hostname())
+	case err != nil:
+		return listPage{}, err
+	}
+	return listPage{etag: h.Get("ETag"), next: nextLink(h.Get("Link")), body: data}, nil
 }
 
 func (c *Client) headerFor(u *url.URL) http.Header {

@@ -297,6 +297,41 @@ func TestReleaseConfigIsValidated(t *testing.T) {
 	}
 }
 
+// TestAnUnchangedCatalogCostsOnly304s: the catalog asked for again names
+// each page's ETag; unchanged pages come back 304 Not Modified (free on
+// GitHub's rate limit) and the catalog is the same; a changed list is read
+// again in full.
+func TestAnUnchangedCatalogCostsOnly304s(t *testing.T) {
+	srv := releases.NewServer(nil)
+	defer srv.Close()
+	c := releaseClient(t, srv, nil)
+	first, err := c.Catalog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full, notModified := srv.ListPages(); full != 3 || notModified != 0 {
+		t.Fatalf("first catalog: %d pages in full, %d not modified; want 3, 0", full, notModified)
+	}
+	again, err := c.Catalog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if full, notModified := srv.ListPages(); full != 3 || notModified != 3 {
+		t.Errorf("unchanged catalog: %d pages in full, %d not modified; want 3, 3 (all 304)", full, notModified)
+	}
+	if again.Digest() != first.Digest() || again.Len() != first.Len() {
+		t.Errorf("catalog from 304s: %d releases (%s), want %d (%s)", again.Len(), again.Digest(), first.Len(), first.Digest())
+	}
+	srv.Withdraw("v1.9.0")
+	changed, err := c.Catalog(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed.Has("v1.9.0") || changed.Len() != first.Len()-1 {
+		t.Errorf("after a release was withdrawn: %d releases, v1.9.0 listed %t", changed.Len(), changed.Has("v1.9.0"))
+	}
+}
+
 // TestCatalogBytesAreCappedAcrossPages: pages each under the per-page cap
 // but endless in sum stop at the total cap.
 func TestCatalogBytesAreCappedAcrossPages(t *testing.T) {

@@ -168,6 +168,10 @@ func notPublic(ip netip.Addr) string {
 	return ""
 }
 
+// errNotModified is get's answer to 304 Not Modified (a conditional
+// request whose validator still holds).
+var errNotModified = errors.New("not modified")
+
 // get fetches u with the caps and deadlines; the body is at most max bytes.
 // Response bodies never reach errors.
 func (s *safeClient) get(ctx context.Context, u *url.URL, header http.Header, max int64) ([]byte, http.Header, error) {
@@ -188,6 +192,9 @@ func (s *safeClient) get(ctx context.Context, u *url.URL, header http.Header, ma
 		return nil, nil, s.classify(u, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		return nil, resp.Header, errNotModified
+	}
 	if err := statusError(u, resp); err != nil {
 		return nil, resp.Header, err
 	}

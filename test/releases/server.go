@@ -1,8 +1,10 @@
 package releases
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -38,8 +40,9 @@ type Server struct {
 	mutate  map[string]func([]byte) []byte
 	handler http.Handler // overrides everything when set
 
-	requests atomic.Int64
-	listHits atomic.Int64
+	requests    atomic.Int64
+	listHits    atomic.Int64
+	notModified atomic.Int64 // list pages answered 304
 }
 
 // NewServer starts a release server for tags (nil: the real catalog). Stop
@@ -192,8 +195,25 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 	if len(links) > 0 {
 		w.Header().Set("Link", strings.Join(links, ", "))
 	}
+	// As GitHub: a weak ETag per page; a request naming it gets 304, which
+	// GitHub does not count against the rate limit.
+	body, _ := json.Marshal(items)
+	sum := sha256.Sum256(body)
+	etag := `W/"` + hex.EncodeToString(sum[:12]) + `"`
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		s.notModified.Add(1)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	_ = json.NewEncoder(w).Encode(items)
+	_, _ = w.Write(body)
+}
+
+// ListPages counts the list's pages served in full and answered 304 Not
+// Modified.
+func (s *Server) ListPages() (full, notModified int64) {
+	return s.listHits.Load() - s.notModified.Load(), s.notModified.Load()
 }
 
 func (s *Server) release(tag string) release {
