@@ -117,3 +117,26 @@ func TestRunValidatesFlagsFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestTheReleaseTokenIsOptional: deploy/ mounts the token's Secret as
+// optional; without the file the agent goes on unauthenticated and says
+// so; an empty file (the Secret exists, holding nothing) is refused.
+func TestTheReleaseTokenIsOptional(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := func(token string) []string {
+		return []string{"run", "--repo-url", "https://github.com/org/repo", "--cluster-name", "c",
+			"--release-token-file", token, "--kubeconfig", filepath.Join(dir, "no-kubeconfig")}
+	}
+	r := kvgitops(t, args(filepath.Join(dir, "missing"))...)
+	if !strings.Contains(r.stderr, "Release token off") || strings.Contains(r.stderr, "release token file") || !strings.Contains(r.stderr, "no-kubeconfig") {
+		t.Errorf("without the token file: exit %d, stderr %q; want it said and the run to go on to the cluster", r.code, r.stderr)
+	}
+	r = kvgitops(t, args(empty)...)
+	if r.code == 0 || !strings.Contains(r.stderr, "release token file "+empty+" is empty") {
+		t.Errorf("an empty token file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -51,14 +53,33 @@ func (f releaseFlags) releaseClient() (*release.Client, error) {
 		return nil, err
 	}
 	cfg.Pins = pins
-	if f.tokenFile != "" {
-		tok, err := os.ReadFile(f.tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("release token file: %w", err)
-		}
-		cfg.Token = redact.Secret(strings.TrimSpace(string(tok)))
+	tok, err := f.token()
+	if err != nil {
+		return nil, err
 	}
+	cfg.Token = tok
 	return release.New(cfg)
+}
+
+// token reads --release-token-file; none when the flag is unset or the file
+// missing (deploy/ mounts the token's Secret as optional). An empty file is
+// an error: the Secret exists, so a token was meant.
+func (f releaseFlags) token() (redact.Secret, error) {
+	if f.tokenFile == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(f.tokenFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("release token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("release token file %s is empty (delete the Secret to query the releases API without a token)", f.tokenFile)
+	}
+	return redact.Secret(tok), nil
 }
 
 // parsePins reads --release-pins: TAG=SHA256,…

@@ -34,6 +34,9 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if tok, _ := c.rel.token(); tok == "" {
+		log.Info("Release token off", "reason", "no token file", "file", c.rel.tokenFile)
+	}
 	restCfg, err := restConfig(c.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
