@@ -286,3 +286,16 @@ func TestVersionSaysReleaseCommitAndGo(t *testing.T) {
 		t.Errorf("kvgitops version: %q does not name the checkout's commit %s", r.stdout, head)
 	}
 }
+
+// TestHelpHidesTestHooks: `run -h` lists the flags a user sets, with their
+// defaults, and not the test hooks (--failpoint), which still parse.
+func TestHelpHidesTestHooks(t *testing.T) {
+	r := kvgitops(t, "run", "-h")
+	if r.code != 0 || strings.Contains(r.stderr, "failpoint") || !strings.Contains(r.stderr, "how often to poll Git (default 1m0s)") {
+		t.Errorf("run -h: exit %d, %q", r.code, r.stderr)
+	}
+	r = kvgitops(t, "run", "--failpoint", "x", "--repo-url", "http://github.com/org/repo", "--cluster-name", "c")
+	if strings.Contains(r.stderr, "flag provided but not defined") {
+		t.Errorf("--failpoint no longer parses: %q", r.stderr)
+	}
+}

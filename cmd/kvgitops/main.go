@@ -131,13 +131,23 @@ func problem(msg string) error {
 	return errors.New(msg)
 }
 
-// flagError reports a flag error the quiet way; -h prints the flags.
+// hiddenFlag starts the usage of a flag -h does not list (test hooks).
+const hiddenFlag = "testing only:"
+
+// flagError reports a flag error the quiet way; -h prints the flags but
+// the hidden ones.
 func flagError(fs *flag.FlagSet, w io.Writer, name string, err error) {
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(w, "Usage of %s:\n", name)
-		fs.SetOutput(w)
-		fs.PrintDefaults()
-		fs.SetOutput(io.Discard)
+		shown := flag.NewFlagSet(name, flag.ContinueOnError)
+		fs.VisitAll(func(f *flag.Flag) {
+			if !strings.HasPrefix(f.Usage, hiddenFlag) {
+				shown.Var(f.Value, f.Name, f.Usage)
+				shown.Lookup(f.Name).DefValue = f.DefValue
+			}
+		})
+		shown.SetOutput(w)
+		shown.PrintDefaults()
 		return
 	}
 	for _, line := range strings.Split(err.Error(), "\n") {
