@@ -44,8 +44,12 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 		t.Fatalf("%v\n%s", err, podReport(ctx, kube))
 	}
 	t.Logf("2 replicas available %s after the Secrets", time.Since(created).Round(100*time.Millisecond))
-	if report := podReport(ctx, kube); !strings.Contains(report, `"msg":"Webhook off"`) {
+	report := podReport(ctx, kube)
+	if !strings.Contains(report, `"msg":"Webhook off"`) {
 		t.Errorf("no replica says its webhook is off (no webhook Secret):\n%s", report)
+	}
+	if !strings.Contains(report, `"msg":"Release token off"`) {
+		t.Errorf("no replica says it asks for releases without a token (no token Secret):\n%s", report)
 	}
 	var status string
 	err = c.until(ctx, 2*time.Minute, "the leader's status in Git", func() bool {
@@ -74,7 +78,7 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 }
 
 // catalogRefresh is how long the deployed agent reuses the release list.
-const catalogRefresh = 20 * time.Second
+const catalogRefresh = 5 * time.Second
 
 // deployed is kvgitops running on a cluster, deployed from deploy/.
 type deployed struct {

@@ -24,32 +24,37 @@ import (
 // as /app, entrypoint /app with args, named name (the annotation ctr
 // imports it by).
 func ociArchive(out, name, binary string, args []string) error {
-	bin, err := os.ReadFile(binary)
-	if err != nil {
-		return err
-	}
-	layer, err := layerTar(map[string]file{"app": {data: bin, mode: 0o755}})
-	if err != nil {
-		return err
-	}
-	img, err := imageOf(v1.Config{Entrypoint: []string{"/app"}, Cmd: args, User: "65534:65534"}, layer)
-	if err != nil {
-		return err
-	}
 	f, err := os.Create(out)
 	if err != nil {
 		return err
 	}
-	w := newLayoutWriter(f)
-	if err := w.image(img, name); err != nil {
-		f.Close()
-		return err
-	}
-	if err := w.close(); err != nil {
+	if err := binaryImage(f, name, binary, "app", v1.Config{Entrypoint: []string{"/app"}, Cmd: args, User: "65534:65534"}); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// binaryImage writes an OCI image layout as a tar to w: one image named
+// name, its one layer holding binary at path, with config.
+func binaryImage(w io.Writer, name, binary, path string, config v1.Config) error {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return err
+	}
+	layer, err := layerTar(map[string]file{path: {data: bin, mode: 0o755}})
+	if err != nil {
+		return err
+	}
+	img, err := imageOf(config, layer)
+	if err != nil {
+		return err
+	}
+	out := newLayoutWriter(w)
+	if err := out.image(img, name); err != nil {
+		return err
+	}
+	return out.close()
 }
 
 // file is one regular file of a layer.

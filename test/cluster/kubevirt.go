@@ -84,6 +84,15 @@ func WriteKubeVirtImages(w io.Writer, b KubeVirtBuilds, tags []string) error {
 	return out.close()
 }
 
+// WriteCrashingOperator writes an OCI image layout as a tar to w: an image
+// named KubeVirtRegistry/virt-operator:tag whose virt-operator is app
+// (test/cluster/app), which exits at start: a release whose operator
+// crash-loops.
+func WriteCrashingOperator(w io.Writer, app, tag string) error {
+	return binaryImage(w, KubeVirtRegistry+"/virt-operator:"+tag, app, "usr/bin/virt-operator",
+		v1.Config{Entrypoint: []string{"/usr/bin/virt-operator"}, User: "1001", Env: []string{"PATH=/usr/bin:/bin"}})
+}
+
 // layer is the component's own layer of tag.
 func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 	dir := filepath.Join(b.Components, tag)

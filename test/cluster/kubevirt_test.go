@@ -24,14 +24,19 @@ import (
 
 	"github.com/kvgitops/kvgitops/test/gitserver"
 	"github.com/kvgitops/kvgitops/test/releases"
+	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
 // The real node's KubeVirt releases (hack/kubevirt.sh NODE_TAGS): one hop.
 var nodeTags = []string{"v1.7.0", "v1.8.4"}
 
-// noImages is a release the catalog lists but the node has no images of.
-const noImages = "v1.7.1"
+// Releases the catalog lists whose operator never becomes ready: the node
+// has no images of noImages; crashing's operator image exits at start.
+const (
+	noImages = "v1.7.1"
+	crashing = "v1.7.2"
+)
 
 var (
 	kvGVR  = schema.GroupVersionResource{Group: "kubevirt.io", Version: "v1", Resource: "kubevirts"}
@@ -56,76 +61,88 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	if err := c.Import(func(w io.Writer) error { return WriteKubeVirtImages(w, builds, nodeTags) }); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.Import(func(w io.Writer) error { return WriteCrashingOperator(w, filepath.Join(shared.dir, "app"), crashing) }); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("node Ready with KubeVirt's images of %v %s after start", nodeTags, time.Since(start).Round(100*time.Millisecond))
 
-	// The catalog lists the releases whose images the node has, and one
-	// whose images it lacks (noImages, v1.7.0's manifest naming v1.7.1):
-	// that hop's rollout is stuck (ImagePullBackOff).
-	rel := releases.NewServer(append([]string{noImages}, nodeTags...))
+	// The catalog lists the releases whose images the node has, and the
+	// two broken ones (v1.7.0's manifest naming their tags).
+	manifests := map[string][]byte{}
 	for _, tag := range nodeTags {
 		m, err := releases.FromResourceGenerator(builds.Operators, tag)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return m })
-		if tag == nodeTags[0] {
-			stuck := bytes.ReplaceAll(m, []byte(tag), []byte(noImages))
-			rel.Mutate(noImages+"/kubevirt-operator.yaml", func([]byte) []byte { return stuck })
+		manifests[tag] = m
+	}
+	rel := releases.NewServer(append([]string{noImages, crashing}, nodeTags...))
+	for _, tag := range []string{noImages, crashing, nodeTags[0], nodeTags[1]} {
+		m, ok := manifests[tag]
+		if !ok {
+			m = bytes.ReplaceAll(manifests[nodeTags[0]], []byte(nodeTags[0]), []byte(tag))
 		}
+		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return m })
 	}
 	dyn := dynamic.NewForConfigOrDie(c.Config)
+	// The same scenario, less the broken releases, on the simulator beside
+	// it; the KubeVirt CR's states of every step recorded on both.
+	simulated := simulateNode(ctx, manifests, kvgitopsBinary())
+	var real nodeRecording
+	record := func(from, to string) *simulator.Recorder {
+		rec := simulator.Record(dyn, from, to)
+		t.Cleanup(func() { rec.Finish() })
+		return rec
+	}
 	before := snapshot(ctx, t, c)
+	rec := record("", nodeTags[0])
 	d := deploy(ctx, t, c, kust, rel, desiredKubeVirt(nodeTags[0]))
 	r := &realKubeVirt{t: t, c: c, kube: d.kube, dyn: dyn, git: d.git}
 
 	// Install.
 	r.step(ctx, "install "+nodeTags[0], nodeTags[0], 8*time.Minute, d.created)
+	real.install = rec.Finish()
+	// One plan: virt-operator's first pass drops the desired file's empty
+	// workloadUpdateMethods from the CR, which is no drift to configure.
+	if h, _ := r.status()["history"].([]any); len(h) == 0 || fmt.Sprint(h[0]) != fmt.Sprint(h[len(h)-1]) ||
+		!strings.Contains(fmt.Sprint(h[0]), "action:Install") || !strings.Contains(fmt.Sprint(h[0]), "result:Succeeded") {
+		t.Errorf("the install's history, want one Install plan, Succeeded: %v", h)
+	}
 	created := snapshot(ctx, t, c)
 
 	// Guests.
 	vms := r.startGuests(ctx)
 
-	// A hop whose images do not exist: the new operator never rolls out;
-	// the agent says so within the hop's timeout and touches nothing
-	// else; KubeVirt and the guests run on.
-	stuckAt := time.Now()
-	r.commit(desiredKubeVirt(noImages)+"  hopTimeout: 60s\n", "a release without images")
-	sawProgress := false
-	s := r.waitStatus(ctx, 4*time.Minute, "the stuck rollout reported", func(s map[string]any) bool {
-		if s["reason"] == "HopInProgress" && strings.Contains(fmt.Sprint(s["message"]), "rollout: virt-operator "+noImages+",") {
-			sawProgress = true
-		}
-		return s["reason"] == "HopTimeout" || s["reason"] == "OperatorRolloutFailed"
-	}, "Failed")
-	if !sawProgress {
-		t.Errorf("while the rollout was stuck the status file never said how far it got")
-	}
-	t.Logf("a rollout without images: %s %s after the commit: %s", s["reason"], time.Since(stuckAt).Round(time.Second), s["message"])
-	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "virt-operator "+noImages) || !strings.Contains(msg, "replicas updated") {
-		t.Errorf("the stuck rollout's message %q does not say how far the operator got", msg)
-	}
-	if err := r.componentsAt(ctx, nodeTags[0], "virt-api", "virt-controller", "virt-handler"); err != nil {
-		t.Errorf("after the stuck rollout: %v", err)
-	}
-	r.guestsRun(ctx, vms)
-	// The hop. The broken release is withdrawn (kvgitops's path to a new minor
-	// goes through the current minor's latest patch, so it would be
-	// tried again), and the next one asked for: the agent upgrades from
-	// the stuck state, the new operator replacing the stuck one.
+	// Two releases whose operator never becomes ready, one after the
+	// other: the agent says so within the hop's timeout and touches
+	// nothing else; KubeVirt and the guests run on. Each is withdrawn
+	// before the next is asked for (kvgitops's path to a new minor goes
+	// through the current minor's latest patch, so it would be tried
+	// again); the agent moves on from the stuck state.
+	r.brokenRelease(ctx, noImages, 60*time.Second, vms, "ErrImagePull", "ImagePullBackOff")
 	rel.Withdraw(noImages)
 	time.Sleep(catalogRefresh + time.Second) // the agent's catalog is older than it reuses
+	r.brokenRelease(ctx, crashing, 30*time.Second, vms, "CrashLoopBackOff", "Error")
+	rel.Withdraw(crashing)
+	time.Sleep(catalogRefresh + time.Second)
+
+	// The hop from the stuck state: the new operator replaces the stuck one.
+	rec = record(nodeTags[0], nodeTags[1])
 	r.commit(desiredKubeVirt(nodeTags[1]), "upgrade")
 	r.step(ctx, "upgrade to "+nodeTags[1], nodeTags[1], 8*time.Minute, time.Now())
+	real.hop = rec.Finish()
 	r.guestsUntouched(ctx, vms)
 
 	// Removal: the guests go first (kvgitops refuses to remove KubeVirt
 	// under running VMIs), then KubeVirt.
 	r.stopGuests(ctx)
-	r.commit("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n", "remove")
+	rec = record(nodeTags[1], nodeTags[1])
+	r.commit(absent, "remove")
 	removed := time.Now()
 	r.waitStatus(ctx, 6*time.Minute, "KubeVirt absent", func(s map[string]any) bool {
 		return s["reason"] == "UpToDate" && strings.Contains(fmt.Sprint(s["message"]), "absent")
 	})
+	real.removal = rec.Finish()
 	t.Logf("KubeVirt removed %s after the commit", time.Since(removed).Round(time.Second))
 	after := snapshot(ctx, t, c)
 	var left []string
@@ -138,6 +155,68 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	if len(left) > 0 {
 		t.Errorf("left after removal, of what the install created: %v", left)
 	}
+	sim, err := simulated()
+	if err != nil {
+		t.Fatal(err)
+	}
+	compareWithSimulator(t, real, sim)
+}
+
+// brokenRelease asks for tag, whose operator pod fails for one of
+// reasons (the kubelet's waiting or terminated reason), with hopTimeout:
+// the agent stalls on the rollout within the timeout, saying how far it
+// got, and virt-api, virt-controller, virt-handler and the guests run on
+// at the installed release.
+func (r *realKubeVirt) brokenRelease(ctx context.Context, tag string, hopTimeout time.Duration, vms []guest, reasons ...string) {
+	r.t.Helper()
+	at := time.Now()
+	r.commit(desiredKubeVirt(tag)+"  hopTimeout: "+hopTimeout.String()+"\n", "release "+tag)
+	sawProgress := false
+	s := r.waitStatus(ctx, hopTimeout+3*time.Minute, "the stuck rollout of "+tag+" reported", func(s map[string]any) bool {
+		if s["reason"] == "HopInProgress" && strings.Contains(fmt.Sprint(s["message"]), "rollout: virt-operator "+tag+",") {
+			sawProgress = true
+		}
+		return s["reason"] == "HopTimeout" || s["reason"] == "OperatorRolloutFailed"
+	}, "Failed")
+	r.t.Logf("release %s: %s %s after the commit: %s", tag, s["reason"], time.Since(at).Round(time.Second), s["message"])
+	// Progress reaches Git every 30 s at most: a longer timeout shows it.
+	if !sawProgress && hopTimeout > 30*time.Second {
+		r.t.Errorf("while the rollout of %s was stuck the status file never said how far it got", tag)
+	}
+	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "virt-operator "+tag) || !strings.Contains(msg, "replicas updated") {
+		r.t.Errorf("the stuck rollout's message %q does not say how far the operator got", msg)
+	}
+	if why, err := r.operatorPodFailure(ctx, tag); err != nil || !slices.Contains(reasons, why) {
+		r.t.Errorf("release %s: its operator pod %q, %v; want one of %v", tag, why, err, reasons)
+	}
+	if err := r.componentsAt(ctx, nodeTags[0], "virt-api", "virt-controller", "virt-handler"); err != nil {
+		r.t.Errorf("after the stuck rollout of %s: %v", tag, err)
+	}
+	r.guestsRun(ctx, vms)
+}
+
+// operatorPodFailure is why a virt-operator pod on tag's image is not
+// running: its container's waiting reason, or, between two restarts, the
+// reason it last terminated.
+func (r *realKubeVirt) operatorPodFailure(ctx context.Context, tag string) (string, error) {
+	pods, err := r.kube.CoreV1().Pods("kubevirt").List(ctx, metav1.ListOptions{LabelSelector: "kubevirt.io=virt-operator"})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			if !strings.HasSuffix(cs.Image, ":"+tag) {
+				continue
+			}
+			if w := cs.State.Waiting; w != nil && w.Reason != "ContainerCreating" {
+				return w.Reason, nil
+			}
+			if t := cs.LastTerminationState.Terminated; t != nil {
+				return t.Reason, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no virt-operator pod of %s waiting or terminated", tag)
 }
 
 // desiredKubeVirt is the desired file for tag on this node: qemu TCG (no
@@ -161,6 +240,9 @@ spec:
       replicas: 1
 `, tag)
 }
+
+// absent is the desired file that removes KubeVirt.
+const absent = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"
 
 type realKubeVirt struct {
 	t    *testing.T

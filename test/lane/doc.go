@@ -15,5 +15,7 @@
 // Limits: no VMs, no real virt-api, virt-controller or virt-handler, no
 // real pod rollouts, garbage collection only approximated. It proves what
 // virt-operator itself does with what kvgitops applies: install strategies,
-// objects, status, conditions, finalizers, the deletion order.
+// objects, status, conditions, finalizers, the deletion order; and, the
+// same scenario run on the simulator, where the simulator differs from it
+// (simulator.KnownDifferences).
 package lane

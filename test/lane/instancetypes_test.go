@@ -1,12 +1,15 @@
 package lane
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/kvgitops/kvgitops/test/simulator"
 )
 
 var clusterInstancetypes = schema.GroupVersionResource{Group: "instancetype.kubevirt.io", Version: "v1beta1", Resource: "virtualmachineclusterinstancetypes"}
@@ -22,6 +25,10 @@ func enableInstancetypes(t *testing.T, w *world) {
 	}
 	w.eventually(2*time.Minute, "the operator deploys the common instancetypes", func() bool { return instancetypes(w) > 0 })
 	t.Logf("the real operator deployed %d common instancetypes", instancetypes(w))
+	// The operator reconciles the CR again; it settles before the next step.
+	w.eventually(2*time.Minute, "the CR available again", func() bool {
+		return strings.Contains(simulator.State(w.kv(), "", ""), "Available=True/AllComponentsReady")
+	})
 }
 
 // instancetypes counts the cluster-wide instancetypes; none when their

@@ -16,6 +16,7 @@ import (
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/root"
+	"github.com/kvgitops/kvgitops/test/simulator"
 	"github.com/kvgitops/kvgitops/test/stack"
 	"github.com/kvgitops/kvgitops/test/standin"
 	"github.com/kvgitops/kvgitops/test/testenv"
@@ -32,9 +33,11 @@ type world struct {
 	dyn    dynamic.Interface
 }
 
-// setup starts a world. KubeVirt's common instancetypes are off (about
-// 15 s more per step) until a test enables them.
-func setup(t *testing.T) *world {
+// setup starts a world with the real operator behind the stand-ins, or,
+// simulated, with the simulator in its place (the same releases, deploy/
+// objects and agent). KubeVirt's common instancetypes are off (about 15 s
+// more per step) until a test enables them.
+func setup(t *testing.T, simulated bool) *world {
 	t.Helper()
 	need(t)
 	ctx := t.Context()
@@ -58,26 +61,34 @@ func setup(t *testing.T) *world {
 			return []byte(strings.Replace(string(b), "  configuration:\n", "  configuration:\n    commonInstancetypesDeployment:\n      enabled: false\n", 1))
 		})
 	}
+	opts := stack.Options{NoSimulator: !simulated, Releases: rel, Binary: lane.binary,
+		AgentConfig: env.Impersonate("kvgitops", "kvgitops"), Simulator: simulator.Options{Catalog: lane.tags}}
+	var si *standin.Standin
 	dir := t.TempDir()
-	opKubeconfig := filepath.Join(dir, "operator.kubeconfig")
-	if err := writeKubeconfig(env.Impersonate("kubevirt", "kubevirt-operator"), opKubeconfig); err != nil {
-		t.Fatal(err)
+	if !simulated {
+		opKubeconfig := filepath.Join(dir, "operator.kubeconfig")
+		if err := writeKubeconfig(env.Impersonate("kubevirt", "kubevirt-operator"), opKubeconfig); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		si, err = standin.Start(standin.Options{Admin: env.Config, OperatorKubeconfig: opKubeconfig, Binaries: lane.ops,
+			OperatorIP: operatorIP, VirtAPIIP: virtAPIIP, Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(si.Stop)
 	}
-	si, err := standin.Start(standin.Options{Admin: env.Config, OperatorKubeconfig: opKubeconfig, Binaries: lane.ops,
-		OperatorIP: operatorIP, VirtAPIIP: virtAPIIP, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
+	if simulated { // after the stack has stopped the simulator
+		t.Cleanup(func() { _ = simulator.Wipe(context.Background(), env.Config) })
 	}
-	t.Cleanup(si.Stop)
-	st, err := stack.Start(ctx, env.Config, stack.Options{NoSimulator: true, Releases: rel, Binary: lane.binary,
-		AgentConfig: env.Impersonate("kvgitops", "kvgitops")})
+	st, err := stack.Start(ctx, env.Config, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
 	w := &world{t: t, st: st, si: si, rel: rel, dyn: dynamic.NewForConfigOrDie(env.Config)}
 	t.Cleanup(func() {
-		if t.Failed() {
+		if t.Failed() && si != nil {
 			logs, _ := filepath.Glob(filepath.Join(dir, "virt-operator-*.log"))
 			for _, f := range logs {
 				if b, err := os.ReadFile(f); err == nil {
@@ -132,5 +143,3 @@ func writeKubeconfig(c *rest.Config, path string) error {
 	cfg.CurrentContext = "lane"
 	return clientcmd.WriteToFile(*cfg, path)
 }
-
-func dynamicFor(env *testenv.Env) dynamic.Interface { return dynamic.NewForConfigOrDie(env.Config) }

@@ -3,7 +3,9 @@
 // Command app is the one binary of the test images: "pause" (the sandbox)
 // waits for SIGTERM; "serve" answers /ready on :8080 with its tag once it
 // reaches the apiserver through the kubernetes Service with its projected
-// token (kube-proxy, the Service and the token all work).
+// token (kube-proxy, the Service and the token all work). Installed as
+// virt-operator (the crash-looping release's image), it exits at once
+// with status 1, whatever its arguments.
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 )
@@ -23,6 +26,10 @@ var tag = "dev"
 const sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
 
 func main() {
+	if filepath.Base(os.Args[0]) == "virt-operator" {
+		fmt.Fprintln(os.Stderr, "virt-operator: this image exits at start (a crash-looping release)")
+		os.Exit(1)
+	}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	if len(os.Args) > 1 && os.Args[1] == "serve" {

@@ -1,0 +1,124 @@
+package simulator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/kvgitops/kvgitops/redact"
+)
+
+// Recorder keeps the distinct states of the KubeVirt CR, in order, as a
+// reviewer comparing two operators would read them: phase, conditions
+// with reasons, target and observed versions (as FROM and TO), whether the
+// deployment ids match, whether the operator observed the CR's generation,
+// and finalizers.
+type Recorder struct {
+	mu     sync.Mutex
+	states []string
+	stop   context.CancelFunc
+	done   chan struct{}
+}
+
+// Record starts recording the CR kubevirt/kubevirt's states, from and to
+// written as FROM and TO, until Finish. It watches the CR, so every
+// written state is seen, however briefly it lasted.
+func Record(dyn dynamic.Interface, from, to string) *Recorder {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Recorder{stop: cancel, done: make(chan struct{})}
+	res := dyn.Resource(kubevirtGVR).Namespace("kubevirt")
+	add := func(kv *unstructured.Unstructured) {
+		s := State(kv, from, to)
+		r.mu.Lock()
+		if n := len(r.states); n == 0 || r.states[n-1] != s {
+			r.states = append(r.states, s)
+		}
+		r.mu.Unlock()
+	}
+	go func() {
+		defer close(r.done)
+		rv := ""
+		for ctx.Err() == nil {
+			if rv == "" { // the state now, then every change from it
+				list, err := res.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubevirt"})
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				for i := range list.Items {
+					add(&list.Items[i])
+				}
+				rv = list.GetResourceVersion()
+			}
+			w, err := res.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubevirt", ResourceVersion: rv})
+			if err != nil {
+				rv = ""
+				continue
+			}
+			for ev := range w.ResultChan() {
+				kv, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok { // an error event: the version is too old
+					rv = ""
+					break
+				}
+				rv = kv.GetResourceVersion()
+				if ev.Type != watch.Deleted {
+					add(kv)
+				}
+			}
+			w.Stop()
+		}
+	}()
+	return r
+}
+
+// Finish stops the recording and returns the states, in order.
+func (r *Recorder) Finish() []string {
+	r.stop()
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.states)
+}
+
+// State is one state of the CR kv as Record writes it.
+func State(kv *unstructured.Unstructured, from, to string) string {
+	str := func(path ...string) string { v, _, _ := unstructured.NestedString(kv.Object, path...); return v }
+	ver := func(v string) string {
+		switch v {
+		case "":
+			return "-"
+		case from:
+			return "FROM"
+		case to:
+			return "TO"
+		}
+		return v
+	}
+	conds, _, _ := unstructured.NestedSlice(kv.Object, "status", "conditions")
+	var cs []string
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		cs = append(cs, fmt.Sprintf("%v=%v/%v", m["type"], m["status"], m["reason"]))
+	}
+	sort.Strings(cs)
+	ids := "ids-differ"
+	if t := str("status", "targetDeploymentID"); t != "" && t == str("status", "observedDeploymentID") {
+		ids = "ids-match"
+	}
+	gen := "generation-observed"
+	if og, ok, _ := unstructured.NestedInt64(kv.Object, "status", "observedGeneration"); !ok || og != kv.GetGeneration() {
+		gen = "generation-new"
+	}
+	return fmt.Sprintf("phase=%s target=%s observed=%s %s %s finalizers=%v [%s]", redact.OrDash(str("status", "phase")),
+		ver(str("status", "targetKubeVirtVersion")), ver(str("status", "observedKubeVirtVersion")), ids, gen, kv.GetFinalizers(), strings.Join(cs, " "))
+}
