@@ -320,7 +320,13 @@ func TestWebhookTriggersOnlyWithAValidSignature(t *testing.T) {
 	}{
 		{"github", "X-Hub-Signature-256", sign("s3cret", `{"ref":"refs/heads/main"}`), 202},
 		{"generic", "X-Signature", sign("s3cret", `{"ref":"refs/heads/main"}`), 202},
+		{"gitea", "X-Gitea-Signature", strings.TrimPrefix(sign("s3cret", `{"ref":"refs/heads/main"}`), "sha256="), 202},
+		{"forgejo", "X-Forgejo-Signature", strings.TrimPrefix(sign("s3cret", `{"ref":"refs/heads/main"}`), "sha256="), 202},
+		{"gitlab", "X-Gitlab-Token", "s3cret", 202},
 		{"wrong secret", "X-Hub-Signature-256", sign("other", `{"ref":"refs/heads/main"}`), 401},
+		{"gitea, wrong secret", "X-Gitea-Signature", strings.TrimPrefix(sign("other", `{"ref":"refs/heads/main"}`), "sha256="), 401},
+		{"gitea, with GitHub's prefix", "X-Gitea-Signature", sign("s3cret", `{"ref":"refs/heads/main"}`), 401},
+		{"gitlab, wrong token", "X-Gitlab-Token", "s3cre", 401},
 		{"no signature", "", "", 401},
 		{"malformed", "X-Signature", "sha256=zz", 401},
 	} {

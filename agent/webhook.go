@@ -15,7 +15,7 @@ const maxWebhookBody = 1 << 20
 
 // deliveryHeaders name a delivery the way Git hosts do: a repeated id (a
 // retry, or a captured request replayed) triggers nothing more.
-var deliveryHeaders = []string{"X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Gitea-Delivery", "X-Request-Id"}
+var deliveryHeaders = []string{"X-GitHub-Delivery", "X-Gitlab-Event-UUID", "X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Request-Id"}
 
 // deliveries remembers the last delivery ids seen, oldest first.
 type deliveries struct {
@@ -45,9 +45,9 @@ func (d *deliveries) first(id string) bool {
 	return true
 }
 
-// WebhookHandler triggers a poll when a request carries a valid HMAC-SHA256
-// of its body under secret: GitHub's X-Hub-Signature-256 or the generic
-// X-Signature, both "sha256=<hex>". It only triggers a poll: the payload is
+// WebhookHandler triggers a poll when a request is authentic under secret
+// as GitHub, Gitea, Forgejo or GitLab send it, or carries the generic
+// X-Signature (authentic). It only triggers a poll: the payload is
 // never trusted for anything else. A delivery id seen before (GitHub's
 // X-GitHub-Delivery and its peers) is acknowledged and ignored.
 func (a *Agent) WebhookHandler(secret []byte) http.Handler {
@@ -66,11 +66,7 @@ func (a *Agent) WebhookHandler(secret []byte) http.Handler {
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		sig := r.Header.Get("X-Hub-Signature-256")
-		if sig == "" {
-			sig = r.Header.Get("X-Signature")
-		}
-		if !validSignature(secret, body, sig) {
+		if !authentic(secret, body, r.Header) {
 			http.Error(w, "invalid signature", http.StatusUnauthorized)
 			return
 		}
@@ -86,6 +82,28 @@ func (a *Agent) WebhookHandler(secret []byte) http.Handler {
 		a.Trigger()
 		w.WriteHeader(http.StatusAccepted)
 	})
+}
+
+// authentic checks a request the way its Git host signs it (the first of
+// these headers present decides; docs/operations.md, "Webhook"):
+//   - GitHub: X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>
+//     (Gitea and Forgejo send it too);
+//   - Gitea: X-Gitea-Signature, Forgejo: X-Forgejo-Signature: <hex HMAC>;
+//   - GitLab: X-Gitlab-Token: the secret itself (GitLab signs nothing);
+//   - anything else: X-Signature: sha256=<hex HMAC>.
+func authentic(secret, body []byte, h http.Header) bool {
+	switch {
+	case h.Get("X-Hub-Signature-256") != "":
+		return validSignature(secret, body, h.Get("X-Hub-Signature-256"))
+	case h.Get("X-Gitea-Signature") != "":
+		return validSignature(secret, body, "sha256="+h.Get("X-Gitea-Signature"))
+	case h.Get("X-Forgejo-Signature") != "":
+		return validSignature(secret, body, "sha256="+h.Get("X-Forgejo-Signature"))
+	case h.Get("X-Gitlab-Token") != "":
+		return hmac.Equal([]byte(h.Get("X-Gitlab-Token")), secret)
+	default:
+		return validSignature(secret, body, h.Get("X-Signature"))
+	}
 }
 
 func validSignature(secret, body []byte, header string) bool {
