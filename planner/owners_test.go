@@ -24,7 +24,7 @@ var ownedBy = []struct {
 		Annotations: map[string]string{"meta.helm.sh/release-name": "harvester", "meta.helm.sh/release-namespace": "harvester-system"}}},
 	{"OLM", `label olm.owner.kind="ClusterServiceVersion"`, planner.ManagedObject{
 		Kind: "Deployment", Namespace: "kubevirt", Name: "virt-operator",
-		Labels: map[string]string{"olm.owner": "kubevirt-operator.v1.8.4", "olm.owner.kind": "ClusterServiceVersion", "olm.owner.namespace": "kubevirt"},
+		Labels:     map[string]string{"olm.owner": "kubevirt-operator.v1.8.4", "olm.owner.kind": "ClusterServiceVersion", "olm.owner.namespace": "kubevirt"},
 		OwnerKinds: []string{"ClusterServiceVersion"}}},
 	{"OLM", "an ownerReference to a ClusterServiceVersion", planner.ManagedObject{
 		Kind: "Deployment", Namespace: "kubevirt", Name: "virt-operator", OwnerKinds: []string{"ClusterServiceVersion"}}},
@@ -75,7 +75,7 @@ func TestKubeVirtOfItsOwnIsNotManagedElsewhere(t *testing.T) {
 	objs := []planner.ManagedObject{
 		{Kind: "KubeVirt", Namespace: "kubevirt", Name: "kubevirt"},
 		{Kind: "Deployment", Namespace: "kubevirt", Name: "virt-operator",
-			Labels: map[string]string{"kubevirt.io": "virt-operator", "app.kubernetes.io/managed-by": "kubevirt-operator", "app.kubernetes.io/component": "kubevirt"},
+			Labels:      map[string]string{"kubevirt.io": "virt-operator", "app.kubernetes.io/managed-by": "kubevirt-operator", "app.kubernetes.io/component": "kubevirt"},
 			Annotations: map[string]string{"deployment.kubernetes.io/revision": "2"}},
 	}
 	if f, ok := planner.Owner(objs); ok {
