@@ -24,6 +24,9 @@ func NewHealth(a *Agent) *Health {
 // SetLeading records whether this replica leads.
 func (h *Health) SetLeading(v bool) { h.leading.Store(v) }
 
+// Leading reports whether this replica leads.
+func (h *Health) Leading() bool { return h.leading.Load() }
+
 // Handler serves /healthz and /readyz.
 func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()

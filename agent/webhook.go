@@ -10,8 +10,8 @@ import (
 	"sync"
 )
 
-// maxWebhookBody caps a webhook request.
-const maxWebhookBody = 1 << 20
+// MaxWebhookBody caps a webhook request.
+const MaxWebhookBody = 1 << 20
 
 // deliveryHeaders name a delivery the way Git hosts do: a repeated id (a
 // retry, or a captured request replayed) triggers nothing more.
@@ -61,8 +61,8 @@ func (a *Agent) WebhookHandler(secret []byte) http.Handler {
 			http.Error(w, "webhook not configured", http.StatusNotFound)
 			return
 		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, maxWebhookBody+1))
-		if err != nil || len(body) > maxWebhookBody {
+		body, err := io.ReadAll(io.LimitReader(r.Body, MaxWebhookBody+1))
+		if err != nil || len(body) > MaxWebhookBody {
 			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
 			return
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -81,7 +82,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	srv := &servers{ctx: ctx, log: log}
 	defer func() { cancel(); srv.wg.Wait() }() // stop the servers, then wait for them
-	if err := srv.start(c, metrics, health, a); err != nil {
+	if err := srv.start(c, metrics, health, a, el, identity); err != nil {
 		return err
 	}
 	go trimMemory(ctx, time.Minute)
@@ -100,7 +101,7 @@ type servers struct {
 	wg  sync.WaitGroup
 }
 
-func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Health, a *agent.Agent) error {
+func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Health, a *agent.Agent, el *election, identity string) error {
 	if err := s.serve("metrics", c.metricsAddr, metrics.Handler()); err != nil {
 		return err
 	}
@@ -123,8 +124,17 @@ func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Healt
 	if len(key) == 0 {
 		return fmt.Errorf("webhook secret %s is empty: an HMAC needs a key (delete the Secret to turn the webhook off)", c.webhookSecretFile)
 	}
+	var hook http.Handler = a.WebhookHandler(key)
+	if el != nil {
+		_, port, err := net.SplitHostPort(c.webhookAddr)
+		if err != nil {
+			return fmt.Errorf("--webhook-addr %q: %w", c.webhookAddr, err)
+		}
+		hook = &hookForwarder{local: hook, leading: health.Leading, leader: el.leaderHook(port),
+			client: &http.Client{Timeout: 5 * time.Second}, id: identity, log: s.log}
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/hook", a.WebhookHandler(key))
+	mux.Handle("/hook", hook)
 	return s.serve("webhook", c.webhookAddr, mux)
 }
 
@@ -158,9 +168,16 @@ const memoryName = "kvgitops-memory"
 // replicaIdentity names this process: in the Lease, the journal and the
 // user agent of every request (so the apiserver's audit log tells
 // replicas apart).
+// replicaIdentity names this replica in the Lease: its host name, a
+// start time, and, where deploy/ gives it (POD_IP), "@" and the pod IP, at
+// which standbys forward webhooks to the leader.
 func replicaIdentity() string {
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
+	id := fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
+	if ip, err := netip.ParseAddr(os.Getenv("POD_IP")); err == nil {
+		id += "@" + ip.String()
+	}
+	return id
 }
 
 // agentNamespace is where the agent keeps its Lease and journal.

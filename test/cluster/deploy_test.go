@@ -91,8 +91,8 @@ type deployed struct {
 // kustomization's order with its image pin, the config pointing at a git
 // server and rel inside the cluster's network (both stopped with the
 // test), desired committed to clusters/real/kubevirt.yaml, the Git Secret
-// created.
-func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFile, rel *releases.Server, desired string) deployed {
+// created (and the webhook's, with webhookSecret).
+func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFile, rel *releases.Server, desired string, webhookSecret ...string) deployed {
 	t.Helper()
 	t.Cleanup(rel.Close)
 	git, err := gitserver.New(gitserver.Options{})
@@ -139,6 +139,12 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-git", Namespace: "kvgitops"}, Data: map[string][]byte{"ca.crt": ca}}
 	if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	for _, key := range webhookSecret {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-webhook", Namespace: "kvgitops"}, Data: map[string][]byte{"secret": []byte(key)}}
+		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return deployed{git: git, kube: kube, created: time.Now()}
 }
@@ -228,4 +234,38 @@ func podReport(ctx context.Context, kube kubernetes.Interface) string {
 		fmt.Fprintf(&b, "%s%v\n", logs, err)
 	}
 	return b.String()
+}
+
+// webhookReachesTheLeader posts a GitLab push hook to the standby's pod
+// (through the apiserver's pod proxy, as a Service might route it): the
+// standby passes it on, and the leader accepts it.
+func webhookReachesTheLeader(ctx context.Context, t *testing.T, c *Cluster, kube kubernetes.Interface, secret string) {
+	t.Helper()
+	leaderPod, _, _ := strings.Cut(holder(ctx, t, kube), "_")
+	pods, err := kube.CoreV1().Pods("kvgitops").List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=kvgitops"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	standby := ""
+	for _, p := range pods.Items {
+		if p.Name != leaderPod && p.DeletionTimestamp == nil {
+			standby = p.Name
+		}
+	}
+	if standby == "" {
+		t.Fatalf("no standby beside the leader %s\n%s", leaderPod, podReport(ctx, kube))
+	}
+	res := kube.CoreV1().RESTClient().Post().Namespace("kvgitops").Resource("pods").Name(standby + ":9292").SubResource("proxy").Suffix("hook").
+		SetHeader("X-Gitlab-Token", secret).SetHeader("X-Gitlab-Event-UUID", "e2e-"+standby).Body([]byte(`{"object_kind":"push"}`)).Do(ctx)
+	var code int
+	res.StatusCode(&code)
+	if code != 202 {
+		t.Fatalf("the standby %s answered %d (%v) to an authentic hook", standby, code, res.Error())
+	}
+	if err := c.until(ctx, 30*time.Second, "the standby forwarding to the leader", func() bool {
+		logs, _ := kube.CoreV1().Pods("kvgitops").GetLogs(standby, &corev1.PodLogOptions{}).DoRaw(ctx)
+		return strings.Contains(string(logs), `"msg":"Webhook forwarded"`) && strings.Contains(string(logs), `"status":202`)
+	}); err != nil {
+		t.Errorf("%v\n%s", err, podReport(ctx, kube))
+	}
 }

@@ -96,7 +96,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	}
 	before := snapshot(ctx, t, c)
 	rec := record("", nodeTags[0])
-	d := deploy(ctx, t, c, kust, rel, desiredKubeVirt(nodeTags[0]))
+	d := deploy(ctx, t, c, kust, rel, desiredKubeVirt(nodeTags[0]), webhookKey)
 	r := &realKubeVirt{t: t, c: c, kube: d.kube, dyn: dyn, git: d.git}
 
 	// Install.
@@ -109,6 +109,9 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 		t.Errorf("the install's history, want one Install plan, Succeeded: %v", h)
 	}
 	created := snapshot(ctx, t, c)
+
+	// A push hook that reaches the standby goes on to the leader.
+	webhookReachesTheLeader(ctx, t, c, d.kube, webhookKey)
 
 	// Guests.
 	vms := r.startGuests(ctx)
@@ -240,6 +243,9 @@ spec:
       replicas: 1
 `, tag)
 }
+
+// webhookKey is the webhook Secret of the deployed agent.
+const webhookKey = "a-webhook-key-for-the-test"
 
 // absent is the desired file that removes KubeVirt.
 const absent = "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n"
