@@ -255,7 +255,7 @@ func webhookReachesTheLeader(ctx context.Context, t *testing.T, c *Cluster, kube
 	if standby == "" {
 		t.Fatalf("no standby beside the leader %s\n%s", leaderPod, podReport(ctx, kube))
 	}
-	res := kube.CoreV1().RESTClient().Post().Namespace("kvgitops").Resource("pods").Name(standby + ":9292").SubResource("proxy").Suffix("hook").
+	res := kube.CoreV1().RESTClient().Post().Namespace("kvgitops").Resource("pods").Name(standby+":9292").SubResource("proxy").Suffix("hook").
 		SetHeader("X-Gitlab-Token", secret).SetHeader("X-Gitlab-Event-UUID", "e2e-"+standby).Body([]byte(`{"object_kind":"push"}`)).Do(ctx)
 	var code int
 	res.StatusCode(&code)
