@@ -35,9 +35,6 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if tok, _ := c.rel.token(); tok == "" {
-		log.Info("Release token off", "reason", "no token file", "file", c.rel.tokenFile)
-	}
 	restCfg, err := restConfig(c.kubeconfig)
 	if err != nil {
 		return fmt.Errorf("kubernetes client: %w", err)
@@ -78,6 +75,9 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	a := agent.New(acfg, repo, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
 	log.Info("Agent starting", "version", version, "commit", commit, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
+	if tok, _ := c.rel.token(); tok == "" {
+		log.Info("Release token off", "reason", "no token file", "file", c.rel.tokenFile)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	srv := &servers{ctx: ctx, log: log}
