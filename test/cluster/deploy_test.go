@@ -186,9 +186,13 @@ func kustomization(t *testing.T) kustomizationFile {
 // kustomize renders deploy/ as a user's overlay does, with kustomize
 // itself (its Go API): deploy/ as the base, the config's values patched
 // into its ConfigMap.
-func kustomize(kust kustomizationFile, config map[string]string) ([]byte, error) {
+func kustomize(kust kustomizationFile, config map[string]string, components ...string) ([]byte, error) {
 	fs := filesys.MakeFsInMemory()
-	for _, f := range append([]string{"kustomization.yaml"}, kust.Resources...) {
+	files := append([]string{"kustomization.yaml"}, kust.Resources...)
+	for _, c := range components {
+		files = append(files, "components/"+c+"/kustomization.yaml")
+	}
+	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join("../../deploy", f))
 		if err != nil {
 			return nil, err
@@ -202,8 +206,12 @@ func kustomize(kust kustomizationFile, config map[string]string) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
+	var comps []string
+	for _, c := range components {
+		comps = append(comps, "../deploy/components/"+c)
+	}
 	overlay, err := yaml.Marshal(map[string]any{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-		"resources": []string{"../deploy"}, "patches": []any{map[string]any{"path": "config.yaml"}}})
+		"resources": []string{"../deploy"}, "components": comps, "patches": []any{map[string]any{"path": "config.yaml"}}})
 	if err != nil {
 		return nil, err
 	}

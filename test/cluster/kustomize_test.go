@@ -3,8 +3,11 @@
 package cluster
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -34,5 +37,65 @@ func TestDeployRendersWithKustomize(t *testing.T) {
 	}
 	if !strings.Contains(string(data), "image: "+kust.image()) || !strings.Contains(string(data), "KVGITOPS_CLUSTER_NAME: rendered") {
 		t.Errorf("the image pin or the config patch is missing:\n%s", data)
+	}
+}
+
+// TestDeployComponentsOpenTheNetworkPolicy: each optional component of
+// deploy/ renders with the base and changes the NetworkPolicy as its
+// comment says.
+func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
+	egress := func(t *testing.T, components ...string) []any {
+		t.Helper()
+		data, err := kustomize(kustomization(t), nil, components...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := testenv.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range objs {
+			if o.GetKind() == "NetworkPolicy" {
+				rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "egress")
+				return rules
+			}
+		}
+		t.Fatal("no NetworkPolicy rendered")
+		return nil
+	}
+	base := egress(t)
+	// allows: a rule lets port out to cidr ("": to anywhere).
+	allows := func(rules []any, port int64, cidr string) bool {
+		for _, r := range rules {
+			m, _ := r.(map[string]any)
+			ports, _, _ := unstructured.NestedSlice(m, "ports")
+			to, hasTo := m["to"].([]any)
+			for _, p := range ports {
+				if pm, _ := p.(map[string]any); fmt.Sprint(pm["port"]) != fmt.Sprint(port) {
+					continue
+				}
+				if cidr == "" { // to anywhere: no "to" at all
+					if !hasTo {
+						return true
+					}
+					continue
+				}
+				for _, peer := range to {
+					if c, _, _ := unstructured.NestedString(peer.(map[string]any), "ipBlock", "cidr"); c == cidr {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	if allows(base, 22, "10.0.0.0/8") || allows(base, 53, "") {
+		t.Errorf("the base already allows SSH to private addresses or DNS anywhere: %v", base)
+	}
+	if rules := egress(t, "git-ssh-private"); !allows(rules, 22, "10.0.0.0/8") || !allows(rules, 22, "192.168.0.0/16") || len(rules) != len(base)+1 {
+		t.Errorf("git-ssh-private: %v", rules)
+	}
+	if rules := egress(t, "dns-anywhere"); !allows(rules, 53, "") || len(rules) != len(base) {
+		t.Errorf("dns-anywhere: %v", rules)
 	}
 }
