@@ -313,7 +313,7 @@ func TestTeardown(t *testing.T) {
 
 func TestWebhookTriggersOnlyWithAValidSignature(t *testing.T) {
 	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
-	h := w.agent.WebhookHandler([]byte("s3cret"))
+	h := w.agent.WebhookHandler(func() []byte { return []byte("s3cret") })
 	for _, tt := range []struct {
 		name, header, sig string
 		code              int
@@ -401,5 +401,25 @@ func TestAStepsProgressReachesTheStatusFile(t *testing.T) {
 		"step 1/1 Upgrade v1.6.6 -> v1.7.4 (Operator): waiting for observedKubeVirtVersion v1.7.4: Deploying, virt-handler 1/1 updated"}
 	if !slices.Equal(messages, want) {
 		t.Errorf("the status file said, while the step ran:\n%s\nwant\n%s", strings.Join(messages, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestTheWebhookKeyIsReadForEachDelivery: no key, no webhook (404); a key
+// that appears, or changes, while the agent runs is used at once.
+func TestTheWebhookKeyIsReadForEachDelivery(t *testing.T) {
+	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
+	var key []byte
+	h := w.agent.WebhookHandler(func() []byte { return key })
+	body := `{"ref":"refs/heads/main"}`
+	if code := post(h, body, "X-Hub-Signature-256", sign("s3cret", body)); code != 404 {
+		t.Errorf("without a key: %d, want 404", code)
+	}
+	key = []byte("s3cret")
+	if code := post(h, body, "X-Hub-Signature-256", sign("s3cret", body)); code != 202 {
+		t.Errorf("with the key created: %d, want 202", code)
+	}
+	key = []byte("rotated")
+	if code := post(h, body, "X-Hub-Signature-256", sign("s3cret", body)); code != 401 {
+		t.Errorf("the old key after a rotation: %d, want 401", code)
 	}
 }

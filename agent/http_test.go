@@ -36,7 +36,7 @@ func post(h http.Handler, body, header, sig string) int {
 // validly signed, triggers once.
 func TestWebhookDeliveriesAreDeduplicated(t *testing.T) {
 	w := newWorld(t, "  version: v1.8.4\n", "v1.8.4")
-	h := w.agent.WebhookHandler([]byte("s3cret"))
+	h := w.agent.WebhookHandler(func() []byte { return []byte("s3cret") })
 	body := `{"ref":"refs/heads/main"}`
 	send := func(id string) int {
 		r := httptest.NewRequest(http.MethodPost, "/hook", strings.NewReader(body))

@@ -45,18 +45,20 @@ func (d *deliveries) first(id string) bool {
 	return true
 }
 
-// WebhookHandler triggers a poll when a request is authentic under secret
-// as GitHub, Gitea, Forgejo or GitLab send it, or carries the generic
-// X-Signature (authentic). It only triggers a poll: the payload is
+// WebhookHandler triggers a poll when a request is authentic under the
+// secret key returns (read for each request: a Secret created or rotated
+// later is used at once; none: 404) as GitHub, Gitea, Forgejo or GitLab
+// send it, or carries the generic X-Signature (authentic). It only triggers a poll: the payload is
 // never trusted for anything else. A delivery id seen before (GitHub's
 // X-GitHub-Delivery and its peers) is acknowledged and ignored.
-func (a *Agent) WebhookHandler(secret []byte) http.Handler {
+func (a *Agent) WebhookHandler(key func() []byte) http.Handler {
 	var seen deliveries
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
 			return
 		}
+		secret := key()
 		if len(secret) == 0 {
 			http.Error(w, "webhook not configured", http.StatusNotFound)
 			return

@@ -111,18 +111,20 @@ func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Healt
 	if c.webhookSecretFile == "" {
 		return nil
 	}
+	// The key is read for each delivery: deploy/ mounts the Secret as
+	// optional, so it may appear, or rotate, while the agent runs.
 	secret, err := os.ReadFile(c.webhookSecretFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		// deploy/ mounts the Secret as optional: without it, no webhook.
-		s.log.Info("Webhook off", "reason", "no secret file", "file", c.webhookSecretFile)
-		return nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		s.log.Info("Webhook off", "reason", "no secret file (yet)", "file", c.webhookSecretFile)
+	case err != nil:
 		return fmt.Errorf("webhook secret: %w", err)
-	}
-	key := []byte(strings.TrimSpace(string(secret)))
-	if len(key) == 0 {
+	case len(strings.TrimSpace(string(secret))) == 0:
 		return fmt.Errorf("webhook secret %s is empty: an HMAC needs a key (delete the Secret to turn the webhook off)", c.webhookSecretFile)
+	}
+	key := func() []byte {
+		b, _ := os.ReadFile(c.webhookSecretFile)
+		return []byte(strings.TrimSpace(string(b)))
 	}
 	var hook http.Handler = a.WebhookHandler(key)
 	if el != nil {

@@ -136,15 +136,18 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 	kube := kubernetes.NewForConfigOrDie(c.Config)
 	// The Git Secret only, as the README's install steps have it: the
 	// webhook's is optional (without it the agent has no webhook).
-	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-git", Namespace: "kvgitops"}, Data: map[string][]byte{"ca.crt": ca}}
-	if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	// The webhook's first (the pods wait for the Git Secret; an optional
+	// Secret that appears later reaches a running pod only at the kubelet's
+	// next sync).
 	for _, key := range webhookSecret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-webhook", Namespace: "kvgitops"}, Data: map[string][]byte{"secret": []byte(key)}}
 		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-git", Namespace: "kvgitops"}, Data: map[string][]byte{"ca.crt": ca}}
+	if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	return deployed{git: git, kube: kube, created: time.Now()}
 }
