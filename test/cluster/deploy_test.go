@@ -134,11 +134,11 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 		t.Fatal(err)
 	}
 	kube := kubernetes.NewForConfigOrDie(c.Config)
-	// The Git Secret only, as the README's install steps have it: the
-	// webhook's is optional (without it the agent has no webhook).
-	// The webhook's first (the pods wait for the Git Secret; an optional
+	// The Git Secret, as the README's install steps have it, and the
+	// webhook's when asked for (optional: without it the agent has no
+	// webhook) first: the pods wait for the Git Secret, and an optional
 	// Secret that appears later reaches a running pod only at the kubelet's
-	// next sync).
+	// next sync.
 	for _, key := range webhookSecret {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "kvgitops-webhook", Namespace: "kvgitops"}, Data: map[string][]byte{"secret": []byte(key)}}
 		if _, err := kube.CoreV1().Secrets("kvgitops").Create(ctx, s, metav1.CreateOptions{}); err != nil {
