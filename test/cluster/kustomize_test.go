@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -98,4 +100,52 @@ func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
 	if rules := egress(t, "dns-anywhere"); !allows(rules, 53, "") || len(rules) != len(base) {
 		t.Errorf("dns-anywhere: %v", rules)
 	}
+}
+
+// TestDeployComponentsMountTheVerifyKeys: the verify-pgp and verify-ssh
+// components, together, add their flag, their Secret (not optional) and
+// its mount, each with its own names.
+func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
+	data, err := kustomize(kustomization(t), nil, "verify-pgp", "verify-ssh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := testenv.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
+			t.Fatal(err)
+		}
+		spec := d.Spec.Template.Spec
+		args := strings.Join(spec.Containers[0].Args, " ")
+		for _, want := range []struct{ flag, volume, secret, path string }{
+			{"--verify-pgp-keys=/etc/kvgitops/verify-pgp/keys.asc", "verify-pgp", "kvgitops-verify-pgp", "/etc/kvgitops/verify-pgp"},
+			{"--verify-ssh-keys=/etc/kvgitops/verify-ssh/authorized_keys", "verify-ssh", "kvgitops-verify-ssh", "/etc/kvgitops/verify-ssh"},
+		} {
+			if !strings.Contains(args, want.flag) {
+				t.Errorf("args %q lack %s", args, want.flag)
+			}
+			mounted := false
+			for _, m := range spec.Containers[0].VolumeMounts {
+				mounted = mounted || (m.Name == want.volume && m.MountPath == want.path && m.ReadOnly)
+			}
+			found := false
+			for _, v := range spec.Volumes {
+				if v.Name == want.volume && v.Secret != nil {
+					found = v.Secret.SecretName == want.secret && (v.Secret.Optional == nil || !*v.Secret.Optional)
+				}
+			}
+			if !mounted || !found {
+				t.Errorf("%s: mounted %v, Secret %s required %v", want.volume, mounted, want.secret, found)
+			}
+		}
+		return
+	}
+	t.Fatal("no Deployment rendered")
 }
