@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -47,7 +48,14 @@ func snapshot(ctx context.Context, t *testing.T, c *Cluster) map[string]bool {
 				continue
 			}
 			for _, o := range items.Items {
-				out[name+" "+o.GetNamespace()+"/"+o.GetName()] = true
+				key := name + " " + o.GetNamespace() + "/" + o.GetName()
+				// A Service's ClusterIP allocation is named by its address:
+				// keyed by its Service, it is that Service's.
+				if ns, ok, _ := unstructured.NestedString(o.Object, "spec", "parentRef", "namespace"); ok && name == "ipaddresses.networking.k8s.io" {
+					svc, _, _ := unstructured.NestedString(o.Object, "spec", "parentRef", "name")
+					key = name + " " + ns + "/" + svc + "@" + o.GetName()
+				}
+				out[key] = true
 			}
 		}
 	}
