@@ -30,6 +30,7 @@ func TestMetricsAfterAnUpgrade(t *testing.T) {
 		`kvgitops_suspended 0`,
 		`kvgitops_vmi_disruptions_total 0`,
 		`kvgitops_phase{phase="Succeeded"} 1`,
+		`kvgitops_reason{phase="Succeeded",reason="UpToDate"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)

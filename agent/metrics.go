@@ -26,6 +26,7 @@ type Metrics struct {
 	suspended      prometheus.Gauge
 	disrupted      prometheus.Counter
 	phaseInfo      *prometheus.GaugeVec
+	reasonInfo     *prometheus.GaugeVec
 	pushFailures   prometheus.Counter
 	outdatedVMIs   prometheus.Gauge
 	checks         *prometheus.GaugeVec
@@ -47,13 +48,14 @@ func NewMetrics() *Metrics {
 	m.suspended = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_suspended", Help: "1 while spec.suspend is true."})
 	m.disrupted = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_vmi_disruptions_total", Help: "VMIs disrupted during hops."})
 	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_phase", Help: "The status phase (1 for the current one)."}, []string{"phase"})
+	m.reasonInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_reason", Help: "The status file's reason, with its phase (1 for the current one)."}, []string{"phase", "reason"})
 	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: "kvgitops_status_push_failures_total", Help: "Status commits that could not be pushed."})
 	m.outdatedVMIs = prometheus.NewGauge(prometheus.GaugeOpts{Name: "kvgitops_outdated_vmis", Help: "VMIs running a virt-launcher older than the installed KubeVirt."})
 	m.forecastVMIs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_workload_forecast_vmis", Help: "What the plan's next hop does to the running VMIs, by fate (LiveMigrate, Restart, ShutDown, StaysOutdated)."}, []string{"fate"})
 	m.kubeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kvgitops_kube_requests_total", Help: "Requests to the Kubernetes API server, by HTTP method."}, []string{"method"})
 	m.checks = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvgitops_preflight_checks", Help: "Preflight checks of the current plan that warn or refuse, by check."}, []string{"check", "result"})
 	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
-		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.pushFailures, m.outdatedVMIs, m.checks, m.forecastVMIs, m.kubeRequests,
+		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.reasonInfo, m.pushFailures, m.outdatedVMIs, m.checks, m.forecastVMIs, m.kubeRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -148,9 +150,11 @@ func (m *Metrics) setSuspended(s bool) {
 
 func (m *Metrics) disruptions(n int) { m.disrupted.Add(float64(n)) }
 
-func (m *Metrics) phase(p Phase) {
+func (m *Metrics) phase(p Phase, reason string) {
 	m.phaseInfo.Reset()
 	m.phaseInfo.WithLabelValues(string(p)).Set(1)
+	m.reasonInfo.Reset()
+	m.reasonInfo.WithLabelValues(string(p), reason).Set(1)
 }
 
 func (m *Metrics) statusPushFailed() { m.pushFailures.Inc() }

@@ -106,7 +106,7 @@ func (a *Agent) publish(ctx context.Context, p *pass) error {
 	a.mu.Lock()
 	a.snapshot = p.Status
 	a.mu.Unlock()
-	a.cfg.Metrics.phase(p.Phase)
+	a.cfg.Metrics.phase(p.Phase, p.Reason)
 	data, err := Render(p.Status)
 	if err != nil {
 		return fmt.Errorf("render status: %w", err)
