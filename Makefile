@@ -48,7 +48,7 @@ operators: ## build KubeVirt's virt-operator for the lane's releases from the Go
 
 .PHONY: test
 test: deps testbin operators node kubevirt ## run every test: unit, real apiserver, real git server, real virt-operator, a real node, end-to-end (what CI runs)
-	@KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) GO=$(GO) hack/test.sh
+	@KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) PROMTOOL=$$(GO=$(GO) hack/tools.sh)/promtool GO=$(GO) hack/test.sh
 
 .PHONY: lane
 lane: deps testbin operators ## the real virt-operator lane alone

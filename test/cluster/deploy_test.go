@@ -193,7 +193,13 @@ func kustomize(kust kustomizationFile, config map[string]string, components ...s
 	fs := filesys.MakeFsInMemory()
 	files := append([]string{"kustomization.yaml"}, kust.Resources...)
 	for _, c := range components {
-		files = append(files, "components/"+c+"/kustomization.yaml")
+		entries, err := os.ReadDir(filepath.Join("../../deploy/components", c))
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			files = append(files, "components/"+c+"/"+e.Name())
+		}
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(filepath.Join("../../deploy", f))

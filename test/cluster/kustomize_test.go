@@ -149,3 +149,35 @@ func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
 	}
 	t.Fatal("no Deployment rendered")
 }
+
+// TestDeployMonitoringComponentRenders: the monitoring component adds a
+// ServiceMonitor for the metrics Service, the PrometheusRule and the
+// dashboard's ConfigMap, labelled for Grafana's sidecar.
+func TestDeployMonitoringComponentRenders(t *testing.T) {
+	data, err := kustomize(kustomization(t), nil, "monitoring")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := testenv.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]bool{}
+	for _, o := range objs {
+		switch {
+		case o.GetKind() == "ServiceMonitor":
+			sel, _, _ := unstructured.NestedStringMap(o.Object, "spec", "selector", "matchLabels")
+			found["ServiceMonitor"] = sel["app.kubernetes.io/component"] == "metrics"
+		case o.GetKind() == "PrometheusRule":
+			found["PrometheusRule"] = o.GetNamespace() == "kvgitops"
+		case o.GetKind() == "ConfigMap" && o.GetName() == "kvgitops-dashboard":
+			dash, _, _ := unstructured.NestedString(o.Object, "data", "kvgitops-dashboard.json")
+			found["dashboard"] = o.GetLabels()["grafana_dashboard"] == "1" && strings.Contains(dash, `"title": "kvgitops"`)
+		}
+	}
+	for _, want := range []string{"ServiceMonitor", "PrometheusRule", "dashboard"} {
+		if !found[want] {
+			t.Errorf("%s missing or wrong in the rendered monitoring component", want)
+		}
+	}
+}
