@@ -111,6 +111,17 @@ verify: lint ## lint, then fail if go mod tidy changes anything (CI runs this be
 	$(GO) mod tidy
 	@git diff --exit-code -- go.mod go.sum || { echo "verify: go.mod/go.sum are not tidy (run go mod tidy)"; exit 1; }
 
+.PHONY: release release-key
+RELEASE_KEY ?=
+release: ## a signed release in dist/$(VERSION): images for linux/amd64, arm64, s390x (one OCI index), SBOMs, signatures (needs a vX.Y.Z tag and RELEASE_KEY)
+	@for arch in amd64 arm64 s390x; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/kvgitops-linux-$$arch ./cmd/kvgitops || exit 1; done
+	$(GO) run ./hack/release -version $(VERSION) -key "$(RELEASE_KEY)" -o dist/$(VERSION) \
+	  -binary linux/amd64=dist/kvgitops-linux-amd64 -binary linux/arm64=dist/kvgitops-linux-arm64 -binary linux/s390x=dist/kvgitops-linux-s390x
+
+release-key: ## write a new signing key pair (cosign.key, cosign.key.pub) for make release
+	$(GO) run ./hack/release -genkey cosign.key
+
 .PHONY: image
 image: ## build an OCI image tarball (dist/kvgitops.tar) without a Docker engine
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/kvgitops-linux-amd64 ./cmd/kvgitops
