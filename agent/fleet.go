@@ -104,7 +104,7 @@ func (a *Agent) peerStatus(ctx context.Context, cluster, key string) (*Status, s
 	case err != nil:
 		return nil, "", err
 	}
-	st, err := ParseStatus(data)
+	st, err := ParsePeerStatus(data)
 	switch {
 	case err != nil:
 		return nil, "its status file is unreadable: " + redact.Text(err.Error(), 200), nil

@@ -144,3 +144,26 @@ func TestAClusterInNoRingRefusesToAct(t *testing.T) {
 		t.Fatalf("%s %s %q, ran %v", st.Phase, st.Reason, st.Message, m.cluster.steps())
 	}
 }
+
+// TestAPeerStatusFromANewerAgentIsRead: while a fleet upgrades kvgitops, an
+// earlier ring's status file may carry fields this agent does not know
+// (docs/compatibility.md): they are ignored, and the gate reads the rest;
+// another apiVersion is still unreadable.
+func TestAPeerStatusFromANewerAgentIsRead(t *testing.T) {
+	repo, c := &fakeRepo{}, &clock{t: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)}
+	repo.commit(map[string]string{"fleet.yaml": strings.Replace(fleetFile, "%s", "v1.7.4", 1)})
+	canary, staging := fleetMember(t, repo, c, "lab-1"), fleetMember(t, repo, c, "eu-2")
+	if st := canary.settle(); st.Phase != agent.PhaseSucceeded {
+		t.Fatalf("the canary: %s %q", st.Phase, st.Message)
+	}
+	path := agent.PeerStatusPath("lab-1")
+	written := repo.file(path)
+	repo.commit(map[string]string{path: written + "rolloutWave: 3\n"})
+	if st := staging.settle(); st.Message != "waiting for ring canary: lab-1 on v1.7.4 for 0s of 1h" {
+		t.Errorf("a newer agent's status: %s %q", st.Phase, st.Message)
+	}
+	repo.commit(map[string]string{path: strings.Replace(written, "kvgitops.dev/v1alpha1", "kvgitops.dev/v1beta1", 1)})
+	if st := staging.settle(); !strings.Contains(st.Message, "its status file is unreadable") {
+		t.Errorf("another apiVersion: %s %q", st.Phase, st.Message)
+	}
+}

@@ -296,13 +296,20 @@ func Render(s Status) ([]byte, error) {
 }
 
 // ParseStatus reads a status file back (strict: unknown fields rejected).
-func ParseStatus(data []byte) (Status, error) {
+func ParseStatus(data []byte) (Status, error) { return parseStatus(data, true) }
+
+// ParsePeerStatus reads another cluster's status file, which an agent of
+// a newer version may have written: fields it does not know are ignored
+// within the same apiVersion (docs/compatibility.md).
+func ParsePeerStatus(data []byte) (Status, error) { return parseStatus(data, false) }
+
+func parseStatus(data []byte, strict bool) (Status, error) {
 	var s Status
 	if len(data) > MaxStatusSize {
 		return s, fmt.Errorf("status file is %d bytes, over %d", len(data), MaxStatusSize)
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	dec.KnownFields(strict)
 	if err := dec.Decode(&s); err != nil {
 		return Status{}, fmt.Errorf("status file: %w", err)
 	}

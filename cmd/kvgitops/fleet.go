@@ -139,7 +139,7 @@ func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter ti
 			case err != nil:
 				return fleetReport{}, fmt.Errorf("read the status of %s: %w", c, err)
 			}
-			st, err := agent.ParseStatus(data)
+			st, err := agent.ParsePeerStatus(data)
 			switch {
 			case err != nil:
 				unproven[c] = "its status file is unreadable: " + err.Error()
