@@ -163,12 +163,10 @@ func (w *writer) file(name string, data []byte) error {
 	if err := os.WriteFile(filepath.Join(w.dir, name), data, 0o644); err != nil {
 		return err
 	}
-	sum := sha256.Sum256(data)
-	fmt.Fprintf(&w.sums, "%s  %s\n", hex.EncodeToString(sum[:]), name)
-	return nil
+	return w.sum(name)
 }
 
-// sum adds a file already written to SHA256SUMS.
+// sum adds a file written to SHA256SUMS.
 func (w *writer) sum(name string) error {
 	data, err := os.ReadFile(filepath.Join(w.dir, name))
 	if err != nil {
@@ -192,7 +190,9 @@ func (w *writer) signed(name string, data []byte) error {
 	return w.file(name+".sig", []byte(base64.StdEncoding.EncodeToString(sig)))
 }
 
-func (w *writer) close() error { return os.WriteFile(filepath.Join(w.dir, "SHA256SUMS"), w.sums.Bytes(), 0o644) }
+func (w *writer) close() error {
+	return os.WriteFile(filepath.Join(w.dir, "SHA256SUMS"), w.sums.Bytes(), 0o644)
+}
 
 // loadKey reads an unencrypted PEM ECDSA private key and returns a signer
 // and the public key as PEM.
