@@ -231,6 +231,9 @@ func TestACrashLoopingOperatorFailsTheHop(t *testing.T) {
 	if fault.ReasonOf(err) != executor.ReasonOperatorRolloutFailed || !fault.Stalls(err) || !strings.Contains(err.Error(), "progress") {
 		t.Fatalf("a crash-looping operator: %v, want a terminal OperatorRolloutFailed with the Deployment's reason", err)
 	}
+	if !strings.Contains(err.Error(), "its pods say why: kubectl -n kubevirt get pods -l kubevirt.io=virt-operator") {
+		t.Errorf("%v does not say where the reason is", err)
+	}
 	if o := h.observe(t); o.Installed != "v1.7.4" {
 		t.Errorf("installed %s: the hop must not have happened", o.Installed)
 	}

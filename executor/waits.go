@@ -62,14 +62,21 @@ func (e *Executor) waitOperatorRollout(ctx context.Context, version string, say 
 		case op.Version != version:
 			return false, 0, nil
 		case op.RolloutFailed != "":
-			return false, 0, fault.Stalled(ReasonOperatorRolloutFailed, nil, "%s", op.RolloutFailed)
+			return false, 0, fault.Stalled(ReasonOperatorRolloutFailed, nil, "%s; %s", op.RolloutFailed, e.operatorPodsHint())
 		case !op.RolledOut:
 			say.say("waiting for the virt-operator %s rollout: %s", version, last)
 			return false, sayAgain, nil
 		}
 		return true, 0, nil
 	})
-	return e.timeout(err, "virt-operator %s rollout: last seen %s", version, last)
+	return e.timeout(err, "virt-operator %s rollout: last seen %s; %s", version, last, e.operatorPodsHint())
+}
+
+// operatorPodsHint says where a stuck operator rollout's reason is: its
+// pods (an image that cannot be pulled, a container that exits), which
+// kvgitops does not read (pod specs are not its to see).
+func (e *Executor) operatorPodsHint() string {
+	return "its pods say why: kubectl -n " + e.cfg.Namespace + " get pods -l kubevirt.io=virt-operator"
 }
 
 func ptrOr(p *int32, d int32) int32 {

@@ -186,8 +186,9 @@ func (r *realKubeVirt) brokenRelease(ctx context.Context, tag string, hopTimeout
 	if !sawProgress && hopTimeout > 30*time.Second {
 		r.t.Errorf("while the rollout of %s was stuck the status file never said how far it got", tag)
 	}
-	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "virt-operator "+tag) || !strings.Contains(msg, "replicas updated") {
-		r.t.Errorf("the stuck rollout's message %q does not say how far the operator got", msg)
+	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "virt-operator "+tag) || !strings.Contains(msg, "replicas updated") ||
+		!strings.Contains(msg, "kubectl -n kubevirt get pods -l kubevirt.io=virt-operator") {
+		r.t.Errorf("the stuck rollout's message %q does not say how far the operator got and where its pods say why", msg)
 	}
 	if why, err := r.operatorPodFailure(ctx, tag); err != nil || !slices.Contains(reasons, why) {
 		r.t.Errorf("release %s: its operator pod %q, %v; want one of %v", tag, why, err, reasons)
