@@ -40,42 +40,24 @@ type Metrics struct {
 // and process collectors).
 func NewMetrics() *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
-	gauge := func(name, help string) prometheus.Gauge {
-		m.names = append(m.names, name)
-		return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-	}
-	gauges := func(name, help string, labels ...string) *prometheus.GaugeVec {
-		m.names = append(m.names, name)
-		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
-	}
-	counter := func(name, help string) prometheus.Counter {
-		m.names = append(m.names, name)
-		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
-	}
-	counters := func(name, help string, labels ...string) *prometheus.CounterVec {
-		m.names = append(m.names, name)
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	}
-	histograms := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-		m.names = append(m.names, name)
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
-	}
-	m.reconcile = histograms("kvgitops_reconcile_duration_seconds", "Duration of one reconcile pass.", prometheus.ExponentialBuckets(0.005, 4, 10), "result")
-	m.hopDuration = histograms("kvgitops_hop_duration_seconds", "Duration of one plan step.", prometheus.ExponentialBuckets(1, 2, 14), "type", "result")
-	m.planHops = gauge("kvgitops_plan_hops", "Steps in the current plan.")
-	m.currentVersion = gauges("kvgitops_current_version_info", "The installed KubeVirt version (1 for the current one).", "version")
-	m.desiredVersion = gauges("kvgitops_desired_version_info", "The resolved desired KubeVirt version.", "version")
-	m.gitOps = counters("kvgitops_git_operations_total", "Git operations by kind and result.", "operation", "result")
-	m.lastSuccess = gauge("kvgitops_last_success_timestamp_seconds", "When a reconcile last succeeded.")
-	m.suspended = gauge("kvgitops_suspended", "1 while spec.suspend is true.")
-	m.disrupted = counter("kvgitops_vmi_disruptions_total", "VMIs disrupted during hops.")
-	m.phaseInfo = gauges("kvgitops_phase", "The status phase (1 for the current one).", "phase")
-	m.reasonInfo = gauges("kvgitops_reason", "The status file's reason, with its phase (1 for the current one).", "phase", "reason")
-	m.pushFailures = counter("kvgitops_status_push_failures_total", "Status commits that could not be pushed.")
-	m.outdatedVMIs = gauge("kvgitops_outdated_vmis", "VMIs running a virt-launcher older than the installed KubeVirt.")
-	m.forecastVMIs = gauges("kvgitops_workload_forecast_vmis", "What the plan's next hop does to the running VMIs, by fate (LiveMigrate, Restart, ShutDown, StaysOutdated).", "fate")
-	m.kubeRequests = counters("kvgitops_kube_requests_total", "Requests to the Kubernetes API server, by HTTP method.", "method")
-	m.checks = gauges("kvgitops_preflight_checks", "Preflight checks of the current plan that warn or refuse, by check.", "check", "result")
+	// named records a metric's name for Names.
+	named := func(name string) string { m.names = append(m.names, name); return name }
+	m.reconcile = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: named("kvgitops_reconcile_duration_seconds"), Help: "Duration of one reconcile pass.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)}, []string{"result"})
+	m.hopDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: named("kvgitops_hop_duration_seconds"), Help: "Duration of one plan step.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}, []string{"type", "result"})
+	m.planHops = prometheus.NewGauge(prometheus.GaugeOpts{Name: named("kvgitops_plan_hops"), Help: "Steps in the current plan."})
+	m.currentVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_current_version_info"), Help: "The installed KubeVirt version (1 for the current one)."}, []string{"version"})
+	m.desiredVersion = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_desired_version_info"), Help: "The resolved desired KubeVirt version."}, []string{"version"})
+	m.gitOps = prometheus.NewCounterVec(prometheus.CounterOpts{Name: named("kvgitops_git_operations_total"), Help: "Git operations by kind and result."}, []string{"operation", "result"})
+	m.lastSuccess = prometheus.NewGauge(prometheus.GaugeOpts{Name: named("kvgitops_last_success_timestamp_seconds"), Help: "When a reconcile last succeeded."})
+	m.suspended = prometheus.NewGauge(prometheus.GaugeOpts{Name: named("kvgitops_suspended"), Help: "1 while spec.suspend is true."})
+	m.disrupted = prometheus.NewCounter(prometheus.CounterOpts{Name: named("kvgitops_vmi_disruptions_total"), Help: "VMIs disrupted during hops."})
+	m.phaseInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_phase"), Help: "The status phase (1 for the current one)."}, []string{"phase"})
+	m.reasonInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_reason"), Help: "The status file's reason, with its phase (1 for the current one)."}, []string{"phase", "reason"})
+	m.pushFailures = prometheus.NewCounter(prometheus.CounterOpts{Name: named("kvgitops_status_push_failures_total"), Help: "Status commits that could not be pushed."})
+	m.outdatedVMIs = prometheus.NewGauge(prometheus.GaugeOpts{Name: named("kvgitops_outdated_vmis"), Help: "VMIs running a virt-launcher older than the installed KubeVirt."})
+	m.forecastVMIs = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_workload_forecast_vmis"), Help: "What the plan's next hop does to the running VMIs, by fate (LiveMigrate, Restart, ShutDown, StaysOutdated)."}, []string{"fate"})
+	m.kubeRequests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: named("kvgitops_kube_requests_total"), Help: "Requests to the Kubernetes API server, by HTTP method."}, []string{"method"})
+	m.checks = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: named("kvgitops_preflight_checks"), Help: "Preflight checks of the current plan that warn or refuse, by check."}, []string{"check", "result"})
 	m.reg.MustRegister(m.reconcile, m.hopDuration, m.planHops, m.currentVersion, m.desiredVersion, m.gitOps,
 		m.lastSuccess, m.suspended, m.disrupted, m.phaseInfo, m.reasonInfo, m.pushFailures, m.outdatedVMIs, m.checks, m.forecastVMIs, m.kubeRequests,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -22,7 +22,7 @@ func (e *Executor) Event(ctx context.Context, warning bool, reason fault.Reason,
 	ref := corev1.ObjectReference{APIVersion: "v1", Kind: "Namespace", Name: e.cfg.Namespace}
 	ns := metav1.NamespaceDefault
 	if v, err := e.kubevirtAPIVersion(ctx); err == nil && v != "" {
-		if kv, _, err := e.observeKubeVirt(ctx, &Observation{KubeVirtVersion: v}); err == nil && kv != nil {
+		if kv, _, _, err := e.observeKubeVirt(ctx, v); err == nil && kv != nil {
 			ref = corev1.ObjectReference{APIVersion: "kubevirt.io/" + v, Kind: "KubeVirt", Namespace: kv.Namespace, Name: kv.Name, UID: types.UID(kv.UID)}
 			ns = kv.Namespace
 		}

@@ -62,8 +62,9 @@ func (k *KubeVirtState) Condition(typ string) (Condition, bool) {
 type OperatorState struct {
 	Version, Registry, Image string
 	Generation               int64
-	RolledOut                bool   // its current generation is fully available
-	RolloutFailed            string // ProgressDeadlineExceeded message
+	RolledOut                bool                  // its current generation is fully available
+	RolloutFailed            string                // ProgressDeadlineExceeded message
+	Meta                     planner.ManagedObject // what says who manages it
 }
 
 // Observation is a snapshot of the cluster.
@@ -81,7 +82,7 @@ type Observation struct {
 	// Strays names every KubeVirt CR when virt-operator serves none.
 	Strays []string
 	// Managed are the KubeVirt CRs and the virt-operator Deployment with
-	// what says who manages them (planner.Owner reads it).
+	// what says who manages them (planner.Owner reads them).
 	Managed []planner.ManagedObject
 	// OperatorObjects are the objects of kubevirt-operator.yaml present
 	// ("Deployment/virt-operator", ...).
@@ -121,16 +122,19 @@ func (e *Executor) Observe(ctx context.Context) (*Observation, error) {
 		return nil, apiError(err, "read the server version")
 	}
 	var err error
-	if o.Operator, err = e.observeOperator(ctx1, o); err != nil {
+	if o.Operator, err = e.observeOperator(ctx1); err != nil {
 		return nil, err
 	}
 	if o.KubeVirtVersion, err = e.kubevirtAPIVersion(ctx1); err != nil {
 		return nil, err
 	}
 	if o.KubeVirtVersion != "" {
-		if o.KubeVirt, o.Strays, err = e.observeKubeVirt(ctx1, o); err != nil {
+		if o.KubeVirt, o.Strays, o.Managed, err = e.observeKubeVirt(ctx1, o.KubeVirtVersion); err != nil {
 			return nil, err
 		}
+	}
+	if o.Operator != nil {
+		o.Managed = append(o.Managed, o.Operator.Meta)
 	}
 	for _, r := range []string{"virtualmachineinstances", "virtualmachines"} {
 		n, err := e.countKubeVirtObjects(ctx1, r)
@@ -276,27 +280,29 @@ func kubevirtGVR(version string) schema.GroupVersionResource {
 
 // observeKubeVirt reads every KubeVirt CR in the cluster: the one in
 // KubeVirt's namespace is the CR; when virt-operator would serve none of
-// them (more than one, or one elsewhere), all are named as strays.
-func (e *Executor) observeKubeVirt(ctx context.Context, o *Observation) (*KubeVirtState, []string, error) {
-	list, err := e.dyn.Resource(kubevirtGVR(o.KubeVirtVersion)).Namespace("").List(ctx, metav1.ListOptions{})
+// them (more than one, or one elsewhere), all are named as strays; and
+// what each says of who manages it.
+func (e *Executor) observeKubeVirt(ctx context.Context, version string) (*KubeVirtState, []string, []planner.ManagedObject, error) {
+	list, err := e.dyn.Resource(kubevirtGVR(version)).Namespace("").List(ctx, metav1.ListOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, apiError(err, "list KubeVirt CRs")
+		return nil, nil, nil, apiError(err, "list KubeVirt CRs")
 	}
 	items := list.Items
+	var metas []planner.ManagedObject
 	for i := range items {
-		o.Managed = append(o.Managed, managed("KubeVirt", &items[i]))
+		metas = append(metas, managed("KubeVirt", &items[i]))
 	}
 	slices.SortFunc(items, func(a, b unstructured.Unstructured) int {
 		return a.GetCreationTimestamp().Compare(b.GetCreationTimestamp().Time)
 	})
 	served, strays := strayKubeVirts(items, e.cfg.Namespace)
 	if served == nil {
-		return nil, strays, nil
+		return nil, strays, metas, nil
 	}
-	return kubeVirtState(served), strays, nil
+	return kubeVirtState(served), strays, metas, nil
 }
 
 func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
@@ -335,7 +341,7 @@ func kubeVirtState(u *unstructured.Unstructured) *KubeVirtState {
 	return k
 }
 
-func (e *Executor) observeOperator(ctx context.Context, o *Observation) (*OperatorState, error) {
+func (e *Executor) observeOperator(ctx context.Context) (*OperatorState, error) {
 	dep, err := e.kube.AppsV1().Deployments(e.cfg.Namespace).Get(ctx, "virt-operator", metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -343,7 +349,6 @@ func (e *Executor) observeOperator(ctx context.Context, o *Observation) (*Operat
 	if err != nil {
 		return nil, apiError(err, "read the virt-operator Deployment")
 	}
-	o.Managed = append(o.Managed, managed("Deployment", dep))
 	return operatorState(dep), nil
 }
 
@@ -357,7 +362,7 @@ func managed(kind string, obj metav1.Object) planner.ManagedObject {
 }
 
 func operatorState(dep *appsv1.Deployment) *OperatorState {
-	op := &OperatorState{Generation: dep.Generation}
+	op := &OperatorState{Generation: dep.Generation, Meta: managed("Deployment", dep)}
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		if c.Name != "virt-operator" && len(dep.Spec.Template.Spec.Containers) > 1 {
 			continue

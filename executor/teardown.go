@@ -34,7 +34,7 @@ func (e *Executor) deleteKubeVirt(ctx context.Context, obs *Observation, say pro
 	operatorGone := func() bool {
 		ctx1, cancel := e.call(ctx)
 		defer cancel()
-		op, err := e.observeOperator(ctx1, &Observation{})
+		op, err := e.observeOperator(ctx1)
 		return err == nil && op == nil
 	}
 	if kv.Deleting && obs.Operator == nil && len(kv.Finalizers) > 0 {

@@ -174,6 +174,10 @@ func (c *Client) Catalog(ctx context.Context) (*planner.Catalog, error) {
 	return cat, err
 }
 
+// Authenticated reports whether the client sends a token to the releases
+// API.
+func (c *Client) Authenticated() bool { return c.cfg.Token != "" }
+
 // listPage fetches a page of the release list, conditionally when the last
 // catalog had it: on 304 Not Modified the page is what it was.
 func (c *Client) listPage(ctx context.Context, u *url.URL, max int64) (listPage, error) {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"time"
@@ -48,13 +50,13 @@ func (f *hookForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "cannot read the body", http.StatusBadRequest)
 		return
 	}
-	rec := &statusRecorder{header: http.Header{}}
+	rec := httptest.NewRecorder()
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	f.local.ServeHTTP(rec, r)
-	if rec.code != http.StatusAccepted { // refused, or a repeated delivery
-		copyHeader(w.Header(), rec.header)
-		w.WriteHeader(rec.code)
-		_, _ = w.Write(rec.body.Bytes())
+	if rec.Code != http.StatusAccepted { // refused, or a repeated delivery
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 		return
 	}
 	addr, ok := f.leader(r.Context())
@@ -69,7 +71,7 @@ func (f *hookForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	copyHeader(req.Header, r.Header)
+	req.Header = r.Header.Clone() // the signature and delivery headers; the transport sets its own framing
 	req.Header.Set(forwardedHeader, f.id)
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -80,37 +82,6 @@ func (f *hookForwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = resp.Body.Close()
 	f.log.Info("Webhook forwarded", "leader", addr, "status", resp.StatusCode)
 	w.WriteHeader(http.StatusAccepted)
-}
-
-// copyHeader copies the end-to-end headers of src into dst.
-func copyHeader(dst, src http.Header) {
-	for k, v := range src {
-		switch strings.ToLower(k) {
-		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer", "content-length", "host":
-			continue
-		}
-		dst[k] = append([]string(nil), v...)
-	}
-}
-
-// statusRecorder keeps what a handler answered.
-type statusRecorder struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (s *statusRecorder) Header() http.Header { return s.header }
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.body.Write(b)
-}
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
 }
 
 // leaderHook reads the Lease for the leader's webhook address: the pod IP

@@ -75,7 +75,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	a := agent.New(acfg, repo, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
 	log.Info("Agent starting", "version", version, "commit", commit, "identity", identity, "repo", src.URL(), "branch", c.branch, "cluster", c.clusterName, "fleet", c.fleetPath, "leaderElect", c.leaderElect)
-	if tok, _ := c.rel.token(); tok == "" {
+	if !rc.Authenticated() {
 		log.Info("Release token off", "reason", "no token file", "file", c.rel.tokenFile)
 	}
 
@@ -133,7 +133,7 @@ func (s *servers) start(c runConfig, metrics *agent.Metrics, health *agent.Healt
 			return fmt.Errorf("--webhook-addr %q: %w", c.webhookAddr, err)
 		}
 		hook = &hookForwarder{local: hook, leading: health.Leading, leader: el.leaderHook(port),
-			client: &http.Client{Timeout: 5 * time.Second}, id: identity, log: s.log}
+			client: &http.Client{}, id: identity, log: s.log}
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/hook", hook)
@@ -169,10 +169,9 @@ const memoryName = "kvgitops-memory"
 
 // replicaIdentity names this process: in the Lease, the journal and the
 // user agent of every request (so the apiserver's audit log tells
-// replicas apart).
-// replicaIdentity names this replica in the Lease: its host name, a
-// start time, and, where deploy/ gives it (POD_IP), "@" and the pod IP, at
-// which standbys forward webhooks to the leader.
+// replicas apart): its host name, a start time, and, where deploy/ gives
+// it (POD_IP), "@" and the pod IP, at which standbys forward webhooks to
+// the leader.
 func replicaIdentity() string {
 	host, _ := os.Hostname()
 	id := fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
