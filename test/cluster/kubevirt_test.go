@@ -87,7 +87,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	dyn := dynamic.NewForConfigOrDie(c.Config)
 	// The same scenario, less the broken releases, on the simulator beside
 	// it; the KubeVirt CR's states of every step recorded on both.
-	simulated := simulateNode(ctx, manifests, kvgitopsBinary())
+	simulated := simulateNode(t, ctx, manifests, kvgitopsBinary())
 	var real nodeRecording
 	record := func(from, to string) *simulator.Recorder {
 		rec := simulator.Record(dyn, from, to)

@@ -25,9 +25,14 @@ type nodeRecording struct{ install, hop, removal []string }
 // simulateNode starts the node's scenario, without its broken releases, on
 // the simulator: the same kvgitops binary, desired files and releases,
 // against a control plane of its own (the test's cluster is busy with the
-// real one). The returned function waits for its recording.
-func simulateNode(ctx context.Context, manifests map[string][]byte, binary string) func() (nodeRecording, error) {
+// real one). The returned function waits for its recording; however the
+// test ends, the run is stopped and its control plane with it before the
+// test's cleanup is done (a test binary that exits under a running
+// simulated run leaves its etcd behind).
+func simulateNode(t *testing.T, ctx context.Context, manifests map[string][]byte, binary string) func() (nodeRecording, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
 	var out nodeRecording
 	var err error
 	go func() {
