@@ -10,6 +10,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/kvgitops/kvgitops/hack/ociimage"
 )
 
 // TestArchiveConfig builds an image and reads its config back from the OCI
@@ -29,7 +30,9 @@ func TestArchiveConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	unpacked := filepath.Join(dir, "oci")
-	untar(t, out, unpacked)
+	if err := ociimage.Unpack(out, unpacked); err != nil {
+		t.Fatal(err)
+	}
 	p, err := layout.FromPath(unpacked)
 	if err != nil {
 		t.Fatal(err)
@@ -83,35 +86,6 @@ func TestArchiveConfig(t *testing.T) {
 	for _, f := range []string{"kvgitops", "etc/ssl/certs/ca-certificates.crt", "etc/passwd", "tmp/"} {
 		if !files[f] {
 			t.Errorf("layer lacks %s", f)
-		}
-	}
-}
-
-func untar(t *testing.T, file, dir string) {
-	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, h.Name)
-		if h.Typeflag == tar.TypeDir {
-			_ = os.MkdirAll(p, 0o755)
-			continue
-		}
-		_ = os.MkdirAll(filepath.Dir(p), 0o755)
-		b, _ := io.ReadAll(tr)
-		if err := os.WriteFile(p, b, 0o644); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -98,14 +99,7 @@ func release(c config) error {
 	}
 	w := writer{dir: c.out, signer: signer}
 	idx := v1.ImageIndex(empty.Index)
-	platforms := slices.Sorted(func(yield func(string) bool) {
-		for p := range c.bins {
-			if !yield(p) {
-				return
-			}
-		}
-	})
-	for _, platform := range platforms {
+	for _, platform := range slices.Sorted(maps.Keys(c.bins)) {
 		arch := strings.TrimPrefix(platform, "linux/")
 		bin, err := os.ReadFile(c.bins[platform])
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/kvgitops/kvgitops/hack/ociimage"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
@@ -87,7 +88,9 @@ func TestAReleaseVerifies(t *testing.T) {
 
 	// The image index.
 	unpacked := filepath.Join(dir, "oci")
-	untar(t, filepath.Join(c.out, "kvgitops-v0.2.0-rc.1.oci.tar"), unpacked)
+	if err := ociimage.Unpack(filepath.Join(c.out, "kvgitops-v0.2.0-rc.1.oci.tar"), unpacked); err != nil {
+		t.Fatal(err)
+	}
 	p, err := layout.FromPath(unpacked)
 	if err != nil {
 		t.Fatal(err)
@@ -212,35 +215,6 @@ func fileInTar(t *testing.T, r io.Reader, name string) []byte {
 		if h.Name == name {
 			b, _ := io.ReadAll(tr)
 			return b
-		}
-	}
-}
-
-func untar(t *testing.T, archive, dir string) {
-	t.Helper()
-	f, err := os.Open(archive)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	tr := tar.NewReader(f)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		path := filepath.Join(dir, h.Name)
-		if h.Typeflag == tar.TypeDir {
-			_ = os.MkdirAll(path, 0o755)
-			continue
-		}
-		_ = os.MkdirAll(filepath.Dir(path), 0o755)
-		b, _ := io.ReadAll(tr)
-		if err := os.WriteFile(path, b, 0o644); err != nil {
-			t.Fatal(err)
 		}
 	}
 }

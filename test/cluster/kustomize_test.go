@@ -19,14 +19,7 @@ import (
 // object in kvgitops's namespace, KubeVirt's untouched by it.
 func TestDeployRendersWithKustomize(t *testing.T) {
 	kust := kustomization(t)
-	data, err := kustomize(kust, map[string]string{"KVGITOPS_CLUSTER_NAME": "rendered"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := testenv.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data, objs := rendered(t, kust, map[string]string{"KVGITOPS_CLUSTER_NAME": "rendered"})
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -48,14 +41,7 @@ func TestDeployRendersWithKustomize(t *testing.T) {
 func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
 	egress := func(t *testing.T, components ...string) []any {
 		t.Helper()
-		data, err := kustomize(kustomization(t), nil, components...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		objs, err := testenv.Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, objs := rendered(t, kustomization(t), nil, components...)
 		for _, o := range objs {
 			if o.GetKind() == "NetworkPolicy" {
 				rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "egress")
@@ -106,14 +92,7 @@ func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
 // components, together, add their flag, their Secret (not optional) and
 // its mount, each with its own names.
 func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
-	data, err := kustomize(kustomization(t), nil, "verify-pgp", "verify-ssh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := testenv.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, objs := rendered(t, kustomization(t), nil, "verify-pgp", "verify-ssh")
 	for _, o := range objs {
 		if o.GetKind() != "Deployment" {
 			continue
@@ -154,14 +133,7 @@ func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
 // ServiceMonitor for the metrics Service, the PrometheusRule and the
 // dashboard's ConfigMap, labelled for Grafana's sidecar.
 func TestDeployMonitoringComponentRenders(t *testing.T) {
-	data, err := kustomize(kustomization(t), nil, "monitoring")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := testenv.Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, objs := rendered(t, kustomization(t), nil, "monitoring")
 	found := map[string]bool{}
 	for _, o := range objs {
 		switch {
@@ -180,4 +152,19 @@ func TestDeployMonitoringComponentRenders(t *testing.T) {
 			t.Errorf("%s missing or wrong in the rendered monitoring component", want)
 		}
 	}
+}
+
+// rendered is what kustomize renders of deploy/ (kustomize's arguments),
+// as text and as objects.
+func rendered(t *testing.T, kust kustomizationFile, config map[string]string, components ...string) ([]byte, []*unstructured.Unstructured) {
+	t.Helper()
+	data, err := kustomize(kust, config, components...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := testenv.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, objs
 }
