@@ -20,6 +20,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/kvgitops/kvgitops/test/netns"
 )
 
 // Cluster is one running single-node cluster.
@@ -31,8 +33,7 @@ type Cluster struct {
 	name, dir        string
 	pki              *pki
 	procs            []*proc
-	netnsMade        bool
-	createdRunNetns  bool
+	ns               *netns.NS // nil until made
 	cgroupsMade      []string
 	testbin, nodeBin string
 	// host is PID 1 of the node's PID and mount namespaces (host.go).

@@ -5,8 +5,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,11 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kvgitops/kvgitops/test/gitserver"
+	"github.com/kvgitops/kvgitops/test/kustomize"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
@@ -33,8 +29,8 @@ import (
 // (KubeVirt absent), and when its pod is deleted the standby leads.
 func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 	t.Parallel() // each test has its own cluster
-	ctx, c, kust := nodeWithKvgitops(t, 5*time.Minute)
-	d := deploy(ctx, t, c, kust, releases.NewServer(nil), "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n")
+	ctx, c := nodeWithKvgitops(t, 5*time.Minute)
+	d := deploy(ctx, t, c, releases.NewServer(nil), "apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtDesiredState\nspec:\n  state: Absent\n")
 	git, kube, created := d.git, d.kube, d.created
 	err := c.until(ctx, 3*time.Minute, "both replicas available", func() bool {
 		d, err := kube.AppsV1().Deployments("kvgitops").Get(ctx, "kvgitops", metav1.GetOptions{})
@@ -92,7 +88,7 @@ type deployed struct {
 // server and rel inside the cluster's network (both stopped with the
 // test), desired committed to clusters/real/kubevirt.yaml, the Git Secret
 // created (and the webhook's, with webhookSecret).
-func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFile, rel *releases.Server, desired string, webhookSecret ...string) deployed {
+func deploy(ctx context.Context, t *testing.T, c *Cluster, rel *releases.Server, desired string, webhookSecret ...string) deployed {
 	t.Helper()
 	t.Cleanup(rel.Close)
 	git, err := gitserver.New(gitserver.Options{})
@@ -122,7 +118,7 @@ func deploy(ctx context.Context, t *testing.T, c *Cluster, kust kustomizationFil
 		"KVGITOPS_INTERVAL": "2s", "KVGITOPS_CATALOG_REFRESH": catalogRefresh.String(), "KVGITOPS_RELEASES_URL": relURL + releases.ListPath, "KVGITOPS_MANIFEST_BASE_URL": relURL + releases.DownloadPath,
 		"KVGITOPS_RELEASE_CA_FILE": "/etc/kvgitops/git/ca.crt", "KVGITOPS_RELEASE_ALLOWED_NETWORKS": NodeIP + "/32",
 	}
-	data, err := kustomize(kust, config)
+	data, err := kustomize.Render(config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,81 +156,6 @@ func holder(ctx context.Context, t *testing.T, kube kubernetes.Interface) string
 		return ""
 	}
 	return *l.Spec.HolderIdentity
-}
-
-// kustomizationFile is what the test reads of deploy/kustomization.yaml.
-type kustomizationFile struct {
-	Resources []string `json:"resources"`
-	Images    []struct {
-		Name   string `json:"name"`
-		NewTag string `json:"newTag"`
-	} `json:"images"`
-}
-
-func (k kustomizationFile) image() string { return k.Images[0].Name + ":" + k.Images[0].NewTag }
-
-func kustomization(t *testing.T) kustomizationFile {
-	t.Helper()
-	data, err := os.ReadFile("../../deploy/kustomization.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k kustomizationFile
-	if err := yaml.Unmarshal(data, &k); err != nil || len(k.Images) != 1 || len(k.Resources) == 0 {
-		t.Fatalf("deploy/kustomization.yaml: %v (%d images, %d resources)", err, len(k.Images), len(k.Resources))
-	}
-	return k
-}
-
-// kustomize renders deploy/ as a user's overlay does, with kustomize
-// itself (its Go API): deploy/ as the base, the config's values patched
-// into its ConfigMap.
-func kustomize(kust kustomizationFile, config map[string]string, components ...string) ([]byte, error) {
-	fs := filesys.MakeFsInMemory()
-	files := append([]string{"kustomization.yaml"}, kust.Resources...)
-	for _, c := range components {
-		entries, err := os.ReadDir(filepath.Join("../../deploy/components", c))
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range entries {
-			files = append(files, "components/"+c+"/"+e.Name())
-		}
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(filepath.Join("../../deploy", f))
-		if err != nil {
-			return nil, err
-		}
-		if err := fs.WriteFile("/deploy/"+f, data); err != nil {
-			return nil, err
-		}
-	}
-	patch, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"name": "kvgitops-config", "namespace": "kvgitops"}, "data": config})
-	if err != nil {
-		return nil, err
-	}
-	var comps []string
-	for _, c := range components {
-		comps = append(comps, "../deploy/components/"+c)
-	}
-	overlay, err := yaml.Marshal(map[string]any{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-		"resources": []string{"../deploy"}, "components": comps, "patches": []any{map[string]any{"path": "config.yaml"}}})
-	if err != nil {
-		return nil, err
-	}
-	if err := fs.WriteFile("/overlay/kustomization.yaml", overlay); err != nil {
-		return nil, err
-	}
-	if err := fs.WriteFile("/overlay/config.yaml", patch); err != nil {
-		return nil, err
-	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(fs, "/overlay")
-	if err != nil {
-		return nil, fmt.Errorf("kustomize build of deploy/: %w", err)
-	}
-	return res.AsYaml()
 }
 
 // podReport says how kvgitops's pods are, with their last log lines.

@@ -57,7 +57,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	t.Parallel() // each test has its own cluster
 	builds := kubevirtBuilds(t)
 	start := time.Now()
-	ctx, c, kust := nodeWithKvgitops(t, 15*time.Minute)
+	ctx, c := nodeWithKvgitops(t, 15*time.Minute)
 	if err := c.Import(func(w io.Writer) error { return WriteKubeVirtImages(w, builds, nodeTags) }); err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	}
 	before := snapshot(ctx, t, c)
 	rec := record("", nodeTags[0])
-	d := deploy(ctx, t, c, kust, rel, desiredKubeVirt(nodeTags[0]), webhookKey)
+	d := deploy(ctx, t, c, rel, desiredKubeVirt(nodeTags[0]), webhookKey)
 	r := &realKubeVirt{t: t, c: c, kube: d.kube, dyn: dyn, git: d.git}
 
 	// Install.

@@ -17,7 +17,7 @@ func (c *Cluster) Serve(h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	l, err := c.listen("tcp", NodeIP+":0")
+	l, err := c.ns.Listen("tcp", NodeIP+":0")
 	if err != nil {
 		return "", nil, err
 	}

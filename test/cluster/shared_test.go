@@ -11,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvgitops/kvgitops/test/kustomize"
+	"github.com/kvgitops/kvgitops/test/stack"
 )
 
 // shared are the images several tests import, built once per test binary
@@ -33,16 +36,19 @@ func TestMain(m *testing.M) {
 // nodeWithKvgitops starts a cluster whose containerd holds the sandbox's
 // image and kvgitops's (named as deploy/ pins it); the cluster stops and
 // the context ends with the test.
-func nodeWithKvgitops(t *testing.T, limit time.Duration) (context.Context, *Cluster, kustomizationFile) {
+func nodeWithKvgitops(t *testing.T, limit time.Duration) (context.Context, *Cluster) {
 	t.Helper()
 	opts := binaries(t)
-	kust := kustomization(t)
+	kust, err := kustomize.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
 	shared.once.Do(func() {
 		if shared.dir, shared.err = os.MkdirTemp("", "kvgitops-cluster-"); shared.err != nil {
 			return
 		}
 		if shared.pause, shared.err = pauseImage(shared.dir); shared.err == nil {
-			shared.kvgitops, shared.err = kvgitopsImage(shared.dir, kust.image())
+			shared.kvgitops, shared.err = stack.BuildImage(shared.dir, kust.Image())
 		}
 	})
 	if shared.err != nil {
@@ -56,24 +62,7 @@ func nodeWithKvgitops(t *testing.T, limit time.Duration) (context.Context, *Clus
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Stop)
-	return ctx, c, kust
-}
-
-// kvgitopsImage builds kvgitops and its image as make image does, named
-// name.
-func kvgitopsImage(dir, name string) (string, error) {
-	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
-		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
-	} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir, cmd.Env = "../..", append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go %v: %w\n%s", args, err, b)
-		}
-	}
-	return out, nil
+	return ctx, c
 }
 
 // pauseImage is the sandbox image.

@@ -50,14 +50,8 @@ func (c *Cluster) Stop() {
 		}
 		p.log.Close()
 	}
-	if c.netnsMade {
-		_ = run("ip", "netns", "del", c.name)
-	}
-	if c.createdRunNetns {
-		if entries, err := os.ReadDir("/run/netns"); err == nil && len(entries) == 0 {
-			_ = syscall.Unmount("/run/netns", 0)
-			_ = os.Remove("/run/netns")
-		}
+	if c.ns != nil {
+		c.ns.Delete()
 	}
 	for _, d := range c.cgroups() {
 		removeCgroup(d)

@@ -213,6 +213,27 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// BuildImage builds kvgitops and its image as make image does (a static
+// binary, hack/image), named name, into dir; it returns the OCI archive.
+func BuildImage(dir, name string) (string, error) {
+	root, err := root.Module()
+	if err != nil {
+		return "", err
+	}
+	bin, out := filepath.Join(dir, "kvgitops-static"), filepath.Join(dir, "kvgitops.tar")
+	for _, args := range [][]string{
+		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
+		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go %v: %w\n%s", args, err, b)
+		}
+	}
+	return out, nil
+}
+
 func writeFiles(dir string, files map[string][]byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err

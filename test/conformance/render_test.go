@@ -1,6 +1,4 @@
-//go:build realnode
-
-package cluster
+package conformance
 
 import (
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/kvgitops/kvgitops/test/kustomize"
 	"github.com/kvgitops/kvgitops/test/testenv"
 )
 
@@ -18,8 +17,11 @@ import (
 // user's overlay: the image pin, the config patched in, every namespaced
 // object in kvgitops's namespace, KubeVirt's untouched by it.
 func TestDeployRendersWithKustomize(t *testing.T) {
-	kust := kustomization(t)
-	data, objs := rendered(t, kust, map[string]string{"KVGITOPS_CLUSTER_NAME": "rendered"})
+	kust, err := kustomize.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, objs := rendered(t, map[string]string{"KVGITOPS_CLUSTER_NAME": "rendered"})
 	kinds := map[string]int{}
 	for _, o := range objs {
 		kinds[o.GetKind()]++
@@ -30,7 +32,7 @@ func TestDeployRendersWithKustomize(t *testing.T) {
 	if kinds["Deployment"] != 1 || kinds["ConfigMap"] != 1 || kinds["ValidatingAdmissionPolicy"] == 0 {
 		t.Errorf("rendered kinds %v", kinds)
 	}
-	if !strings.Contains(string(data), "image: "+kust.image()) || !strings.Contains(string(data), "KVGITOPS_CLUSTER_NAME: rendered") {
+	if !strings.Contains(string(data), "image: "+kust.Image()) || !strings.Contains(string(data), "KVGITOPS_CLUSTER_NAME: rendered") {
 		t.Errorf("the image pin or the config patch is missing:\n%s", data)
 	}
 }
@@ -41,7 +43,7 @@ func TestDeployRendersWithKustomize(t *testing.T) {
 func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
 	egress := func(t *testing.T, components ...string) []any {
 		t.Helper()
-		_, objs := rendered(t, kustomization(t), nil, components...)
+		_, objs := rendered(t, nil, components...)
 		for _, o := range objs {
 			if o.GetKind() == "NetworkPolicy" {
 				rules, _, _ := unstructured.NestedSlice(o.Object, "spec", "egress")
@@ -92,7 +94,7 @@ func TestDeployComponentsOpenTheNetworkPolicy(t *testing.T) {
 // components, together, add their flag, their Secret (not optional) and
 // its mount, each with its own names.
 func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
-	_, objs := rendered(t, kustomization(t), nil, "verify-pgp", "verify-ssh")
+	_, objs := rendered(t, nil, "verify-pgp", "verify-ssh")
 	for _, o := range objs {
 		if o.GetKind() != "Deployment" {
 			continue
@@ -133,7 +135,7 @@ func TestDeployComponentsMountTheVerifyKeys(t *testing.T) {
 // ServiceMonitor for the metrics Service, the PrometheusRule and the
 // dashboard's ConfigMap, labelled for Grafana's sidecar.
 func TestDeployMonitoringComponentRenders(t *testing.T) {
-	_, objs := rendered(t, kustomization(t), nil, "monitoring")
+	_, objs := rendered(t, nil, "monitoring")
 	found := map[string]bool{}
 	for _, o := range objs {
 		switch {
@@ -156,9 +158,9 @@ func TestDeployMonitoringComponentRenders(t *testing.T) {
 
 // rendered is what kustomize renders of deploy/ (kustomize's arguments),
 // as text and as objects.
-func rendered(t *testing.T, kust kustomizationFile, config map[string]string, components ...string) ([]byte, []*unstructured.Unstructured) {
+func rendered(t *testing.T, config map[string]string, components ...string) ([]byte, []*unstructured.Unstructured) {
 	t.Helper()
-	data, err := kustomize(kust, config, components...)
+	data, err := kustomize.Render(config, components...)
 	if err != nil {
 		t.Fatal(err)
 	}
