@@ -245,14 +245,22 @@ func (c *Client) asset(ctx context.Context, tag, name string) ([]byte, error) {
 // tag: the sha256 pin when there is one (DigestMismatch), then [Vet]
 // (ManifestRejected, listing every violation).
 func (c *Client) OperatorManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+	_, m, err := c.OperatorManifestData(ctx, tag, namespace)
+	return m, err
+}
+
+// OperatorManifestData is [Client.OperatorManifest] with the file's bytes
+// (what `kvgitops mirror` rewrites).
+func (c *Client) OperatorManifestData(ctx context.Context, tag, namespace string) ([]byte, *Manifest, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-operator.yaml")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if msg := c.pinMismatch(tag, data); msg != "" {
-		return nil, fault.Stalled(ReasonDigestMismatch, nil, "%s", msg)
+		return nil, nil, fault.Stalled(ReasonDigestMismatch, nil, "%s", msg)
 	}
-	return c.Vet(data, tag, namespace).Manifest()
+	m, err := c.Vet(data, tag, namespace).Manifest()
+	return data, m, err
 }
 
 // CheckOperatorManifest downloads kubevirt-operator.yaml of tag and vets it
@@ -300,11 +308,18 @@ func pinMismatch(pins map[string]string, tag string, data []byte) string {
 
 // CRManifest downloads and vets kubevirt-cr.yaml of tag.
 func (c *Client) CRManifest(ctx context.Context, tag, namespace string) (*Manifest, error) {
+	_, m, err := c.CRManifestData(ctx, tag, namespace)
+	return m, err
+}
+
+// CRManifestData is [Client.CRManifest] with the file's bytes.
+func (c *Client) CRManifestData(ctx context.Context, tag, namespace string) ([]byte, *Manifest, error) {
 	data, err := c.asset(ctx, tag, "kubevirt-cr.yaml")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return parseCRManifest(data, tag, namespace)
+	m, err := parseCRManifest(data, tag, namespace)
+	return data, m, err
 }
 
 // Mirror reports whether registry is one the client is configured to take

@@ -42,6 +42,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return planCommand(ctx, args[1:], stdout, stderr)
 	case "release":
 		return releaseCommand(ctx, args[1:], stdout, stderr)
+	case "mirror":
+		return mirrorCommand(ctx, args[1:], stdout, stderr)
 	case "fleet":
 		return fleetCommand(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
@@ -63,6 +65,7 @@ Commands:
   run      run the agent: poll Git, plan, execute, commit status
   plan     compute a plan offline (or against a live cluster) and print it
   release  check a kubevirt-operator.yaml as the agent would vet it
+  mirror   copy a planned path's images to an air-gapped site's registry, rewrite its manifests
   fleet    fleet status: every cluster of a fleet file, ring by ring
   version  print the version
 

@@ -33,18 +33,7 @@ type planFlags struct {
 func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var f planFlags
 	fs := flag.NewFlagSet("kvgitops plan", flag.ContinueOnError)
-	fs.StringVar(&f.desired, "desired", "", "path of the desired file (required)")
-	fs.StringVar(&f.rel.releasesURL, "releases", "", "release catalog: a file (one tag per line, or GitHub releases JSON) or an https URL of the GitHub releases API (required)")
-	fs.StringVar(&f.rel.caFile, "release-ca-file", "", "PEM bundle to trust for the releases URL (default: system roots)")
-	fs.StringVar(&f.rel.networks, "release-allowed-networks", "", "comma-separated CIDRs the releases URL may resolve to (private and loopback addresses are refused otherwise)")
-	fs.StringVar(&f.installed, "installed", "", `installed KubeVirt version, or "none" (this or --kubeconfig)`)
-	fs.StringVar(&f.mode, "mode", string(planner.ModeLocked), "with --installed: Locked or ImageTag")
-	fs.StringVar(&f.operatorVersion, "operator-version", "", "with --installed: the running virt-operator's version (default: --installed)")
-	fs.StringVar(&f.kubernetesVersion, "kubernetes-version", "", "with --installed: the cluster's Kubernetes version, for the preflight checks (e.g. 1.37.2)")
-	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "observe a live cluster through this kubeconfig instead of --installed")
-	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "with --kubeconfig: KubeVirt's namespace")
-	fs.StringVar(&f.risks, "risks", "", "the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired, when it exists)")
-	fs.StringVar(&f.featureGates, "feature-gates", "", "with --installed: comma-separated feature gates of the KubeVirt CR, for the preflight checks")
+	f.register(fs)
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
 	if code, stop := parseCommand(fs, args, nil, stderr, func() error { return problem(f.check()) }); stop {
 		return code
@@ -60,6 +49,23 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		writePlanText(stdout, p)
 	}
 	return exitOK
+}
+
+// register adds the flags that say what to plan from: the desired file,
+// the catalog, the cluster (observed or described).
+func (f *planFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.desired, "desired", "", "path of the desired file (required)")
+	fs.StringVar(&f.rel.releasesURL, "releases", "", "release catalog: a file (one tag per line, or GitHub releases JSON) or an https URL of the GitHub releases API (required)")
+	fs.StringVar(&f.rel.caFile, "release-ca-file", "", "PEM bundle to trust for the releases URL (default: system roots)")
+	fs.StringVar(&f.rel.networks, "release-allowed-networks", "", "comma-separated CIDRs the releases URL may resolve to (private and loopback addresses are refused otherwise)")
+	fs.StringVar(&f.installed, "installed", "", `installed KubeVirt version, or "none" (this or --kubeconfig)`)
+	fs.StringVar(&f.mode, "mode", string(planner.ModeLocked), "with --installed: Locked or ImageTag")
+	fs.StringVar(&f.operatorVersion, "operator-version", "", "with --installed: the running virt-operator's version (default: --installed)")
+	fs.StringVar(&f.kubernetesVersion, "kubernetes-version", "", "with --installed: the cluster's Kubernetes version, for the preflight checks (e.g. 1.37.2)")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "observe a live cluster through this kubeconfig instead of --installed")
+	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "with --kubeconfig: KubeVirt's namespace")
+	fs.StringVar(&f.risks, "risks", "", "the repository's upgrade-risks file (default: kubevirt-risks.yaml beside --desired, when it exists)")
+	fs.StringVar(&f.featureGates, "feature-gates", "", "with --installed: comma-separated feature gates of the KubeVirt CR, for the preflight checks")
 }
 
 func (f planFlags) check() string {
