@@ -11,6 +11,7 @@
 // An I/O shell like the executor: no decisions beyond KubeVirt's own
 // naming rules, which live in package release.
 //
-// Must not: write a manifest that names an image it did not copy; write a
-// manifest the agent's vetting refuses.
+// It must not write a manifest that names an image it did not copy, write a
+// manifest the agent's vetting refuses, log, or touch a cluster (it imports
+// no client-go, no Git, no logger).
 package mirror

@@ -30,6 +30,7 @@ var floors = []struct {
 	{"gitsource", 3, []string{"k8s.io/", "log", "log/slog", "github.com/prometheus/"}},
 	{"release", 3, []string{"k8s.io/client-go", "github.com/go-git/", "log", "log/slog", "os/exec"}},
 	{"executor", 4, []string{"github.com/go-git/", "github.com/prometheus/"}},
+	{"mirror", 4, []string{"k8s.io/client-go", "github.com/go-git/", "log", "log/slog", "os/exec"}},
 	{"agent", 5, []string{"k8s.io/client-go", "k8s.io/apimachinery", "k8s.io/api/", "github.com/go-git/"}},
 	{"cmd/kvgitops", 6, nil},
 }

@@ -214,13 +214,15 @@ func Build(ctx context.Context, dir string) (string, error) {
 }
 
 // BuildImage builds kvgitops and its image as make image does (a static
-// binary, hack/image), named name, into dir; it returns the OCI archive.
+// binary, hack/image), named name, into dir (dir/kvgitops, the binary,
+// stays: the real node runs it beside the cluster too); it returns the OCI
+// archive.
 func BuildImage(dir, name string) (string, error) {
 	root, err := root.Module()
 	if err != nil {
 		return "", err
 	}
-	bin, out := filepath.Join(dir, "kvgitops-static"), filepath.Join(dir, "kvgitops.tar")
+	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
 	for _, args := range [][]string{
 		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
 		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
