@@ -41,20 +41,7 @@ func (s *Source) ReadFile(ctx context.Context, rev Revision, filePath string, ma
 func (s *Source) ReadSigned(ctx context.Context, rev Revision, filePath string, max int64, keys *VerifyConfig) ([]byte, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	data, err := s.readFile(ctx, rev, filePath, max)
-	if err != nil {
-		return nil, "", err
-	}
-	h, _ := rev.hash() // readFile checked it
-	c, err := object.GetCommit(s.store, h)
-	if err != nil {
-		return nil, "", s.errorf(ReasonGitUnavailable, false, err, "read commit %s", rev.Short())
-	}
-	signer, err := keys.verify(c)
-	if err != nil {
-		return nil, "", s.errorf(ReasonSignatureInvalid, true, nil, "%s on %s: %v", filePath, rev.Branch(), err)
-	}
-	return data, signer, nil
+	return s.readSigned(ctx, rev, filePath, max, keys)
 }
 
 func (s *Source) readFile(ctx context.Context, rev Revision, filePath string, max int64) ([]byte, error) {

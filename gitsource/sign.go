@@ -67,9 +67,14 @@ func LoadCommitSigner(dir, kind string) (*CommitSigner, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &CommitSigner{ssh: signer, identity: "ssh:" + ssh.FingerprintSHA256(signer.PublicKey())}, nil
+		return NewSSHCommitSigner(signer), nil
 	}
 	return nil, fmt.Errorf("status signing %q: use openpgp or ssh", kind)
+}
+
+// NewSSHCommitSigner signs with an SSH key.
+func NewSSHCommitSigner(signer ssh.Signer) *CommitSigner {
+	return &CommitSigner{ssh: signer, identity: "ssh:" + ssh.FingerprintSHA256(signer.PublicKey())}
 }
 
 // NewPGPCommitSigner signs with an armored OpenPGP private key, decrypted

@@ -185,24 +185,34 @@ func (s *Source) head(ctx context.Context, branch string) (plumbing.Hash, error)
 	case !errors.Is(err, errV0):
 		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
 	}
+	adv, err := s.advertised(ctx)
+	if err != nil || adv == nil {
+		return plumbing.ZeroHash, err
+	}
+	return refHash(adv, branch), nil
+}
+
+// advertised is the v0 advertisement of every ref (nil for an empty
+// repository).
+func (s *Source) advertised(ctx context.Context) (*packp.AdvRefs, error) {
 	auth, err := s.remote.authMethod()
 	if err != nil {
-		return plumbing.ZeroHash, s.credentialsError(err)
+		return nil, s.credentialsError(err)
 	}
 	sess, err := s.remote.transport.NewUploadPackSession(s.remote.endpoint, auth)
 	if err != nil {
-		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
+		return nil, s.classify(ctx, err, "connect to")
 	}
 	defer sess.Close()
 	adv, err := sess.AdvertisedReferencesContext(ctx)
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return plumbing.ZeroHash, nil
+		return nil, nil
 	}
 	if err != nil {
-		return plumbing.ZeroHash, s.classify(ctx, err, "list references of")
+		return nil, s.classify(ctx, err, "list references of")
 	}
 	s.caps = adv.Capabilities
-	return refHash(adv, branch), nil
+	return adv, nil
 }
 
 func refHash(adv *packp.AdvRefs, branch string) plumbing.Hash {

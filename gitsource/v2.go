@@ -108,30 +108,43 @@ func (s *Source) v2(ctx context.Context) (v2conn, error) {
 
 // lsRefs asks for one branch.
 func lsRefs(ctx context.Context, c v2conn, branch string) (plumbing.Hash, error) {
+	refs, err := lsRefsPrefix(ctx, c, branch)
+	return refs["refs/heads/"+branch], err
+}
+
+// maxListedRefs bounds what one ls-refs may answer (a fleet has at most
+// 2,000 clusters; a hostile server does not get to fill memory).
+const maxListedRefs = 20000
+
+// lsRefsPrefix lists the branches whose names start with prefix.
+func lsRefsPrefix(ctx context.Context, c v2conn, prefix string) (map[string]plumbing.Hash, error) {
 	var w pktWriter
 	w.line("command=ls-refs")
 	w.line("agent=%s", agent)
 	w.delim()
-	w.line("ref-prefix refs/heads/%s", branch)
+	w.line("ref-prefix refs/heads/%s", prefix)
 	w.flush()
 	p, closer, err := c.command(ctx, w.String())
 	if err != nil {
-		return plumbing.ZeroHash, err
+		return nil, err
 	}
 	defer closer.Close()
-	found := plumbing.ZeroHash
+	refs := map[string]plumbing.Hash{}
 	for {
 		l, k, err := p.line()
 		if err != nil {
-			return plumbing.ZeroHash, err
+			return nil, err
 		}
 		if k != pktData {
-			return found, nil
+			return refs, nil
 		}
 		id, name, _ := strings.Cut(l, " ")
 		name, _, _ = strings.Cut(name, " ")
-		if name == "refs/heads/"+branch && plumbing.IsHash(id) {
-			found = plumbing.NewHash(id)
+		if strings.HasPrefix(name, "refs/heads/"+prefix) && plumbing.IsHash(id) {
+			if len(refs) == maxListedRefs {
+				return nil, fmt.Errorf("the server lists over %d branches under %s", maxListedRefs, prefix)
+			}
+			refs[name] = plumbing.NewHash(id)
 		}
 	}
 }
