@@ -41,13 +41,21 @@ func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Obse
 	}
 	a.wakeAt = time.Time{}
 	now := a.cfg.Clock()
-	peers := map[string]planner.Peer{}
-	for _, c := range f.EarlierClusters(a.cfg.ClusterName) {
-		peer, err := a.peer(ctx, c, f.StatusKeys[c], now)
-		if err != nil {
-			return nil, err
+	earlier := f.EarlierClusters(a.cfg.ClusterName)
+	keys := map[string]string{}
+	for _, c := range earlier {
+		if k := f.StatusKeys[c]; k != "" {
+			keys[c] = k
 		}
-		peers[c] = peer
+	}
+	reads, err := a.cfg.Peers.PeerStatuses(ctx, keys)
+	a.cfg.Metrics.gitOp("read", err)
+	if err != nil {
+		return nil, err
+	}
+	peers := map[string]planner.Peer{}
+	for _, c := range earlier {
+		peers[c] = a.peer(c, keys[c], reads[c], now)
 	}
 	target := p.To
 	if target == "" {
@@ -61,17 +69,13 @@ func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Obse
 	return &gateResult{PhaseWaitingForRing, g.Reason, g.Message}, nil
 }
 
-// peer reads one earlier cluster's status and checks it is the peer's own
-// (signed by the key the fleet file lists for it). A peer without a status,
-// or with one that cannot be proven, is unknown: remembered from the first
-// time it was seen so, and named with why. Only a failure to reach Git
-// fails the pass.
-func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (planner.Peer, error) {
-	st, why, err := a.peerStatus(ctx, cluster, key)
-	switch {
-	case err != nil:
-		return planner.Peer{}, err
-	case st == nil:
+// peer is what one earlier cluster's status read means for the gate: the
+// peer's own status (signed by the key the fleet file lists for it), or,
+// without a status or with one that cannot be proven, unknown: remembered
+// from the first time it was seen so, and named with why.
+func (a *Agent) peer(cluster, key string, read PeerRead, now time.Time) planner.Peer {
+	st, why := peerStatus(cluster, key, read)
+	if st == nil {
 		delete(a.peersSeen, cluster)
 		if a.peersMissing == nil {
 			a.peersMissing = map[string]time.Time{}
@@ -79,39 +83,37 @@ func (a *Agent) peer(ctx context.Context, cluster, key string, now time.Time) (p
 		if _, ok := a.peersMissing[cluster]; !ok {
 			a.peersMissing[cluster] = now
 		}
-		return planner.Peer{MissingSince: a.peersMissing[cluster], Unknown: why}, nil
+		return planner.Peer{MissingSince: a.peersMissing[cluster], Unknown: why}
 	}
 	delete(a.peersMissing, cluster)
 	p := peerOf(*st)
 	p.Current = st.Desired != nil && st.Desired.Digest == a.src.digest
 	p.ReadySince = a.soakSince(cluster, p, now)
-	return p, nil
+	return p
 }
 
 // peerStatus is the peer's verified status, or why there is none it can
 // prove ("" when it has none at all).
-func (a *Agent) peerStatus(ctx context.Context, cluster, key string) (*Status, string, error) {
-	if key == "" {
-		return nil, "the fleet file lists no status key for it in spec.statusKeys", nil
-	}
-	data, err := a.cfg.Peers.PeerStatus(ctx, cluster, key)
-	a.cfg.Metrics.gitOp("read", err)
+func peerStatus(cluster, key string, read PeerRead) (*Status, string) {
+	err := read.Err
 	switch {
+	case key == "":
+		return nil, "the fleet file lists no status key for it in spec.statusKeys"
 	case fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing:
-		return nil, "", nil
-	case err != nil && fault.Stalls(err):
-		return nil, redact.Text(err.Error(), 300), nil
+		return nil, ""
 	case err != nil:
-		return nil, "", err
+		return nil, redact.Text(err.Error(), 300)
+	case read.Data == nil:
+		return nil, "" // not read: the reader has nothing for it
 	}
-	st, err := ParsePeerStatus(data)
+	st, err := ParsePeerStatus(read.Data)
 	switch {
 	case err != nil:
-		return nil, "its status file is unreadable: " + redact.Text(err.Error(), 200), nil
+		return nil, "its status file is unreadable: " + redact.Text(err.Error(), 200)
 	case st.Cluster != cluster:
-		return nil, fmt.Sprintf("its branch holds the status of cluster %s", redact.Quote(st.Cluster)), nil
+		return nil, fmt.Sprintf("its branch holds the status of cluster %s", redact.Quote(st.Cluster))
 	}
-	return &st, "", nil
+	return &st, ""
 }
 
 // soakSince is when this agent first saw the peer Succeeded on its

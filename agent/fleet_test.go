@@ -33,6 +33,20 @@ func (r *fakeRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte,
 	return data, nil
 }
 
+// PeerStatuses reads each peer as PeerStatus does; a failure to reach Git
+// fails the call.
+func (r *fakeRepo) PeerStatuses(ctx context.Context, peers map[string]string) (map[string]agent.PeerRead, error) {
+	out := map[string]agent.PeerRead{}
+	for c, key := range peers {
+		data, err := r.PeerStatus(ctx, c, key)
+		if err != nil && !fault.Stalls(err) {
+			return nil, err
+		}
+		out[c] = agent.PeerRead{Data: data, Err: err}
+	}
+	return out, nil
+}
+
 // peerKey is the status key of a fleet's cluster in these tests.
 func peerKey(cluster string) string { return "ssh-ed25519 AAAA" + strings.ReplaceAll(cluster, "-", "") }
 

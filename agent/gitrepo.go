@@ -20,6 +20,9 @@ type GitRepo struct {
 	// FollowRewrites accepts a head that does not descend from the last one
 	// seen (a deliberate force-push) instead of stalling.
 	FollowRewrites bool
+	// MaxFileSize caps what Read reads; default planner.MaxDesiredSize (a
+	// fleet's agents read a fleet file: planner.MaxFleetSize).
+	MaxFileSize int64
 
 	// Per signed path: the bytes last verified and who signed them (the
 	// agent's own status commits move the head without touching the file,
@@ -28,6 +31,14 @@ type GitRepo struct {
 	verified map[string]verifiedFile
 	accepted map[string]string
 	peerKeys map[string]*gitsource.VerifyConfig
+	// peerReads are the verdicts on peers' heads (cluster → the commit and
+	// key they are about): a head that did not move is not read again.
+	peerReads map[string]peerVerdict
+}
+
+type peerVerdict struct {
+	commit, key string
+	read        PeerRead
 }
 
 type verifiedFile struct {
@@ -76,7 +87,11 @@ func (g *GitRepo) Head(ctx context.Context, since string) (string, error) {
 // signed commit, a stale mirror) is refused, whatever path through merges
 // leads to it.
 func (g *GitRepo) Read(ctx context.Context, rev, path string) ([]byte, Provenance, error) {
-	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, planner.MaxDesiredSize)
+	limit := g.MaxFileSize
+	if limit == 0 {
+		limit = planner.MaxDesiredSize
+	}
+	data, err := g.Source.ReadFile(ctx, gitsource.Revision(rev), path, limit)
 	if err != nil || !g.signed(path) {
 		return data, Provenance{}, err
 	}
@@ -154,6 +169,57 @@ func (g *GitRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, 
 	}
 	data, _, err := g.Source.ReadSigned(ctx, rev, PeerStatusPath(cluster), MaxStatusSize, keys)
 	return data, err
+}
+
+// PeerStatuses reads the status files of peers (cluster → key) with one
+// ls-refs for every status branch and one fetch for the heads that moved
+// since the last call; a head that did not move costs nothing more, its
+// verdict (verified once per commit) kept.
+func (g *GitRepo) PeerStatuses(ctx context.Context, peers map[string]string) (map[string]PeerRead, error) {
+	out := make(map[string]PeerRead, len(peers))
+	if len(peers) == 0 {
+		return out, nil
+	}
+	heads, err := g.Source.Heads(ctx, "status/")
+	if err != nil {
+		return nil, err
+	}
+	var files []gitsource.SignedFile
+	var clusters []string
+	for cluster, key := range peers {
+		rev, ok := heads[PeerBranch(cluster)]
+		if !ok {
+			out[cluster] = PeerRead{Err: fault.Stalled(gitsource.ReasonDesiredFileMissing, nil, "there is no branch %s", PeerBranch(cluster))}
+			continue
+		}
+		if v, ok := g.peerReads[cluster]; ok && v.commit == rev.Commit() && v.key == key {
+			out[cluster] = v.read
+			continue
+		}
+		keys, err := g.trusted(key)
+		if err != nil {
+			out[cluster] = PeerRead{Err: fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "its status key in the fleet file cannot be used: %v", err)}
+			continue
+		}
+		files = append(files, gitsource.SignedFile{Rev: rev, Path: PeerStatusPath(cluster), Keys: keys})
+		clusters = append(clusters, cluster)
+	}
+	reads, err := g.Source.ReadSignedMany(ctx, files, MaxStatusSize)
+	if err != nil {
+		return nil, err
+	}
+	if g.peerReads == nil {
+		g.peerReads = map[string]peerVerdict{}
+	}
+	for i, r := range reads {
+		if r.Err != nil && !fault.Stalls(r.Err) {
+			return nil, r.Err
+		}
+		read := PeerRead{Data: r.Data, Err: r.Err}
+		out[clusters[i]] = read
+		g.peerReads[clusters[i]] = peerVerdict{commit: files[i].Rev.Commit(), key: peers[clusters[i]], read: read}
+	}
+	return out, nil
 }
 
 // trusted parses a peer's key once.

@@ -53,12 +53,20 @@ type Provenance struct {
 	SetBy  string
 }
 
-// PeerReader reads another cluster's committed status file from the head
-// of its branch status/<cluster>, which must be signed by key (the one the
-// fleet file lists for it). A cluster without a branch is an error whose
-// reason is DesiredFileMissing; a status that cannot be proven (unsigned,
-// signed by another key, too large, not a file) is a stalling error that
-// says why; anything else is transient.
+// PeerReader reads other clusters' committed status files, each from the
+// head of its branch status/<cluster>, which must be signed by its key (the
+// one the fleet file lists): peers maps cluster → key. Each result carries
+// its own error: a cluster without a branch has one whose reason is
+// DesiredFileMissing; a status that cannot be proven (unsigned, signed by
+// another key, too large, not a file) a stalling one that says why. The
+// call's error (Git unreachable) is transient and fails the pass. It reads
+// all of them in a constant number of round trips.
 type PeerReader interface {
-	PeerStatus(ctx context.Context, cluster, key string) ([]byte, error)
+	PeerStatuses(ctx context.Context, peers map[string]string) (map[string]PeerRead, error)
+}
+
+// PeerRead is one peer's status file, or why there is none.
+type PeerRead struct {
+	Data []byte
+	Err  error
 }

@@ -17,10 +17,10 @@ import (
 )
 
 // readLimits bound what a read keeps in memory: commits and trees up to
-// 16 MiB each, blobs up to the largest file kvgitops reads (the status
-// file, 256 KiB), 64 MiB in all per pack. Bigger blobs (a junk file beside
-// the desired one, on a server without v2) are hashed and dropped.
-var readLimits = limits{object: 16 << 20, blob: 256 << 10, total: 64 << 20}
+// 16 MiB each, blobs up to the largest file kvgitops reads (a fleet file,
+// 512 KiB), 64 MiB in all per pack. Bigger blobs (a junk file beside the
+// desired one, on a server without v2) are hashed and dropped.
+var readLimits = limits{object: 16 << 20, blob: 512 << 10, total: 64 << 20}
 
 // ReadFile returns the file at path in rev, at most max bytes. The blob is
 // read from the object store, never from a checkout: a symlink, directory

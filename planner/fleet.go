@@ -21,6 +21,11 @@ const (
 	maxFleetClusters          = 2000
 )
 
+// MaxFleetSize caps the fleet file: room for maxFleetClusters clusters,
+// each with its name in a ring and an SSH status key (≈ 110 bytes), twice
+// over. Larger files are rejected unread.
+const MaxFleetSize = 512 << 10
+
 // Fleet is a validated fleet file (the README, "Fleets"): one desired
 // KubeVirt state for many clusters, rolled out ring by ring. Build it with
 // [ParseFleet].
@@ -65,7 +70,7 @@ var fleetName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$`)
 // ParseFleet validates and decodes a fleet file, with the same strictness
 // as ParseDesired; spec.kubevirt is a desired file's spec.
 func ParseFleet(data []byte) (Fleet, error) {
-	root, err := decodeSingleDocument(data, MaxDesiredSize)
+	root, err := decodeSingleDocument(data, MaxFleetSize)
 	if err != nil {
 		return Fleet{}, err
 	}

@@ -2,6 +2,7 @@ package planner_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,40 @@ func TestRingGate(t *testing.T) {
 	}
 	if got := f.EarlierClusters("ap-1"); strings.Join(got, ",") != "lab-1,eu-2" {
 		t.Errorf("prod is gated by %v, want lab-1 and eu-2 (us-3 is pinned)", got)
+	}
+}
+
+// bigFleet is a fleet file of n clusters in rings of 1, n/20 and the
+// rest, each with an SSH status key, as a platform team writes it.
+func bigFleet(n int) string {
+	var b strings.Builder
+	b.WriteString(fleetHead + "  kubevirt: {version: v1.8.4}\n  rings:\n")
+	ring2 := max(1, n/20)
+	for _, r := range []struct {
+		name     string
+		from, to int
+	}{{"canary", 0, 1}, {"early", 1, 1 + ring2}, {"prod", 1 + ring2, n}} {
+		b.WriteString("  - name: " + r.name + "\n    clusters:\n")
+		for i := r.from; i < r.to; i++ {
+			fmt.Fprintf(&b, "    - cluster-%04d\n", i)
+		}
+	}
+	b.WriteString("  statusKeys:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "    cluster-%04d: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI%043d\n", i, i)
+	}
+	return b.String()
+}
+
+// TestAFleetOfTheLargestSizeFits: 2,000 clusters with a status key each
+// (≈ 150 KiB) parse; a file over MaxFleetSize is refused, naming the limit.
+func TestAFleetOfTheLargestSizeFits(t *testing.T) {
+	f := mustFleet(t, bigFleet(2000))
+	if len(f.StatusKeys) != 2000 || len(f.Rings[2].Clusters) != 1899 {
+		t.Errorf("%d keys, last ring %d clusters", len(f.StatusKeys), len(f.Rings[2].Clusters))
+	}
+	_, err := planner.ParseFleet([]byte(bigFleet(2000) + "#" + strings.Repeat("x", planner.MaxFleetSize)))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("over the %d-byte limit", planner.MaxFleetSize)) {
+		t.Errorf("an oversized fleet file: %v", err)
 	}
 }

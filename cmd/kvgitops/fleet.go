@@ -32,11 +32,12 @@ type fleetFiles interface {
 	// Fleet returns the fleet file and when it was last changed (zero
 	// when that cannot be told).
 	Fleet(ctx context.Context, path string) ([]byte, time.Time, error)
-	// Status returns a cluster's status file from the head of its branch
-	// status/<cluster>, which must be signed by key: errNoStatus when it
-	// has none, a stalling gitsource error when it cannot be proven
-	// (unsigned, signed by another key, too large).
-	Status(ctx context.Context, cluster, key string) ([]byte, error)
+	// Statuses returns each cluster's status file (cluster → key) from
+	// the head of its branch status/<cluster>, which must be signed by its
+	// key, each with its own error: errNoStatus when it has none, a
+	// stalling gitsource error when it cannot be proven (unsigned, signed
+	// by another key, too large). The call fails when Git cannot be read.
+	Statuses(ctx context.Context, peers map[string]string) (map[string]agent.PeerRead, error)
 }
 
 var errNoStatus = errors.New("no status file")
@@ -64,7 +65,7 @@ func fleetCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "kvgitops fleet status:", err)
 		return exitUsage
 	}
-	r, err := readFleet(ctx, files, f.fleetPath, f.staleAfter, time.Now())
+	r, err := readFleet(ctx, files, f.fleetPath, f.staleAfter, time.Now(), terminal(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "kvgitops fleet status:", err)
 		return exitRefused
@@ -81,6 +82,17 @@ func fleetCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return exitRefused
 	}
 	return exitOK
+}
+
+// terminal is w when it is a terminal (where a progress line helps), else
+// nil.
+func terminal(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return w
+		}
+	}
+	return nil
 }
 
 func (f fleetFlags) check() string {
@@ -109,7 +121,8 @@ func (f fleetFlags) files() (fleetFiles, error) {
 }
 
 // readFleet reads the fleet file and every cluster's status.
-func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter time.Duration, now time.Time) (fleetReport, error) {
+// On a terminal (progress non-nil) it says what it reads while it reads.
+func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter time.Duration, now time.Time, progress io.Writer) (fleetReport, error) {
 	data, since, err := files.Fleet(ctx, path)
 	if err != nil {
 		return fleetReport{}, fmt.Errorf("read the fleet file %s: %w", path, err)
@@ -121,25 +134,47 @@ func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter ti
 	if staleAfter == 0 {
 		staleAfter = f.StatusMissingAfter
 	}
+	statuses, unproven, err := readStatuses(ctx, files, f, progress)
+	if err != nil {
+		return fleetReport{}, err
+	}
+	return buildFleetReport(f, data, since, statuses, unproven, now, staleAfter), nil
+}
+
+// readStatuses reads every cluster's status: the ones it can prove, and
+// why not for the others.
+func readStatuses(ctx context.Context, files fleetFiles, f planner.Fleet, progress io.Writer) (map[string]*agent.Status, map[string]string, error) {
 	statuses, unproven := map[string]*agent.Status{}, map[string]string{}
+	keys := map[string]string{}
 	for _, ring := range f.Rings {
 		for _, c := range ring.Clusters {
-			key := f.StatusKeys[c]
-			if key == "" {
+			if keys[c] = f.StatusKeys[c]; keys[c] == "" {
+				delete(keys, c)
 				unproven[c] = "the fleet file lists no status key for it in spec.statusKeys"
-				continue
 			}
-			data, err := files.Status(ctx, c, key)
+		}
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "reading the status of %d clusters…", len(keys))
+	}
+	reads, err := files.Statuses(ctx, keys)
+	if progress != nil {
+		fmt.Fprint(progress, "\r\033[K") // the line goes before the report
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the clusters' status: %w", err)
+	}
+	for _, ring := range f.Rings {
+		for _, c := range ring.Clusters {
+			read, ok := reads[c]
 			switch {
-			case errors.Is(err, errNoStatus):
+			case !ok || errors.Is(read.Err, errNoStatus):
 				continue
-			case fault.Stalls(err):
-				unproven[c] = err.Error()
+			case read.Err != nil:
+				unproven[c] = read.Err.Error()
 				continue
-			case err != nil:
-				return fleetReport{}, fmt.Errorf("read the status of %s: %w", c, err)
 			}
-			st, err := agent.ParsePeerStatus(data)
+			st, err := agent.ParsePeerStatus(read.Data)
 			switch {
 			case err != nil:
 				unproven[c] = "its status file is unreadable: " + err.Error()
@@ -150,7 +185,7 @@ func readFleet(ctx context.Context, files fleetFiles, path string, staleAfter ti
 			}
 		}
 	}
-	return buildFleetReport(f, data, since, statuses, unproven, now, staleAfter), nil
+	return statuses, unproven, nil
 }
 
 // repoFiles reads from a repository URL.
@@ -164,7 +199,7 @@ func (r *repoFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, 
 	if head == "" {
 		return nil, time.Time{}, errors.New("the branch has no commits")
 	}
-	data, err := r.repo.Source.ReadFile(ctx, head, path, planner.MaxDesiredSize)
+	data, err := r.repo.Source.ReadFile(ctx, head, path, planner.MaxFleetSize)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -172,12 +207,16 @@ func (r *repoFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, 
 	return data, since, err
 }
 
-func (r *repoFiles) Status(ctx context.Context, cluster, key string) ([]byte, error) {
-	data, err := r.repo.PeerStatus(ctx, cluster, key)
-	if fault.ReasonOf(err) == gitsource.ReasonDesiredFileMissing {
-		return nil, errNoStatus
+// Statuses reads every status with one ls-refs and one fetch
+// (agent.GitRepo.PeerStatuses).
+func (r *repoFiles) Statuses(ctx context.Context, peers map[string]string) (map[string]agent.PeerRead, error) {
+	reads, err := r.repo.PeerStatuses(ctx, peers)
+	for c, read := range reads {
+		if fault.ReasonOf(read.Err) == gitsource.ReasonDesiredFileMissing {
+			reads[c] = agent.PeerRead{Err: errNoStatus}
+		}
 	}
-	return data, err
+	return reads, err
 }
 
 // dirFiles reads a local checkout: the fleet file from the working tree,
@@ -187,7 +226,7 @@ func (r *repoFiles) Status(ctx context.Context, cluster, key string) ([]byte, er
 type dirFiles string
 
 func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, error) {
-	data, err := readCapped(filepath.Join(string(d), filepath.FromSlash(path)), planner.MaxDesiredSize)
+	data, err := readCapped(filepath.Join(string(d), filepath.FromSlash(path)), planner.MaxFleetSize)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -200,7 +239,21 @@ func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, er
 	return data, since, nil
 }
 
-func (d dirFiles) Status(ctx context.Context, cluster, key string) ([]byte, error) {
+// Statuses reads each status from the checkout; only a failing git fails
+// the call.
+func (d dirFiles) Statuses(ctx context.Context, peers map[string]string) (map[string]agent.PeerRead, error) {
+	out := map[string]agent.PeerRead{}
+	for c, key := range peers {
+		data, err := d.status(ctx, c, key)
+		if err != nil && !errors.Is(err, errNoStatus) && !fault.Stalls(err) {
+			return nil, fmt.Errorf("read the status of %s: %w", c, err)
+		}
+		out[c] = agent.PeerRead{Data: data, Err: err}
+	}
+	return out, nil
+}
+
+func (d dirFiles) status(ctx context.Context, cluster, key string) ([]byte, error) {
 	var ref string
 	for _, r := range []string{"refs/heads/" + agent.PeerBranch(cluster), "refs/remotes/origin/" + agent.PeerBranch(cluster)} {
 		if out, err := d.git(ctx, 128, "rev-parse", "--verify", "--quiet", r+"^{commit}"); err == nil {

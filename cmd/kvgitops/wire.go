@@ -21,6 +21,7 @@ import (
 
 	"github.com/kvgitops/kvgitops/agent"
 	"github.com/kvgitops/kvgitops/executor"
+	"github.com/kvgitops/kvgitops/planner"
 )
 
 // run wires the agent and runs it until ctx ends; it returns after every
@@ -70,7 +71,7 @@ func run(ctx context.Context, c runConfig, log *slog.Logger) error {
 	}
 	repo := &agent.GitRepo{Source: src, DesiredPath: c.desiredPath, RisksPath: c.risksPath, FollowRewrites: c.followRewrites}
 	if c.fleetPath != "" {
-		acfg.Fleet, acfg.Peers = true, repo
+		acfg.Fleet, acfg.Peers, repo.MaxFileSize = true, repo, planner.MaxFleetSize
 	}
 	a := agent.New(acfg, repo, exec, catalogFunc(c))
 	health := agent.NewHealth(a)
