@@ -172,7 +172,7 @@ func (g *GitRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, 
 }
 
 // PeerStatuses reads the status files of peers (cluster → key) with one
-// ls-refs for every status branch and one fetch for the heads that moved
+// ls-refs for their branches and one fetch for the heads that moved
 // since the last call; a head that did not move costs nothing more, its
 // verdict (verified once per commit) kept.
 func (g *GitRepo) PeerStatuses(ctx context.Context, peers map[string]string) (map[string]PeerRead, error) {
@@ -180,7 +180,11 @@ func (g *GitRepo) PeerStatuses(ctx context.Context, peers map[string]string) (ma
 	if len(peers) == 0 {
 		return out, nil
 	}
-	heads, err := g.Source.Heads(ctx, "status/")
+	branches := make([]string, 0, len(peers))
+	for cluster := range peers {
+		branches = append(branches, PeerBranch(cluster))
+	}
+	heads, err := g.Source.Heads(ctx, branches...)
 	if err != nil {
 		return nil, err
 	}

@@ -10,10 +10,12 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
-// Heads lists with one ls-refs every branch whose name starts with prefix
-// (a fleet's status branches: "status/"), branch → its head. Over protocol
-// v0 the advertisement of every ref is read instead.
-func (s *Source) Heads(ctx context.Context, prefix string) (map[string]Revision, error) {
+// Heads lists with one ls-refs every branch whose name starts with one of
+// prefixes (a fleet's status branches: "status/", or exactly the peers'
+// branches, so the answer does not grow with the rest of the fleet),
+// branch → its head. Over protocol v0 the advertisement of every ref is
+// read instead.
+func (s *Source) Heads(ctx context.Context, prefixes ...string) (map[string]Revision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ctx, cancel := s.deadline(ctx)
@@ -22,12 +24,12 @@ func (s *Source) Heads(ctx context.Context, prefix string) (map[string]Revision,
 	switch {
 	case err == nil:
 		defer c.Close()
-		refs, err := lsRefsPrefix(ctx, c, prefix)
+		refs, err := lsRefsPrefix(ctx, c, prefixes...)
 		if err != nil {
 			s.v2http = nil
 			return nil, s.classify(ctx, err, "list references of")
 		}
-		return revisions(refs, prefix), nil
+		return revisions(refs, prefixes), nil
 	case !errors.Is(err, errV0):
 		return nil, s.classify(ctx, err, "connect to")
 	}
@@ -39,19 +41,28 @@ func (s *Source) Heads(ctx context.Context, prefix string) (map[string]Revision,
 	for name, h := range adv.References {
 		refs[name] = h
 	}
-	return revisions(refs, prefix), nil
+	return revisions(refs, prefixes), nil
 }
 
-// revisions keeps the branches under prefix.
-func revisions(refs map[string]plumbing.Hash, prefix string) map[string]Revision {
+// revisions keeps the branches under one of prefixes.
+func revisions(refs map[string]plumbing.Hash, prefixes []string) map[string]Revision {
 	out := map[string]Revision{}
 	for name, h := range refs {
 		branch, ok := strings.CutPrefix(name, "refs/heads/")
-		if ok && strings.HasPrefix(branch, prefix) && checkBranch(branch) == nil {
+		if ok && hasAnyPrefix(branch, prefixes) && checkBranch(branch) == nil {
 			out[branch] = newRevision(branch, h)
 		}
 	}
 	return out
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // SignedFile is one file another party vouches for: where it is and whose

@@ -92,6 +92,10 @@ func TestPeersInOneRoundTrip(t *testing.T) {
 			t.Errorf("%s: %q by %q, %v", c, r.Data, r.Signer, r.Err)
 		}
 	}
+	// Asked for two branches, it lists those two only.
+	if heads, err := reader.Heads(context.Background(), "status/c1", "status/c2"); err != nil || len(heads) != 2 || heads["status/c1"] == "" || heads["status/c2"] == "" {
+		t.Errorf("two branches asked for: %v, %v", heads, err)
+	}
 	lsRefs, fetches = s.LsRefs(), s.Fetches()
 	read()
 	if n, f := s.LsRefs()-lsRefs, s.Fetches()-fetches; n != 1 || f != 0 {

@@ -116,13 +116,15 @@ func lsRefs(ctx context.Context, c v2conn, branch string) (plumbing.Hash, error)
 // 2,000 clusters; a hostile server does not get to fill memory).
 const maxListedRefs = 20000
 
-// lsRefsPrefix lists the branches whose names start with prefix.
-func lsRefsPrefix(ctx context.Context, c v2conn, prefix string) (map[string]plumbing.Hash, error) {
+// lsRefsPrefix lists the branches whose names start with one of prefixes.
+func lsRefsPrefix(ctx context.Context, c v2conn, prefixes ...string) (map[string]plumbing.Hash, error) {
 	var w pktWriter
 	w.line("command=ls-refs")
 	w.line("agent=%s", agent)
 	w.delim()
-	w.line("ref-prefix refs/heads/%s", prefix)
+	for _, p := range prefixes {
+		w.line("ref-prefix refs/heads/%s", p)
+	}
 	w.flush()
 	p, closer, err := c.command(ctx, w.String())
 	if err != nil {
@@ -140,9 +142,9 @@ func lsRefsPrefix(ctx context.Context, c v2conn, prefix string) (map[string]plum
 		}
 		id, name, _ := strings.Cut(l, " ")
 		name, _, _ = strings.Cut(name, " ")
-		if strings.HasPrefix(name, "refs/heads/"+prefix) && plumbing.IsHash(id) {
+		if strings.HasPrefix(name, "refs/heads/") && plumbing.IsHash(id) {
 			if len(refs) == maxListedRefs {
-				return nil, fmt.Errorf("the server lists over %d branches under %s", maxListedRefs, prefix)
+				return nil, fmt.Errorf("the server lists over %d branches", maxListedRefs)
 			}
 			refs[name] = plumbing.NewHash(id)
 		}
