@@ -32,11 +32,13 @@ func (a *Agent) parseDesired(data []byte) (planner.Desired, error) {
 }
 
 // ringGate holds a plan back until the earlier rings of the fleet run its
-// version for their soak, read from their committed, signed status files.
-// A hop already under way is finished. nil: the gate is open (or no fleet).
+// version for their soak, read from their committed, signed status files,
+// and the ring controls let it go (paused, manual promotion, maxParallel;
+// planner.Fleet.Gate). A hop already under way is finished. nil: the gate
+// is open (or no fleet).
 func (a *Agent) ringGate(ctx context.Context, p planner.Plan, obs *executor.Observation) (*gateResult, error) {
 	f := a.src.fleet
-	if f == nil || a.src.member.Ring == 0 || hopUnderWay(p, obs) {
+	if f == nil || hopUnderWay(p, obs) {
 		return nil, nil
 	}
 	a.wakeAt = time.Time{}

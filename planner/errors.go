@@ -56,6 +56,11 @@ const (
 	// ReasonRolloutHalted: a cluster of an earlier ring failed, or has had
 	// no status it can prove for too long (the ring gate).
 	ReasonRolloutHalted Reason = "RolloutHalted"
+	// ReasonRolloutPaused: the fleet file pauses the rollout (spec.paused).
+	ReasonRolloutPaused Reason = "RolloutPaused"
+	// ReasonWaitingForPromotion: the cluster's ring starts on a manual
+	// promotion (promotion: Manual) that spec.promotions does not give yet.
+	ReasonWaitingForPromotion Reason = "WaitingForPromotion"
 	// ReasonKubernetesUnsupported: the cluster's Kubernetes is outside the
 	// target's supported range (a refusal under compatibility Strict).
 	ReasonKubernetesUnsupported Reason = "KubernetesUnsupported"

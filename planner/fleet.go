@@ -41,6 +41,12 @@ type Fleet struct {
 	// with (spec.statusKeys): a peer's status counts for the ring gate only
 	// when its branch head is signed by its key.
 	StatusKeys map[string]string
+	// Paused (spec.paused) holds every cluster whose hop has not started:
+	// the whole rollout waits until it is false again.
+	Paused bool
+	// Promotions (spec.promotions) are the manual promotions of rings
+	// with promotion Manual: ring name → the version it may go to.
+	Promotions map[string]string
 }
 
 // Ring is one step of a rollout: its clusters start only when every
@@ -50,7 +56,27 @@ type Ring struct {
 	Name     string
 	Clusters []string
 	Soak     time.Duration
+	// MaxParallel is how many of the ring's clusters may move at once (0:
+	// all), or with MaxParallelPercent set that share of them, rounded up.
+	MaxParallel        int
+	MaxParallelPercent int
+	// Promotion Manual: the ring starts only once spec.promotions names
+	// it with the version (a commit to the fleet file, signed where
+	// verification is on).
+	Promotion Promotion
+	// MaxFailures is the ring's failure budget: later rings halt once more
+	// than this many of its clusters are Failed or Refused (default 0: the
+	// first halts them).
+	MaxFailures int
 }
+
+// Promotion says how a ring starts once the rings before it are done.
+type Promotion string
+
+const (
+	PromotionAutomatic Promotion = "Automatic"
+	PromotionManual    Promotion = "Manual"
+)
 
 // Override holds one cluster back: pinned to its own version, or suspended.
 // An overridden cluster does not gate the rings after its own.
@@ -84,7 +110,7 @@ func ParseFleet(data []byte) (Fleet, error) {
 	if err := top.decode("", root, "apiVersion", "kind", "spec"); err != nil {
 		return Fleet{}, err
 	}
-	var overrides, keys *yaml.Node
+	var overrides, keys, promotions *yaml.Node
 	sf := fields{
 		"kubevirt": func(n *yaml.Node) error {
 			return rebase(f.KubeVirt.decodeSpec(n), "spec.", "spec.kubevirt.")
@@ -98,6 +124,8 @@ func ParseFleet(data []byte) (Fleet, error) {
 		},
 		"overrides":  func(n *yaml.Node) error { overrides = n; return nil },
 		"statusKeys": func(n *yaml.Node) error { keys = n; return nil },
+		"paused":     func(n *yaml.Node) error { return scalarBool(n, "spec.paused", &f.Paused) },
+		"promotions": func(n *yaml.Node) error { promotions = n; return nil },
 	}
 	if err := sf.decode("spec", spec, "kubevirt", "rings"); err != nil {
 		return Fleet{}, err
@@ -109,6 +137,11 @@ func ParseFleet(data []byte) (Fleet, error) {
 	}
 	if keys != nil {
 		if err := f.decodeKeys(keys); err != nil {
+			return Fleet{}, err
+		}
+	}
+	if promotions != nil {
+		if err := f.decodePromotions(promotions); err != nil {
 			return Fleet{}, err
 		}
 	}
@@ -173,8 +206,14 @@ func (f *Fleet) decodeRings(n *yaml.Node) error {
 				clusters = v
 				return nil
 			},
-			"soak": func(v *yaml.Node) error { return duration(v, path+".soak", maxSoak, &r.Soak) },
+			"soak":        func(v *yaml.Node) error { return duration(v, path+".soak", maxSoak, &r.Soak) },
+			"maxParallel": func(v *yaml.Node) error { return r.decodeMaxParallel(v, path+".maxParallel") },
+			"promotion": func(v *yaml.Node) error {
+				return enum(v, path+".promotion", &r.Promotion, PromotionAutomatic, PromotionManual)
+			},
+			"maxFailures": func(v *yaml.Node) error { return count(v, path+".maxFailures", maxFleetClusters, &r.MaxFailures) },
 		}
+		r.Promotion = PromotionAutomatic
 		if err := rf.decode(path, rn, "name", "clusters"); err != nil {
 			return err
 		}

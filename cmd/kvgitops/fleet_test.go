@@ -193,3 +193,41 @@ func TestFleetStatusRefusesABadFleetFile(t *testing.T) {
 		t.Errorf("no source: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+// TestFleetStatusShowsRingControls: each ring's maxParallel, promotion
+// (and whether it is promoted) and maxFailures, and a paused rollout, in
+// the table and the JSON.
+func TestFleetStatusShowsRingControls(t *testing.T) {
+	dir := t.TempDir()
+	fleet := `apiVersion: kvgitops.dev/v1alpha1
+kind: KubeVirtFleet
+spec:
+  kubevirt: {version: v1.8.4}
+  paused: true
+  rings:
+  - {name: canary, clusters: [lab-1, lab-2], maxFailures: 1}
+  - {name: prod, clusters: [p1, p2, p3], maxParallel: 34%, promotion: Manual}
+  - {name: late, clusters: [l1], promotion: Manual}
+  promotions: {late: v1.8.3}
+`
+	if err := os.WriteFile(filepath.Join(dir, "fleet.yaml"), []byte(fleet), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("git", "-C", dir, "init", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("git init: %v %s", err, out)
+	}
+	r := kvgitops(t, "fleet", "status", "--dir", dir)
+	for _, want := range []string{"maxFailures 1", "maxParallel 34%, promotion Manual (not promoted)", "promotion Manual (promoted to v1.8.3)", "paused (spec.paused)"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = kvgitops(t, "fleet", "status", "--dir", dir, "-o", "json")
+	var rep struct {
+		Paused bool
+		Rings  []struct{ Name, Controls string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !rep.Paused || len(rep.Rings) != 3 || rep.Rings[1].Controls != "maxParallel 34%, promotion Manual (not promoted)" {
+		t.Errorf("json %+v (%v):\n%s", rep, err, r.stdout)
+	}
+}

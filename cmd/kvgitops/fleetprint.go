@@ -17,9 +17,9 @@ func writeFleetTable(w io.Writer, r fleetReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Ring, desiredCell(c), redact.OrDash(c.Observed), phaseCell(c), redact.OrDash(c.Reason), when(c.Updated))
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "RING\tSTATE\tDONE\tSOAK")
+	fmt.Fprintln(tw, "RING\tSTATE\tDONE\tSOAK\tCONTROLS")
 	for _, g := range r.Rings {
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\n", g.Name, g.State, g.Done, g.Clusters, redact.OrDash(g.Soak))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", g.Name, g.State, g.Done, g.Clusters, redact.OrDash(g.Soak), redact.OrDash(g.Controls))
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)
@@ -53,6 +53,9 @@ func writeFleetMarkdown(w io.Writer, r fleetReport) {
 		if g.Soak != "" {
 			soak = ", soak " + g.Soak
 		}
+		if g.Controls != "" {
+			soak += ", " + g.Controls
+		}
 		fmt.Fprintf(w, "\n## Ring %s: %s (%d/%d done%s)\n\n", g.Name, g.State, g.Done, g.Clusters, soak)
 		fmt.Fprintln(w, "| cluster | desired | observed | phase | reason | updated | message |\n|---|---|---|---|---|---|---|")
 		for _, c := range r.Cluster {
@@ -70,6 +73,9 @@ func summaryLine(r fleetReport) string {
 		s += ", since " + r.Since.UTC().Format(time.RFC3339)
 	}
 	s += "): "
+	if r.Paused {
+		s += "paused (spec.paused); "
+	}
 	if r.Healthy {
 		return s + "healthy"
 	}

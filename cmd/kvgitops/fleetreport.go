@@ -16,6 +16,7 @@ type fleetReport struct {
 	Version string        `json:"version"` // the fleet's desired version, or "(absent)"
 	Digest  string        `json:"digest"`  // of the fleet file, as agents report it
 	Since   *time.Time    `json:"since,omitempty"`
+	Paused  bool          `json:"paused,omitempty"` // spec.paused: no hop starts
 	Rings   []ringReport  `json:"rings"`
 	Healthy bool          `json:"healthy"` // nothing Failed, Refused, Invalid or stale
 	Problem []string      `json:"problems,omitempty"`
@@ -28,6 +29,9 @@ type ringReport struct {
 	Clusters int    `json:"clusters"`
 	Done     int    `json:"done"`
 	Soak     string `json:"soak,omitempty"`
+	// Controls are the ring's maxParallel, promotion (and whether it is
+	// promoted) and maxFailures.
+	Controls string `json:"controls,omitempty"`
 }
 
 type clusterLine struct {
@@ -60,7 +64,7 @@ const (
 // words, versions release tags, messages are cut and made inert.
 func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses map[string]*agent.Status, unproven map[string]string, now time.Time, staleAfter time.Duration) fleetReport {
 	sum := sha256.Sum256(data)
-	r := fleetReport{Version: f.KubeVirt.Version, Digest: hex.EncodeToString(sum[:])[:16], Healthy: true}
+	r := fleetReport{Version: f.KubeVirt.Version, Digest: hex.EncodeToString(sum[:])[:16], Healthy: true, Paused: f.Paused}
 	if f.KubeVirt.State == planner.StateAbsent {
 		r.Version = "(absent)"
 	}
@@ -71,16 +75,17 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 	// cluster to have acted on it.
 	overdue := !since.IsZero() && now.Sub(since) > staleAfter
 	for _, ring := range f.Rings {
-		rr := ringReport{Name: ring.Name, Clusters: len(ring.Clusters)}
+		rr := ringReport{Name: ring.Name, Clusters: len(ring.Clusters), Controls: controlsCell(f, ring)}
 		if ring.Soak > 0 {
 			rr.Soak = planner.Human(ring.Soak)
 		}
-		var progressing, halted bool
+		var progressing bool
+		failed := 0
 		for _, c := range ring.Clusters {
 			l, acted := lineOf(f, c, ring.Name, statuses[c], unproven[c], r.Digest, overdue, since.IsZero())
 			switch agent.Phase(l.Phase) {
 			case agent.PhaseFailed, agent.PhaseRefused, agent.PhaseInvalid:
-				halted = true
+				failed++
 				r.problem(c + " is " + l.Phase + " " + l.Reason)
 			case agent.PhaseProgressing:
 				progressing = true
@@ -95,10 +100,25 @@ func buildFleetReport(f planner.Fleet, data []byte, since time.Time, statuses ma
 			}
 			r.Cluster = append(r.Cluster, l)
 		}
-		rr.State = ringState(halted, progressing, rr.Done == rr.Clusters)
+		// Failures within the ring's maxFailures do not halt the rollout.
+		rr.State = ringState(failed > ring.MaxFailures, progressing, rr.Done == rr.Clusters)
 		r.Rings = append(r.Rings, rr)
 	}
 	return r
+}
+
+// controlsCell is a ring's controls, with whether a manual ring is
+// promoted to the fleet's version.
+func controlsCell(f planner.Fleet, ring planner.Ring) string {
+	c := ring.Controls()
+	if ring.Promotion == planner.PromotionManual {
+		if p := f.Promotions[ring.Name]; p != "" {
+			c += " (promoted to " + p + ")"
+		} else {
+			c += " (not promoted)"
+		}
+	}
+	return c
 }
 
 func (r *fleetReport) problem(p string) {

@@ -238,7 +238,7 @@ func (f *fleet) aForgedCanaryMovesNobody() {
 	// An oversized one is named, and the pass goes on (the status says so).
 	f.e.pushToBranch("status/lab-1", agent.PeerStatusPath("lab-1"), append(data, []byte("# "+strings.Repeat("x", agent.MaxStatusSize)+"\n")...))
 	st = f.wait("eu-2", func(s agent.Status) bool { return strings.Contains(s.Message, "TooLarge") }, "the oversized canary named")
-	if !strings.Contains(st.Message, "status/lab-1.yaml on status/lab-1 (") {
+	if !strings.Contains(st.Message, "status/lab-1.yaml on status/lab-1 is ") || !strings.Contains(st.Message, "over the 262144-byte limit") {
 		t.Errorf("eu-2 on an oversized canary: %q", st.Message)
 	}
 	f.e.polls(2)
