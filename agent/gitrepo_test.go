@@ -2,6 +2,8 @@ package agent_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
+	"golang.org/x/crypto/ssh"
 )
 
 // TestVerificationIsNotRepeatedForStatusCommits: the agent's own status
@@ -230,4 +233,105 @@ func TestTheRisksFileMustBeSignedLikeTheDesiredFile(t *testing.T) {
 	if _, from, err := repo.Read(ctx, head, "kubevirt-risks.yaml"); err != nil || !strings.HasPrefix(from.Signer, "ssh:") {
 		t.Fatalf("a signed risks file: %+v %v", from, err)
 	}
+}
+
+// TestPeerReadsDoNotGrowWithTheRing: reading 3 peers and reading 12 cost
+// the same requests on the real git server — cold (an ls-refs and one
+// fetch, beside the connection's probe), steady (one ls-refs), and after
+// one peer moved (an ls-refs and one fetch); every peer's verdict is right.
+func TestPeerReadsDoNotGrowWithTheRing(t *testing.T) {
+	git, err := gitserver.New(gitserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer git.Close()
+	human, err := git.User()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := human.CommitFile("fleet.yaml", []byte("fleet\n"), "fleet"); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	write := func(c, message string) {
+		t.Helper()
+		signer, pub := peerSigner(t, c)
+		keys[c] = pub
+		src, err := gitsource.New(gitsource.Config{URL: git.URL(), Auth: gitsource.Auth{CA: git.CertPool()}, StatusBranch: agent.PeerBranch(c), Signer: signer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := agent.Status{APIVersion: agent.StatusAPIVersion, Kind: agent.StatusKind, Cluster: c, Phase: agent.PhaseSucceeded, Message: message}
+		data, err := agent.Render(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.WriteFile(context.Background(), agent.PeerStatusPath(c), data, "status("+c+")"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var costs [][3]int64
+	for _, n := range []int{3, 12} {
+		peers := map[string]string{}
+		for i := range n {
+			c := "ring" + string(rune('a'+n)) + "-" + string(rune('a'+i))
+			write(c, "first")
+			peers[c] = keys[c]
+		}
+		src, err := gitsource.New(gitsource.Config{URL: git.URL(), Auth: gitsource.Auth{CA: git.CertPool()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		repo := &agent.GitRepo{Source: src}
+		var cost [3]int64
+		for pass := range 3 {
+			if pass == 2 {
+				for c := range peers {
+					write(c, "moved") // one peer moves, signed by its same key
+					break
+				}
+			}
+			before := git.InfoRefs() + git.UploadPacks()
+			reads, err := repo.PeerStatuses(context.Background(), peers)
+			if err != nil || len(reads) != n {
+				t.Fatalf("%d peers, pass %d: %d reads, %v", n, pass, len(reads), err)
+			}
+			for c, r := range reads {
+				if st, err := agent.ParsePeerStatus(r.Data); r.Err != nil || err != nil || st.Cluster != c {
+					t.Errorf("%s: %v %v", c, r.Err, err)
+				}
+			}
+			cost[pass] = git.InfoRefs() + git.UploadPacks() - before
+		}
+		costs = append(costs, cost)
+	}
+	if costs[0] != costs[1] || costs[0][1] != 1 || costs[0][2] != 2 {
+		t.Errorf("requests per pass (cold, steady, one moved): 3 peers %v, 12 peers %v; want the same, steady 1, one moved 2", costs[0], costs[1])
+	}
+}
+
+// peerSigners and peerPubs hold each peer's SSH status-signing key: a
+// peer signs all its commits with one key.
+var (
+	peerSigners = map[string]*gitsource.CommitSigner{}
+	peerPubs    = map[string]string{}
+)
+
+// peerSigner is cluster's key and its public half.
+func peerSigner(t *testing.T, cluster string) (*gitsource.CommitSigner, string) {
+	t.Helper()
+	if s, ok := peerSigners[cluster]; ok {
+		return s, peerPubs[cluster]
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerSigners[cluster] = gitsource.NewSSHCommitSigner(signer)
+	peerPubs[cluster] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	return peerSigners[cluster], peerPubs[cluster]
 }
