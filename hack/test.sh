@@ -20,8 +20,10 @@ exec_flag=()
 if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -f %C:%U:%S:%e"); fi
 trap 'rm -rf "$out"' EXIT
 
-# One kvgitops binary for every package that runs it.
-$GO build -ldflags "-X main.commit=$(git rev-parse --short=12 HEAD)" -o "$out/kvgitops" ./cmd/kvgitops
+# One kvgitops binary for every package that runs it, static as make image
+# builds it (the deploy conformance test and the real node put it in the
+# image instead of building their own).
+CGO_ENABLED=0 $GO build -ldflags "-X main.commit=$(git rev-parse --short=12 HEAD)" -o "$out/kvgitops" ./cmd/kvgitops
 export KVGITOPS_TEST_BINARY="$out/kvgitops"
 
 pids=()

@@ -3,6 +3,7 @@ package stack
 import (
 	"cmp"
 	"context"
+	"debug/elf"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/kvgitops/kvgitops/hack/ociimage"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/root"
@@ -213,27 +215,67 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// BuildImage builds kvgitops and its image as make image does (a static
-// binary, hack/image), named name, into dir (dir/kvgitops, the binary,
-// stays: the real node runs it beside the cluster too); it returns the OCI
-// archive.
+// BuildImage writes kvgitops's image as make image does (a static
+// binary, the image of hack/ociimage), named name, into dir; it returns the
+// OCI archive. The binary is BinaryEnv's when that one is static (hack/test.sh
+// builds it so), else built; it stays at dir/kvgitops (the real node runs it
+// beside the cluster too).
 func BuildImage(dir, name string) (string, error) {
-	root, err := root.Module()
+	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
+	if env := os.Getenv(BinaryEnv); env != "" && static(env) {
+		data, err := os.ReadFile(env)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			return "", err
+		}
+	} else if err := buildStatic(bin); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(bin)
 	if err != nil {
 		return "", err
 	}
-	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
-	for _, args := range [][]string{
-		{"build", "-trimpath", "-o", bin, "./cmd/kvgitops"},
-		{"run", "./hack/image", "-binary", bin, "-tag", name, "-o", out},
-	} {
-		cmd := exec.Command("go", args...)
-		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("go %v: %w\n%s", args, err, b)
+	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
+	if err != nil {
+		return "", fmt.Errorf("CA bundle: %w", err)
+	}
+	img, err := ociimage.Image(data, ca, "dev", "amd64")
+	if err != nil {
+		return "", err
+	}
+	return out, ociimage.WriteOCIArchive(img, name, out)
+}
+
+// static says whether the ELF binary at path has no interpreter (links
+// no libc): what an image with nothing but the binary can run.
+func static(path string) bool {
+	f, err := elf.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return false
 		}
 	}
-	return out, nil
+	return true
+}
+
+// buildStatic builds cmd/kvgitops without cgo into bin.
+func buildStatic(bin string) error {
+	root, err := root.Module()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/kvgitops")
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build kvgitops: %w\n%s", err, b)
+	}
+	return nil
 }
 
 func writeFiles(dir string, files map[string][]byte) error {
