@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -44,6 +46,13 @@ type Options struct {
 	Namespace string
 	// Progress, when set, is told of each image copied.
 	Progress func(Copied)
+	// InsecureRegistries (host[:port]) may be reached over plain HTTP;
+	// others only over HTTPS (loopback aside), though go-containerregistry
+	// would fall back to HTTP for private addresses.
+	InsecureRegistries []string
+	// Transport is the HTTP transport under that guard (default
+	// remote.DefaultTransport).
+	Transport http.RoundTripper
 }
 
 // Result is what mirror.json holds.
@@ -82,9 +91,14 @@ func Run(ctx context.Context, src Source, tags []string, o Options) (*Result, er
 	if _, err := name.NewRepository(to + "/virt-operator"); err != nil {
 		return nil, fmt.Errorf("--to %q is not a repository prefix: %w", o.To, err)
 	}
-	var dst destination = registryDestination{ctx: ctx}
+	base := o.Transport
+	if base == nil {
+		base = remote.DefaultTransport
+	}
+	opts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(httpGuard{base: base, insecure: o.InsecureRegistries})}
+	var dst destination = registryDestination{opts: opts}
 	if o.OCILayout != "" {
-		l, err := openLayout(o.OCILayout)
+		l, err := openLayout(o.OCILayout, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -218,11 +232,9 @@ type destination interface {
 	writeIndex(ref name.Reference, idx v1.ImageIndex) error
 }
 
-type registryDestination struct{ ctx context.Context }
+type registryDestination struct{ opts []remote.Option }
 
-func (r registryDestination) options() []remote.Option {
-	return []remote.Option{remote.WithContext(r.ctx)}
-}
+func (r registryDestination) options() []remote.Option { return r.opts }
 func (r registryDestination) writeImage(ref name.Reference, img v1.Image) error {
 	return remote.Write(ref, img, r.options()...)
 }
@@ -234,22 +246,20 @@ func (r registryDestination) writeIndex(ref name.Reference, idx v1.ImageIndex) e
 // its target reference (org.opencontainers.image.ref.name).
 type layoutDestination struct {
 	path layout.Path
-	ctx  context.Context
+	opts []remote.Option
 }
 
-func openLayout(dir string) (*layoutDestination, error) {
+func openLayout(dir string, opts []remote.Option) (*layoutDestination, error) {
 	p, err := layout.FromPath(dir)
 	if err != nil {
 		if p, err = layout.Write(dir, empty.Index); err != nil {
 			return nil, fmt.Errorf("--oci-layout %s: %w", dir, err)
 		}
 	}
-	return &layoutDestination{path: p, ctx: context.Background()}, nil
+	return &layoutDestination{path: p, opts: opts}, nil
 }
 
-func (l *layoutDestination) options() []remote.Option {
-	return []remote.Option{remote.WithContext(l.ctx)}
-}
+func (l *layoutDestination) options() []remote.Option { return l.opts }
 func (l *layoutDestination) writeImage(ref name.Reference, img v1.Image) error {
 	return l.path.AppendImage(img, layout.WithAnnotations(refName(ref)))
 }
@@ -273,4 +283,22 @@ func (r *Result) Targets() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// httpGuard refuses plain HTTP to a registry that is neither on loopback
+// nor listed as insecure: go-containerregistry falls back to HTTP for
+// private addresses when HTTPS fails, which would carry images, and
+// credentials, in the clear.
+type httpGuard struct {
+	base     http.RoundTripper
+	insecure []string
+}
+
+func (g httpGuard) RoundTrip(r *http.Request) (*http.Response, error) {
+	host := r.URL.Hostname()
+	ip := net.ParseIP(host)
+	if r.URL.Scheme == "http" && host != "localhost" && (ip == nil || !ip.IsLoopback()) && !slices.Contains(g.insecure, r.URL.Host) {
+		return nil, fmt.Errorf("refusing plain HTTP to registry %s (pass --insecure-registry %s if it serves no TLS)", r.URL.Host, r.URL.Host)
+	}
+	return g.base.RoundTrip(r)
 }

@@ -3,7 +3,9 @@ package mirror_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -194,3 +196,37 @@ func TestMirrorIntoAnOCILayout(t *testing.T) {
 		t.Error("the manifest does not name the mirror's virt-operator")
 	}
 }
+
+// TestMirrorRefusesPlainHTTPToAPrivateRegistry: go-containerregistry
+// falls back to plain HTTP for a registry on a private address; the
+// mirror refuses it, naming the flag that allows it, before any
+// connection, unless that registry is listed as insecure. Nothing is
+// sent to the private address: the transport under the guard records.
+func TestMirrorRefusesPlainHTTPToAPrivateRegistry(t *testing.T) {
+	w := newWorld(t)
+	var asked []string
+	record := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Hostname() == "127.0.0.1" { // the test's source registry
+			return http.DefaultTransport.RoundTrip(r)
+		}
+		asked = append(asked, r.URL.Scheme+"://"+r.URL.Host)
+		return nil, errors.New("not sent: the test's transport")
+	})
+	_, err := mirror.Run(t.Context(), w.src, []string{"v1.4.0"}, mirror.Options{To: "10.1.2.3:5000/kubevirt", Out: t.TempDir(), Namespace: "kubevirt", Transport: record})
+	if err == nil || !strings.Contains(err.Error(), "refusing plain HTTP to registry 10.1.2.3:5000 (pass --insecure-registry 10.1.2.3:5000") {
+		t.Fatalf("plain HTTP to a private registry: %v", err)
+	}
+	if slices.Contains(asked, "http://10.1.2.3:5000") {
+		t.Errorf("a plain HTTP request reached the transport: %v", asked)
+	}
+	asked = nil
+	_, err = mirror.Run(t.Context(), w.src, []string{"v1.4.0"}, mirror.Options{To: "10.1.2.3:5000/kubevirt", Out: t.TempDir(), Namespace: "kubevirt", Transport: record,
+		InsecureRegistries: []string{"10.1.2.3:5000"}})
+	if err == nil || !slices.Contains(asked, "http://10.1.2.3:5000") {
+		t.Errorf("listed as insecure, plain HTTP was not tried: %v (asked %v)", err, asked)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

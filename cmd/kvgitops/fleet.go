@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -239,51 +240,136 @@ func (d dirFiles) Fleet(ctx context.Context, path string) ([]byte, time.Time, er
 	return data, since, nil
 }
 
-// Statuses reads each status from the checkout; only a failing git fails
-// the call.
+// Statuses reads every status from the checkout with two git processes,
+// whatever the fleet's size: for-each-ref finds each cluster's branch head
+// (local, else origin's), one cat-file --batch gives every head commit and
+// status file; each is verified with the same code as the agent's and read
+// within the same cap. Only a failing git fails the call.
 func (d dirFiles) Statuses(ctx context.Context, peers map[string]string) (map[string]agent.PeerRead, error) {
+	heads, err := d.heads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var clusters, queries []string
 	out := map[string]agent.PeerRead{}
-	for c, key := range peers {
-		data, err := d.status(ctx, c, key)
-		if err != nil && !errors.Is(err, errNoStatus) && !fault.Stalls(err) {
-			return nil, fmt.Errorf("read the status of %s: %w", c, err)
+	for c := range peers {
+		h, ok := heads[c]
+		if !ok {
+			out[c] = agent.PeerRead{Err: errNoStatus}
+			continue
 		}
+		clusters = append(clusters, c)
+		queries = append(queries, h, h+":"+agent.PeerStatusPath(c))
+	}
+	objs, err := d.catFiles(ctx, queries, agent.MaxStatusSize)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range clusters {
+		data, err := verifiedStatus(c, peers[c], objs[2*i], objs[2*i+1])
 		out[c] = agent.PeerRead{Data: data, Err: err}
 	}
 	return out, nil
 }
 
-func (d dirFiles) status(ctx context.Context, cluster, key string) ([]byte, error) {
-	var ref string
-	for _, r := range []string{"refs/heads/" + agent.PeerBranch(cluster), "refs/remotes/origin/" + agent.PeerBranch(cluster)} {
-		if out, err := d.git(ctx, 128, "rev-parse", "--verify", "--quiet", r+"^{commit}"); err == nil {
-			ref = strings.TrimSpace(string(out))
-			break
+// heads are the clusters' status branch heads: refs/heads/status/<c>,
+// else refs/remotes/origin/status/<c>.
+func (d dirFiles) heads(ctx context.Context) (map[string]string, error) {
+	refs, err := d.git(ctx, 16<<20, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/status/", "refs/remotes/origin/status/")
+	if err != nil {
+		return nil, fmt.Errorf("list the status branches: %w", err)
+	}
+	heads := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(refs)), "\n") {
+		id, ref, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if c, local := strings.CutPrefix(ref, "refs/heads/status/"); local {
+			heads[c] = id
+		} else if c, ok := strings.CutPrefix(ref, "refs/remotes/origin/status/"); ok && heads[c] == "" {
+			heads[c] = id
 		}
 	}
-	if ref == "" {
-		return nil, errNoStatus
+	return heads, nil
+}
+
+// object is what cat-file --batch said of one query: its bytes, or that
+// it is missing or over the cap (its size).
+type object struct {
+	typ     string // commit, blob, tree
+	data    []byte
+	missing bool
+	size    int64
+}
+
+// catFiles asks one git cat-file --batch for every query; a blob over max
+// is skipped as it streams past, never held.
+func (d dirFiles) catFiles(ctx context.Context, queries []string, max int64) ([]object, error) {
+	cmd := exec.CommandContext(ctx, "git", "-C", string(d), "cat-file", "--batch")
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	cmd.Stdin = strings.NewReader(strings.Join(queries, "\n") + "\n")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
 	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	defer func() { _ = cmd.Wait() }()
+	r := bufio.NewReader(stdout)
+	out := make([]object, len(queries))
+	for i := range queries {
+		header, err := r.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file: %w", err)
+		}
+		f := strings.Fields(header)
+		if len(f) != 3 {
+			out[i].missing = true // "<query> missing"
+			continue
+		}
+		size, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file: %q", header)
+		}
+		out[i].typ, out[i].size = f[1], size
+		if size > max {
+			_, err = io.CopyN(io.Discard, r, size+1)
+		} else {
+			out[i].data = make([]byte, size+1)
+			_, err = io.ReadFull(r, out[i].data)
+			out[i].data = out[i].data[:size]
+		}
+		if err != nil {
+			return nil, fmt.Errorf("git cat-file: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// verifiedStatus is a status file whose head commit key signed, or why
+// not, as the agent says it.
+func verifiedStatus(cluster, key string, commit, file object) ([]byte, error) {
 	keys, err := gitsource.TrustedKeys(key)
 	if err != nil {
 		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "its status key in the fleet file cannot be used: %v", err)
 	}
-	raw, err := d.git(ctx, 1<<20, "cat-file", "commit", ref)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := gitsource.VerifyCommit(raw, keys); err != nil {
-		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "%s on %s: %v", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), err)
-	}
-	path := ref + ":" + agent.PeerStatusPath(cluster)
-	size, err := d.git(ctx, 32, "cat-file", "-s", path)
-	if err != nil {
+	if commit.missing || commit.data == nil || commit.typ != "commit" {
 		return nil, errNoStatus
 	}
-	if n, _ := strconv.ParseInt(strings.TrimSpace(string(size)), 10, 64); n > agent.MaxStatusSize {
-		return nil, fault.Stalled(gitsource.ReasonTooLarge, nil, "%s on %s is %d bytes, over the %d-byte limit", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), n, agent.MaxStatusSize)
+	if _, err := gitsource.VerifyCommit(commit.data, keys); err != nil {
+		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "%s on %s: %v", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), err)
 	}
-	return d.git(ctx, agent.MaxStatusSize, "cat-file", "blob", path)
+	switch {
+	case file.missing:
+		return nil, errNoStatus
+	case file.typ != "blob":
+		return nil, fault.Stalled(gitsource.ReasonNotRegularFile, nil, "%s on %s is a %s, not a file", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), file.typ)
+	case file.data == nil:
+		return nil, fault.Stalled(gitsource.ReasonTooLarge, nil, "%s on %s is %d bytes, over the %d-byte limit", agent.PeerStatusPath(cluster), agent.PeerBranch(cluster), file.size, agent.MaxStatusSize)
+	}
+	return file.data, nil
 }
 
 // git runs git in the checkout and returns at most max bytes of its output:

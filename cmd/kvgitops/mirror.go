@@ -17,8 +17,8 @@ import (
 )
 
 type mirrorFlags struct {
-	plan               planFlags
-	to, ociLayout, out string
+	plan                         planFlags
+	to, ociLayout, out, insecure string
 }
 
 // mirrorCommand prepares an air-gapped site for the plan the flags
@@ -34,6 +34,7 @@ func mirrorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.StringVar(&f.plan.rel.registries, "release-image-registry", "", "registries the source virt-operator images may come from (default: the release's own)")
 	fs.StringVar(&f.to, "to", "", "the mirror's repository prefix, e.g. registry.example.com/kubevirt (required)")
 	fs.StringVar(&f.ociLayout, "oci-layout", "", "write the images into this OCI layout instead of pushing them to --to")
+	fs.StringVar(&f.insecure, "insecure-registry", "", "comma-separated registries (host:port) that may be reached over plain HTTP (default: none but loopback)")
 	fs.StringVar(&f.out, "out", "", "directory for the rewritten manifests, releases.txt and mirror.json (required)")
 	fs.StringVar(&f.plan.output, "o", "text", "output: text or json (mirror.json)")
 	if code, stop := parseCommand(fs, args, nil, stderr, func() error { return problem(f.check()) }); stop {
@@ -58,7 +59,7 @@ func mirrorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "kvgitops mirror:", err)
 		return exitRefused
 	}
-	res, err := mirror.Run(ctx, rc, tags, mirror.Options{To: f.to, OCILayout: f.ociLayout, Out: f.out, Namespace: f.plan.namespace,
+	res, err := mirror.Run(ctx, rc, tags, mirror.Options{To: f.to, OCILayout: f.ociLayout, Out: f.out, Namespace: f.plan.namespace, InsecureRegistries: splitList(f.insecure),
 		Progress: func(c mirror.Copied) {
 			fmt.Fprintf(stderr, "%s → %s %s%s\n", c.Source, c.Target, c.Digest, c.Skipped)
 		}})
