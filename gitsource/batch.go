@@ -2,7 +2,6 @@ package gitsource
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"strings"
 
@@ -18,28 +17,9 @@ import (
 func (s *Source) Heads(ctx context.Context, prefixes ...string) (map[string]Revision, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ctx, cancel := s.deadline(ctx)
-	defer cancel()
-	c, err := s.v2(ctx)
-	switch {
-	case err == nil:
-		defer c.Close()
-		refs, err := lsRefsPrefix(ctx, c, prefixes...)
-		if err != nil {
-			s.v2http = nil
-			return nil, s.classify(ctx, err, "list references of")
-		}
-		return revisions(refs, prefixes), nil
-	case !errors.Is(err, errV0):
-		return nil, s.classify(ctx, err, "connect to")
-	}
-	adv, err := s.advertised(ctx)
-	if err != nil || adv == nil {
-		return map[string]Revision{}, err
-	}
-	refs := map[string]plumbing.Hash{}
-	for name, h := range adv.References {
-		refs[name] = h
+	refs, err := s.refs(ctx, prefixes...)
+	if err != nil {
+		return nil, err
 	}
 	return revisions(refs, prefixes), nil
 }

@@ -170,26 +170,39 @@ func checkBranch(b string) error {
 }
 
 func (s *Source) head(ctx context.Context, branch string) (plumbing.Hash, error) {
+	refs, err := s.refs(ctx, branch)
+	return refs["refs/heads/"+branch], err
+}
+
+// refs lists the branches whose names start with one of prefixes: one v2
+// ls-refs, or the v0 advertisement of every ref, filtered.
+func (s *Source) refs(ctx context.Context, prefixes ...string) (map[string]plumbing.Hash, error) {
 	ctx, cancel := s.deadline(ctx)
 	defer cancel()
 	c, err := s.v2(ctx)
 	switch {
 	case err == nil:
 		defer c.Close()
-		h, err := lsRefs(ctx, c, branch)
+		refs, err := lsRefs(ctx, c, prefixes...)
 		if err != nil {
 			s.v2http = nil
-			return plumbing.ZeroHash, s.classify(ctx, err, "list references of")
+			return nil, s.classify(ctx, err, "list references of")
 		}
-		return h, nil
+		return refs, nil
 	case !errors.Is(err, errV0):
-		return plumbing.ZeroHash, s.classify(ctx, err, "connect to")
+		return nil, s.classify(ctx, err, "connect to")
 	}
 	adv, err := s.advertised(ctx)
 	if err != nil || adv == nil {
-		return plumbing.ZeroHash, err
+		return nil, err
 	}
-	return refHash(adv, branch), nil
+	refs := map[string]plumbing.Hash{}
+	for name, h := range adv.References {
+		if branch, ok := strings.CutPrefix(name, "refs/heads/"); ok && hasAnyPrefix(branch, prefixes) {
+			refs[name] = h
+		}
+	}
+	return refs, nil
 }
 
 // advertised is the v0 advertisement of every ref (nil for an empty

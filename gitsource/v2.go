@@ -106,18 +106,12 @@ func (s *Source) v2(ctx context.Context) (v2conn, error) {
 	return c, nil
 }
 
-// lsRefs asks for one branch.
-func lsRefs(ctx context.Context, c v2conn, branch string) (plumbing.Hash, error) {
-	refs, err := lsRefsPrefix(ctx, c, branch)
-	return refs["refs/heads/"+branch], err
-}
-
 // maxListedRefs bounds what one ls-refs may answer (a fleet has at most
 // 2,000 clusters; a hostile server does not get to fill memory).
 const maxListedRefs = 20000
 
-// lsRefsPrefix lists the branches whose names start with one of prefixes.
-func lsRefsPrefix(ctx context.Context, c v2conn, prefixes ...string) (map[string]plumbing.Hash, error) {
+// lsRefs lists the branches whose names start with one of prefixes.
+func lsRefs(ctx context.Context, c v2conn, prefixes ...string) (map[string]plumbing.Hash, error) {
 	var w pktWriter
 	w.line("command=ls-refs")
 	w.line("agent=%s", agent)
