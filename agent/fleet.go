@@ -105,8 +105,6 @@ func peerStatus(cluster, key string, read PeerRead) (*Status, string) {
 		return nil, ""
 	case err != nil:
 		return nil, redact.Text(err.Error(), 300)
-	case read.Data == nil:
-		return nil, "" // not read: the reader has nothing for it
 	}
 	st, err := ParsePeerStatus(read.Data)
 	switch {

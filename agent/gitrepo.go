@@ -151,26 +151,6 @@ func (g *GitRepo) Write(ctx context.Context, path string, data []byte, message s
 	return err
 }
 
-// PeerStatus reads another cluster's committed status file,
-// status/<cluster>.yaml at the head of its branch status/<cluster>, and
-// checks that the head is signed by key.
-func (g *GitRepo) PeerStatus(ctx context.Context, cluster, key string) ([]byte, error) {
-	branch := PeerBranch(cluster)
-	rev, err := g.Source.HeadOf(ctx, branch)
-	if err != nil {
-		return nil, err
-	}
-	if rev == "" {
-		return nil, fault.Stalled(gitsource.ReasonDesiredFileMissing, nil, "there is no branch %s", branch)
-	}
-	keys, err := g.trusted(key)
-	if err != nil {
-		return nil, fault.Stalled(gitsource.ReasonSignatureInvalid, nil, "its status key in the fleet file cannot be used: %v", err)
-	}
-	data, _, err := g.Source.ReadSigned(ctx, rev, PeerStatusPath(cluster), MaxStatusSize, keys)
-	return data, err
-}
-
 // PeerStatuses reads the status files of peers (cluster → key) with one
 // ls-refs for their branches and one fetch for the heads that moved
 // since the last call; a head that did not move costs nothing more, its

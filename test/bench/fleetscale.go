@@ -271,12 +271,27 @@ func (f *simFleet) read(repo *agent.GitRepo, batched bool) error {
 		return nil
 	}
 	for c, key := range f.earlier {
-		data, err := repo.PeerStatus(ctx, c, key)
+		data, err := perPeer(ctx, repo.Source, c, key)
 		if err := check(c, data, err); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// perPeer is how an agent read one peer before reads were batched: its
+// branch head with its own ls-refs, then the file and its signature.
+func perPeer(ctx context.Context, src *gitsource.Source, cluster, key string) ([]byte, error) {
+	rev, err := src.HeadOf(ctx, agent.PeerBranch(cluster))
+	if err != nil || rev == "" {
+		return nil, fmt.Errorf("head of %s: %q %v", agent.PeerBranch(cluster), rev, err)
+	}
+	keys, err := gitsource.TrustedKeys(key)
+	if err != nil {
+		return nil, err
+	}
+	data, _, err := src.ReadSigned(ctx, rev, agent.PeerStatusPath(cluster), agent.MaxStatusSize, keys)
+	return data, err
 }
 
 // fleetStatusTimes is how long `kvgitops fleet status` takes on the fleet,
