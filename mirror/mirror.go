@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -269,20 +268,6 @@ func (l *layoutDestination) writeIndex(ref name.Reference, idx v1.ImageIndex) er
 
 func refName(ref name.Reference) map[string]string {
 	return map[string]string{"org.opencontainers.image.ref.name": ref.String()}
-}
-
-// Targets lists every target reference of a result, sorted.
-func (r *Result) Targets() []string {
-	var out []string
-	for _, rel := range r.Releases {
-		for _, c := range rel.Images {
-			if c.Skipped == "" {
-				out = append(out, c.Target)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // httpGuard refuses plain HTTP to a registry that is neither on loopback

@@ -221,19 +221,7 @@ func Build(ctx context.Context, dir string) (string, error) {
 // builds it so), else built; it stays at dir/kvgitops (the real node runs it
 // beside the cluster too).
 func BuildImage(dir, name string) (string, error) {
-	bin, out := filepath.Join(dir, "kvgitops"), filepath.Join(dir, "kvgitops.tar")
-	if env := os.Getenv(BinaryEnv); env != "" && static(env) {
-		data, err := os.ReadFile(env)
-		if err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			return "", err
-		}
-	} else if err := buildStatic(bin); err != nil {
-		return "", err
-	}
-	data, err := os.ReadFile(bin)
+	data, err := staticBinary(filepath.Join(dir, "kvgitops"))
 	if err != nil {
 		return "", err
 	}
@@ -245,7 +233,24 @@ func BuildImage(dir, name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	out := filepath.Join(dir, "kvgitops.tar")
 	return out, ociimage.WriteOCIArchive(img, name, out)
+}
+
+// staticBinary is BinaryEnv's binary when it is static, else one built;
+// its bytes, written to bin either way.
+func staticBinary(bin string) ([]byte, error) {
+	if env := os.Getenv(BinaryEnv); env != "" && static(env) {
+		data, err := os.ReadFile(env)
+		if err != nil {
+			return nil, err
+		}
+		return data, os.WriteFile(bin, data, 0o755)
+	}
+	if err := buildStatic(bin); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(bin)
 }
 
 // static says whether the ELF binary at path has no interpreter (links
