@@ -29,9 +29,7 @@ func mirrorCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var f mirrorFlags
 	fs := flag.NewFlagSet("kvgitops mirror", flag.ContinueOnError)
 	f.plan.register(fs)
-	fs.StringVar(&f.plan.rel.manifestBase, "manifest-base-url", release.DefaultManifestBaseURL, "base URL of <tag>/kubevirt-operator.yaml to mirror from")
-	fs.StringVar(&f.plan.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of the source kubevirt-operator.yaml files")
-	fs.StringVar(&f.plan.rel.registries, "release-image-registry", "", "registries the source virt-operator images may come from (default: the release's own)")
+	f.plan.rel.registerManifests(fs, release.DefaultManifestBaseURL) // the source's
 	fs.StringVar(&f.to, "to", "", "the mirror's repository prefix, e.g. registry.example.com/kubevirt (required)")
 	fs.StringVar(&f.ociLayout, "oci-layout", "", "write the images into this OCI layout instead of pushing them to --to")
 	fs.StringVar(&f.insecure, "insecure-registry", "", "comma-separated registries (host:port) that may be reached over plain HTTP (default: none but loopback)")

@@ -56,8 +56,7 @@ func planCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 func (f *planFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.desired, "desired", "", "path of the desired file (required)")
 	fs.StringVar(&f.rel.releasesURL, "releases", "", "release catalog: a file (one tag per line, or GitHub releases JSON) or an https URL of the GitHub releases API (required)")
-	fs.StringVar(&f.rel.caFile, "release-ca-file", "", "PEM bundle to trust for the releases URL (default: system roots)")
-	fs.StringVar(&f.rel.networks, "release-allowed-networks", "", "comma-separated CIDRs the releases URL may resolve to (private and loopback addresses are refused otherwise)")
+	f.rel.registerTransport(fs)
 	fs.StringVar(&f.installed, "installed", "", `installed KubeVirt version, or "none" (this or --kubeconfig)`)
 	fs.StringVar(&f.mode, "mode", string(planner.ModeLocked), "with --installed: Locked or ImageTag")
 	fs.StringVar(&f.operatorVersion, "operator-version", "", "with --installed: the running virt-operator's version (default: --installed)")

@@ -34,11 +34,8 @@ func releaseCheck(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("kvgitops release check", flag.ContinueOnError)
 	fs.StringVar(&f.tag, "tag", "", "release tag the manifest claims to be (required)")
 	fs.StringVar(&f.file, "file", "", "a local kubevirt-operator.yaml (else it is fetched from --manifest-base-url)")
-	fs.StringVar(&f.rel.manifestBase, "manifest-base-url", "", "base URL of <tag>/kubevirt-operator.yaml (default GitHub's release downloads)")
-	fs.StringVar(&f.rel.caFile, "release-ca-file", "", "PEM bundle to trust for the download (default: system roots)")
-	fs.StringVar(&f.rel.networks, "release-allowed-networks", "", "CIDRs the download host may resolve to")
-	fs.StringVar(&f.rel.pins, "release-pins", "", "comma-separated TAG=SHA256 pins to check the file against")
-	fs.StringVar(&f.rel.registries, "release-image-registry", "", "comma-separated registries (or repositories) the virt-operator image may come from, e.g. a mirror (default: the release's own)")
+	f.rel.registerManifests(fs, "") // none: --file, else GitHub's release downloads
+	f.rel.registerTransport(fs)
 	fs.StringVar(&f.namespace, "kubevirt-namespace", "kubevirt", "KubeVirt's namespace")
 	fs.StringVar(&f.output, "o", "text", "output: text or json")
 	if code, stop := parseCommand(fs, args, nil, stderr, nil); stop {

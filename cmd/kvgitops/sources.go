@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -22,6 +23,22 @@ import (
 // desired file).
 type releaseFlags struct {
 	releasesURL, manifestBase, caFile, networks, pins, tokenFile, registries string
+}
+
+// registerTransport adds how release hosts are reached: --release-ca-file
+// and --release-allowed-networks (run, plan, release check, mirror).
+func (f *releaseFlags) registerTransport(fs *flag.FlagSet) {
+	fs.StringVar(&f.caFile, "release-ca-file", "", "PEM bundle to trust for release hosts (default: system roots)")
+	fs.StringVar(&f.networks, "release-allowed-networks", "", "comma-separated CIDRs release hosts may resolve to (private, loopback and metadata addresses are refused otherwise)")
+}
+
+// registerManifests adds where kubevirt-operator.yaml comes from (base its
+// default) and what it must be: --manifest-base-url, --release-pins,
+// --release-image-registry (run, release check, mirror).
+func (f *releaseFlags) registerManifests(fs *flag.FlagSet, base string) {
+	fs.StringVar(&f.manifestBase, "manifest-base-url", base, "base URL of <tag>/kubevirt-operator.yaml (GitHub's release downloads unless set)")
+	fs.StringVar(&f.pins, "release-pins", "", "comma-separated TAG=SHA256 pins of kubevirt-operator.yaml")
+	fs.StringVar(&f.registries, "release-image-registry", "", "comma-separated registries (or repositories) virt-operator images may come from, e.g. a mirror (default: the release's own)")
 }
 
 // releaseClient builds the hardened release client from flags.
