@@ -2,8 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,22 +12,13 @@ import (
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
-	"golang.org/x/crypto/ssh"
 )
 
 // TestVerificationIsNotRepeatedForStatusCommits: the agent's own status
 // commits move the head; the signed desired file is verified once, not on
 // every new head.
 func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
-	git, err := gitserver.New(gitserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	human, err := git.User()
-	if err != nil {
-		t.Fatal(err)
-	}
+	git, human := gitWithUser(t)
 	key := filepath.Join(t.TempDir(), "signing")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
@@ -84,15 +73,7 @@ func TestVerificationIsNotRepeatedForStatusCommits(t *testing.T) {
 // agent must refuse it, in this process and after a restart, and accept
 // new signed content on top of the merge.
 func TestOlderSignedContentCannotComeBack(t *testing.T) {
-	git, err := gitserver.New(gitserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	human, err := git.User()
-	if err != nil {
-		t.Fatal(err)
-	}
+	git, human := gitWithUser(t)
 	key := filepath.Join(t.TempDir(), "signing")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
@@ -177,15 +158,7 @@ func TestOlderSignedContentCannotComeBack(t *testing.T) {
 // hop planned around a "blocking" risk): an unsigned one is refused naming
 // the file; a signed one is read with its signer.
 func TestTheRisksFileMustBeSignedLikeTheDesiredFile(t *testing.T) {
-	git, err := gitserver.New(gitserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	human, err := git.User()
-	if err != nil {
-		t.Fatal(err)
-	}
+	git, human := gitWithUser(t)
 	key := filepath.Join(t.TempDir(), "signing")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v %s", err, out)
@@ -240,15 +213,7 @@ func TestTheRisksFileMustBeSignedLikeTheDesiredFile(t *testing.T) {
 // fetch, beside the connection's probe), steady (one ls-refs), and after
 // one peer moved (an ls-refs and one fetch); every peer's verdict is right.
 func TestPeerReadsDoNotGrowWithTheRing(t *testing.T) {
-	git, err := gitserver.New(gitserver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer git.Close()
-	human, err := git.User()
-	if err != nil {
-		t.Fatal(err)
-	}
+	git, human := gitWithUser(t)
 	if _, err := human.CommitFile("fleet.yaml", []byte("fleet\n"), "fleet"); err != nil {
 		t.Fatal(err)
 	}
@@ -310,28 +275,38 @@ func TestPeerReadsDoNotGrowWithTheRing(t *testing.T) {
 	}
 }
 
-// peerSigners and peerPubs hold each peer's SSH status-signing key: a
+// peerSigners hold each peer's status-signing key and its public half: a
 // peer signs all its commits with one key.
-var (
-	peerSigners = map[string]*gitsource.CommitSigner{}
-	peerPubs    = map[string]string{}
-)
+var peerSigners = map[string]struct {
+	signer *gitsource.CommitSigner
+	pub    string
+}{}
 
 // peerSigner is cluster's key and its public half.
 func peerSigner(t *testing.T, cluster string) (*gitsource.CommitSigner, string) {
 	t.Helper()
-	if s, ok := peerSigners[cluster]; ok {
-		return s, peerPubs[cluster]
+	k, ok := peerSigners[cluster]
+	if !ok {
+		var err error
+		if k.signer, k.pub, err = gitserver.StatusKey(); err != nil {
+			t.Fatal(err)
+		}
+		peerSigners[cluster] = k
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	return k.signer, k.pub
+}
+
+// gitWithUser is a git server for the test and a person's clone of it.
+func gitWithUser(t *testing.T) (*gitserver.Server, *gitserver.User) {
+	t.Helper()
+	git, err := gitserver.New(gitserver.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := ssh.NewSignerFromKey(priv)
+	t.Cleanup(git.Close)
+	human, err := git.User()
 	if err != nil {
 		t.Fatal(err)
 	}
-	peerSigners[cluster] = gitsource.NewSSHCommitSigner(signer)
-	peerPubs[cluster] = strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
-	return peerSigners[cluster], peerPubs[cluster]
+	return git, human
 }

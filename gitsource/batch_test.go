@@ -2,32 +2,23 @@ package gitsource_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"strings"
 	"testing"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/kvgitops/kvgitops/fault"
 	"github.com/kvgitops/kvgitops/gitsource"
 	"github.com/kvgitops/kvgitops/test/gitserver"
 )
 
-// statusKey is a cluster's SSH status-signing key: its signer and the
-// public key a fleet file lists.
+// statusKey is a cluster's SSH status-signing key and its public half.
 func statusKey(t *testing.T) (*gitsource.CommitSigner, string) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	signer, pub, err := gitserver.StatusKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return gitsource.NewSSHCommitSigner(signer), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	return signer, pub
 }
 
 // TestPeersInOneRoundTrip: five clusters' signed status branches are

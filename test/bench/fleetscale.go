@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/ssh"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kvgitops/kvgitops/agent"
@@ -104,17 +101,12 @@ func newSimFleet(n int) (*simFleet, error) {
 	var fleet strings.Builder
 	fleet.WriteString("apiVersion: kvgitops.dev/v1alpha1\nkind: KubeVirtFleet\nspec:\n  kubevirt: {version: v1.8.4}\n  rings:\n")
 	for i := range n {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		signer, err := ssh.NewSignerFromKey(priv)
+		signer, pub, err := gitserver.StatusKey()
 		if err != nil {
 			return nil, err
 		}
 		f.names = append(f.names, fmt.Sprintf("cluster-%04d", i))
-		f.signers = append(f.signers, gitsource.NewSSHCommitSigner(signer))
-		f.keys = append(f.keys, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))))
+		f.signers, f.keys = append(f.signers, signer), append(f.keys, pub)
 		if i < 1+ring2 {
 			f.earlier[f.names[i]] = f.keys[i]
 		}
