@@ -73,15 +73,15 @@ func (p *Pod) envSource(ctx context.Context, from corev1.EnvFromSource) (map[str
 	switch {
 	case from.ConfigMapRef != nil:
 		data, err := p.configMap(ctx, from.ConfigMapRef.Name, from.ConfigMapRef.Optional)
-		return strings2(data), err
+		return asStrings(data), err
 	case from.SecretRef != nil:
 		data, err := p.secret(ctx, from.SecretRef.Name, from.SecretRef.Optional)
-		return strings2(data), err
+		return asStrings(data), err
 	}
 	return nil, fmt.Errorf("envFrom %+v: not supported", from)
 }
 
-func strings2(data map[string][]byte) map[string]string {
+func asStrings(data map[string][]byte) map[string]string {
 	out := make(map[string]string, len(data))
 	for k, v := range data {
 		out[k] = string(v)

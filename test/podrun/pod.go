@@ -405,7 +405,7 @@ func lookPaths(names ...string) ([]string, error) {
 	for i, n := range names {
 		p, err := exec.LookPath(n)
 		if err != nil {
-			return nil, fmt.Errorf("podrun needs %s (util-linux): %w", n, err)
+			return nil, fmt.Errorf("podrun needs %s on PATH (util-linux, coreutils): %w", n, err)
 		}
 		out[i] = p
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -42,27 +43,37 @@ func PushRelease(t testing.TB, m *release.Manifest, skip func(release.Image) boo
 		if err != nil {
 			t.Fatal(err)
 		}
-		if img.Component == "virt-handler" {
-			idx, err := random.Index(512, 1, 3)
-			if err == nil {
-				err = remote.WriteIndex(ref, idx)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, _ := idx.Digest()
-			digests[img.Ref] = d.String()
-			continue
-		}
-		image, err := random.Image(512, 1)
-		if err == nil {
-			err = remote.Write(ref, image)
-		}
+		d, err := pushRandom(ref, img.Component == "virt-handler")
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, _ := image.Digest()
-		digests[img.Ref] = d.String()
+		digests[img.Ref] = d
 	}
 	return digests
+}
+
+// pushRandom pushes a random image, or a random index of three platforms,
+// to ref and returns its digest.
+func pushRandom(ref name.Reference, index bool) (string, error) {
+	var d v1.Hash
+	if index {
+		idx, err := random.Index(512, 1, 3)
+		if err == nil {
+			err = remote.WriteIndex(ref, idx)
+		}
+		if err != nil {
+			return "", err
+		}
+		d, err = idx.Digest()
+		return d.String(), err
+	}
+	image, err := random.Image(512, 1)
+	if err == nil {
+		err = remote.Write(ref, image)
+	}
+	if err != nil {
+		return "", err
+	}
+	d, err = image.Digest()
+	return d.String(), err
 }
