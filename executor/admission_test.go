@@ -186,6 +186,7 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 		{"let a delete take every VM (uninstallStrategy)", patchCR(`{"spec":{"uninstallStrategy":"RemoveWorkloads"}}`)},
 		{"change a KubeVirt setting kubevirtConfig has no place for", patchCR(`{"spec":{"configuration":{"developerConfiguration":{"memoryOvercommit":150}}}}`)},
 		{"let migrations ignore safety (unsafeMigrationOverride)", patchCR(`{"spec":{"configuration":{"migrations":{"unsafeMigrationOverride":true}}}}`)},
+		{"obsoleteCPUModels not in its shape", patchCR(`{"spec":{"configuration":{"obsoleteCPUModels":{"kvm64":"yes please"}}}}`)},
 		{"change KubeVirt's network configuration", patchCR(`{"spec":{"configuration":{"network":{"defaultNetworkInterface":"bridge"}}}}`)},
 		{"a workload update method KubeVirt does not have", patchCR(`{"spec":{"workloadUpdateStrategy":{"workloadUpdateMethods":["Reboot"]}}}`)},
 		{"place virt-handler by affinity (not in kubevirtConfig)", patchCR(`{"spec":{"workloads":{"nodePlacement":{"affinity":{}}}}}`)},
@@ -320,6 +321,10 @@ func TestAdmissionPolicyBoundsALeakedToken(t *testing.T) {
 	// hardware virtualization).
 	if err := patchCR(`{"spec":{"configuration":{"developerConfiguration":{"useEmulation":true}}}}`)(agent); err != nil {
 		t.Errorf("turning on useEmulation: %v, want allowed", err)
+	}
+	// …and the obsolete CPU model list (nested KVM's kvm64 host model).
+	if err := patchCR(`{"spec":{"configuration":{"obsoleteCPUModels":{"486":true,"pentium":true}}}}`)(agent); err != nil {
+		t.Errorf("setting obsoleteCPUModels: %v, want allowed", err)
 	}
 	// What spec.workloads.unmovable: Restart needs stays allowed.
 	if err := agent.Resource(vmi).Namespace("default").Delete(ctx, "db", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {

@@ -106,7 +106,7 @@ func walkLeaves(m map[string]any, prefix []string, f func([]string, any)) {
 	sort.Strings(keys)
 	for _, k := range keys {
 		path := append(slices.Clone(prefix), k)
-		if sub, ok := m[k].(map[string]any); ok && k != "nodeSelector" {
+		if sub, ok := m[k].(map[string]any); ok && k != "nodeSelector" && k != "obsoleteCPUModels" {
 			walkLeaves(sub, path, f)
 			continue
 		}
@@ -181,15 +181,19 @@ func fromAny(v any) []string {
 // Bounds of a kubevirtConfig.
 const (
 	maxFeatureGates = 100
+	maxCPUModels    = 200
 	maxSelectorKeys = 20
 	maxTolerations  = 20
 )
 
 var (
-	gateName   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,63}$`)
-	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
-	quantity   = regexp.MustCompile(`^[0-9]{1,12}(Ki|Mi|Gi|Ti|k|M|G|T)?$`)
+	gateName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{0,63}$`)
+	// cpuModelName: libvirt's CPU model names (486, kvm64, EPYC-Rome,
+	// Skylake-Client-noTSX-IBRS, Opteron_G5, pentium3, …).
+	cpuModelName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	labelKey     = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValue   = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	quantity     = regexp.MustCompile(`^[0-9]{1,12}(Ki|Mi|Gi|Ti|k|M|G|T)?$`)
 )
 
 // decodeKubeVirtConfig reads spec.kubevirtConfig strictly: only the fields
@@ -281,8 +285,49 @@ func decodeConfiguration(n *yaml.Node, out map[string]any) error {
 			out["evictionStrategy"] = s
 			return nil
 		},
-		"migrations": into(out, "migrations", decodeMigrations),
+		"migrations":        into(out, "migrations", decodeMigrations),
+		"obsoleteCPUModels": func(v *yaml.Node) error { return cpuModelSet(v, p+".obsoleteCPUModels", out) },
 	}.decode(p, n)
+}
+
+// cpuModelSet reads configuration.obsoleteCPUModels: the CPU models
+// KubeVirt's node labeller leaves out of a node's model labels (KubeVirt
+// keeps its own list when the field is absent; the list replaces it). A
+// VMI whose host-model is one of them cannot be live-migrated: nested
+// clouds whose KVM reports kvm64 need it shorter. An empty mapping is
+// refused: KubeVirt drops it and keeps its default, which is not what it
+// says.
+func cpuModelSet(n *yaml.Node, field string, out map[string]any) error {
+	if n.Kind != yaml.MappingNode {
+		return &FieldError{Field: field, Line: n.Line, Problem: "must be a mapping of CPU model to true, got " + kindName(n)}
+	}
+	if len(n.Content) == 0 {
+		return &FieldError{Field: field, Line: n.Line, Problem: "is empty: KubeVirt would keep its default list; omit the field for that"}
+	}
+	if len(n.Content)/2 > maxCPUModels {
+		return &FieldError{Field: field, Line: n.Line, Problem: fmt.Sprintf("has more than %d models", maxCPUModels)}
+	}
+	m := map[string]any{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		model, err := scalarString(k, field)
+		if err != nil {
+			return err
+		}
+		if !cpuModelName.MatchString(model) {
+			return fieldErr(k, field, model, "not a CPU model name (letters, digits, '-', '_', '.')")
+		}
+		if _, dup := m[model]; dup {
+			return fieldErr(k, field+"."+model, model, "is set more than once")
+		}
+		var b bool
+		if err := scalarBool(v, field+"."+model, &b); err != nil {
+			return err
+		}
+		m[model] = b
+	}
+	out["obsoleteCPUModels"] = m
+	return nil
 }
 
 func decodeMigrations(n *yaml.Node, out map[string]any) error {

@@ -263,6 +263,29 @@ func TestKubeVirtConfig(t *testing.T) {
 	}
 }
 
+// TestObsoleteCPUModels: the list replaces KubeVirt's, in the CR's shape,
+// compared as a whole (a model added or dropped on the cluster is one
+// difference).
+func TestObsoleteCPUModels(t *testing.T) {
+	d := mustDesired(t, `  version: v1.8.4
+  kubevirtConfig:
+    configuration:
+      obsoleteCPUModels: {"486": true, pentium: true, Opteron_G1: true}
+`)
+	conf := d.KubeVirtConfig.Spec()["configuration"].(map[string]any)
+	if got := fmt.Sprint(conf["obsoleteCPUModels"]); got != "map[486:true Opteron_G1:true pentium:true]" {
+		t.Errorf("obsoleteCPUModels %s", got)
+	}
+	cr := d.KubeVirtConfig.Spec()
+	if diff := d.KubeVirtConfig.Differences(cr); len(diff) != 0 {
+		t.Errorf("differences from an equal CR: %v", diff)
+	}
+	cr["configuration"].(map[string]any)["obsoleteCPUModels"] = map[string]any{"486": true, "pentium": true, "Opteron_G1": true, "kvm64": true}
+	if diff := d.KubeVirtConfig.Differences(cr); len(diff) != 1 || diff[0].Field != "spec.configuration.obsoleteCPUModels" {
+		t.Errorf("differences from a CR with one model more: %v", diff)
+	}
+}
+
 // TestAnEmptyListIsAnAbsentOne: virt-operator's first pass drops an empty
 // list from the CR's spec (KubeVirt's Go types omit it); the agent sees no
 // difference to configure (found on the real node: an extra Configure
