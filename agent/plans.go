@@ -56,7 +56,11 @@ func (a *Agent) track(p planner.Plan, obs *executor.Observation) {
 		return
 	}
 	if a.plans.active == nil {
-		if act := a.adopt(p); act != nil {
+		act := a.adopt(p)
+		if a.mem != nil {
+			a.mem.Plan = nil // taken up or superseded: what the agent runs now is its memory
+		}
+		if act != nil {
 			a.plans.active = act
 			return
 		}

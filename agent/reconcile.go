@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kvgitops/kvgitops/executor"
@@ -175,6 +177,9 @@ func (a *Agent) planned(ctx context.Context, p *pass) (verdict, error) {
 	p.Desired = a.desiredSummary(plan.To)
 	a.cfg.Metrics.plan(plan)
 	if plan.Action == planner.ActionNone {
+		if a.vmisLeftBehind(ctx, p) {
+			return done, nil
+		}
 		a.upToDate(p)
 		return done, nil
 	}
@@ -204,6 +209,64 @@ func (a *Agent) refused(p *pass, err error) error {
 	a.supersede("refused: " + re.Message)
 	p.set(PhaseRefused, re.Reason, re.Message)
 	return nil
+}
+
+// vmisLeftBehind holds the success of a hop whose VMIs have not moved: a
+// pass that finds KubeVirt itself at the desired version after a hop
+// whose workload wait failed, or was cut short by a restart or a leader
+// change, must not call it UpToDate while VMIs the policy waits for still
+// run an older virt-launcher (found on two real nodes). A failed wait
+// stays Failed (WorkloadsOutdated) until they moved or the desired file
+// changes; an interrupted one is Progressing (WaitingForWorkloads) until
+// they moved.
+func (a *Agent) vmisLeftBehind(ctx context.Context, p *pass) bool {
+	to := p.plan.To
+	f := a.plans.failed
+	failed := f != nil && f.Reason == executor.ReasonWorkloadsOutdated && strings.HasPrefix(f.Key, failureKey(a.src.digest, ""))
+	if to == "" || p.obs.Installed != to || !failed && !a.hopUnfinished(to) {
+		return false
+	}
+	if p.obs.Workloads == nil {
+		if err := a.cluster.ObserveWorkloads(ctx, p.obs); err != nil {
+			p.set(PhaseUnknown, ReasonClusterUnavailable, "cannot read the VMIs: "+err.Error())
+			return true
+		}
+	}
+	r, wait := p.obs.LeftBehind(to, p.desired.Workloads)
+	if w := a.workloads; r.NotMoved() > 0 || w == nil || w.Moving.Count+w.Outdated.Count > 0 {
+		a.workloads = workloadStatus(r) // the hop's report as things are now (a settled one keeps its note)
+		a.cfg.Metrics.setOutdated(r.Outdated.Count + r.Moving.Count + r.CannotMove.Count)
+	}
+	if r.NotMoved() == 0 || !wait && !failed {
+		if a.plans.active == nil && a.mem != nil {
+			a.mem.Plan = nil // the hop cut short by the restart is settled: not looked at again
+		}
+		return false
+	}
+	if failed {
+		p.set(PhaseFailed, f.Reason, fmt.Sprintf("%s is installed, but %d VMIs still run an older virt-launcher; this clears once KubeVirt has moved them (it retries failed migrations) or the desired file changes. The hop: %s",
+			to, r.NotMoved(), f.Message))
+		return true
+	}
+	p.set(PhaseProgressing, ReasonWaitingForWorkloads, fmt.Sprintf("%s is installed; waiting for VMIs to move to its virt-launcher (the hop's wait was interrupted): %d moving, %d outdated",
+		to, r.Moving.Count, r.Outdated.Count))
+	return true
+}
+
+// hopUnfinished: the plan the agent was running, or the one its memory
+// holds from before a restart, has a hop to to that did not succeed (its
+// workload wait did not end).
+func (a *Agent) hopUnfinished(to string) bool {
+	var steps []StepStatus
+	switch {
+	case a.plans.active != nil:
+		steps = a.plans.active.steps
+	case a.mem != nil && a.mem.Plan != nil:
+		steps = a.mem.Plan.Steps
+	}
+	return slices.ContainsFunc(steps, func(s StepStatus) bool {
+		return s.Type == string(planner.StepUpgrade) && s.To == to && s.State != StepSucceeded
+	})
 }
 
 // upToDate closes the active plan when the cluster is as desired, and

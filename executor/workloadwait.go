@@ -197,6 +197,23 @@ func sortGroups(r *WorkloadReport) {
 	}
 }
 
+// LeftBehind judges the running VMIs (ObserveWorkloads read them) as a
+// hop's wait to to would, restarts unknown: the report, and whether the
+// policy waits for them. A pass that finds KubeVirt at to after a hop
+// whose wait did not finish (it failed, or the agent restarted in it)
+// counts what is still not moved (notMoved: outdated or moving).
+func (o *Observation) LeftBehind(to string, policy planner.Workloads) (WorkloadReport, bool) {
+	if o.Workloads == nil || o.KubeVirt == nil {
+		return WorkloadReport{}, false
+	}
+	s := o.KubeVirt.settings()
+	wait := policy.Policy == planner.WorkloadsWait || (policy.Policy == planner.WorkloadsAuto || policy.Policy == "") && len(s.Methods) > 0
+	return newJudge(to, s, policy, o.Workloads.VMIs).classify(o.Workloads), wait
+}
+
+// NotMoved counts the VMIs a wait waits for: outdated or moving.
+func (r WorkloadReport) NotMoved() int { return r.Outdated.Count + r.Moving.Count }
+
 // waitWorkloads makes a hop finish for running VMs too (docs/kubevirt.md,
 // "Workload updates"): with policy Wait (Auto when the CR has
 // workloadUpdateMethods) it waits until every VMI that KubeVirt moves has

@@ -340,3 +340,57 @@ func (e *e2e) deleteKubeVirtNamespaceByHand() {
 		}
 	}
 }
+
+// TestOutdatedVMIsAreNoSuccess: a hop whose VMIs do not move (every
+// migration fails) fails on its workloads; the passes after it, which
+// find KubeVirt itself at the desired version, do not turn that into
+// UpToDate while the VMIs still run the old virt-launcher (found on two
+// real nodes). Once KubeVirt's retries move them, it is a success.
+func TestOutdatedVMIsAreNoSuccess(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n", "install")
+	e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	if _, err := e.st.Sim.CreateVMI(t.Context(), "default", "stuck"); err != nil {
+		t.Fatal(err)
+	}
+	e.st.Sim.FailMigrations("default/stuck")
+	e.commit("  version: v1.8.4\n  workloads:\n    progressTimeout: 3s\n", "upgrade")
+	st := e.wait(func(s agent.Status) bool { return s.Reason == "WorkloadsOutdated" }, "the hop failing on its VMIs")
+	t.Logf("after the wait: %s %s: %s", st.Phase, st.Reason, st.Message)
+	e.polls(3)
+	st = e.wait(func(agent.Status) bool { return true }, "the status")
+	if st.Reason != "WorkloadsOutdated" || !strings.Contains(st.Message, "v1.8.4 is installed, but 1 VMIs still run an older virt-launcher") {
+		t.Errorf("with default/stuck still outdated the status says %s %s: %s", st.Phase, st.Reason, st.Message)
+	}
+	e.st.Sim.AllowMigrations("default/stuck")
+	st = e.succeeded("v1.8.4")
+	t.Logf("once moved: %s %s: %s", st.Phase, st.Reason, st.Message)
+}
+
+// TestARestartDoesNotEndTheWorkloadWait: the agent restarted while a hop
+// waits for its VMIs to move (KubeVirt itself already at the new version)
+// goes on waiting: no UpToDate while a VMI runs the old virt-launcher.
+func TestARestartDoesNotEndTheWorkloadWait(t *testing.T) {
+	e := setup(t, stack.Options{})
+	e.commit("  version: v1.7.4\n", "install")
+	a := e.agent(stack.AgentOptions{})
+	e.succeeded("v1.7.4")
+	if _, err := e.st.Sim.CreateVMI(t.Context(), "default", "slow"); err != nil {
+		t.Fatal(err)
+	}
+	e.st.Sim.SlowMigrations(20 * time.Second)
+	e.commit("  version: v1.8.4\n", "upgrade")
+	e.wait(func(s agent.Status) bool { return s.Reason == "WaitingForWorkloads" }, "the hop waiting for its VMI")
+	a.Stop()
+	e.agent(stack.AgentOptions{})
+	e.polls(2)
+	st := e.wait(func(agent.Status) bool { return true }, "the status")
+	if st.Reason == "UpToDate" { // its migration takes 20 s
+		t.Errorf("after a restart mid-wait the status says %s %s (%s) while default/slow is still migrating", st.Phase, st.Reason, st.Message)
+	}
+	st = e.succeeded("v1.8.4")
+	if w := st.Workloads; w == nil || w.Moved != 1 {
+		t.Errorf("workloads after the restart %+v, want default/slow moved", st.Workloads)
+	}
+}

@@ -50,6 +50,16 @@ func (s *Simulator) FailMigrations(keys ...string) {
 	}
 }
 
+// AllowMigrations ends FailMigrations for the VMIs ns/name: the workload
+// updater's next attempt moves them.
+func (s *Simulator) AllowMigrations(keys ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		delete(s.faults.failMigration, k)
+	}
+}
+
 // SlowDeletion makes the operator pause for d after marking the CR
 // Deleting, long enough for a test to delete the operator mid-teardown.
 func (s *Simulator) SlowDeletion(d time.Duration) {
