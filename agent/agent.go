@@ -48,6 +48,7 @@ type Agent struct {
 	mu       sync.Mutex
 	snapshot Status
 	lastOK   time.Time
+	lastBeat time.Time // a step's wait last looked again (executor.WithHeartbeat)
 }
 
 // desiredSource is what the repository says is desired, read when the
@@ -186,4 +187,24 @@ func (a *Agent) LastSuccess() time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastOK
+}
+
+// LastAlive is when the loop last showed it turns: a reconcile that
+// completed, or a running step's wait that looked again. A hop and its
+// workload wait can rightly take far longer than a pass (bounded by
+// hopTimeout and spec.workloads); a wedged loop does neither.
+func (a *Agent) LastAlive() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lastBeat.After(a.lastOK) {
+		return a.lastBeat
+	}
+	return a.lastOK
+}
+
+// beat records that a running step's wait looked again.
+func (a *Agent) beat() {
+	a.mu.Lock()
+	a.lastBeat = a.cfg.Clock()
+	a.mu.Unlock()
 }

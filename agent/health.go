@@ -7,8 +7,11 @@ import (
 )
 
 // Health serves /healthz and /readyz. A standby (not leading) is healthy
-// and ready; a leader is unhealthy when its loop has not finished a pass for
-// many intervals (wedged), and ready once it has reconciled or is retrying.
+// and ready; a leader is unhealthy when its loop has neither finished a
+// pass nor, inside a step, looked again at what it waits for, for many
+// intervals (wedged). A long hop or workload wait is no wedge: before, the
+// kubelet killed an agent waiting minutes for its VMIs to migrate (seen on
+// two real nodes).
 type Health struct {
 	agent   *Agent
 	leading atomic.Bool
@@ -31,9 +34,9 @@ func (h *Health) Leading() bool { return h.leading.Load() }
 func (h *Health) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		last := h.agent.LastSuccess()
+		last := h.agent.LastAlive()
 		if h.leading.Load() && time.Since(h.started) > h.stall && time.Since(last) > h.stall {
-			http.Error(w, "the reconcile loop has not succeeded for "+time.Since(last).Round(time.Second).String(), http.StatusServiceUnavailable)
+			http.Error(w, "the reconcile loop has not turned for "+time.Since(last).Round(time.Second).String(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -2,6 +2,9 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"slices"
@@ -70,8 +73,10 @@ func TestWiredAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond},
+	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond, MaxBackoff: 2 * time.Second},
 		&agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}, ex, func(ctx context.Context) (*planner.Catalog, error) { return rc.Catalog(ctx) })
+	health := agent.NewHealth(a) // wedged after 10 intervals + MaxBackoff: 4 s
+	health.SetLeading(true)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
 
@@ -92,11 +97,40 @@ func TestWiredAgent(t *testing.T) {
 		}
 	}
 	waitPhase("v1.6.6")
+	// A VMI whose migrations take longer than the liveness allows a pass:
+	// each hop's workload wait outlasts it, and the agent stays healthy
+	// (before, /healthz said 503 and the kubelet killed it mid-wait).
+	if _, err := sim.CreateVMI(ctx, "default", "slow"); err != nil {
+		t.Fatal(err)
+	}
+	sim.SlowMigrations(6 * time.Second)
 	if _, err := human.CommitFile("kubevirt.yaml", []byte(header+"  version: v1.8.4\n"), "upgrade KubeVirt"); err != nil {
 		t.Fatal(err)
 	}
 	a.Trigger()
+	unhealthy := make(chan string, 1)
+	stopProbe := make(chan struct{})
+	go func() {
+		for {
+			rec := httptest.NewRecorder()
+			health.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+			if rec.Code != http.StatusOK {
+				unhealthy <- fmt.Sprintf("%d %s", rec.Code, rec.Body)
+				return
+			}
+			select {
+			case <-stopProbe:
+				close(unhealthy)
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	waitPhase("v1.8.4")
+	close(stopProbe)
+	if bad, ok := <-unhealthy; ok {
+		t.Errorf("/healthz during the hops' workload waits: %s", bad)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -43,7 +43,7 @@ func (a *Agent) step(ctx context.Context, p *pass) (verdict, error) {
 	if v, err := a.begin(ctx, p, r); v.stop {
 		return v, err
 	}
-	res, err := a.cluster.Run(ctx, r.step, executor.StepOptions{
+	res, err := a.cluster.Run(executor.WithHeartbeat(ctx, a.beat), r.step, executor.StepOptions{
 		Deadline:  r.startedAt.Add(p.desired.HopTimeout),
 		Workloads: p.desired.Workloads,
 		Config:    p.desired.KubeVirtConfig,

@@ -105,6 +105,7 @@ func (e *Executor) follow(ctx context.Context, w watch.Interface, cur *unstructu
 				}
 			}
 		}
+		heartbeat(ctx)
 		done, again, err := check(cur)
 		if done || err != nil {
 			return done, err
@@ -120,6 +121,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.C:
+		heartbeat(ctx)
 		return nil
 	}
 }
