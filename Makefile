@@ -63,7 +63,7 @@ kubevirt: operators ## build KubeVirt's own components (virt-api, -controller, -
 	@hack/kubevirt.sh >/dev/null
 
 .PHONY: node-lane
-node-lane: deps testbin node kubevirt ## the real node alone: a single-node cluster in its own namespaces runs a restricted pod, kvgitops from deploy/ and KubeVirt with VMs (root)
+node-lane: deps testbin node kubevirt ## the real nodes alone: clusters in their own namespaces run a restricted pod, kvgitops from deploy/ and KubeVirt with VMs live-migrated across two nodes (root)
 	KVGITOPS_NODE_DIR=$$(KUBE_VERSION=$(KUBE_VERSION) hack/node.sh) $(GO) test -tags realnode -count=1 -timeout 25m -v ./test/cluster/...
 
 .PHONY: test-unit

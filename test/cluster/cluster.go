@@ -24,7 +24,8 @@ import (
 	"github.com/kvgitops/kvgitops/test/netns"
 )
 
-// Cluster is one running single-node cluster.
+// Cluster is one running cluster: its first node runs the control plane
+// too; AddNode adds more.
 type Cluster struct {
 	// Config reaches the apiserver inside the namespace as an
 	// administrator.
@@ -40,6 +41,11 @@ type Cluster struct {
 	host      *proc
 	hostPID   int
 	hostPaths map[string]bool // hostPaths that existed before Start
+	// index is the node's number (0: the first); nodes are the ones
+	// AddNode added (each a Cluster without a control plane, sharing the
+	// first's PKI and Config).
+	index int
+	nodes []*Cluster
 }
 
 type proc struct {
@@ -91,25 +97,21 @@ func Start(ctx context.Context, dir string, opts Options) (c *Cluster, err error
 	}
 	c.Config = &rest.Config{Host: server, Dial: c.dial, TLSClientConfig: rest.TLSClientConfig{
 		CAFile: c.pki.path("ca.crt"), CertFile: c.pki.path("admin.crt"), KeyFile: c.pki.path("admin.key")}}
-	if err := c.makeNetns(); err != nil {
-		return c, err
+	return c, c.bringUp(ctx, opts.Images, c.makeNetns, func() error { return c.controlPlane(ctx) })
+}
+
+// bringUp makes the node's network namespace (netns), cgroups, PID and
+// mount namespaces and configuration, runs then (the first node: the
+// control plane), starts containerd with images and kubelet, and waits
+// for the node to be Ready.
+func (c *Cluster) bringUp(ctx context.Context, images []string, netns, then func() error) error {
+	for _, step := range []func() error{netns, c.makeCgroups, c.makeHost, c.writeConfigs, then,
+		func() error { return c.runtime(ctx, images) }} {
+		if err := step(); err != nil {
+			return err
+		}
 	}
-	if err := c.makeCgroups(); err != nil {
-		return c, err
-	}
-	if err := c.makeHost(); err != nil {
-		return c, err
-	}
-	if err := c.writeConfigs(); err != nil {
-		return c, err
-	}
-	if err := c.controlPlane(ctx); err != nil {
-		return c, err
-	}
-	if err := c.runtime(ctx, opts.Images); err != nil {
-		return c, err
-	}
-	return c, c.node(ctx)
+	return c.node(ctx)
 }
 
 func (c *Cluster) path(p string) string { return filepath.Join(c.dir, p) }
@@ -165,7 +167,7 @@ func (c *Cluster) runtime(ctx context.Context, images []string) error {
 	if err := c.start("containerd", "containerd", "--config", c.path("containerd.toml")); err != nil {
 		return err
 	}
-	if err := c.until(ctx, 30*time.Second, "containerd", func() bool { return c.ctr("version") == nil }); err != nil {
+	if err := c.until(ctx, 30*time.Second, c.name+"'s containerd", func() bool { return c.ctr("version") == nil }); err != nil {
 		return err
 	}
 	for _, img := range images {
@@ -184,11 +186,11 @@ func (c *Cluster) ctr(args ...string) error {
 func (c *Cluster) node(ctx context.Context) error {
 	if err := c.start("kubelet", filepath.Join(c.nodeBin, "kubelet"), "--config", c.path("kubelet.yaml"),
 		"--kubeconfig", c.path("kubelet.kubeconfig"), "--root-dir", "/var/lib/kubelet",
-		"--hostname-override", c.name, "--node-ip", NodeIP, "--v=1"); err != nil {
+		"--hostname-override", c.name, "--node-ip", nodeIP(c.index), "--v=1"); err != nil {
 		return err
 	}
 	if err := c.start("kube-proxy", filepath.Join(c.nodeBin, "kube-proxy"), "--kubeconfig", c.path("kube-proxy.kubeconfig"),
-		"--hostname-override", c.name, "--proxy-mode", "iptables", "--cluster-cidr", podCIDR,
+		"--hostname-override", c.name, "--proxy-mode", "iptables", "--cluster-cidr", clusterCIDR,
 		"--conntrack-max-per-core", "0", "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0",
 		"--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"); err != nil {
 		return err
@@ -197,7 +199,7 @@ func (c *Cluster) node(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	err = c.until(ctx, 2*time.Minute, "the node Ready", func() bool {
+	err = c.until(ctx, 2*time.Minute, "node "+c.name+" Ready", func() bool {
 		n, err := kube.CoreV1().Nodes().Get(ctx, c.name, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -209,10 +211,10 @@ func (c *Cluster) node(ctx context.Context) error {
 		}
 		return false
 	})
-	if err != nil {
+	if err != nil || c.index > 0 {
 		return err
 	}
-	// The only node is the control plane's too (a kubelet may not label
+	// The first node is the control plane's too (a kubelet may not label
 	// itself so): KubeVirt's install-strategy Job asks for one.
 	patch := []byte(`{"metadata":{"labels":{"node-role.kubernetes.io/control-plane":""}}}`)
 	_, err = kube.CoreV1().Nodes().Patch(ctx, c.name, types.MergePatchType, patch, metav1.PatchOptions{})

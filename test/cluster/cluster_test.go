@@ -17,12 +17,13 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// TestAPodRunsOnARealNode: a cluster comes up in its own namespace, a pod
-// as restricted as kvgitops's own (non-root, no capabilities, read-only
-// root, seccomp, a readiness probe, a projected token) becomes Ready on the
-// real kubelet and containerd — ready only once it reaches the apiserver
-// through the kubernetes Service with its token — and Stop leaves nothing
-// behind.
+// TestAPodRunsOnARealNode: a cluster comes up in its own namespaces and a
+// second node joins it in its own; on each node a pod as restricted as
+// kvgitops's own (non-root, no capabilities, read-only root, seccomp, a
+// readiness probe, a projected token) becomes Ready on the real kubelet
+// and containerd — ready only once it reaches the apiserver through the
+// kubernetes Service with its token (from the second node, across the
+// nodes' link) — and Stop leaves nothing behind of either node.
 func TestAPodRunsOnARealNode(t *testing.T) {
 	t.Parallel() // each test has its own cluster
 	opts := binaries(t)
@@ -54,6 +55,11 @@ func TestAPodRunsOnARealNode(t *testing.T) {
 		}
 	}()
 	t.Logf("node %s Ready %s after start", c.Name(), time.Since(start).Round(100*time.Millisecond))
+	added := time.Now()
+	if _, err := c.AddNode(ctx, opts.Images); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a second node Ready %s after it was added", time.Since(added).Round(100*time.Millisecond))
 	kube := kubernetes.NewForConfigOrDie(c.Config)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo", Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}
 	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
@@ -65,27 +71,31 @@ func TestAPodRunsOnARealNode(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	created := time.Now()
-	if _, err := kube.CoreV1().Pods("demo").Create(ctx, restrictedPod("registry.local/app:a"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = c.until(ctx, 2*time.Minute, "the pod Ready", func() bool {
-		p, err := kube.CoreV1().Pods("demo").Get(ctx, "app", metav1.GetOptions{})
-		if err != nil {
-			return false
+	for _, n := range c.Nodes() {
+		created := time.Now()
+		pod := restrictedPod("registry.local/app:a")
+		pod.Name, pod.Spec.NodeName = "app-"+n.Name(), n.Name()
+		if _, err := kube.CoreV1().Pods("demo").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		for _, cond := range p.Status.Conditions {
-			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
-				return true
+		err = c.until(ctx, 2*time.Minute, pod.Name+" Ready", func() bool {
+			p, err := kube.CoreV1().Pods("demo").Get(ctx, pod.Name, metav1.GetOptions{})
+			if err != nil {
+				return false
 			}
+			for _, cond := range p.Status.Conditions {
+				if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue {
+					return true
+				}
+			}
+			return false
+		})
+		if err != nil {
+			p, _ := kube.CoreV1().Pods("demo").Get(ctx, pod.Name, metav1.GetOptions{})
+			t.Fatalf("%v; pod status %+v; kubelet log %s", err, p.Status, n.Log("kubelet"))
 		}
-		return false
-	})
-	if err != nil {
-		p, _ := kube.CoreV1().Pods("demo").Get(ctx, "app", metav1.GetOptions{})
-		t.Fatalf("%v; pod status %+v; kubelet log %s", err, p.Status, c.Log("kubelet"))
+		t.Logf("a restricted pod Ready on %s %s after create", n.Name(), time.Since(created).Round(100*time.Millisecond))
 	}
-	t.Logf("a restricted pod Ready %s after create", time.Since(created).Round(100*time.Millisecond))
 	stopAt := time.Now()
 	c.Stop()
 	stopped = true

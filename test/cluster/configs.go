@@ -8,17 +8,22 @@ import (
 	"path/filepath"
 )
 
-// The node's addresses inside its namespace: the same in every cluster,
-// as each has its own namespace.
+// The nodes' addresses inside their namespaces: the same in every
+// cluster, as each has its own namespaces. NodeIP is the first node's (the
+// control plane's); a node added with AddNode has nodeIP(i) and pods in
+// podCIDR(i), routed over a veth pair to the first.
 const (
 	NodeIP      = "10.77.0.10"
 	gatewayIP   = "10.77.0.1"
-	podCIDR     = "10.88.0.0/24"
+	clusterCIDR = "10.88.0.0/16"
 	serviceCIDR = "10.96.0.0/24"
 	// PauseImage is the sandbox image; pods use their images with
 	// imagePullPolicy Never.
 	PauseImage = "registry.local/pause:1"
 )
+
+func nodeIP(i int) string  { return fmt.Sprintf("10.77.0.%d", 10+i) }
+func podCIDR(i int) string { return fmt.Sprintf("10.88.%d.0/24", i) }
 
 // writeConfigs writes containerd's, the CNI's and kubelet's configuration.
 func (c *Cluster) writeConfigs() error {
@@ -57,7 +62,7 @@ state = %[2]q
   "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
     "ipam": {"type": "host-local", "ranges": [[{"subnet": %q}]], "routes": [{"dst": "0.0.0.0/0"}], "dataDir": %q}}]
 }
-`, c.name, podCIDR, c.path("cni/ipam")),
+`, c.name, podCIDR(c.index), c.path("cni/ipam")),
 		"kubelet.yaml": fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 cgroupDriver: cgroupfs
@@ -84,7 +89,7 @@ registerNode: true
 nodeStatusUpdateFrequency: 2s
 syncFrequency: 10s
 fileCheckFrequency: 5s
-`, c.name, c.socket(), c.path("pod-logs"), NodeIP, c.pki.path("ca.crt"), c.path("resolv.conf")),
+`, c.name, c.socket(), c.path("pod-logs"), nodeIP(c.index), c.pki.path("ca.crt"), c.path("resolv.conf")),
 		"resolv.conf": "nameserver 127.0.0.1\n",
 	} {
 		p := c.path(name)

@@ -130,8 +130,18 @@ func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 	return layerTar(files)
 }
 
-// Import streams the images write produces into the node's containerd.
+// Import streams the images write produces into every node's containerd.
 func (c *Cluster) Import(write func(io.Writer) error) error {
+	for _, n := range c.Nodes() {
+		if err := n.importTo(write); err != nil {
+			return fmt.Errorf("node %s: %w", n.name, err)
+		}
+	}
+	return nil
+}
+
+// importTo streams the images write produces into this node's containerd.
+func (c *Cluster) importTo(write func(io.Writer) error) error {
 	cmd := exec.Command("ctr", "--address", c.socket(), "-n", "k8s.io", "images", "import", "-")
 	pr, pw := io.Pipe()
 	cmd.Stdin = pr

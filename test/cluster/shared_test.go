@@ -5,6 +5,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,4 +76,51 @@ func pauseImage(dir string) (string, error) {
 	}
 	img := filepath.Join(dir, "pause.tar")
 	return img, ociArchive(img, PauseImage, app, []string{"pause"})
+}
+
+// kubevirtCluster starts a cluster of n nodes (nodeWithKvgitops, then
+// AddNode), each holding KubeVirt's images of nodeTags too; its logs are
+// kept when the test fails (keepLogs).
+func kubevirtCluster(t *testing.T, n int, limit time.Duration) (context.Context, *Cluster, KubeVirtBuilds) {
+	t.Helper()
+	builds := kubevirtBuilds(t)
+	start := time.Now()
+	ctx, c := nodeWithKvgitops(t, limit)
+	keepLogs(t, c)
+	for range n - 1 {
+		if _, err := c.AddNode(ctx, []string{shared.pause, shared.kvgitops}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Import(func(w io.Writer) error { return WriteKubeVirtImages(w, builds, nodeTags) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d nodes Ready with KubeVirt's images of %v %s after start", n, nodeTags, time.Since(start).Round(100*time.Millisecond))
+	return ctx, c, builds
+}
+
+// keepLogs copies the cluster's logs (its processes' and its pods', every
+// node's) to $KVGITOPS_KEEP_LOGS/<test> when the test fails, before the
+// cluster goes.
+func keepLogs(t *testing.T, c *Cluster) {
+	dir := os.Getenv("KVGITOPS_KEEP_LOGS")
+	if dir == "" {
+		return
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range c.Nodes() {
+			dst := filepath.Join(dir, t.Name(), n.name)
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				t.Log(err)
+				return
+			}
+			if out, err := exec.Command("cp", "-r", n.path("logs"), n.path("pod-logs"), dst).CombinedOutput(); err != nil {
+				t.Logf("keep logs: %v: %s", err, out)
+			}
+		}
+		t.Logf("logs kept in %s", filepath.Join(dir, t.Name()))
+	})
 }

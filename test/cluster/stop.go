@@ -41,8 +41,12 @@ func (c *Cluster) makeCgroups() error {
 // Stop tears the cluster down and leaves nothing: every process of the
 // node is in its PID namespace and dies with the namespace's PID 1 (the
 // containers' shims too), every mount of it with its mount namespace;
-// then the network namespace, the cgroups, /run entries it made go.
+// then the network namespace, the cgroups, /run entries it made go. Added
+// nodes stop first.
 func (c *Cluster) Stop() {
+	for _, n := range c.nodes {
+		n.Stop()
+	}
 	c.stopHost()
 	for _, p := range c.procs { // nsenter ends with what it ran
 		if p.cmd.ProcessState == nil {
@@ -90,9 +94,12 @@ func removeCgroup(root string) {
 }
 
 // Leftovers lists what a stopped cluster left: mounts under its folder,
-// its namespace, its cgroups, processes naming its folder.
+// its nodes' namespaces and cgroups, processes naming its folder.
 func (c *Cluster) Leftovers() []string {
 	var left []string
+	for _, n := range c.nodes {
+		left = append(left, n.nsLeftovers()...)
+	}
 	if b, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(b, []byte(" "+c.dir+"/")) {
 		left = append(left, "mounts under "+c.dir)
 	}
@@ -101,14 +108,7 @@ func (c *Cluster) Leftovers() []string {
 			left = append(left, "host path "+p)
 		}
 	}
-	if _, err := os.Stat("/run/netns/" + c.name); err == nil {
-		left = append(left, "network namespace "+c.name)
-	}
-	for _, d := range c.cgroups() {
-		if _, err := os.Stat(d); err == nil {
-			left = append(left, "cgroup "+d)
-		}
-	}
+	left = append(left, c.nsLeftovers()...)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
@@ -116,6 +116,21 @@ func (c *Cluster) Leftovers() []string {
 		}
 		if cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); err == nil && bytes.Contains(cmdline, []byte(c.dir)) {
 			left = append(left, "process "+e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return left
+}
+
+// nsLeftovers are the node's network namespace and cgroups, if still
+// there.
+func (c *Cluster) nsLeftovers() []string {
+	var left []string
+	if _, err := os.Stat("/run/netns/" + c.name); err == nil {
+		left = append(left, "network namespace "+c.name)
+	}
+	for _, d := range c.cgroups() {
+		if _, err := os.Stat(d); err == nil {
+			left = append(left, "cgroup "+d)
 		}
 	}
 	return left
