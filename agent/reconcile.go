@@ -221,8 +221,7 @@ func (a *Agent) refused(p *pass, err error) error {
 // they moved.
 func (a *Agent) vmisLeftBehind(ctx context.Context, p *pass) bool {
 	to := p.plan.To
-	f := a.plans.failed
-	failed := f != nil && f.Reason == executor.ReasonWorkloadsOutdated && strings.HasPrefix(f.Key, failureKey(a.src.digest, ""))
+	failed := a.workloadWaitFailed()
 	if to == "" || p.obs.Installed != to || !failed && !a.hopUnfinished(to) {
 		return false
 	}
@@ -233,24 +232,37 @@ func (a *Agent) vmisLeftBehind(ctx context.Context, p *pass) bool {
 		}
 	}
 	r, wait := p.obs.LeftBehind(to, p.desired.Workloads)
-	if w := a.workloads; r.NotMoved() > 0 || w == nil || w.Moving.Count+w.Outdated.Count > 0 {
-		a.workloads = workloadStatus(r) // the hop's report as things are now (a settled one keeps its note)
-		a.cfg.Metrics.setOutdated(r.Outdated.Count + r.Moving.Count + r.CannotMove.Count)
-	}
-	if r.NotMoved() == 0 || !wait && !failed {
+	a.reportLeftBehind(r)
+	switch {
+	case r.NotMoved() == 0 || !wait && !failed:
 		if a.plans.active == nil && a.mem != nil {
 			a.mem.Plan = nil // the hop cut short by the restart is settled: not looked at again
 		}
 		return false
+	case failed:
+		p.set(PhaseFailed, a.plans.failed.Reason, fmt.Sprintf("%s is installed, but %d VMIs still run an older virt-launcher; this clears once KubeVirt has moved them (it retries failed migrations) or the desired file changes. The hop: %s",
+			to, r.NotMoved(), a.plans.failed.Message))
+	default:
+		p.set(PhaseProgressing, ReasonWaitingForWorkloads, fmt.Sprintf("%s is installed; waiting for VMIs to move to its virt-launcher (the hop's wait was interrupted): %d moving, %d outdated",
+			to, r.Moving.Count, r.Outdated.Count))
 	}
-	if failed {
-		p.set(PhaseFailed, f.Reason, fmt.Sprintf("%s is installed, but %d VMIs still run an older virt-launcher; this clears once KubeVirt has moved them (it retries failed migrations) or the desired file changes. The hop: %s",
-			to, r.NotMoved(), f.Message))
-		return true
-	}
-	p.set(PhaseProgressing, ReasonWaitingForWorkloads, fmt.Sprintf("%s is installed; waiting for VMIs to move to its virt-launcher (the hop's wait was interrupted): %d moving, %d outdated",
-		to, r.Moving.Count, r.Outdated.Count))
 	return true
+}
+
+// workloadWaitFailed: the last hop failed on its VMIs, for the desired
+// content still in force.
+func (a *Agent) workloadWaitFailed() bool {
+	f := a.plans.failed
+	return f != nil && f.Reason == executor.ReasonWorkloadsOutdated && strings.HasPrefix(f.Key, failureKey(a.src.digest, ""))
+}
+
+// reportLeftBehind puts the hop's workload report, as things are now, in
+// the status (a settled report keeps its note).
+func (a *Agent) reportLeftBehind(r executor.WorkloadReport) {
+	if w := a.workloads; r.NotMoved() > 0 || w == nil || w.Moving.Count+w.Outdated.Count > 0 {
+		a.workloads = workloadStatus(r)
+		a.cfg.Metrics.setOutdated(r.Outdated.Count + r.Moving.Count + r.CannotMove.Count)
+	}
 }
 
 // hopUnfinished: the plan the agent was running, or the one its memory
