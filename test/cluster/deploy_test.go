@@ -74,7 +74,7 @@ func TestKvgitopsDeployedFromDeploy(t *testing.T) {
 }
 
 // catalogRefresh is how long the deployed agent reuses the release list.
-const catalogRefresh = 5 * time.Second
+const catalogRefresh = 2 * time.Second
 
 // deployed is kvgitops running on a cluster, deployed from deploy/.
 type deployed struct {

@@ -4,6 +4,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -130,34 +131,40 @@ func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 	return layerTar(files)
 }
 
-// Import streams the images write produces into every node's containerd.
+// Import streams the images write produces into every node's containerd
+// at once: write runs once, its output teed to one `ctr images import` per
+// node.
 func (c *Cluster) Import(write func(io.Writer) error) error {
+	var (
+		cmds    []*exec.Cmd
+		outs    []*bytes.Buffer
+		writers []io.Writer
+		pipes   []*io.PipeWriter
+	)
 	for _, n := range c.Nodes() {
-		if err := n.importTo(write); err != nil {
-			return fmt.Errorf("node %s: %w", n.name, err)
+		cmd := exec.Command("ctr", "--address", n.socket(), "-n", "k8s.io", "images", "import", "-")
+		pr, pw := io.Pipe()
+		cmd.Stdin = pr
+		out := &bytes.Buffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			for _, p := range pipes {
+				p.CloseWithError(err)
+			}
+			return err
+		}
+		cmds, outs, writers, pipes = append(cmds, cmd), append(outs, out), append(writers, pw), append(pipes, pw)
+	}
+	werr := write(io.MultiWriter(writers...))
+	var errs []error
+	for i, cmd := range cmds {
+		pipes[i].CloseWithError(werr)
+		if err := cmd.Wait(); err != nil && werr == nil {
+			errs = append(errs, fmt.Errorf("node %s: ctr images import: %w: %s", c.Nodes()[i].name, err, outs[i].String()))
 		}
 	}
-	return nil
-}
-
-// importTo streams the images write produces into this node's containerd.
-func (c *Cluster) importTo(write func(io.Writer) error) error {
-	cmd := exec.Command("ctr", "--address", c.socket(), "-n", "k8s.io", "images", "import", "-")
-	pr, pw := io.Pipe()
-	cmd.Stdin = pr
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	werr := write(pw)
-	pw.CloseWithError(werr)
-	err := cmd.Wait()
 	if werr != nil {
 		return werr
 	}
-	if err != nil {
-		return fmt.Errorf("ctr images import: %w: %s", err, out.String())
-	}
-	return nil
+	return errors.Join(errs...)
 }

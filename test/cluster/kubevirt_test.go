@@ -82,9 +82,6 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 		rel.Mutate(tag+"/kubevirt-operator.yaml", func([]byte) []byte { return m })
 	}
 	dyn := dynamic.NewForConfigOrDie(c.Config)
-	// The same scenario, less the broken releases, on the simulator beside
-	// it; the KubeVirt CR's states of every step recorded on both.
-	simulated := simulateNode(t, ctx, manifests, kvgitopsBinary())
 	var real nodeRecording
 	record := func(from, to string) *simulator.Recorder {
 		rec := simulator.Record(dyn, from, to)
@@ -113,13 +110,18 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	// Guests.
 	vms := r.startGuests(ctx)
 
+	// The same scenario, less the broken releases, on the simulator beside
+	// it (started while the broken releases below mostly wait on their
+	// timeouts); the KubeVirt CR's states of every step recorded on both.
+	simulated := simulateNode(t, ctx, manifests, kvgitopsBinary())
+
 	// Two releases whose operator never becomes ready, one after the
 	// other: the agent says so within the hop's timeout and touches
 	// nothing else; KubeVirt and the guests run on. Each is withdrawn
 	// before the next is asked for (kvgitops's path to a new minor goes
 	// through the current minor's latest patch, so it would be tried
 	// again); the agent moves on from the stuck state.
-	r.brokenRelease(ctx, noImages, 60*time.Second, vms, "ErrImagePull", "ImagePullBackOff")
+	r.brokenRelease(ctx, noImages, 45*time.Second, vms, "ErrImagePull", "ImagePullBackOff")
 	rel.Withdraw(noImages)
 	time.Sleep(catalogRefresh + time.Second) // the agent's catalog is older than it reuses
 	r.brokenRelease(ctx, crashing, 30*time.Second, vms, "CrashLoopBackOff", "Error")
