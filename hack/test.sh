@@ -30,7 +30,8 @@ pids=()
 low=(nice -n "${TEST_NICE:-10}")
 # -v: a skipped lane shows (its tests' SKIP lines and TestMain's summary);
 # passing, only those lines are printed, failing, everything.
-$GO test "${exec_flag[@]}" -v -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
+# The lane a little below the real node's package, the longest chain.
+nice -n "${LANE_NICE:-5}" $GO test "${exec_flag[@]}" -v -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 
 # The real node's package (a real cluster per test, KubeVirt's components
