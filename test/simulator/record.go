@@ -44,20 +44,29 @@ func Record(dyn dynamic.Interface, from, to string) *Recorder {
 		}
 		r.mu.Unlock()
 	}
+	// The state now, read before Record returns (the caller's next write
+	// must come after it: a list made later raced the caller's delete and
+	// missed the state before it), then every change from it.
+	list := func() string {
+		l, err := res.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubevirt"})
+		if err != nil {
+			return ""
+		}
+		for i := range l.Items {
+			add(&l.Items[i])
+		}
+		return l.GetResourceVersion()
+	}
+	first := list()
 	go func() {
 		defer close(r.done)
-		rv := ""
+		rv := first
 		for ctx.Err() == nil {
-			if rv == "" { // the state now, then every change from it
-				list, err := res.List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubevirt"})
-				if err != nil {
+			if rv == "" {
+				if rv = list(); rv == "" {
 					time.Sleep(50 * time.Millisecond)
 					continue
 				}
-				for i := range list.Items {
-					add(&list.Items[i])
-				}
-				rv = list.GetResourceVersion()
 			}
 			w, err := res.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubevirt", ResourceVersion: rv})
 			if err != nil {
