@@ -121,10 +121,10 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	// before the next is asked for (kvgitops's path to a new minor goes
 	// through the current minor's latest patch, so it would be tried
 	// again); the agent moves on from the stuck state.
-	r.brokenRelease(ctx, noImages, 45*time.Second, vms, "ErrImagePull", "ImagePullBackOff")
+	r.brokenRelease(ctx, noImages, 40*time.Second, vms, "ErrImagePull", "ImagePullBackOff")
 	rel.Withdraw(noImages)
 	time.Sleep(catalogRefresh + time.Second) // the agent's catalog is older than it reuses
-	r.brokenRelease(ctx, crashing, 30*time.Second, vms, "CrashLoopBackOff", "Error")
+	r.brokenRelease(ctx, crashing, 25*time.Second, vms, "CrashLoopBackOff", "Error")
 	rel.Withdraw(crashing)
 	time.Sleep(catalogRefresh + time.Second)
 
