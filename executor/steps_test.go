@@ -114,7 +114,8 @@ func TestStalledHopTimesOutWithWhatWasSeen(t *testing.T) {
 	h := start(t, harnessOptions{})
 	h.install(t, "v1.7.4", planner.MethodOperator)
 	h.sim.StallHop("v1.8.4")
-	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), 3*time.Second)
+	// 10 s: under make test's load the checks before the wait took 3 s.
+	_, err := h.run(t, upgrade("v1.7.4", "v1.8.4", planner.MethodOperator), 10*time.Second)
 	var e *fault.Error
 	if !errors.As(err, &e) || e.Reason != executor.ReasonHopTimeout || !e.Stall {
 		t.Fatalf("stalled hop: %v, want a terminal HopTimeout", err)

@@ -181,7 +181,10 @@ func (r *realKubeVirt) brokenRelease(ctx context.Context, tag string, hopTimeout
 		if s["reason"] == "HopInProgress" && strings.Contains(fmt.Sprint(s["message"]), "rollout: virt-operator "+tag+",") {
 			sawProgress = true
 		}
-		return s["reason"] == "HopTimeout" || s["reason"] == "OperatorRolloutFailed"
+		// For this commit: the last broken release's HopTimeout stays in
+		// the status file until the agent has read it.
+		current := strings.Contains(fmt.Sprint(s["desiredRevision"]), r.rev)
+		return current && (s["reason"] == "HopTimeout" || s["reason"] == "OperatorRolloutFailed")
 	}, "Failed")
 	r.t.Logf("release %s: %s %s after the commit: %s", tag, s["reason"], time.Since(at).Round(time.Second), s["message"])
 	// Progress reaches Git every 30 s at most: a longer timeout shows it.
