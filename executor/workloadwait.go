@@ -207,8 +207,13 @@ func (o *Observation) LeftBehind(to string, policy planner.Workloads) (WorkloadR
 		return WorkloadReport{}, false
 	}
 	s := o.KubeVirt.settings()
-	wait := policy.Policy == planner.WorkloadsWait || (policy.Policy == planner.WorkloadsAuto || policy.Policy == "") && len(s.Methods) > 0
-	return newJudge(to, s, policy, o.Workloads.VMIs).classify(o.Workloads), wait
+	return newJudge(to, s, policy, o.Workloads.VMIs).classify(o.Workloads), waits(policy.Policy, s.Methods)
+}
+
+// waits: the policy waits for the VMIs to move (Auto, the default: when
+// the CR has update methods).
+func waits(p planner.WorkloadPolicy, methods []string) bool {
+	return p == planner.WorkloadsWait || (p == planner.WorkloadsAuto || p == "") && len(methods) > 0
 }
 
 // NotMoved counts the VMIs a wait waits for: outdated or moving.
@@ -224,7 +229,7 @@ func (r WorkloadReport) NotMoved() int { return r.Outdated.Count + r.Moving.Coun
 // hop at once, by name.
 func (e *Executor) waitWorkloads(ctx context.Context, to string, kv *KubeVirtState, baseline []VMI, opts StepOptions, say progress, res *StepResult) error {
 	j := newJudge(to, kv.settings(), opts.Workloads, baseline)
-	wait := opts.Workloads.Policy == planner.WorkloadsWait || opts.Workloads.Policy == planner.WorkloadsAuto && len(kv.WorkloadUpdateMethods) > 0
+	wait := waits(opts.Workloads.Policy, kv.WorkloadUpdateMethods)
 	w, err := e.readWorkloads(ctx)
 	if err != nil {
 		return err

@@ -298,33 +298,21 @@ func decodeConfiguration(n *yaml.Node, out map[string]any) error {
 // refused: KubeVirt drops it and keeps its default, which is not what it
 // says.
 func cpuModelSet(n *yaml.Node, field string, out map[string]any) error {
-	if n.Kind != yaml.MappingNode {
-		return &FieldError{Field: field, Line: n.Line, Problem: "must be a mapping of CPU model to true, got " + kindName(n)}
-	}
-	if len(n.Content) == 0 {
+	if n.Kind == yaml.MappingNode && len(n.Content) == 0 {
 		return &FieldError{Field: field, Line: n.Line, Problem: "is empty: KubeVirt would keep its default list; omit the field for that"}
 	}
-	if len(n.Content)/2 > maxCPUModels {
-		return &FieldError{Field: field, Line: n.Line, Problem: fmt.Sprintf("has more than %d models", maxCPUModels)}
-	}
-	m := map[string]any{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		model, err := scalarString(k, field)
-		if err != nil {
-			return err
-		}
+	m, err := keyedMap(n, field, maxCPUModels, func(model string) string {
 		if !cpuModelName.MatchString(model) {
-			return fieldErr(k, field, model, "not a CPU model name (letters, digits, '-', '_', '.')")
+			return "not a CPU model name (letters, digits, '-', '_', '.')"
 		}
-		if _, dup := m[model]; dup {
-			return fieldErr(k, field+"."+model, model, "is set more than once")
-		}
+		return ""
+	}, func(v *yaml.Node, at string) (any, error) {
 		var b bool
-		if err := scalarBool(v, field+"."+model, &b); err != nil {
-			return err
-		}
-		m[model] = b
+		err := scalarBool(v, at, &b)
+		return b, err
+	})
+	if err != nil {
+		return err
 	}
 	out["obsoleteCPUModels"] = m
 	return nil
@@ -384,36 +372,53 @@ func placementDecoder(p string, infra bool) func(*yaml.Node, map[string]any) err
 }
 
 func labelMap(n *yaml.Node, field string, out map[string]any) error {
-	if n.Kind != yaml.MappingNode {
-		return &FieldError{Field: field, Line: n.Line, Problem: "must be a mapping, got " + kindName(n)}
+	m, err := keyedMap(n, field, maxSelectorKeys, func(key string) string {
+		if !labelKey.MatchString(key) {
+			return "not a label key"
+		}
+		return ""
+	}, func(v *yaml.Node, at string) (any, error) {
+		val, err := scalarString(v, at)
+		if err == nil && !labelValue.MatchString(val) {
+			return nil, fieldErr(v, at, val, "not a label value")
+		}
+		return val, err
+	})
+	if err != nil {
+		return err
 	}
-	if len(n.Content)/2 > maxSelectorKeys {
-		return &FieldError{Field: field, Line: n.Line, Problem: fmt.Sprintf("has more than %d keys", maxSelectorKeys)}
+	out["nodeSelector"] = m
+	return nil
+}
+
+// keyedMap reads a mapping of at most maxKeys unique keys, each passing
+// keyProblem (which says what is wrong, or ""), each value read by value
+// at field.key.
+func keyedMap(n *yaml.Node, field string, maxKeys int, keyProblem func(string) string, value func(v *yaml.Node, at string) (any, error)) (map[string]any, error) {
+	if n.Kind != yaml.MappingNode {
+		return nil, &FieldError{Field: field, Line: n.Line, Problem: "must be a mapping, got " + kindName(n)}
+	}
+	if len(n.Content)/2 > maxKeys {
+		return nil, &FieldError{Field: field, Line: n.Line, Problem: fmt.Sprintf("has more than %d keys", maxKeys)}
 	}
 	m := map[string]any{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		key, err := scalarString(k, field)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if !labelKey.MatchString(key) {
-			return fieldErr(k, field, key, "not a label key")
+		if problem := keyProblem(key); problem != "" {
+			return nil, fieldErr(k, field, key, problem)
 		}
 		if _, dup := m[key]; dup {
-			return fieldErr(k, field+"."+key, key, "is set more than once")
+			return nil, fieldErr(k, field+"."+key, key, "is set more than once")
 		}
-		val, err := scalarString(v, field+"."+key)
-		if err != nil {
-			return err
+		if m[key], err = value(v, field+"."+key); err != nil {
+			return nil, err
 		}
-		if !labelValue.MatchString(val) {
-			return fieldErr(v, field+"."+key, val, "not a label value")
-		}
-		m[key] = val
 	}
-	out["nodeSelector"] = m
-	return nil
+	return m, nil
 }
 
 func tolerations(n *yaml.Node, field string, out map[string]any) error {

@@ -141,7 +141,8 @@ func (c *Cluster) Import(write func(io.Writer) error) error {
 		writers []io.Writer
 		pipes   []*io.PipeWriter
 	)
-	for _, n := range c.Nodes() {
+	nodes := c.Nodes()
+	for _, n := range nodes {
 		cmd := exec.Command("ctr", "--address", n.socket(), "-n", "k8s.io", "images", "import", "-")
 		pr, pw := io.Pipe()
 		cmd.Stdin = pr
@@ -160,7 +161,7 @@ func (c *Cluster) Import(write func(io.Writer) error) error {
 	for i, cmd := range cmds {
 		pipes[i].CloseWithError(werr)
 		if err := cmd.Wait(); err != nil && werr == nil {
-			errs = append(errs, fmt.Errorf("node %s: ctr images import: %w: %s", c.Nodes()[i].name, err, outs[i].String()))
+			errs = append(errs, fmt.Errorf("node %s: ctr images import: %w: %s", nodes[i].name, err, outs[i].String()))
 		}
 	}
 	if werr != nil {
