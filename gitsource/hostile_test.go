@@ -21,6 +21,7 @@ func runCmd(dir string, name string, args ...string) (string, error) {
 }
 
 func TestHostileServers(t *testing.T) {
+	gcAsDefault(t)
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
