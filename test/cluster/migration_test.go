@@ -39,6 +39,14 @@ func (r *realKubeVirt) migrateGuests(ctx context.Context, gs []guest) {
 		return s["reason"] == "UpToDate" && strings.Contains(fmt.Sprint(s["desiredRevision"]), r.rev)
 	})
 	configured := time.Since(since).Round(time.Second)
+	// When each guest was first seen past each mark, after the commit.
+	seen := map[string]time.Duration{}
+	mark := func(name string, ok bool) bool {
+		if _, done := seen[name]; ok && !done {
+			seen[name] = time.Since(since).Round(time.Second)
+		}
+		return ok
+	}
 	migrated := func(g guest) bool {
 		vmi, err := r.dyn.Resource(vmiGVR).Namespace("vms").Get(ctx, g.name, metav1.GetOptions{})
 		if err != nil {
@@ -46,15 +54,23 @@ func (r *realKubeVirt) migrateGuests(ctx context.Context, gs []guest) {
 		}
 		ms, _, _ := unstructured.NestedMap(vmi.Object, "status", "migrationState")
 		_, outdated := vmi.GetLabels()["kubevirt.io/outdatedLauncherImage"]
-		return ms["completed"] == true && !outdated && nodeOf(vmi) != nodeOf(before[g.name]) && !alive(g)
+		completed := mark(g.name+" completed", ms["completed"] == true && nodeOf(vmi) != nodeOf(before[g.name]))
+		current := mark(g.name+" not outdated", !outdated)
+		gone := mark(g.name+" source qemu gone", !alive(g))
+		return completed && current && gone
 	}
 	if err := r.c.until(ctx, 5*time.Minute, "the guests live-migrated, their source qemu gone", func() bool {
-		return !slices.ContainsFunc(gs, func(g guest) bool { return !migrated(g) })
+		all := true
+		for _, g := range gs { // each looked at, for its marks
+			all = migrated(g) && all
+		}
+		return all
 	}); err != nil {
-		r.t.Fatalf("%v; the migrations: %s\n%s\n%s", err, r.migrations(ctx), r.migrationReport(ctx), r.report(ctx))
+		r.t.Fatalf("%v; seen after the commit: %v; the migrations: %s\n%s\n%s", err, seen, r.migrations(ctx), r.migrationReport(ctx), r.report(ctx))
 	}
 	phases := watch()
-	r.t.Logf("LiveMigrate applied by the agent %s after the commit; the guests migrated %s after it", configured, time.Since(since).Round(time.Second))
+	r.t.Logf("LiveMigrate applied by the agent %s after the commit; the guests migrated %s after it (seen after the commit: %v)",
+		configured, time.Since(since).Round(time.Second), seen)
 	for _, g := range gs {
 		r.moved(ctx, g, before[g.name], phases[g.name])
 	}
