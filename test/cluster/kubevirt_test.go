@@ -340,6 +340,7 @@ func (r *realKubeVirt) step(ctx context.Context, what, tag string, limit time.Du
 		return s["reason"] == "UpToDate" && observed["version"] == tag
 	})
 	r.t.Logf("%s: the agent's status says done %s after the commit", what, time.Since(since).Round(time.Second))
+	r.timeline(ctx, what, since)
 	if err := r.componentsAt(ctx, tag); err != nil {
 		r.t.Fatalf("%s: %v\n%s", what, err, r.report(ctx))
 	}
