@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 
 	"github.com/kvgitops/kvgitops/test/releases"
 	"github.com/kvgitops/kvgitops/test/simulator"
@@ -42,7 +43,11 @@ type harness struct {
 func start(t *testing.T) *harness { return startWith(t, simulator.Options{}) }
 
 // startWith starts a simulator with o over the harness defaults.
-func startWith(t *testing.T, o simulator.Options) *harness {
+func startWith(t *testing.T, o simulator.Options) *harness { return startWrapped(t, o, nil) }
+
+// startWrapped is startWith with the simulator's requests going through
+// wrap (nil: unwrapped); the harness's own clients are not wrapped.
+func startWrapped(t *testing.T, o simulator.Options, wrap transport.WrapperFunc) *harness {
 	t.Helper()
 	env := testenv.Get(t)
 	if err := simulator.Wipe(t.Context(), env.Config); err != nil {
@@ -57,7 +62,12 @@ func startWith(t *testing.T, o simulator.Options) *harness {
 	if o.VMIShutdownDelay == 0 {
 		o.VMIShutdownDelay = 10 * time.Millisecond
 	}
-	sim, err := simulator.New(env.Config, o)
+	simCfg := env.Config
+	if wrap != nil {
+		simCfg = rest.CopyConfig(env.Config)
+		simCfg.Wrap(wrap)
+	}
+	sim, err := simulator.New(simCfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -315,6 +315,8 @@ func (p *pass) deployed() {
 // commitPass writes the CR; transitions are recorded once they are visible
 // in the cluster.
 func (s *Simulator) commitPass(ctx context.Context, kv *unstructured.Unstructured, p *pass, added bool) error {
+	s.writing.Lock()
+	defer s.writing.Unlock()
 	err := s.writeKV(ctx, kv, p.obj, p.status)
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -81,6 +81,12 @@ type Simulator struct {
 	wg      sync.WaitGroup
 	started bool
 
+	// writing is held across a KubeVirt CR write and the transitions it
+	// records, and read-held by Transitions: a reader that saw the write
+	// (a watcher is told before the writer hears back) sees its
+	// transitions. Apart from mu, which the webhooks the write calls take.
+	writing sync.RWMutex
+
 	mu            sync.Mutex
 	op            operatorState
 	hops          map[string]*hop // by target deployment id

@@ -91,8 +91,11 @@ func (s *Simulator) record(k Kind, from, to, msg string) {
 	s.changed = make(chan struct{})
 }
 
-// Transitions returns everything recorded so far.
+// Transitions returns everything recorded so far, a KubeVirt CR write in
+// flight included once it is done.
 func (s *Simulator) Transitions() []Transition {
+	s.writing.RLock()
+	defer s.writing.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.transitions)
