@@ -25,6 +25,7 @@ import (
 type Recorder struct {
 	mu     sync.Mutex
 	states []string
+	failed []string // distinct messages of failure conditions
 	stop   context.CancelFunc
 	done   chan struct{}
 }
@@ -38,9 +39,15 @@ func Record(dyn dynamic.Interface, from, to string) *Recorder {
 	res := dyn.Resource(kubevirtGVR).Namespace("kubevirt")
 	add := func(kv *unstructured.Unstructured) {
 		s := State(kv, from, to)
+		f := failures(kv)
 		r.mu.Lock()
 		if n := len(r.states); n == 0 || r.states[n-1] != s {
 			r.states = append(r.states, s)
+		}
+		for _, m := range f {
+			if !slices.Contains(r.failed, m) {
+				r.failed = append(r.failed, m)
+			}
 		}
 		r.mu.Unlock()
 	}
@@ -97,6 +104,33 @@ func (r *Recorder) Finish() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.states)
+}
+
+// Failed returns the messages of the failure conditions recorded (a
+// condition whose reason ends in Failed: why a state that differs came
+// about), in order; call it after Finish.
+func (r *Recorder) Failed() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.failed)
+}
+
+// failures are kv's conditions whose reason ends in Failed, as
+// "type=status/reason: message" (the message capped).
+func failures(kv *unstructured.Unstructured) []string {
+	conds, _, _ := unstructured.NestedSlice(kv.Object, "status", "conditions")
+	var out []string
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if reason := fmt.Sprint(m["reason"]); strings.HasSuffix(reason, "Failed") {
+			msg := fmt.Sprint(m["message"])
+			if len(msg) > 500 {
+				msg = msg[:500] + "…"
+			}
+			out = append(out, fmt.Sprintf("%v=%v/%s: %s", m["type"], m["status"], reason, msg))
+		}
+	}
+	return out
 }
 
 // State is one state of the CR kv as Record writes it.
