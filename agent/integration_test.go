@@ -73,9 +73,9 @@ func TestWiredAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond, MaxBackoff: 8 * time.Second},
+	a := agent.New(agent.Config{ClusterName: "lab", Interval: 200 * time.Millisecond, MaxBackoff: 16 * time.Second},
 		&agent.GitRepo{Source: src, DesiredPath: "kubevirt.yaml"}, ex, func(ctx context.Context) (*planner.Catalog, error) { return rc.Catalog(ctx) })
-	health := agent.NewHealth(a) // wedged after 10 intervals + MaxBackoff: 10 s
+	health := agent.NewHealth(a) // wedged after 10 intervals + MaxBackoff: 18 s (a starved test process has gone 10 s without a look)
 	health.SetLeading(true)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -103,7 +103,7 @@ func TestWiredAgent(t *testing.T) {
 	if _, err := sim.CreateVMI(ctx, "default", "slow"); err != nil {
 		t.Fatal(err)
 	}
-	sim.SlowMigrations(14 * time.Second)
+	sim.SlowMigrations(22 * time.Second)
 	if _, err := human.CommitFile("kubevirt.yaml", []byte(header+"  version: v1.8.4\n"), "upgrade KubeVirt"); err != nil {
 		t.Fatal(err)
 	}
