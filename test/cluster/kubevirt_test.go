@@ -95,7 +95,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 
 	// Install.
 	r.step(ctx, "install "+nodeTags[0], nodeTags[0], 8*time.Minute, d.created)
-	real.install = rec.Finish()
+	real.install = rec.FinishLogging(t.Logf)
 	// One plan: virt-operator's first pass drops the desired file's empty
 	// workloadUpdateMethods from the CR, which is no drift to configure.
 	if h, _ := r.status()["history"].([]any); len(h) == 0 || fmt.Sprint(h[0]) != fmt.Sprint(h[len(h)-1]) ||
@@ -132,7 +132,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	rec = record(nodeTags[0], nodeTags[1])
 	r.commit(desiredKubeVirt(nodeTags[1]), "upgrade")
 	r.step(ctx, "upgrade to "+nodeTags[1], nodeTags[1], 8*time.Minute, time.Now())
-	real.hop = rec.Finish()
+	real.hop = rec.FinishLogging(t.Logf)
 	r.guestsUntouched(ctx, vms)
 
 	// Between this hop and the next step, KubeVirt itself moves the guests.
@@ -147,7 +147,7 @@ func TestKubeVirtOnARealNode(t *testing.T) {
 	r.waitStatus(ctx, 6*time.Minute, "KubeVirt absent", func(s map[string]any) bool {
 		return s["reason"] == "UpToDate" && strings.Contains(fmt.Sprint(s["message"]), "absent")
 	})
-	real.removal = rec.Finish()
+	real.removal = rec.FinishLogging(t.Logf)
 	t.Logf("KubeVirt removed %s after the commit", time.Since(removed).Round(time.Second))
 	after := snapshot(ctx, t, c)
 	var left []string

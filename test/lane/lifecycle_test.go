@@ -64,7 +64,7 @@ func lifecycle(t *testing.T, w *world) recording {
 	w.commit("  version: "+from+"\n", "install")
 	w.agent()
 	w.succeeded(from)
-	out.install = finish(t, rec)
+	out.install = rec.FinishLogging(t.Logf)
 	stage("installed " + from)
 	kv := w.kv()
 	if got := str(kv, "status", "operatorVersion"); got != from {
@@ -87,7 +87,7 @@ func lifecycle(t *testing.T, w *world) recording {
 	rec = simulator.Record(w.dyn, from, to)
 	w.commit("  version: "+to+"\n", "operator hop")
 	w.succeeded(to)
-	out.operatorHop = finish(t, rec)
+	out.operatorHop = rec.FinishLogging(t.Logf)
 	stage("hop to " + to)
 
 	// An ImageTag hop; on the real operator while it, and its webhook, is
@@ -106,7 +106,7 @@ func lifecycle(t *testing.T, w *world) recording {
 		w.si.ResumeOperator()
 	}
 	st = w.succeeded(last)
-	out.imageTagHop = finish(t, rec)
+	out.imageTagHop = rec.FinishLogging(t.Logf)
 	stage("imageTag hop to " + last)
 	if st.Observed.Mode != "ImageTag" {
 		t.Errorf("observed %+v, want the CR pinned to %s", st.Observed, last)
@@ -137,7 +137,7 @@ func lifecycle(t *testing.T, w *world) recording {
 		_, err := w.dyn.Resource(kvGVR).Namespace("kubevirt").Get(ctx, "kubevirt", metav1.GetOptions{})
 		return err != nil
 	})
-	out.deletion = finish(t, rec)
+	out.deletion = rec.FinishLogging(t.Logf)
 	out.left = kubevirtObjects(ctx, w.dyn)
 	stage("operator deleted KubeVirt")
 	w.commit("  state: Absent\n", "remove KubeVirt")
@@ -179,16 +179,4 @@ func (w *world) eventually(limit time.Duration, what string, cond func() bool) {
 func str(u *unstructured.Unstructured, path ...string) string {
 	s, _, _ := unstructured.NestedString(u.Object, path...)
 	return s
-}
-
-// finish ends a recording of the real operator's CR states and logs the
-// failure conditions it saw with their messages (what a difference from
-// the simulator came from).
-func finish(t *testing.T, rec *simulator.Recorder) []string {
-	t.Helper()
-	states := rec.Finish()
-	for _, f := range rec.Failed() {
-		t.Logf("the real operator's CR said: %s", f)
-	}
-	return states
 }

@@ -106,6 +106,16 @@ func (r *Recorder) Finish() []string {
 	return slices.Clone(r.states)
 }
 
+// FinishLogging is Finish, logging each failure condition recorded
+// (Failed) through logf: what a state that differs came from.
+func (r *Recorder) FinishLogging(logf func(format string, args ...any)) []string {
+	states := r.Finish()
+	for _, f := range r.Failed() {
+		logf("the KubeVirt CR said: %s", f)
+	}
+	return states
+}
+
 // Failed returns the messages of the failure conditions recorded (a
 // condition whose reason ends in Failed: why a state that differs came
 // about), in order; call it after Finish.
