@@ -135,33 +135,35 @@ func (c component) layer(b KubeVirtBuilds, tag string) (v1.Layer, error) {
 // at once: write runs once, its output teed to one `ctr images import` per
 // node.
 func (c *Cluster) Import(write func(io.Writer) error) error {
-	var (
-		cmds    []*exec.Cmd
-		outs    []*bytes.Buffer
-		writers []io.Writer
-		pipes   []*io.PipeWriter
-	)
-	nodes := c.Nodes()
-	for _, n := range nodes {
-		cmd := exec.Command("ctr", "--address", n.socket(), "-n", "k8s.io", "images", "import", "-")
-		pr, pw := io.Pipe()
-		cmd.Stdin = pr
-		out := &bytes.Buffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			for _, p := range pipes {
-				p.CloseWithError(err)
-			}
-			return err
-		}
-		cmds, outs, writers, pipes = append(cmds, cmd), append(outs, out), append(writers, pw), append(pipes, pw)
+	type importer struct {
+		node string
+		cmd  *exec.Cmd
+		in   *io.PipeWriter
+		out  bytes.Buffer
 	}
-	werr := write(io.MultiWriter(writers...))
+	var (
+		imps []*importer
+		ins  []io.Writer
+		werr error
+	)
+	for _, n := range c.Nodes() {
+		pr, pw := io.Pipe()
+		imp := &importer{node: n.name, cmd: exec.Command("ctr", "--address", n.socket(), "-n", "k8s.io", "images", "import", "-"), in: pw}
+		imp.cmd.Stdin, imp.cmd.Stdout, imp.cmd.Stderr = pr, &imp.out, &imp.out
+		if werr = imp.cmd.Start(); werr != nil {
+			werr = fmt.Errorf("node %s: ctr images import: %w", n.name, werr)
+			break
+		}
+		imps, ins = append(imps, imp), append(ins, pw)
+	}
+	if werr == nil {
+		werr = write(io.MultiWriter(ins...))
+	}
 	var errs []error
-	for i, cmd := range cmds {
-		pipes[i].CloseWithError(werr)
-		if err := cmd.Wait(); err != nil && werr == nil {
-			errs = append(errs, fmt.Errorf("node %s: ctr images import: %w: %s", nodes[i].name, err, outs[i].String()))
+	for _, imp := range imps { // each started one ends, told of a failed write
+		imp.in.CloseWithError(werr)
+		if err := imp.cmd.Wait(); err != nil && werr == nil {
+			errs = append(errs, fmt.Errorf("node %s: ctr images import: %w: %s", imp.node, err, imp.out.String()))
 		}
 	}
 	if werr != nil {
