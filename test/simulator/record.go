@@ -106,38 +106,42 @@ func (r *Recorder) Finish() []string {
 	return slices.Clone(r.states)
 }
 
-// FinishLogging is Finish, logging each failure condition recorded
-// (Failed) through logf: what a state that differs came from.
+// FinishLogging is Finish, logging through logf each failure condition
+// recorded (one whose reason ends in Failed, with its message): what a
+// state that differs came from.
 func (r *Recorder) FinishLogging(logf func(format string, args ...any)) []string {
 	states := r.Finish()
-	for _, f := range r.Failed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range r.failed {
 		logf("the KubeVirt CR said: %s", f)
 	}
 	return states
 }
 
-// Failed returns the messages of the failure conditions recorded (a
-// condition whose reason ends in Failed: why a state that differs came
-// about), in order; call it after Finish.
-func (r *Recorder) Failed() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.failed)
-}
-
 // failures are kv's conditions whose reason ends in Failed, as
 // "type=status/reason: message" (the message capped).
 func failures(kv *unstructured.Unstructured) []string {
-	conds, _, _ := unstructured.NestedSlice(kv.Object, "status", "conditions")
 	var out []string
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
+	for _, m := range conditions(kv) {
 		if reason := fmt.Sprint(m["reason"]); strings.HasSuffix(reason, "Failed") {
 			msg := fmt.Sprint(m["message"])
 			if len(msg) > 500 {
 				msg = msg[:500] + "…"
 			}
 			out = append(out, fmt.Sprintf("%v=%v/%s: %s", m["type"], m["status"], reason, msg))
+		}
+	}
+	return out
+}
+
+// conditions are kv's status conditions.
+func conditions(kv *unstructured.Unstructured) []map[string]any {
+	conds, _, _ := unstructured.NestedSlice(kv.Object, "status", "conditions")
+	out := make([]map[string]any, 0, len(conds))
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok {
+			out = append(out, m)
 		}
 	}
 	return out
@@ -157,10 +161,8 @@ func State(kv *unstructured.Unstructured, from, to string) string {
 		}
 		return v
 	}
-	conds, _, _ := unstructured.NestedSlice(kv.Object, "status", "conditions")
 	var cs []string
-	for _, c := range conds {
-		m, _ := c.(map[string]any)
+	for _, m := range conditions(kv) {
 		cs = append(cs, fmt.Sprintf("%v=%v/%v", m["type"], m["status"], m["reason"]))
 	}
 	sort.Strings(cs)
