@@ -24,8 +24,8 @@ P=${TEST_PARALLEL:-3}
 export GOGC=${TEST_GOGC:-400}
 # TEST_CPU=1 prints each test binary's CPU time (with the servers it ran).
 out=$(mktemp -d)
-cg_root=""
-trap 'rm -rf "$out"; [ -z "$cg_root" ] || rmdir "$cg_root"/kvgitops-test-$$-* 2>/dev/null || true' EXIT
+low_cg=""
+trap 'rm -rf "$out"; [ -z "$low_cg" ] || rmdir "$low_cg" 2>/dev/null || true' EXIT
 exec_flag=()
 if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -f %C:%U:%S:%e"); fi
 
@@ -35,25 +35,26 @@ if [ -n "${TEST_CPU:-}" ]; then exec_flag=(-exec "/usr/bin/time -a -o $out/cpu -
 CGO_ENABLED=0 $GO build -ldflags "-X main.commit=$(git rev-parse --short=12 HEAD)" -o "$out/kvgitops" ./cmd/kvgitops
 export KVGITOPS_TEST_BINARY="$out/kvgitops"
 
-# The low-priority cgroups go under the cgroup v1 cpu hierarchy, or v2's,
-# when this user may make them; removed at the end.
+# The low-priority cgroup, of CPU weight TEST_WEIGHT (cgroup v1 shares, of
+# the default 1024; scaled to v2's default 100), under the v1 cpu hierarchy
+# or v2's, when this user may make it; removed at the end.
 for root in /sys/fs/cgroup/cpu /sys/fs/cgroup; do
-  if [ -w "$root" ] && { [ -f "$root/cpu.shares" ] || grep -qw cpu "$root/cgroup.subtree_control" 2>/dev/null; }; then
-    cg_root=$root
+  if [ -f "$root/cpu.shares" ] || grep -qw cpu "$root/cgroup.subtree_control" 2>/dev/null; then
+    if mkdir "$root/kvgitops-test-$$" 2>/dev/null; then
+      low_cg="$root/kvgitops-test-$$"
+      w=${TEST_WEIGHT:-512}
+      echo "$w" >"$low_cg/cpu.shares" 2>/dev/null || echo $((w * 100 / 1024 + 1)) >"$low_cg/cpu.weight" 2>/dev/null || true
+    fi
     break
   fi
 done
 
-# low N W CMD...: CMD niced by N, in a cgroup of CPU weight W (v1 shares,
-# of the default 1024; scaled to v2's default 100).
+# low N CMD...: CMD niced by N, in the low-priority cgroup.
 low() {
-  local n=$1 w=$2 cg="$cg_root/kvgitops-test-$$-$2"
-  shift 2
+  local n=$1
+  shift
   (
-    if [ -n "$cg_root" ] && mkdir -p "$cg" 2>/dev/null; then
-      echo "$w" >"$cg/cpu.shares" 2>/dev/null || echo $((w * 100 / 1024 + 1)) >"$cg/cpu.weight" 2>/dev/null || true
-      echo "$BASHPID" >"$cg/cgroup.procs" 2>/dev/null || true
-    fi
+    if [ -n "$low_cg" ]; then echo "$BASHPID" >"$low_cg/cgroup.procs" 2>/dev/null || true; fi
     exec nice -n "$n" "$@"
   )
 }
@@ -62,7 +63,7 @@ pids=()
 # -v: a skipped lane shows (its tests' SKIP lines and TestMain's summary);
 # passing, only those lines are printed, failing, everything.
 # The lane a little above the other low-priority packages (niced less).
-low "${LANE_NICE:-5}" "${TEST_WEIGHT:-512}" $GO test "${exec_flag[@]}" -v -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
+low "${LANE_NICE:-5}" $GO test "${exec_flag[@]}" -v -count=1 -timeout 25m ./test/lane >"$out/lane" 2>&1 &
 pids+=($!)
 
 # The real node's package (a real cluster per test, KubeVirt's components
@@ -90,7 +91,7 @@ shard() {
     names=()
     for ((i = s; i < ${#tests[@]}; i += n)); do names+=("${tests[i]}"); done
     regex="^($(IFS='|'; echo "${names[*]}"))\$"
-    low "${TEST_NICE:-10}" "${TEST_WEIGHT:-512}" $GO test "${exec_flag[@]}" -count=1 -timeout 25m -run "$regex" "./$dir" >"$out/${dir//\//-}-$s" 2>&1 &
+    low "${TEST_NICE:-10}" $GO test "${exec_flag[@]}" -count=1 -timeout 25m -run "$regex" "./$dir" >"$out/${dir//\//-}-$s" 2>&1 &
     pids+=($!)
   done
 }
@@ -98,7 +99,7 @@ shard test/e2e "$SHARDS"
 
 # shellcheck disable=SC2046
 # The other packages, built with the realnode tag as test/cluster is.
-low "${TEST_NICE:-10}" "${TEST_WEIGHT:-512}" $GO test "${exec_flag[@]}" -tags realnode -count=1 -p "$P" -timeout 25m $($GO list -tags realnode ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/test/cluster$') >"$out/rest" 2>&1 &
+low "${TEST_NICE:-10}" $GO test "${exec_flag[@]}" -tags realnode -count=1 -p "$P" -timeout 25m $($GO list -tags realnode ./... | grep -v -e '/test/e2e$' -e '/test/lane$' -e '/test/cluster$') >"$out/rest" 2>&1 &
 pids+=($!)
 
 rc=0
